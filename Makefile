@@ -1,0 +1,44 @@
+# LegacyCoinTrader access layer. `make run` starts the stack, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast lint bench services clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+.env: | $(STAMP)
+	@$(PY) scripts/write_dev_env.py .env
+
+run: install .env
+	@$(PY) scripts/run_stack.py
+
+# Starts PostgreSQL and Redis if they are down; installs Chromium, nginx and wrk if missing.
+services:
+	@scripts/ensure_services.sh
+
+test: install services
+	@$(PY) -m pytest
+
+test-fast: install
+	@$(PY) -m pytest -m "not browser and not e2e"
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy shared services scripts
+
+bench: install services .env
+	@$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""LegacyCoinTrader access-layer services."""

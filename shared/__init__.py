@@ -1,0 +1,1 @@
+"""The contract every LegacyCoinTrader access-layer service shares."""

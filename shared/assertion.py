@@ -1,0 +1,184 @@
+"""The signed identity assertion the gateway forwards to downstream services.
+
+The gateway signs a short-lived EdDSA JWT naming the caller, with `aud` set to the
+service it is calling. Every downstream service verifies it with the gateway's public
+assertion key before trusting who is calling. Client-sent identity headers are never
+trusted; only this header, and only after verification.
+"""
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from shared.keys import key_id, load_private_key, load_public_key
+
+ASSERTION_HEADER = "x-identity-assertion"
+REQUEST_ID_HEADER = "x-request-id"
+ISSUER = "legacycointrader-gateway"
+TOKEN_TYPE = "lct-assertion+jwt"  # noqa: S105 - a JOSE `typ`, not a credential
+ALGORITHMS = ["EdDSA"]
+DEFAULT_TTL_SECONDS = 60
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "roles", "auth", "iat", "exp"]
+
+# Headers a client could use to claim an identity; the gateway drops them all and
+# downstream services ignore them.
+IDENTITY_HEADERS = frozenset(
+    {
+        ASSERTION_HEADER,
+        "x-user",
+        "x-username",
+        "x-user-id",
+        "x-user-roles",
+        "x-roles",
+        "x-auth-user",
+        "x-authenticated-user",
+        "x-forwarded-user",
+        "x-remote-user",
+        "remote-user",
+        "x-auth-method",
+        "x-service-token",
+    }
+)
+
+
+class InvalidAssertionError(Exception):
+    """The identity assertion is missing, malformed, expired or not for this service."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The verified caller a downstream service may trust."""
+
+    username: str
+    roles: tuple[str, ...]
+    auth_method: str
+    service: str
+    key_id: str | None = None
+    expires_at: float = 0.0
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+class AssertionSigner:
+    """Sign assertions for downstream services with the gateway's assertion key."""
+
+    def __init__(
+        self, private_key: str | Ed25519PrivateKey, ttl_seconds: int = DEFAULT_TTL_SECONDS
+    ):
+        self._key = load_private_key(private_key) if isinstance(private_key, str) else private_key
+        self._kid = key_id(self._key)
+        self.ttl_seconds = ttl_seconds
+
+    def sign(
+        self,
+        *,
+        username: str,
+        roles: Iterable[str],
+        auth_method: str,
+        service: str,
+        key_id: str | None = None,
+        now: float | None = None,
+    ) -> tuple[str, float]:
+        """Return a signed assertion and the time it expires."""
+        issued = int(now if now is not None else time.time())
+        expires = issued + self.ttl_seconds
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": service,
+            "sub": username,
+            "roles": list(roles),
+            "auth": auth_method,
+            "iat": issued,
+            "nbf": issued,
+            "exp": expires,
+        }
+        if key_id is not None:
+            claims["kid"] = key_id
+        token = jwt.encode(
+            claims, self._key, algorithm="EdDSA", headers={"kid": self._kid, "typ": TOKEN_TYPE}
+        )
+        return token, float(expires)
+
+
+class AssertionVerifier:
+    """Verify assertions addressed to one service; caches verified ones until they expire."""
+
+    def __init__(
+        self,
+        public_keys: Iterable[str | Ed25519PublicKey],
+        audience: str,
+        *,
+        leeway_seconds: int = 5,
+        cache_size: int = 4096,
+    ) -> None:
+        keys = [load_public_key(k) if isinstance(k, str) else k for k in public_keys]
+        if not keys:
+            raise ValueError("at least one gateway assertion public key is required")
+        self._keys = {key_id(k): k for k in keys}
+        self.audience = audience
+        self._leeway = leeway_seconds
+        self._cache: OrderedDict[str, Caller] = OrderedDict()
+        self._cache_size = cache_size
+
+    def verify(self, token: str | None, *, now: float | None = None) -> Caller:
+        """Return the caller named by a valid assertion, or raise `InvalidAssertionError`."""
+        if not token:
+            raise InvalidAssertionError("missing identity assertion")
+        current = time.time() if now is None else now
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached.expires_at + self._leeway > current:
+                return cached
+            self._cache.pop(token, None)
+        caller = self._decode(token)
+        if caller.expires_at + self._leeway <= current:
+            raise InvalidAssertionError("identity assertion expired")
+        self._cache[token] = caller
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return caller
+
+    def verify_headers(self, headers: Mapping[str, str]) -> Caller:
+        """Verify the assertion header of a request."""
+        return self.verify(headers.get(ASSERTION_HEADER))
+
+    def _decode(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidAssertionError("malformed identity assertion") from exc
+        if header.get("typ") != TOKEN_TYPE:
+            raise InvalidAssertionError("not an identity assertion")
+        key = self._keys.get(str(header.get("kid")))
+        if key is None:
+            raise InvalidAssertionError("identity assertion signed by an unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=ISSUER,
+                leeway=self._leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidAssertionError("identity assertion expired") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidAssertionError(f"invalid identity assertion: {exc}") from exc
+        roles = claims["roles"]
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise InvalidAssertionError("identity assertion roles must be a list of strings")
+        return Caller(
+            username=str(claims["sub"]),
+            roles=tuple(roles),
+            auth_method=str(claims["auth"]),
+            service=self.audience,
+            key_id=claims.get("kid"),
+            expires_at=float(claims["exp"]),
+            claims=claims,
+        )

@@ -1,0 +1,54 @@
+"""The JSON error body every service answers with, and the error codes of the spec."""
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """An error code of the public contract."""
+
+    INVALID_CREDENTIALS = "invalid_credentials"
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - an error code
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 - an error code
+    PASSWORD_EXPIRED = "password_expired"  # noqa: S105 - an error code
+    ACCOUNT_INACTIVE = "account_inactive"
+    FORBIDDEN = "forbidden"
+    NOT_AUTHENTICATED = "not_authenticated"
+    NOT_FOUND = "not_found"
+    UNKNOWN_SERVICE = "unknown_service"
+    CONFLICT = "conflict"
+    VALIDATION_ERROR = "validation_error"
+    WEAK_PASSWORD = "weak_password"  # noqa: S105 - an error code
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+# The status each code answers with unless a caller has a reason to choose another
+# (upstream_unavailable is 502 for a refused connection, 503 when nothing is configured).
+DEFAULT_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_CREDENTIALS: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.NOT_AUTHENTICATED: 401,
+    ErrorCode.PASSWORD_EXPIRED: 403,
+    ErrorCode.ACCOUNT_INACTIVE: 403,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.UNKNOWN_SERVICE: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.WEAK_PASSWORD: 422,
+    ErrorCode.TOO_MANY_ATTEMPTS: 429,
+    ErrorCode.UPSTREAM_UNAVAILABLE: 502,
+    ErrorCode.UPSTREAM_TIMEOUT: 504,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+
+def error_body(code: ErrorCode | str, message: str, **extra: Any) -> dict[str, Any]:
+    """Build `{"error": {"code", "message", ...}}`."""
+    return {"error": {"code": str(code), "message": message, **extra}}

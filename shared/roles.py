@@ -1,0 +1,81 @@
+"""Roles and the role-to-service map: the one place RBAC is defined."""
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Service(StrEnum):
+    """A downstream service routed through the gateway."""
+
+    PORTFOLIO = "portfolio"
+    TRADING = "trading"
+    MARKET = "market"
+    STRATEGY = "strategy"
+    TOKEN = "token"  # noqa: S105 - a service name, not a credential
+    EXECUTION = "execution"
+    MONITORING = "monitoring"
+
+
+class Role(StrEnum):
+    """A role a user may hold."""
+
+    PORTFOLIO = "portfolio"
+    TRADING = "trading"
+    MARKET = "market"
+    STRATEGY = "strategy"
+    TOKEN = "token"  # noqa: S105 - a role name, not a credential
+    EXECUTION = "execution"
+    MONITORING = "monitoring"
+    ADMIN = "admin"
+
+
+SERVICES: tuple[Service, ...] = tuple(Service)
+ROLES: tuple[Role, ...] = tuple(Role)
+
+# admin reaches every service and /admin/*; every other role reaches exactly its namesake.
+ROLE_SERVICES: dict[Role, frozenset[Service]] = {
+    **{Role(service.value): frozenset({service}) for service in Service},
+    Role.ADMIN: frozenset(Service),
+}
+
+
+class UnknownRoleError(ValueError):
+    """A role name outside the allowed set."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        allowed = ", ".join(ROLES)
+        super().__init__(f"unknown role {role!r}; allowed roles: {allowed}")
+
+
+def parse_roles(roles: Iterable[str]) -> list[Role]:
+    """Validate role names, dropping duplicates and keeping their first order."""
+    parsed: list[Role] = []
+    for name in roles:
+        key = name.strip().lower() if isinstance(name, str) else name
+        try:
+            role = Role(key)
+        except ValueError:
+            raise UnknownRoleError(str(name)) from None
+        if role not in parsed:
+            parsed.append(role)
+    return parsed
+
+
+def services_for(roles: Iterable[str]) -> list[Service]:
+    """Return the services the given roles reach, in the map's order."""
+    granted: set[Service] = set()
+    for name in roles:
+        if name in Role.__members__.values():
+            granted |= ROLE_SERVICES[Role(name)]
+    return [service for service in SERVICES if service in granted]
+
+
+def can_access(roles: Iterable[str], service: str) -> bool:
+    """Tell whether the roles grant the service."""
+    return service in services_for(roles)
+
+
+def is_admin(roles: Iterable[str]) -> bool:
+    """Tell whether the roles include admin."""
+    return Role.ADMIN in set(roles)
