@@ -1,0 +1,39 @@
+"""The secrets layer every service resolves secrets through.
+
+`SecretsManager.from_environment()` reads `SECRETS_PROVIDER` (`env`, `vault`/`hashicorp`,
+`aws`), the `VAULT_*` / `AWS_*` connection settings and `config/managed_secrets.yaml`.
+"""
+
+from shared.secrets.config import SecretsSettings
+from shared.secrets.errors import (
+    InvalidSecretError,
+    MissingSecretError,
+    RegistryError,
+    SecretsConfigError,
+    SecretsError,
+    SecretsUnavailableError,
+)
+from shared.secrets.manager import (
+    API_KEY_SECRET_PREFIX,
+    ResolvedSecret,
+    SecretsManager,
+    api_key_secret_name,
+)
+from shared.secrets.registry import Consumer, ManagedSecret, SecretRegistry
+
+__all__ = [
+    "API_KEY_SECRET_PREFIX",
+    "Consumer",
+    "InvalidSecretError",
+    "ManagedSecret",
+    "MissingSecretError",
+    "RegistryError",
+    "ResolvedSecret",
+    "SecretRegistry",
+    "SecretsConfigError",
+    "SecretsError",
+    "SecretsManager",
+    "SecretsSettings",
+    "SecretsUnavailableError",
+    "api_key_secret_name",
+]
