@@ -1,0 +1,90 @@
+"""`python -m shared.secrets check [--service S]` and `python -m shared.secrets get NAME`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from shared.secrets.errors import SecretsConfigError, SecretsError, SecretsUnavailableError
+from shared.secrets.manager import SecretsManager
+from shared.secrets.registry import Consumer, ManagedSecret
+
+EXIT_OK = 0
+EXIT_MISSING = 1
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.secrets",
+        description="Check or read the managed secrets of config/managed_secrets.yaml.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser(
+        "check", help="show where every managed secret resolves from (never its value)"
+    )
+    check.add_argument(
+        "--service",
+        choices=[consumer.value for consumer in Consumer],
+        help="only the secrets this service requires",
+    )
+    get = commands.add_parser("get", help="print one secret's value (for scripts)")
+    get.add_argument("name")
+    args = parser.parse_args(argv)
+
+    try:
+        manager = SecretsManager.from_environment()
+    except SecretsConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check":
+        return asyncio.run(_check(manager, args.service))
+    return asyncio.run(_get(manager, args.name))
+
+
+async def _check(manager: SecretsManager, service: str | None) -> int:
+    status = EXIT_OK
+    async with manager:
+        entries = (
+            manager.registry.required_by(service) if service is not None else list(manager.registry)
+        )
+        for entry in entries:
+            required = _required_text(entry)
+            try:
+                resolved = await manager.resolve(entry.name)
+            except SecretsUnavailableError as exc:
+                outcome = f"UNAVAILABLE ({exc})"
+                failed = True
+            except SecretsError as exc:
+                outcome = f"INVALID ({exc})"
+                failed = bool(entry.required_by)
+            else:
+                outcome = "MISSING" if resolved is None else f"resolved from {resolved.source}"
+                failed = resolved is None and bool(entry.required_by)
+            if failed:
+                status = EXIT_MISSING
+            print(f"{entry.name}: {required}: {outcome}")
+    return status
+
+
+async def _get(manager: SecretsManager, name: str) -> int:
+    async with manager:
+        try:
+            value = await manager.require(name)
+        except SecretsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_MISSING
+    print(value.get_secret_value())
+    return EXIT_OK
+
+
+def _required_text(entry: ManagedSecret) -> str:
+    if not entry.required_by:
+        return "optional"
+    return "required by " + ", ".join(entry.required_by)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
