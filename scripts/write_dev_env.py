@@ -1,5 +1,6 @@
 """Write a git-ignored `.env` of freshly generated development secrets, once."""
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -9,17 +10,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.keys import generate_private_key, load_private_key, public_key_text
 
 
+def generate_secrets() -> dict[str, str]:
+    """Return a fresh value for every managed secret a service requires (the `.env` form)."""
+    assertion_key = generate_private_key()
+    return {
+        "SESSION_SECRET_KEY": secrets.token_urlsafe(48),
+        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
+        "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
+        "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
+        "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(48),
+    }
+
+
 def render() -> str:
     """Return the contents of a new development `.env`."""
-    assertion_key = generate_private_key()
     lines = [
         "# Development secrets, generated once by `make run`. Never commit this file.",
         "SECRETS_PROVIDER=env",
-        f"SESSION_SECRET_KEY={secrets.token_urlsafe(48)}",
-        f"GATEWAY_JWT_PRIVATE_KEY={generate_private_key()}",
-        f"GATEWAY_ASSERTION_PRIVATE_KEY={assertion_key}",
-        f"GATEWAY_ASSERTION_PUBLIC_KEY={public_key_text(load_private_key(assertion_key))}",
-        f"IDENTITY_SERVICE_TOKEN={secrets.token_urlsafe(48)}",
+        *(f"{name}={value}" for name, value in generate_secrets().items()),
         "# The local stack speaks plain HTTP, so the session cookie cannot be Secure here.",
         "SECURITY__COOKIE_SECURE=false",
     ]
@@ -31,8 +39,10 @@ def main(path: str) -> None:
     target = Path(path)
     if target.exists():
         return
-    target.write_text(render())
-    target.chmod(0o600)
+    # Created 0600 in one step, so the secrets are never readable by others, not even briefly.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(render())
     print(f"wrote {target} with freshly generated development secrets (git-ignored)")
 
 
