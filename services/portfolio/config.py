@@ -1,0 +1,38 @@
+"""Settings of the portfolio service, read from `PORTFOLIO_*` environment variables."""
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATABASE_PATH = REPO_ROOT / "var" / "portfolio.db"
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_PATH}"
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class PortfolioSettings(BaseSettings):
+    """Where the identity store lives and the rules it enforces."""
+
+    model_config = SettingsConfigDict(env_prefix="PORTFOLIO_", extra="ignore", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    database_connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+
+    # 0 turns expiry off.
+    password_rotation_days: Annotated[int, Field(ge=0)] = 90
+    password_min_length: Annotated[int, Field(ge=12)] = 12
+    password_max_length: Annotated[int, Field(ge=128, le=4096)] = 1024
+
+    # Argon2id cost; argon2-cffi's defaults (RFC 9106 low-memory profile). Tests lower them.
+    argon2_time_cost: PositiveInt = 3
+    argon2_memory_cost: Annotated[int, Field(ge=8)] = 65536  # KiB
+    argon2_parallelism: PositiveInt = 4
+
+    # After `threshold` consecutive failures an account is refused for base * 2**(n - threshold)
+    # seconds, capped, so a victim of a guessing attack waits minutes, never forever.
+    login_throttle_threshold: PositiveInt = 5
+    login_throttle_base_seconds: Annotated[float, Field(gt=0)] = 30.0
+    login_throttle_max_seconds: Annotated[float, Field(gt=0)] = 900.0

@@ -1,0 +1,363 @@
+"""The identity store's rules: users, passwords, roles, API keys and the login throttle."""
+
+import hmac
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from services.portfolio import apikeys, store
+from services.portfolio.config import PortfolioSettings
+from services.portfolio.errors import (
+    AccountInactiveError,
+    ApiKeyInUseError,
+    InvalidCredentialsError,
+    InvalidInputError,
+    PasswordExpiredError,
+    TooManyAttemptsError,
+    UserExistsError,
+    UserNotFoundError,
+)
+from services.portfolio.models import UserAccount
+from services.portfolio.passwords import PasswordHasher, check_password_policy
+from services.portfolio.schemas import ApiKeyRotation, User
+from services.portfolio.throttle import Throttle, UnknownNameThrottle
+from shared.roles import UnknownRoleError, parse_roles
+from shared.secrets import SecretsManager
+
+logger = logging.getLogger("services.portfolio.identity")
+
+Clock = Callable[[], datetime]
+
+USERNAME_PATTERN = re.compile(r"[a-z0-9._@-]{3,64}")
+NEW_API_KEY_SECRET = "PORTFOLIO_NEW_API_KEY"  # noqa: S105 - a secret's name
+
+
+def utcnow() -> datetime:
+    """Return the current time in UTC."""
+    return datetime.now(UTC)
+
+
+def normalize_username(username: str) -> str:
+    """Return the canonical form of a username, or raise `InvalidInputError`."""
+    if not isinstance(username, str):
+        raise InvalidInputError("the username must be a string")
+    name = unicodedata.normalize("NFKC", username.strip()).lower()
+    if not USERNAME_PATTERN.fullmatch(name):
+        raise InvalidInputError(
+            "the username must be 3 to 64 characters of a-z, 0-9, '.', '_', '@' and '-'"
+        )
+    return name
+
+
+def _roles(roles: Iterable[str]) -> list[str]:
+    if isinstance(roles, str):
+        raise InvalidInputError("roles must be a list of role names, not one string")
+    try:
+        return [str(role) for role in parse_roles(roles)]
+    except UnknownRoleError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
+class IdentityService:
+    """Users and their credentials, over one database."""
+
+    def __init__(
+        self,
+        database: store.Database,
+        settings: PortfolioSettings,
+        *,
+        secrets_manager: SecretsManager | None = None,
+        clock: Clock = utcnow,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self._secrets = secrets_manager
+        self._clock = clock
+        self._hasher = hasher or PasswordHasher(settings)
+        self._throttle = Throttle.from_settings(settings)
+        self._unknown = UnknownNameThrottle(self._throttle)
+
+    async def create_user(
+        self,
+        username: str,
+        password: str,
+        roles: Iterable[str] = (),
+        *,
+        must_change_password: bool = False,
+    ) -> User:
+        """Create a user with an Argon2id-hashed password."""
+        name = normalize_username(username)
+        role_names = _roles(roles)
+        check_password_policy(password, self.settings)
+        password_hash = await self._hasher.hash(password)
+        now = self._clock()
+        account = UserAccount(
+            username=name,
+            password_hash=password_hash,
+            roles=role_names,
+            is_active=True,
+            must_change_password=must_change_password,
+            created_at=now,
+            updated_at=now,
+            last_login_at=None,
+            password_changed_at=now,
+            api_key_hash=None,
+            api_key_id=None,
+            api_key_last_rotated_at=None,
+            failed_login_count=0,
+            throttled_until=None,
+        )
+        try:
+            async with self.database.sessions.begin() as session:
+                await store.add_user(session, account)
+        except IntegrityError:
+            raise UserExistsError(name) from None
+        logger.info("created user %s with roles %s", name, role_names)
+        return self._user(account)
+
+    async def authenticate(self, username: str, password: str) -> User:
+        """Check a password; refuse inactive accounts and expired passwords after it checks out."""
+        account = await self._check_password(username, password)
+        if not account.is_active:
+            raise AccountInactiveError()
+        if self._password_expired(account):
+            raise PasswordExpiredError()
+        now = self._clock()
+        async with self.database.sessions.begin() as session:
+            updated = await store.update_user(session, account.username, last_login_at=now)
+        return self._user(updated or account)
+
+    async def rotate_password(
+        self, username: str, current_password: str, new_password: str
+    ) -> User:
+        """Replace a password after checking the current one; works on an expired password."""
+        check_password_policy(new_password, self.settings, current=current_password)
+        account = await self._check_password(username, current_password)
+        if not account.is_active:
+            raise AccountInactiveError()
+        password_hash = await self._hasher.hash(new_password)
+        now = self._clock()
+        async with self.database.sessions.begin() as session:
+            updated = await store.update_user(
+                session,
+                account.username,
+                password_hash=password_hash,
+                password_changed_at=now,
+                must_change_password=False,
+                updated_at=now,
+            )
+        if updated is None:
+            raise InvalidCredentialsError()
+        logger.info("rotated the password of %s", account.username)
+        return self._user(updated)
+
+    async def rotate_api_key(self, username: str, new_api_key: str | None = None) -> ApiKeyRotation:
+        """Give a user a new API key (argument, else the secrets layer, else a random one)."""
+        name = normalize_username(username)
+        async with self._secrets_session() as manager:
+            api_key, generated = await self._next_api_key(new_api_key, manager)
+            apikeys.check(api_key)
+            key_hash = apikeys.digest(api_key)
+            now = self._clock()
+            async with self.database.sessions() as session:
+                holder = await store.get_user_by_api_key_hash(session, key_hash)
+                if await store.get_user(session, name) is None:
+                    raise UserNotFoundError(name)
+            if holder is not None:
+                whose = "this user's current key" if holder.username == name else "in use"
+                raise ApiKeyInUseError(f"that API key is {whose}; supply a new one")
+            try:
+                async with self.database.sessions.begin() as session:
+                    updated = await store.update_user(
+                        session,
+                        name,
+                        api_key_hash=key_hash,
+                        api_key_id=apikeys.key_id(key_hash),
+                        api_key_last_rotated_at=now,
+                        updated_at=now,
+                    )
+            except IntegrityError:
+                raise ApiKeyInUseError("that API key is in use; supply a new one") from None
+            if updated is None:
+                raise UserNotFoundError(name)
+            stored_at = await self._write_back(manager, name, api_key)
+        user = self._user(updated)
+        logger.info("rotated the API key of %s (key id %s)", name, user.api_key_id)
+        if generated and stored_at is None:
+            logger.warning(
+                "the new API key of %s was generated and no managed secrets store is "
+                "configured; it is returned once in the result and stored nowhere else",
+                name,
+            )
+        return ApiKeyRotation(user=user, api_key=api_key, stored_at=stored_at, generated=generated)
+
+    async def verify_api_key(self, api_key: str) -> User:
+        """Return the active user holding this API key."""
+        if not apikeys.has_valid_form(api_key):
+            raise InvalidCredentialsError("invalid API key")
+        key_hash = apikeys.digest(api_key)
+        async with self.database.sessions() as session:
+            account = await store.get_user_by_api_key_hash(session, key_hash)
+        # The index found the row; compare in constant time anyway so a lookup that
+        # matched loosely (collation, padding) can never pass.
+        if account is None or not hmac.compare_digest(account.api_key_hash or "", key_hash):
+            raise InvalidCredentialsError("invalid API key")
+        if not account.is_active:
+            raise AccountInactiveError()
+        return self._user(account)
+
+    async def get_user(self, username: str) -> User:
+        """Return one user."""
+        name = normalize_username(username)
+        async with self.database.sessions() as session:
+            account = await store.get_user(session, name)
+        if account is None:
+            raise UserNotFoundError(name)
+        return self._user(account)
+
+    async def list_users(self) -> list[User]:
+        """Return every user, by username."""
+        async with self.database.sessions() as session:
+            accounts = await store.list_users(session)
+        return [self._user(account) for account in accounts]
+
+    async def deactivate_user(self, username: str) -> User:
+        """Deactivate a user: no login, no API key, from now on."""
+        return await self._update(username, is_active=False)
+
+    async def set_roles(self, username: str, roles: Iterable[str]) -> User:
+        """Replace a user's roles."""
+        return await self._update(username, roles=_roles(roles))
+
+    async def _update(self, username: str, **values: object) -> User:
+        name = normalize_username(username)
+        async with self.database.sessions.begin() as session:
+            updated = await store.update_user(session, name, updated_at=self._clock(), **values)
+        if updated is None:
+            raise UserNotFoundError(name)
+        logger.info("updated %s of %s", ", ".join(sorted(values)), name)
+        return self._user(updated)
+
+    async def _check_password(self, username: str, password: str) -> UserAccount:
+        """Return the account if the password matches; count and throttle failures."""
+        try:
+            name = normalize_username(username)
+        except InvalidInputError:
+            await self._hasher.verify_dummy(password)
+            raise InvalidCredentialsError() from None
+        now = self._clock()
+        async with self.database.sessions() as session:
+            account = await store.get_user(session, name)
+        throttled_until = (
+            account.throttled_until if account else self._unknown.throttled_until(name)
+        )
+        if throttled_until is not None and now < throttled_until:
+            # The password is not even checked while the account is throttled.
+            raise TooManyAttemptsError((throttled_until - now).total_seconds())
+        if account is None:
+            # Always run the hasher so timing does not reveal whether the user exists.
+            await self._hasher.verify_dummy(password)
+            self._unknown.count_failure(name, now)
+            raise InvalidCredentialsError()
+        valid, new_hash = await self._hasher.verify(password, account.password_hash)
+        if not valid:
+            await self._count_failure(account.username, now)
+            raise InvalidCredentialsError()
+        if new_hash is not None or account.failed_login_count or account.throttled_until:
+            values: dict[str, object] = {"failed_login_count": 0, "throttled_until": None}
+            if new_hash is not None:
+                # A legacy bcrypt hash (or weaker Argon2 parameters): upgrade it now
+                # that we hold the password.
+                values["password_hash"] = new_hash
+            async with self.database.sessions.begin() as session:
+                account = await store.update_user(session, account.username, **values) or account
+        return account
+
+    async def _count_failure(self, username: str, now: datetime) -> None:
+        async with self.database.sessions.begin() as session:
+            failures = await store.count_failed_login(session, username)
+            delay = self._throttle.delay(failures)
+            if delay is not None:
+                await store.update_user(session, username, throttled_until=now + delay)
+                logger.warning(
+                    "%d consecutive failed logins for %s; refusing it for %s",
+                    failures,
+                    username,
+                    delay,
+                )
+
+    def _password_expired(self, account: UserAccount) -> bool:
+        expires_at = self._password_expires_at(account)
+        return expires_at is not None and self._clock() >= expires_at
+
+    def _password_expires_at(self, account: UserAccount) -> datetime | None:
+        if account.must_change_password:
+            return account.password_changed_at
+        days = self.settings.password_rotation_days
+        if days == 0:
+            return None
+        return account.password_changed_at + timedelta(days=days)
+
+    def _user(self, account: UserAccount) -> User:
+        return User(
+            username=account.username,
+            roles=list(account.roles),
+            is_active=account.is_active,
+            must_change_password=account.must_change_password,
+            created_at=account.created_at,
+            updated_at=account.updated_at,
+            last_login_at=account.last_login_at,
+            password_changed_at=account.password_changed_at,
+            password_expires_at=self._password_expires_at(account),
+            api_key_id=account.api_key_id,
+            api_key_last_rotated_at=account.api_key_last_rotated_at,
+        )
+
+    async def _next_api_key(
+        self, explicit: str | None, manager: SecretsManager
+    ) -> tuple[str, bool]:
+        if explicit is not None:
+            return explicit, False
+        supplied = await manager.get(NEW_API_KEY_SECRET)
+        if supplied is not None:
+            return supplied.get_secret_value(), False
+        return apikeys.generate(), True
+
+    async def _write_back(self, manager: SecretsManager, username: str, api_key: str) -> str | None:
+        try:
+            return await manager.write_api_key(username, api_key)
+        except Exception as exc:
+            # The database already holds the new key; losing the only clear copy by
+            # raising here would be worse than reporting where it could not be written.
+            logger.warning(
+                "could not write the new API key of %s back to the secrets store: %s",
+                username,
+                type(exc).__name__,
+            )
+            return None
+
+    def _secrets_session(self) -> "_SecretsSession":
+        return _SecretsSession(self._secrets)
+
+
+class _SecretsSession:
+    """The service's secrets manager, or one opened for a single call and closed after."""
+
+    def __init__(self, manager: SecretsManager | None) -> None:
+        self._given = manager
+        self._opened: SecretsManager | None = None
+
+    async def __aenter__(self) -> SecretsManager:
+        if self._given is not None:
+            return self._given
+        self._opened = SecretsManager.from_environment()
+        return self._opened
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._opened is not None:
+            await self._opened.aclose()

@@ -1,0 +1,194 @@
+"""The identity store's database access: the engine, and one small function per query."""
+
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event, select, text, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from services.portfolio import migrations
+from services.portfolio.config import DEFAULT_DATABASE_URL, PortfolioSettings
+from services.portfolio.errors import ConfigurationError, DatabaseUnavailableError
+from services.portfolio.models import UserAccount
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+def describe_database(url: URL) -> str:
+    """Name a database for messages: path, or host and database name, never a password."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite database {url.database or ':memory:'}"
+    host = url.host or "localhost"
+    port = f":{url.port}" if url.port else ""
+    return f"PostgreSQL database {url.database!r} at {host}{port}"
+
+
+def _parse_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigurationError(
+            "PORTFOLIO_DATABASE_URL is not a database URL; expected sqlite+aiosqlite:///<path> "
+            "or postgresql+asyncpg://user@host/db"
+        ) from None
+    if url.drivername not in SUPPORTED_DRIVERS:
+        raise ConfigurationError(
+            f"PORTFOLIO_DATABASE_URL uses driver {url.drivername!r}; supported: "
+            + ", ".join(SUPPORTED_DRIVERS)
+        )
+    return url
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def create_engine(settings: PortfolioSettings) -> AsyncEngine:
+    """Build the engine for the configured database (no connection is made yet)."""
+    url = _parse_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        if settings.database_url == DEFAULT_DATABASE_URL and url.database:
+            # The embedded default lives under the repository's git-ignored var/.
+            _ensure_directory(url.database)
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        return engine
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={"timeout": settings.database_connect_timeout},
+    )
+
+
+def _ensure_directory(path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The engine and session factory of one database."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    description: str
+
+    @classmethod
+    async def open(cls, settings: PortfolioSettings, *, migrate: bool = True) -> "Database":
+        """Connect, apply pending migrations, or raise `DatabaseUnavailableError`."""
+        engine = create_engine(settings)
+        database = cls(
+            engine=engine,
+            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            description=describe_database(engine.url),
+        )
+        try:
+            await database.ping()
+            if migrate:
+                await database.guard(migrations.upgrade(engine))
+        except BaseException:
+            await engine.dispose()
+            raise
+        return database
+
+    async def ping(self) -> None:
+        """Run a trivial query, or raise `DatabaseUnavailableError`."""
+
+        async def select_one() -> None:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        await self.guard(select_one())
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """Await `work`, turning a connection failure into `DatabaseUnavailableError`."""
+        try:
+            return await work
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise self.unavailable(exc) from None
+            raise
+
+    def unavailable(self, exc: BaseException) -> DatabaseUnavailableError:
+        """Describe a connection failure without the URL's password."""
+        return DatabaseUnavailableError(f"cannot reach the {self.description} ({_reason(exc)})")
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Tell whether an exception means the database could not be reached or used."""
+    return isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError)
+
+
+def _reason(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    detail = str(original).splitlines()[0] if str(original) else ""
+    name = type(original).__name__
+    return f"{name}: {detail}" if detail else name
+
+
+async def get_user(session: AsyncSession, username: str) -> UserAccount | None:
+    """Return the account named `username`."""
+    result = await session.scalars(select(UserAccount).where(UserAccount.username == username))
+    return result.one_or_none()
+
+
+async def get_user_by_api_key_hash(session: AsyncSession, key_hash: str) -> UserAccount | None:
+    """Return the account holding the API key with this hash (one indexed lookup)."""
+    result = await session.scalars(select(UserAccount).where(UserAccount.api_key_hash == key_hash))
+    return result.one_or_none()
+
+
+async def list_users(session: AsyncSession) -> Sequence[UserAccount]:
+    """Return every account, by username."""
+    result = await session.scalars(select(UserAccount).order_by(UserAccount.username))
+    return result.all()
+
+
+async def add_user(session: AsyncSession, account: UserAccount) -> UserAccount:
+    """Insert an account; a duplicate username raises `IntegrityError` at flush."""
+    session.add(account)
+    await session.flush()
+    return account
+
+
+async def update_user(session: AsyncSession, username: str, **values: Any) -> UserAccount | None:
+    """Set columns of one account and return it as stored, or None if there is none."""
+    result = await session.scalars(
+        update(UserAccount)
+        .where(UserAccount.username == username)
+        .values(**values)
+        .returning(UserAccount)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    return result.one_or_none()
+
+
+async def count_failed_login(session: AsyncSession, username: str) -> int:
+    """Add one to the account's consecutive failures atomically and return the new count."""
+    result = await session.execute(
+        update(UserAccount)
+        .where(UserAccount.username == username)
+        .values(failed_login_count=UserAccount.failed_login_count + 1)
+        .returning(UserAccount.failed_login_count)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar_one_or_none() or 0
