@@ -89,6 +89,8 @@ class SecretRegistry:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise RegistryError(f"{file}: not valid YAML: {_yaml_problem(exc)}") from None
+        if not isinstance(raw, dict):
+            raise RegistryError(f"{file}: top level must be a mapping with a `secrets:` list")
         try:
             parsed = _RegistryFile.model_validate(raw)
         except ValidationError as exc:
