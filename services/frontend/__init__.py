@@ -1,0 +1,1 @@
+"""Browser sessions: the frontend that talks only to the gateway."""

@@ -1,0 +1,169 @@
+"""Wiring of the frontend: lifespan, middleware, routes, error handlers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.frontend.config import Settings, check_session_secret, load_session_secret
+from services.frontend.errors import (
+    FrontendError,
+    LoginRequiredError,
+    PageNotFoundError,
+    SessionExpiredError,
+    status_of,
+)
+from services.frontend.gateway import Gateway
+from services.frontend.middleware import OneLineStartupFailure, SecurityHeaders
+from services.frontend.pages import (
+    STATIC_DIR,
+    build_templates,
+    clear_session_cookie,
+    redirect,
+    render,
+)
+from services.frontend.routes import router
+from services.frontend.sessions import (
+    COOKIE_NAME,
+    SECURE_COOKIE_NAME,
+    CookieSigner,
+    MemorySessionStore,
+    SessionStore,
+)
+from shared.errors import ErrorCode, error_body
+
+HTTP_CODES = {405: "method_not_allowed", 500: ErrorCode.INTERNAL_ERROR}
+
+
+def wants_json(request: Request) -> bool:
+    """Tell a page's own background request (JSON) from a page load (HTML)."""
+    accept = request.headers.get("accept", "")
+    return request.url.path.startswith("/session/") or (
+        "application/json" in accept and "text/html" not in accept
+    )
+
+
+async def session_error(request: Request, exc: Exception) -> Response:
+    """End the session (if any) and send the browser to the login page."""
+    assert isinstance(exc, LoginRequiredError | SessionExpiredError)
+    session_id = getattr(request.state, "session_id", None)
+    if session_id is not None:
+        await request.app.state.sessions.delete(session_id)
+    expired = isinstance(exc, SessionExpiredError)
+    login_url = "/login?expired=1" if expired else "/login"
+    response: Response
+    if wants_json(request):
+        response = JSONResponse(
+            error_body(exc.code, exc.message, login_url=login_url), status_code=401
+        )
+    else:
+        response = redirect(login_url)
+    clear_session_cookie(response, request)
+    return response
+
+
+async def frontend_error(request: Request, exc: Exception) -> Response:
+    """Answer a frontend or gateway error as JSON or as an error page."""
+    assert isinstance(exc, FrontendError)
+    status = status_of(exc)
+    if wants_json(request):
+        return JSONResponse(error_body(exc.code, exc.message), status_code=status)
+    session = None
+    session_id = getattr(request.state, "session_id", None)
+    if session_id is not None:
+        session = await request.app.state.sessions.get(session_id)
+    return await render(
+        request,
+        "error.html",
+        session=session,
+        status_code=status,
+        status=status,
+        code=exc.code,
+        message=exc.message,
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Answer unknown paths and wrong methods in the common error shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return await frontend_error(request, PageNotFoundError())
+    code = HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    """Name the field that was wrong, never echo the input."""
+    assert isinstance(exc, RequestValidationError)
+    fields = ", ".join(".".join(str(p) for p in err["loc"][1:]) for err in exc.errors())
+    return JSONResponse(
+        error_body(ErrorCode.VALIDATION_ERROR, f"invalid or missing: {fields}"), status_code=422
+    )
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Answer a bug with the common error shape; the traceback goes to the log only."""
+    return JSONResponse(
+        error_body(ErrorCode.INTERNAL_ERROR, "the frontend hit an unexpected error"),
+        status_code=500,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    session_secret: SecretStr | None = None,
+    session_store: SessionStore | None = None,
+) -> FastAPI:
+    """Build the frontend; without `session_secret` it comes from the secrets layer."""
+    settings = settings or Settings()
+    if session_secret is not None:
+        check_session_secret(session_secret)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secret = session_secret or await load_session_secret()
+        app.state.cookie_signer = CookieSigner(secret)
+        async with httpx.AsyncClient(
+            base_url=str(settings.gateway_url), timeout=settings.gateway_timeout_seconds
+        ) as client:
+            app.state.gateway = Gateway(client)
+            yield
+
+    app = FastAPI(
+        title="LegacyCoinTrader frontend",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.templates = build_templates()
+    app.state.sessions = session_store or MemorySessionStore(
+        idle_timeout=settings.security.session_timeout,
+        lifetime=settings.security.session_lifetime,
+        max_sessions=settings.security.max_sessions,
+    )
+    app.state.cookie_name = SECURE_COOKIE_NAME if settings.security.cookie_secure else COOKIE_NAME
+    app.add_middleware(SecurityHeaders, hsts=settings.security.cookie_secure)
+    app.add_middleware(OneLineStartupFailure)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(router)
+    app.add_exception_handler(LoginRequiredError, session_error)
+    app.add_exception_handler(SessionExpiredError, session_error)
+    app.add_exception_handler(FrontendError, frontend_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, internal_error)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,60 @@
+"""Frontend settings: session timeouts, cookie flags, where the gateway is."""
+
+import os
+
+from pydantic import AnyHttpUrl, BaseModel, PositiveFloat, PositiveInt, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.frontend.errors import StartupRefusedError
+
+SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105 - the name, not the value
+SESSION_SECRET_ALIASES = ("FLASK_SECRET_KEY", "FRONTEND_SESSION_SECRET")
+MIN_SECRET_BYTES = 32
+
+
+class SecuritySettings(BaseModel):
+    """`SECURITY__*`: how long a browser session may live and how its cookie is flagged."""
+
+    # Idle seconds after which the session is gone (the guide's SECURITY__SESSION_TIMEOUT).
+    session_timeout: PositiveInt = 1800
+    # Absolute seconds after login after which the session is gone, however busy.
+    session_lifetime: PositiveInt = 43200
+    # Only a local run over plain HTTP turns this off (the generated `.env` does).
+    cookie_secure: bool = True
+    # Upper bound on sessions held by one process; the least recently used go first.
+    max_sessions: PositiveInt = 10000
+
+
+class Settings(BaseSettings):
+    """Settings of the frontend process."""
+
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore")
+
+    security: SecuritySettings = SecuritySettings()
+    gateway_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
+    gateway_timeout_seconds: PositiveFloat = 10.0
+    # How often the pages' own script asks whether the session is still alive.
+    status_poll_seconds: PositiveInt = 60
+
+
+def check_session_secret(secret: SecretStr) -> SecretStr:
+    """Refuse a session secret shorter than 32 bytes."""
+    if len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+        raise StartupRefusedError(
+            f"{SESSION_SECRET_NAME} is shorter than {MIN_SECRET_BYTES} bytes; "
+            "provision at least 32 random bytes in the secrets store"
+        )
+    return secret
+
+
+async def load_session_secret() -> SecretStr:
+    """Resolve the session secret (or an alias) from the environment, or refuse to start."""
+    for name in (SESSION_SECRET_NAME, *SESSION_SECRET_ALIASES):
+        value = os.environ.get(name)
+        if value:
+            return check_session_secret(SecretStr(value))
+    aliases = ", ".join(SESSION_SECRET_ALIASES)
+    raise StartupRefusedError(
+        f"{SESSION_SECRET_NAME} is not set (aliases: {aliases}; secrets provider: env); "
+        "the frontend will not start without it"
+    )

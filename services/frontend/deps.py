@@ -1,0 +1,94 @@
+"""Dependency aliases: route signatures name what they need, not how it is found."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.templating import Jinja2Templates
+
+from services.frontend.config import Settings
+from services.frontend.errors import CsrfError, LoginRequiredError, SessionExpiredError
+from services.frontend.gateway import Gateway
+from services.frontend.sessions import CookieSigner, Session, SessionStore, csrf_matches
+
+
+def get_settings(request: Request) -> Settings:
+    """Return the settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> SessionStore:
+    """Return the session store."""
+    store: SessionStore = request.app.state.sessions
+    return store
+
+
+def get_gateway(request: Request) -> Gateway:
+    """Return the gateway client opened by the lifespan."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def get_templates(request: Request) -> Jinja2Templates:
+    """Return the page templates."""
+    templates: Jinja2Templates = request.app.state.templates
+    return templates
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[SessionStore, Depends(get_store)]
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
+
+
+async def optional_session(request: Request, store: StoreDep) -> Session | None:
+    """Return the browser's live session, if its cookie is genuine and the session lives."""
+    signer: CookieSigner = request.app.state.cookie_signer
+    value = request.cookies.get(request.app.state.cookie_name)
+    session_id = signer.unsign(value) if value else None
+    # Remembered so an error handler can destroy the session and tell "expired" from "never".
+    request.state.session_id = session_id
+    if session_id is None:
+        return None
+    session = await store.get(session_id)
+    request.state.session_gone = session is None
+    return session
+
+
+OptionalSession = Annotated[Session | None, Depends(optional_session)]
+
+
+def _signed_in(request: Request, session: Session | None) -> Session:
+    if session is not None and session.is_authenticated:
+        return session
+    if getattr(request.state, "session_gone", False):
+        raise SessionExpiredError()
+    raise LoginRequiredError()
+
+
+async def page_session(request: Request, session: OptionalSession, store: StoreDep) -> Session:
+    """Return the signed-in session of a page load, counting it as activity."""
+    signed_in = _signed_in(request, session)
+    await store.save(signed_in, touch=True)
+    return signed_in
+
+
+async def background_session(request: Request, session: OptionalSession) -> Session:
+    """Return the signed-in session of the page's own polling, which is not activity."""
+    return _signed_in(request, session)
+
+
+async def form_session(request: Request, session: OptionalSession, store: StoreDep) -> Session:
+    """Return the signed-in session of a form post whose CSRF token matches."""
+    signed_in = _signed_in(request, session)
+    form = await request.form()
+    token = form.get("csrf_token")
+    if not csrf_matches(signed_in, token if isinstance(token, str) else None):
+        raise CsrfError()
+    await store.save(signed_in, touch=True)
+    return signed_in
+
+
+PageSession = Annotated[Session, Depends(page_session)]
+BackgroundSession = Annotated[Session, Depends(background_session)]
+FormSession = Annotated[Session, Depends(form_session)]

@@ -1,0 +1,198 @@
+"""The frontend's only upstream: the API gateway, through one shared HTTP client."""
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from services.frontend.errors import (
+    GatewayError,
+    GatewayTimeoutError,
+    GatewayUnavailableError,
+    SessionExpiredError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """A gateway JWT and when it stops working."""
+
+    access_token: str
+    expires_at: float
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the gateway says the token belongs to (`GET /auth/me`)."""
+
+    username: str
+    roles: tuple[str, ...]
+    services: tuple[str, ...]
+    auth_method: str
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a downstream service answered through the gateway, error or not."""
+
+    status: int
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether the service answered 2xx."""
+        return 200 <= self.status < 300
+
+    @property
+    def error_message(self) -> str:
+        """Return the message of an error body, or a generic line."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        return f"the gateway answered HTTP {self.status}"
+
+
+def epoch(value: object) -> float | None:
+    """Read a timestamp the gateway sent as epoch seconds or ISO 8601."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _error(response: httpx.Response) -> GatewayError:
+    body = _body(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return GatewayError(
+            response.status_code,
+            "upstream_error",
+            f"the gateway answered HTTP {response.status_code}",
+        )
+    extra = {k: v for k, v in error.items() if k not in {"code", "message"}}
+    return GatewayError(
+        response.status_code,
+        str(error.get("code", "upstream_error")),
+        str(error.get("message", "")),
+        extra,
+    )
+
+
+class Gateway:
+    """Calls to the gateway; any 401 on a call made with a session token expires the session."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def _send(
+        self, method: str, path: str, *, token: str | None = None, json: Any = None
+    ) -> httpx.Response:
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            response = await self._client.request(method, path, headers=headers, json=json)
+        except httpx.TimeoutException as exc:
+            raise GatewayTimeoutError() from exc
+        except httpx.TransportError as exc:
+            raise GatewayUnavailableError() from exc
+        if response.status_code == 401 and token is not None:
+            raise SessionExpiredError()
+        return response
+
+    async def _call(
+        self, method: str, path: str, *, token: str | None = None, json: Any = None
+    ) -> Any:
+        response = await self._send(method, path, token=token, json=json)
+        if response.is_error:
+            raise _error(response)
+        return _body(response)
+
+    async def login(self, username: str, password: str) -> TokenGrant:
+        """Exchange a password for a gateway token."""
+        body = await self._call(
+            "POST", "/auth/token", json={"username": username, "password": password}
+        )
+        expires_at = epoch(body.get("expires_at"))
+        if expires_at is None:
+            expires_at = time.time() + float(body.get("expires_in", 0))
+        return TokenGrant(
+            access_token=str(body["access_token"]),
+            expires_at=expires_at,
+            roles=tuple(body.get("roles", ())),
+        )
+
+    async def logout(self, token: str) -> None:
+        """Revoke the token at the gateway."""
+        await self._call("POST", "/auth/logout", token=token)
+
+    async def me(self, token: str) -> Identity:
+        """Ask the gateway who the token belongs to and what it may reach."""
+        body = await self._call("GET", "/auth/me", token=token)
+        return Identity(
+            username=str(body["username"]),
+            roles=tuple(body.get("roles", ())),
+            services=tuple(body.get("services", ())),
+            auth_method=str(body.get("auth_method", "password")),
+            expires_at=epoch(body.get("expires_at")),
+        )
+
+    async def rotate_password(self, username: str, current: str, new: str) -> None:
+        """Replace a password, expired or not."""
+        await self._call(
+            "POST",
+            "/auth/password/rotate",
+            json={"username": username, "current_password": current, "new_password": new},
+        )
+
+    async def service(self, token: str, service: str, path: str, method: str = "GET") -> Reply:
+        """Call a downstream service through the gateway and keep its answer, error or not."""
+        response = await self._send(
+            method, f"/api/{quote(service, safe='')}/{path.lstrip('/')}", token=token
+        )
+        return Reply(response.status_code, _body(response))
+
+    async def users(self, token: str) -> list[dict[str, Any]]:
+        """Return the audit snapshot of every user (admin)."""
+        body = await self._call("GET", "/admin/users", token=token)
+        users = body.get("users", []) if isinstance(body, dict) else body
+        return [user for user in users if isinstance(user, dict)]
+
+    async def deactivate_user(self, token: str, username: str) -> dict[str, Any]:
+        """Deactivate a user (admin)."""
+        body = await self._call(
+            "POST", f"/admin/users/{quote(username, safe='')}/deactivate", token=token
+        )
+        return dict(body.get("user", body))
+
+    async def set_roles(self, token: str, username: str, roles: list[str]) -> dict[str, Any]:
+        """Replace a user's roles (admin)."""
+        body = await self._call(
+            "PUT",
+            f"/admin/users/{quote(username, safe='')}/roles",
+            token=token,
+            json={"roles": roles},
+        )
+        return dict(body.get("user", body))
+
+    async def api_key_usage(self, token: str) -> Any:
+        """Return the gateway's in-memory API key usage (admin)."""
+        return await self._call("GET", "/admin/api-keys/usage", token=token)

@@ -1,0 +1,276 @@
+"""Signing in and out: login, expired-password rotation, logout."""
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from services.frontend.deps import (
+    GatewayDep,
+    OptionalSession,
+    StoreDep,
+)
+from services.frontend.errors import (
+    CsrfError,
+    FrontendError,
+    GatewayError,
+    SessionExpiredError,
+)
+from services.frontend.gateway import Gateway, TokenGrant
+from services.frontend.pages import clear_session_cookie, redirect, render, set_session_cookie
+from services.frontend.sessions import Session, SessionStore, csrf_matches
+from shared.errors import ErrorCode
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+FormText = Annotated[str, Form()]
+
+# What a failed login or rotation says; any other error shows the gateway's own message.
+LOGIN_MESSAGES = {
+    ErrorCode.INVALID_CREDENTIALS: "Wrong username or password.",
+    ErrorCode.ACCOUNT_INACTIVE: "This account is deactivated. Ask an administrator.",
+}
+ROTATE_MESSAGES = {
+    ErrorCode.INVALID_CREDENTIALS: "Wrong username or current password.",
+    ErrorCode.ACCOUNT_INACTIVE: "This account is deactivated. Ask an administrator.",
+}
+
+
+def failure_message(error: FrontendError, messages: dict[ErrorCode, str]) -> str:
+    """Say why a login or rotation failed, in words for a person."""
+    if isinstance(error, GatewayError):
+        if error.code in messages:
+            return messages[ErrorCode(error.code)]
+        if error.code == ErrorCode.TOO_MANY_ATTEMPTS:
+            wait = error.extra.get("retry_after")
+            return (
+                f"Too many attempts. Try again in {wait} seconds."
+                if wait
+                else ("Too many attempts. Try again later.")
+            )
+    return error.message[:1].upper() + error.message[1:]
+
+
+def status_of_failure(error: FrontendError) -> int:
+    """Return the status a re-shown form answers with after a gateway failure."""
+    if isinstance(error, GatewayError):
+        return error.status
+    return 504 if error.code == ErrorCode.UPSTREAM_TIMEOUT else 502
+
+
+async def form_page(
+    request: Request,
+    store: SessionStore,
+    session: Session | None,
+    template: str,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    """Render a public form, starting a session first so the form has a CSRF token."""
+    fresh = session is None
+    if session is None:
+        session = await store.create()
+    page = await render(request, template, session=session, status_code=status_code, **context)
+    if fresh:
+        set_session_cookie(page, request, session)
+    return page
+
+
+async def sign_in(
+    request: Request,
+    store: SessionStore,
+    gateway: Gateway,
+    previous: Session | None,
+    grant: TokenGrant,
+    flash: str | None = None,
+) -> Response:
+    """Start a new session (a new id, so no fixation) holding the token; drop the old one."""
+    identity = await gateway.me(grant.access_token)
+    if previous is not None:
+        await store.delete(previous.id)
+        if previous.is_authenticated:
+            await revoke(gateway, previous)
+    session = await store.create()
+    session.hold(
+        access_token=grant.access_token,
+        token_expires_at=grant.expires_at,
+        username=identity.username,
+        roles=identity.roles,
+        services=identity.services,
+    )
+    session.flash = flash
+    await store.save(session)
+    response = redirect("/dashboard")
+    set_session_cookie(response, request, session)
+    return response
+
+
+async def revoke(gateway: Gateway, session: Session) -> None:
+    """Revoke the session's token at the gateway; a token already dead is fine."""
+    try:
+        await gateway.logout(session.bearer())
+    except SessionExpiredError:
+        pass
+    except FrontendError as exc:
+        # The session dies anyway; the token then lives until it expires on its own.
+        logger.warning("could not revoke the gateway token of %s: %s", session.username, exc.code)
+
+
+def check_csrf(session: Session | None, token: str) -> Session:
+    """Return the session whose CSRF token the form carried, or refuse the form."""
+    if session is None or not csrf_matches(session, token):
+        raise CsrfError()
+    return session
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    """Answer liveness probes."""
+    return {"status": "ok"}
+
+
+@router.get("/")
+async def home(session: OptionalSession) -> Response:
+    """Send the browser to its dashboard, or to the login page."""
+    signed_in = session is not None and session.is_authenticated
+    return redirect("/dashboard" if signed_in else "/login")
+
+
+@router.get("/login")
+async def login_page(
+    request: Request,
+    store: StoreDep,
+    session: OptionalSession,
+    expired: bool = False,
+    logged_out: bool = False,
+) -> Response:
+    """Show the login form."""
+    if session is not None and session.is_authenticated:
+        return redirect("/dashboard")
+    notice = None
+    if expired:
+        notice = "Your session expired. Please sign in again."
+    elif logged_out:
+        notice = "You are signed out."
+    return await form_page(request, store, session, "login.html", notice=notice)
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    store: StoreDep,
+    gateway: GatewayDep,
+    session: OptionalSession,
+    username: FormText = "",
+    password: FormText = "",
+    csrf_token: FormText = "",
+) -> Response:
+    """Exchange the password for a gateway token and start a new session."""
+    if session is None or not csrf_matches(session, csrf_token):
+        # Usually a login form left open longer than the idle timeout: offer a fresh one.
+        error = "The login form expired. Please try again."
+        return await form_page(
+            request, store, None, "login.html", status_code=403, error=error, username=username
+        )
+    username = username.strip()
+    if not username or not password:
+        error = "Enter your username and password."
+        return await render(
+            request, "login.html", session=session, status_code=400, error=error, username=username
+        )
+    try:
+        grant = await gateway.login(username, password)
+    except FrontendError as exc:
+        if isinstance(exc, GatewayError) and exc.code == ErrorCode.PASSWORD_EXPIRED:
+            session.pending_username = username
+            await store.save(session)
+            return redirect("/password/rotate")
+        return await render(
+            request,
+            "login.html",
+            session=session,
+            status_code=status_of_failure(exc),
+            error=failure_message(exc, LOGIN_MESSAGES),
+            username=username,
+        )
+    return await sign_in(request, store, gateway, session, grant)
+
+
+@router.get("/password/rotate")
+async def rotate_page(request: Request, store: StoreDep, session: OptionalSession) -> Response:
+    """Show the password rotation form (current password, new one twice)."""
+    expired = session is not None and session.pending_username is not None
+    username = (session.pending_username or session.username or "") if session else ""
+    return await form_page(
+        request, store, session, "password_rotate.html", username=username, expired=expired
+    )
+
+
+@router.post("/password/rotate")
+async def rotate_password(
+    request: Request,
+    store: StoreDep,
+    gateway: GatewayDep,
+    session: OptionalSession,
+    username: FormText = "",
+    current_password: FormText = "",
+    new_password: FormText = "",
+    new_password_confirm: FormText = "",
+    csrf_token: FormText = "",
+) -> Response:
+    """Rotate the password at the gateway, then sign in with the new one."""
+    session = check_csrf(session, csrf_token)
+    username = username.strip()
+    context = {"username": username, "expired": session.pending_username is not None}
+    error = None
+    if not username or not current_password or not new_password:
+        error = "Fill in your username, current password and new password."
+    elif new_password != new_password_confirm:
+        error = "The two new passwords do not match."
+    if error is not None:
+        return await render(
+            request,
+            "password_rotate.html",
+            session=session,
+            status_code=400,
+            error=error,
+            **context,
+        )
+    try:
+        await gateway.rotate_password(username, current_password, new_password)
+        grant = await gateway.login(username, new_password)
+    except FrontendError as exc:
+        return await render(
+            request,
+            "password_rotate.html",
+            session=session,
+            status_code=status_of_failure(exc),
+            error=failure_message(exc, ROTATE_MESSAGES),
+            **context,
+        )
+    return await sign_in(
+        request, store, gateway, session, grant, flash="Your password was changed."
+    )
+
+
+@router.post("/logout")
+async def logout(
+    request: Request,
+    store: StoreDep,
+    gateway: GatewayDep,
+    session: OptionalSession,
+    csrf_token: FormText = "",
+) -> Response:
+    """Revoke the token at the gateway and destroy the session."""
+    if session is not None:
+        check_csrf(session, csrf_token)
+        await store.delete(session.id)
+        if session.is_authenticated:
+            await revoke(gateway, session)
+    response = redirect("/login?logged_out=1")
+    clear_session_cookie(response, request)
+    return response

@@ -1,0 +1,207 @@
+"""Server-side browser sessions: the cookie carries a signed random id, nothing else.
+
+The store here keeps sessions in the memory of one process: several frontend processes
+behind a load balancer would each hold their own (use sticky sessions, or add a shared
+backend implementing `SessionStore`).
+"""
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from pydantic import SecretStr
+
+Clock = Callable[[], float]
+
+COOKIE_NAME = "lct_session"
+# The __Host- prefix makes the browser refuse the cookie unless it is Secure, host-only
+# and on path /, so a sibling subdomain cannot plant a session id.
+SECURE_COOKIE_NAME = "__Host-lct_session"
+
+
+def new_token() -> str:
+    """Return 32 random bytes, URL-safe: a session id or a CSRF token."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(slots=True)
+class Session:
+    """What the frontend remembers about one browser; kept server-side only."""
+
+    id: str
+    csrf_token: str = field(repr=False)
+    created_at: float
+    last_seen_at: float
+    access_token: SecretStr | None = None
+    token_expires_at: float | None = None
+    username: str | None = None
+    roles: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    # Username waiting for a password rotation after login said the password expired.
+    pending_username: str | None = None
+    flash: str | None = None
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Tell whether the session holds a gateway token."""
+        return self.access_token is not None
+
+    def hold(
+        self,
+        *,
+        access_token: str,
+        token_expires_at: float,
+        username: str,
+        roles: tuple[str, ...],
+        services: tuple[str, ...],
+    ) -> None:
+        """Keep a gateway token and whose it is."""
+        self.access_token = SecretStr(access_token)
+        self.token_expires_at = token_expires_at
+        self.username, self.roles, self.services = username, roles, services
+        self.pending_username = None
+
+    def bearer(self) -> str:
+        """Return the gateway token; only authenticated sessions have one."""
+        if self.access_token is None:
+            raise ValueError("session holds no gateway token")
+        return self.access_token.get_secret_value()
+
+    def pop_flash(self) -> str | None:
+        """Return the one-time message and forget it."""
+        message, self.flash = self.flash, None
+        return message
+
+
+class SessionStore(Protocol):
+    """Where sessions live; `get` never returns one that is idle or too old."""
+
+    idle_timeout: int
+    lifetime: int
+
+    async def create(self) -> Session:
+        """Start an empty session with a fresh id and CSRF token."""
+        ...
+
+    async def get(self, session_id: str) -> Session | None:
+        """Return a live session, or None when it is unknown or expired."""
+        ...
+
+    async def save(self, session: Session, *, touch: bool = True) -> None:
+        """Store changes; `touch` counts this as activity for the idle timeout."""
+        ...
+
+    async def delete(self, session_id: str) -> None:
+        """Forget a session."""
+        ...
+
+    def idle_deadline(self, session: Session) -> float:
+        """Return when the session ends unless it is used again."""
+        ...
+
+
+class MemorySessionStore:
+    """Sessions in this process's memory, least recently used first."""
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: int,
+        lifetime: int,
+        max_sessions: int = 10000,
+        clock: Clock = time.time,
+    ) -> None:
+        self.idle_timeout = idle_timeout
+        self.lifetime = lifetime
+        self.max_sessions = max_sessions
+        self._clock = clock
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def create(self) -> Session:
+        """Start an empty session with a fresh id and CSRF token."""
+        now = self._clock()
+        self._sweep(now)
+        session = Session(id=new_token(), csrf_token=new_token(), created_at=now, last_seen_at=now)
+        self._sessions[session.id] = session
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
+        return replace(session)
+
+    async def get(self, session_id: str) -> Session | None:
+        """Return a live session (a copy: changes count once saved), or None."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        if self._expired(session, self._clock()):
+            del self._sessions[session_id]
+            return None
+        return replace(session)
+
+    async def save(self, session: Session, *, touch: bool = True) -> None:
+        """Store changes; a deleted or expired session stays gone."""
+        if session.id not in self._sessions:
+            return
+        if touch:
+            session.last_seen_at = self._clock()
+            self._sessions.move_to_end(session.id)
+        self._sessions[session.id] = replace(session)
+
+    async def delete(self, session_id: str) -> None:
+        """Forget a session."""
+        self._sessions.pop(session_id, None)
+
+    def idle_deadline(self, session: Session) -> float:
+        """Return when the session ends unless it is used again."""
+        return min(session.last_seen_at + self.idle_timeout, session.created_at + self.lifetime)
+
+    def _expired(self, session: Session, now: float) -> bool:
+        return now >= self.idle_deadline(session)
+
+    def _sweep(self, now: float) -> None:
+        # Ordered by last activity, so idle sessions sit at the front.
+        while self._sessions:
+            oldest = next(iter(self._sessions.values()))
+            if not self._expired(oldest, now):
+                break
+            self._sessions.popitem(last=False)
+
+
+class CookieSigner:
+    """Sign session ids with the session secret so a forged cookie is told apart cheaply."""
+
+    def __init__(self, secret: SecretStr) -> None:
+        # A key derived for this one purpose, so the raw secret signs nothing directly.
+        self._key = hmac.new(
+            secret.get_secret_value().encode(), b"lct-frontend-session-cookie", hashlib.sha256
+        ).digest()
+
+    def _signature(self, session_id: str) -> str:
+        digest = hmac.new(self._key, session_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def sign(self, session_id: str) -> str:
+        """Return the cookie value for a session id."""
+        return f"{session_id}.{self._signature(session_id)}"
+
+    def unsign(self, value: str) -> str | None:
+        """Return the session id of a genuine cookie value, else None."""
+        session_id, _, signature = value.rpartition(".")
+        if not session_id or not hmac.compare_digest(signature, self._signature(session_id)):
+            return None
+        return session_id
+
+
+def csrf_matches(session: Session, submitted: str | None) -> bool:
+    """Compare a submitted CSRF token with the session's in constant time."""
+    if not submitted:
+        return False
+    return hmac.compare_digest(submitted.encode(), session.csrf_token.encode())
