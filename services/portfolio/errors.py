@@ -66,6 +66,13 @@ class WeakPasswordError(IdentityError):
     """A new password that breaks the password policy."""
 
 
+class ServiceTokenError(IdentityError):
+    """A call to the internal API without the right X-Service-Token."""
+
+    def __init__(self) -> None:
+        super().__init__("a valid X-Service-Token header is required")
+
+
 class DatabaseUnavailableError(IdentityError):
     """The configured database cannot be reached (never falls back to another one)."""
 
@@ -84,6 +91,7 @@ ERROR_CODES: dict[type[IdentityError], ErrorCode] = {
     UserExistsError: ErrorCode.CONFLICT,
     ApiKeyInUseError: ErrorCode.CONFLICT,
     InvalidInputError: ErrorCode.VALIDATION_ERROR,
+    ServiceTokenError: ErrorCode.INVALID_TOKEN,
     WeakPasswordError: ErrorCode.WEAK_PASSWORD,
     DatabaseUnavailableError: ErrorCode.SERVICE_UNAVAILABLE,
     ConfigurationError: ErrorCode.INTERNAL_ERROR,

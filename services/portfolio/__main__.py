@@ -1,0 +1,173 @@
+"""Operator CLI of the identity store: `python -m services.portfolio <command> ...`.
+
+Passwords are prompted for (new ones twice) or, when stdin is not a terminal, read from
+stdin one per line; never from the command line, where `ps` and shell history would see them.
+"""
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from services.portfolio.errors import IdentityError
+from services.portfolio.identity import PortfolioIdentityService
+from services.portfolio.schemas import User
+from shared.roles import ROLES
+from shared.secrets import SecretsError
+
+ROLE_HELP = "a role to grant (repeat for several): " + ", ".join(ROLES)
+
+
+class CommandError(Exception):
+    """A problem with what the operator typed or piped in."""
+
+
+def _read_secret(prompt: str, *, confirm: bool = False) -> str:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        if not line:
+            raise CommandError(f"expected a line on stdin for: {prompt.rstrip(': ')}")
+        return line.removesuffix("\n").removesuffix("\r")
+    value = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Repeat it: ") != value:
+        raise CommandError("the two entries differ; nothing was changed")
+    return value
+
+
+def _describe(user: User) -> str:
+    return f"{user.username} (roles: {', '.join(user.roles) or 'none'})"
+
+
+def create_user(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Create a user with a prompted password."""
+    password = _read_secret(f"Password for {args.username}: ", confirm=True)
+    user = identity.create_user(
+        args.username, password, args.role, must_change_password=args.must_change_password
+    )
+    print(f"created user {_describe(user)}")
+
+
+def rotate_api_key(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Give a user a new API key: from stdin, else the secrets layer, else a random one."""
+    new_key = _read_secret("New API key: ") if args.from_stdin else None
+    result = identity.rotate_api_key(args.username, new_key)
+    print(f"rotated the API key of {result.user.username}; key id {result.user.api_key_id}")
+    if result.stored_at is not None:
+        print(f"the new key is stored at {result.stored_at}")
+    elif result.generated:
+        # Stored nowhere else: this is the only time anybody sees it.
+        print(f"new API key (shown once, store it now): {result.api_key}")
+
+
+def rotate_password(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Replace a password, given the current one."""
+    current = _read_secret(f"Current password of {args.username}: ")
+    new = _read_secret("New password: ", confirm=True)
+    user = identity.rotate_password(args.username, current, new)
+    print(f"rotated the password of {user.username}")
+
+
+def list_users(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Print every user as a table, or as JSON lines for a SIEM."""
+    users = identity.list_users()
+    if args.json:
+        for user in users:
+            print(user.model_dump_json())
+        return
+    header = ("USERNAME", "ROLES", "ACTIVE", "LAST LOGIN", "PASSWORD EXPIRES", "API KEY ID")
+    rows = [header] + [
+        (
+            user.username,
+            ",".join(user.roles) or "-",
+            "yes" if user.is_active else "no",
+            _when(user.last_login_at),
+            "now (must change)" if user.must_change_password else _when(user.password_expires_at),
+            user.api_key_id or "-",
+        )
+        for user in users
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _when(moment: object) -> str:
+    return moment.isoformat(timespec="seconds") if hasattr(moment, "isoformat") else "-"
+
+
+def deactivate_user(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Deactivate a user."""
+    user = identity.deactivate_user(args.username)
+    print(f"deactivated {user.username}")
+
+
+def set_roles(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Replace a user's roles."""
+    user = identity.set_roles(args.username, args.role)
+    print(f"set roles of {_describe(user)}")
+
+
+Command = Callable[[PortfolioIdentityService, argparse.Namespace], None]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the CLI's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m services.portfolio",
+        description="Manage the users of the identity store (database: PORTFOLIO_DATABASE_URL).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = add("create-user", create_user, "create a user; the password is prompted for")
+    sub.add_argument("username")
+    sub.add_argument("--role", action="append", default=[], help=ROLE_HELP)
+    sub.add_argument(
+        "--must-change-password",
+        action="store_true",
+        help="make the password expired until the user rotates it",
+    )
+    sub = add("rotate-api-key", rotate_api_key, "give a user a new API key")
+    sub.add_argument("username")
+    sub.add_argument(
+        "--from-stdin",
+        action="store_true",
+        help="read the new key from stdin (else PORTFOLIO_NEW_API_KEY, else a random key)",
+    )
+    sub = add("rotate-password", rotate_password, "replace a user's password")
+    sub.add_argument("username")
+    sub = add("list-users", list_users, "list every user")
+    sub.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub = add("deactivate-user", deactivate_user, "deactivate a user")
+    sub.add_argument("username")
+    sub = add("set-roles", set_roles, "replace a user's roles")
+    sub.add_argument("username")
+    sub.add_argument("--role", action="append", required=True, help=ROLE_HELP)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors are one line on stderr and exit status 1."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    try:
+        with PortfolioIdentityService() as identity:
+            args.handler(identity, args)
+    except (IdentityError, SecretsError, CommandError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was changed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

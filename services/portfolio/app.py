@@ -1,0 +1,72 @@
+"""The portfolio service's HTTP app: `uvicorn services.portfolio.app:app --port 8003`."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from pydantic import SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.portfolio import identity_routes, routes
+from services.portfolio.config import PortfolioSettings
+from services.portfolio.errors import ConfigurationError, IdentityError
+from services.portfolio.service import IdentityService
+from services.portfolio.store import Database
+from shared.secrets import SecretsError, SecretsManager
+
+logger = logging.getLogger("services.portfolio")
+
+SERVICE_TOKEN_SECRET = "IDENTITY_SERVICE_TOKEN"  # noqa: S105 - a secret's name
+
+
+def create_app(
+    settings: PortfolioSettings | None = None, *, secrets_manager: SecretsManager | None = None
+) -> FastAPI:
+    """Build the app; the database and the service token are opened at start-up."""
+    settings = settings if settings is not None else PortfolioSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        manager = secrets_manager if secrets_manager is not None else _open_secrets()
+        try:
+            app.state.service_token = await _require_service_token(manager)
+            database = await Database.open(settings)
+            logger.info("portfolio service using the %s", database.description)
+            app.state.database = database
+            app.state.identity = IdentityService(database, settings, secrets_manager=manager)
+            try:
+                yield
+            finally:
+                await database.close()
+        finally:
+            if secrets_manager is None:
+                await manager.aclose()
+
+    app = FastAPI(title="LegacyCoinTrader portfolio", lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(routes.router)
+    app.include_router(identity_routes.router)
+    app.add_exception_handler(IdentityError, routes.identity_error_handler)
+    app.add_exception_handler(RequestValidationError, routes.validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, routes.http_error_handler)
+    app.add_exception_handler(Exception, routes.unexpected_error_handler)
+    return app
+
+
+def _open_secrets() -> SecretsManager:
+    try:
+        return SecretsManager.from_environment()
+    except SecretsError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+async def _require_service_token(manager: SecretsManager) -> SecretStr:
+    try:
+        return await manager.require(SERVICE_TOKEN_SECRET)
+    except SecretsError as exc:
+        raise ConfigurationError(f"the portfolio service cannot start: {exc}") from None
+
+
+app = create_app()

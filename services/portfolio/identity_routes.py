@@ -1,0 +1,60 @@
+"""The internal identity API the gateway calls (`/internal/identity/*`, X-Service-Token)."""
+
+from fastapi import APIRouter
+
+from services.portfolio.deps import IdentityDep, ServiceTokenDep
+from services.portfolio.schemas import (
+    ApiKeyIn,
+    ApiKeyVerified,
+    Credentials,
+    PasswordRotationIn,
+    RolesIn,
+    UserOut,
+    UsersOut,
+)
+
+router = APIRouter(prefix="/internal/identity", tags=["identity"], dependencies=[ServiceTokenDep])
+
+
+@router.post("/authenticate")
+async def authenticate(body: Credentials, identity: IdentityDep) -> UserOut:
+    """Check a username and password."""
+    return UserOut(user=await identity.authenticate(body.username, body.password))
+
+
+@router.post("/api-keys/verify")
+async def verify_api_key(body: ApiKeyIn, identity: IdentityDep) -> ApiKeyVerified:
+    """Return the user holding an API key."""
+    user = await identity.verify_api_key(body.api_key)
+    return ApiKeyVerified(user=user, key_id=user.api_key_id or "")
+
+
+@router.post("/password/rotate")
+async def rotate_password(body: PasswordRotationIn, identity: IdentityDep) -> UserOut:
+    """Replace a password, given the current one (also when it has expired)."""
+    user = await identity.rotate_password(body.username, body.current_password, body.new_password)
+    return UserOut(user=user)
+
+
+@router.get("/users")
+async def list_users(identity: IdentityDep) -> UsersOut:
+    """List every user."""
+    return UsersOut(users=await identity.list_users())
+
+
+@router.get("/users/{username}")
+async def get_user(username: str, identity: IdentityDep) -> UserOut:
+    """Return one user."""
+    return UserOut(user=await identity.get_user(username))
+
+
+@router.post("/users/{username}/deactivate")
+async def deactivate_user(username: str, identity: IdentityDep) -> UserOut:
+    """Deactivate a user."""
+    return UserOut(user=await identity.deactivate_user(username))
+
+
+@router.put("/users/{username}/roles")
+async def set_roles(username: str, body: RolesIn, identity: IdentityDep) -> UserOut:
+    """Replace a user's roles."""
+    return UserOut(user=await identity.set_roles(username, body.roles))

@@ -1,0 +1,92 @@
+"""Health endpoints, and the handlers that turn every error into the JSON error body."""
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.portfolio.deps import DatabaseDep
+from services.portfolio.errors import IdentityError, TooManyAttemptsError, error_code
+from services.portfolio.store import Database, is_connection_error
+from shared.errors import ErrorCode, error_body
+
+logger = logging.getLogger("services.portfolio")
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Answer while the process runs."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(database: DatabaseDep) -> dict[str, str]:
+    """Answer 200 when the database answers, else 503."""
+    await database.ping()
+    return {"status": "ready"}
+
+
+async def identity_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a domain error with its code and status from the errors table."""
+    assert isinstance(exc, IdentityError)
+    code, status = error_code(exc)
+    extra: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    if isinstance(exc, TooManyAttemptsError):
+        extra["retry_after"] = exc.retry_after
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse(error_body(code, str(exc), **extra), status_code=status, headers=headers)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer FastAPI's 422 in the JSON error body, naming each bad field (never its value)."""
+    assert isinstance(exc, RequestValidationError)
+    problems: list[str] = []
+    fields: list[str] = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
+        if error.get("type") == "json_invalid":
+            problems.append("the request body is not valid JSON")
+            continue
+        field = ".".join(location) or "body"
+        fields.append(field)
+        if field == "body" and error.get("type") == "missing":
+            problems.append("a JSON request body is required")
+        elif field == "body":
+            problems.append("the request body must be a JSON object")
+        else:
+            problems.append(f"{field}: {str(error.get('msg', 'invalid')).lower()}")
+    message = "invalid request: " + "; ".join(problems)
+    return JSONResponse(
+        error_body(ErrorCode.VALIDATION_ERROR, message, fields=fields), status_code=422
+    )
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer routing errors (404, 405) in the JSON error body."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: ErrorCode.NOT_FOUND, 405: "method_not_allowed"}.get(exc.status_code, "error")
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer anything else without a stack trace; a lost database is a 503."""
+    database: Database | None = getattr(request.app.state, "database", None)
+    if database is not None and is_connection_error(exc):
+        unavailable = database.unavailable(exc)
+        logger.error("%s", unavailable)
+        return JSONResponse(
+            error_body(ErrorCode.SERVICE_UNAVAILABLE, str(unavailable)), status_code=503
+        )
+    logger.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return JSONResponse(
+        error_body(ErrorCode.INTERNAL_ERROR, "internal error; see the service log"),
+        status_code=500,
+    )
