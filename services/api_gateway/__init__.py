@@ -1,0 +1,1 @@
+"""The API gateway: authentication, role-to-service RBAC and the proxy to downstream services."""

@@ -1,0 +1,44 @@
+"""Wiring of the API gateway: `uvicorn services.api_gateway.app:app` (port 8000)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.api_gateway.config import GatewaySecrets, Settings
+from services.api_gateway.errors import EXCEPTION_HANDLERS
+from services.api_gateway.middleware import AccessLogMiddleware, StartupErrorMiddleware
+from services.api_gateway.proxy import ProxyApp
+from services.api_gateway.routes import routers
+from services.api_gateway.runtime import open_runtime
+
+
+def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:
+    """Build the gateway; settings and secrets are read at start-up when not given."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings, secrets) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="LegacyCoinTrader API gateway",
+        version="1.0.0",
+        summary="Authentication, role-to-service RBAC and the proxy to downstream services.",
+        lifespan=lifespan,
+    )
+    for router in routers:
+        app.include_router(router)
+    # The proxy hot path is a raw ASGI app: no FastAPI routing or dependency resolution.
+    app.mount("/api", ProxyApp(), name="proxy")
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(StartupErrorMiddleware)
+    for exception, handler in EXCEPTION_HANDLERS.items():
+        app.add_exception_handler(exception, handler)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,178 @@
+"""Who is calling: bearer tokens, API keys, logins (throttled) and logouts."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.api_gateway.config import Settings
+from services.api_gateway.errors import (
+    InvalidCredentials,
+    InvalidToken,
+    NotAuthenticated,
+    PasswordExpired,
+    TooManyAttempts,
+)
+from services.api_gateway.identity import IdentityClient
+from services.api_gateway.principal import AuthMethod, Principal
+from services.api_gateway.state import GatewayState
+from services.api_gateway.tokens import IssuedToken, TokenService
+
+ROTATE_PATH = "/auth/password/rotate"
+_MAX_CREDENTIAL_LENGTH = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A successful login: the issued token and the roles it carries."""
+
+    issued: IssuedToken
+    roles: list[str]
+
+
+def api_key_hash(api_key: str) -> str:
+    """Return the hash the identity store and the gateway cache key an API key by."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _user_roles(user: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(role) for role in user.get("roles") or ())
+
+
+class Authenticator:
+    """Turn presented credentials into a `Principal`, or raise an authentication error."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        tokens: TokenService,
+        identity: IdentityClient,
+        state: GatewayState,
+    ) -> None:
+        self._settings = settings
+        self._tokens = tokens
+        self._identity = identity
+        self._state = state
+
+    async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
+        """Authenticate by `Authorization: Bearer` if present, else by `X-API-Key`."""
+        if authorization:
+            return await self.bearer(bearer_token(authorization))
+        if api_key:
+            return await self.api_key(api_key)
+        raise NotAuthenticated("authentication required: send 'Authorization: Bearer' or X-API-Key")
+
+    async def bearer(self, token: str) -> Principal:
+        """Verify a bearer token, honouring its expiry and revocation on every call."""
+        principal = self._tokens.verify(token)
+        if principal.jti is None or await self._state.is_token_revoked(principal.jti):
+            self._tokens.forget(token)
+            raise InvalidToken("the access token has been revoked")
+        return principal
+
+    async def api_key(self, api_key: str) -> Principal:
+        """Verify an API key through the identity service, cached briefly by its hash."""
+        if len(api_key) > _MAX_CREDENTIAL_LENGTH:
+            raise InvalidCredentials("invalid credentials")
+        key_hash = api_key_hash(api_key)
+        cached = await self._state.cached_api_key(key_hash)
+        if cached is not None:
+            return cached
+        user, key_id = await self._identity.verify_api_key(api_key)
+        principal = Principal(
+            username=str(user["username"]),
+            roles=_user_roles(user),
+            auth_method=AuthMethod.API_KEY,
+            key_id=key_id,
+        )
+        await self._state.cache_api_key(
+            key_hash, principal, self._settings.gateway_api_key_cache_seconds
+        )
+        return principal
+
+    async def login(self, username: str, password: str, *, client: str | None) -> Login:
+        """Check a password through the identity service and issue a token."""
+        account = f"account:{username.strip().lower()}"
+        address = f"address:{client or 'unknown'}"
+        retry_after = await self._state.login_retry_after(
+            {
+                account: self._settings.gateway_login_max_attempts,
+                address: self._settings.gateway_login_max_attempts_per_address,
+            }
+        )
+        if retry_after is not None:
+            raise TooManyAttempts(
+                "too many failed logins; try again later", retry_after=retry_after
+            )
+        try:
+            user = await self._identity.authenticate(username, password)
+        except InvalidCredentials:
+            await self._state.record_login_failure(
+                (account, address), self._settings.gateway_login_window_seconds
+            )
+            # One message whatever was wrong, so it cannot tell which usernames exist.
+            raise InvalidCredentials("invalid username or password") from None
+        except PasswordExpired:
+            raise PasswordExpired(
+                f"the password has expired; set a new one with POST {ROTATE_PATH}",
+                rotate_url=ROTATE_PATH,
+            ) from None
+        await self._state.clear_login_failures(account)
+        name = str(user["username"])
+        roles = list(_user_roles(user))
+        issued = self._tokens.issue(username=name, roles=roles)
+        await self._state.track_token(subject=name, jti=issued.jti, expires_at=issued.expires_at)
+        return Login(issued=issued, roles=roles)
+
+    async def logout(self, principal: Principal, token: str) -> None:
+        """Revoke a bearer token until it expires."""
+        if principal.jti is None or principal.expires_at is None:
+            raise NotAuthenticated("logout needs the bearer token to revoke")
+        await self._state.revoke_token(principal.jti, principal.expires_at)
+        self._tokens.forget(token)
+
+    async def rotate_password(
+        self, username: str, current_password: str, new_password: str, *, client: str | None
+    ) -> dict[str, Any]:
+        """Rotate a password (throttled like a login); revoke the user's live tokens."""
+        account = f"account:{username.strip().lower()}"
+        address = f"address:{client or 'unknown'}"
+        retry_after = await self._state.login_retry_after(
+            {
+                account: self._settings.gateway_login_max_attempts,
+                address: self._settings.gateway_login_max_attempts_per_address,
+            }
+        )
+        if retry_after is not None:
+            raise TooManyAttempts(
+                "too many failed attempts; try again later", retry_after=retry_after
+            )
+        try:
+            user = await self._identity.rotate_password(username, current_password, new_password)
+        except InvalidCredentials:
+            await self._state.record_login_failure(
+                (account, address), self._settings.gateway_login_window_seconds
+            )
+            raise InvalidCredentials("invalid username or password") from None
+        await self._state.clear_login_failures(account)
+        await self.forget_user(str(user["username"]))
+        return user
+
+    async def forget_user(self, username: str) -> None:
+        """Make a user's existing tokens and cached API key stop working at once."""
+        await self._state.revoke_subject(username)
+        await self._state.invalidate_api_keys(username)
+
+
+def bearer_token(authorization: str) -> str:
+    """Return the token of an `Authorization: Bearer <token>` header."""
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise InvalidToken("the Authorization header must be 'Bearer <token>'")
+    if len(token) > _MAX_CREDENTIAL_LENGTH:
+        raise InvalidToken("the access token is malformed")
+    return token

@@ -1,0 +1,130 @@
+"""Gateway settings (environment) and the secrets it needs at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.api_gateway.errors import StartupError
+from shared.roles import Service
+
+Seconds = Annotated[float, Field(gt=0)]
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Settings(BaseSettings):
+    """Everything the gateway reads from the environment; field names are the variable names."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    gateway_token_ttl_seconds: Annotated[int, Field(ge=1)] = 900
+    gateway_issuer: str = "legacycointrader-gateway"
+    gateway_audience: str = "legacycointrader-api"
+    gateway_token_cache_size: Annotated[int, Field(ge=0)] = 10_000
+    gateway_assertion_ttl_seconds: Annotated[int, Field(ge=2)] = 60
+
+    portfolio_service_url: str = "http://127.0.0.1:8003"
+    trading_service_url: str = "http://127.0.0.1:8101"
+    market_service_url: str = "http://127.0.0.1:8102"
+    strategy_service_url: str = "http://127.0.0.1:8103"
+    token_service_url: str = "http://127.0.0.1:8104"  # noqa: S105 - a URL, not a secret
+    execution_service_url: str = "http://127.0.0.1:8105"
+    monitoring_service_url: str = "http://127.0.0.1:8106"
+
+    gateway_upstream_timeout_seconds: Seconds = 30.0
+    gateway_upstream_connect_timeout_seconds: Seconds = 2.0
+    gateway_upstream_max_connections: Annotated[int, Field(ge=1)] = 256
+    gateway_identity_timeout_seconds: Seconds = 10.0
+
+    gateway_api_key_cache_seconds: Annotated[float, Field(ge=0)] = 30.0
+    gateway_login_max_attempts: Annotated[int, Field(ge=1)] = 5
+    gateway_login_max_attempts_per_address: Annotated[int, Field(ge=1)] = 20
+    gateway_login_window_seconds: Seconds = 300.0
+
+    gateway_access_log: str = "stdout"
+    gateway_trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = ()
+    gateway_state_url: str | None = None
+
+    @field_validator("gateway_trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(
+                ipaddress.ip_network(part.strip(), strict=False)
+                for part in value.split(",")
+                if part.strip()
+            )
+        return value
+
+    @field_validator(
+        "portfolio_service_url",
+        "trading_service_url",
+        "market_service_url",
+        "strategy_service_url",
+        "token_service_url",
+        "execution_service_url",
+        "monitoring_service_url",
+    )
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def service_url(self, service: Service) -> str:
+        """Return the base URL of a downstream service."""
+        url: str = getattr(self, f"{service.value}_service_url")
+        return url
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySecrets:
+    """The managed secrets the gateway needs; values stay wrapped until used."""
+
+    jwt_private_key: SecretStr
+    assertion_private_key: SecretStr
+    identity_service_token: SecretStr
+    jwt_previous_public_key: SecretStr | None = None
+
+    def __repr__(self) -> str:
+        return "GatewaySecrets(<redacted>)"
+
+
+async def load_secrets() -> GatewaySecrets:
+    """Resolve the gateway's secrets (environment until the shared secrets layer lands)."""
+    import os
+
+    def get(*names: str) -> SecretStr | None:
+        for name in names:
+            if os.environ.get(name):
+                return SecretStr(os.environ[name])
+        return None
+
+    def require(*names: str) -> SecretStr:
+        value = get(*names)
+        if value is None:
+            raise StartupError(f"gateway cannot start: missing secret {names[0]}")
+        return value
+
+    return GatewaySecrets(
+        jwt_private_key=require("GATEWAY_JWT_PRIVATE_KEY", "GATEWAY_JWT_SIGNING_KEY"),
+        assertion_private_key=require("GATEWAY_ASSERTION_PRIVATE_KEY"),
+        identity_service_token=require("IDENTITY_SERVICE_TOKEN", "PORTFOLIO_INTERNAL_TOKEN"),
+        jwt_previous_public_key=get("GATEWAY_JWT_PREVIOUS_PUBLIC_KEY"),
+    )
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, naming each bad variable in one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise StartupError(f"gateway cannot start: {problems}") from None

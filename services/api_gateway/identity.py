@@ -1,0 +1,138 @@
+"""Client of the identity service's internal HTTP API (portfolio, `/internal/identity/*`)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr
+
+from services.api_gateway.errors import (
+    IDENTITY_ERRORS,
+    GatewayError,
+    InvalidCredentials,
+    TooManyAttempts,
+    UpstreamNotReady,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+SERVICE_TOKEN_HEADER = "X-Service-Token"  # noqa: S105 - a header name
+
+
+class IdentityClient:
+    """Call the identity service with the shared service token; map its errors to ours."""
+
+    def __init__(self, *, base_url: str, service_token: SecretStr, timeout: float) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={SERVICE_TOKEN_HEADER: service_token.get_secret_value()},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._client.aclose()
+
+    async def authenticate(self, username: str, password: str) -> dict[str, Any]:
+        """Check a password; return the user JSON."""
+        body = await self._call(
+            "POST", "/internal/identity/authenticate", {"username": username, "password": password}
+        )
+        return dict(body["user"])
+
+    async def verify_api_key(self, api_key: str) -> tuple[dict[str, Any], str]:
+        """Check an API key; return the user JSON and the key id."""
+        body = await self._call("POST", "/internal/identity/api-keys/verify", {"api_key": api_key})
+        return dict(body["user"]), str(body["key_id"])
+
+    async def rotate_password(
+        self, username: str, current_password: str, new_password: str
+    ) -> dict[str, Any]:
+        """Replace a password (also when it has expired); return the user JSON."""
+        body = await self._call(
+            "POST",
+            "/internal/identity/password/rotate",
+            {
+                "username": username,
+                "current_password": current_password,
+                "new_password": new_password,
+            },
+        )
+        return dict(body["user"])
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        """Return every user JSON."""
+        body = await self._call("GET", "/internal/identity/users")
+        return list(body["users"])
+
+    async def deactivate_user(self, username: str) -> dict[str, Any]:
+        """Deactivate a user; return the user JSON."""
+        body = await self._call("POST", f"/internal/identity/users/{_segment(username)}/deactivate")
+        return dict(body["user"])
+
+    async def set_roles(self, username: str, roles: list[str]) -> dict[str, Any]:
+        """Replace a user's roles; return the user JSON."""
+        body = await self._call(
+            "PUT", f"/internal/identity/users/{_segment(username)}/roles", {"roles": roles}
+        )
+        return dict(body["user"])
+
+    async def ready(self) -> bool:
+        """Tell whether the identity service answers its readiness probe."""
+        try:
+            response = await self._client.get("/readyz", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def _call(self, method: str, path: str, payload: object = None) -> dict[str, Any]:
+        try:
+            response = await self._client.request(method, path, json=payload)
+        except httpx.TimeoutException:
+            raise UpstreamTimeout("the identity service did not answer in time") from None
+        except httpx.HTTPError:
+            raise UpstreamUnavailable("the identity service is unreachable") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code == 200 and isinstance(body, dict):
+            return body
+        raise _identity_error(response, body)
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _identity_error(response: httpx.Response, body: object) -> GatewayError:
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if code == "too_many_attempts":
+        retry = error.get("retry_after") if isinstance(error, dict) else None
+        if retry is None:
+            retry = response.headers.get("Retry-After", "60")
+        try:
+            seconds = float(retry)
+        except (TypeError, ValueError):
+            seconds = 60.0
+        return TooManyAttempts("too many attempts; try again later", retry_after=seconds)
+    if response.status_code == 401 and code in ("invalid_token", "not_authenticated"):
+        # Our service token was refused: a deployment fault, not the caller's.
+        return UpstreamNotReady("the identity service refused the gateway's service token")
+    mapped = IDENTITY_ERRORS.get(str(code)) if code else None
+    if mapped is not None:
+        if mapped is InvalidCredentials:
+            return InvalidCredentials("invalid credentials")
+        return mapped(str(message or code))
+    if response.status_code >= 500:
+        return UpstreamUnavailable(
+            f"the identity service failed with status {response.status_code}"
+        )
+    return UpstreamUnavailable(
+        f"the identity service answered an unexpected status {response.status_code}"
+    )

@@ -1,0 +1,111 @@
+"""Raw ASGI middleware: request context and access log, and one-line start-up failures."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.api_gateway.context import (
+    CONTEXT_KEY,
+    RequestContext,
+    client_address,
+    request_id_from,
+)
+from services.api_gateway.errors import StartupError
+from services.api_gateway.principal import AuthMethod
+from services.api_gateway.state import ApiKeyUse
+
+if TYPE_CHECKING:
+    from services.api_gateway.runtime import Runtime
+
+
+class AccessLogMiddleware:
+    """Give every request an id and a context; log one JSON line and count API-key use."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        runtime: Runtime = scope["app"].state.runtime
+        request_id = forwarded_for = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value
+            elif name == b"x-forwarded-for":
+                forwarded_for = value
+        peer = scope["client"][0] if scope.get("client") else None
+        context = RequestContext(
+            request_id=request_id_from(request_id),
+            client=client_address(peer, forwarded_for, runtime.settings.gateway_trusted_proxies),
+        )
+        scope[CONTEXT_KEY] = context
+        id_header = (b"x-request-id", context.request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                context.status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            await _record(runtime, scope, context)
+
+
+async def _record(runtime: Runtime, scope: Scope, context: RequestContext) -> None:
+    principal = context.principal
+    status = context.status if context.status is not None else 500
+    runtime.access_log.write(
+        {
+            "request_id": context.request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round((time.perf_counter() - context.started) * 1000, 3),
+            "user": principal.username if principal else None,
+            "auth_method": principal.auth_method.value if principal else None,
+            "key_id": principal.key_id if principal else None,
+            "service": context.service,
+            "client": context.client,
+        }
+    )
+    if principal is not None and principal.auth_method is AuthMethod.API_KEY and principal.key_id:
+        await runtime.state.record_api_key_use(
+            ApiKeyUse(
+                key_id=principal.key_id,
+                username=principal.username,
+                service=context.service,
+                status=status,
+                client=context.client,
+                at=time.time(),
+            )
+        )
+
+
+class StartupErrorMiddleware:
+    """Report a `StartupError` as its one-line message instead of a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_short(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                # Starlette sends this from inside its `except` block, so the error is current.
+                error = sys.exc_info()[1]
+                if isinstance(error, StartupError):
+                    message = {**message, "message": str(error)}
+            await send(message)
+
+        await self.app(scope, receive, send_short)

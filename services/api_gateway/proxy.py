@@ -1,0 +1,329 @@
+"""`ANY /api/{service}/{path}`: authenticate, authorise, and stream to the downstream service.
+
+This is a raw ASGI app mounted at `/api`: the hot path skips FastAPI's routing and
+dependency machinery, which cost more than the proxying itself in the benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+from starlette.types import Message, Receive, Scope, Send
+from yarl import URL
+
+from services.api_gateway.config import Settings
+from services.api_gateway.context import request_context
+from services.api_gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    UnknownService,
+    UpstreamNotReady,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_json,
+    status_for,
+)
+from services.api_gateway.principal import Principal
+from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS, AssertionSigner
+from shared.roles import SERVICES, Service
+
+if TYPE_CHECKING:
+    from services.api_gateway.runtime import Runtime
+
+
+SERVICES_BY_NAME = {service.value: service for service in SERVICES}
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Never forwarded: the caller's credentials, anything claiming an identity, and headers
+# the gateway sets itself.
+REQUEST_DROP = HOP_BY_HOP | {
+    b"host",
+    b"authorization",
+    b"x-api-key",
+    b"cookie",
+    b"expect",
+    b"x-request-id",
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+    b"x-real-ip",
+    *(name.encode() for name in IDENTITY_HEADERS),
+}
+# uvicorn adds its own date and server headers; x-request-id is ours.
+RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
+BUFFER_LIMIT = 256 * 1024
+CHUNK_SIZE = 64 * 1024
+
+# Lower-layer errors to ours, most specific first.
+UPSTREAM_ERRORS: tuple[tuple[type[BaseException], type[GatewayError], str], ...] = (
+    (aiohttp.ConnectionTimeoutError, UpstreamUnavailable, "did not accept a connection in time"),
+    (TimeoutError, UpstreamTimeout, "did not answer in time"),
+    (aiohttp.ClientConnectorError, UpstreamUnavailable, "is unreachable"),
+    (aiohttp.ClientError, UpstreamUnavailable, "broke the connection"),
+)
+
+
+class ClientGone(Exception):
+    """The caller disconnected before its request body arrived."""
+
+
+class AssertionCache:
+    """Signed assertions per (caller, service), reused for half their lifetime."""
+
+    def __init__(self, signer: AssertionSigner, *, max_size: int = 10_000) -> None:
+        self._signer = signer
+        self._reuse_seconds = signer.ttl_seconds / 2
+        self._cache: dict[tuple[Any, ...], tuple[bytes, float]] = {}
+        self._max_size = max_size
+
+    def get(self, principal: Principal, service: Service) -> bytes:
+        """Return a valid assertion of the caller for the service."""
+        key = (
+            principal.username,
+            principal.roles,
+            principal.auth_method,
+            principal.key_id,
+            service,
+        )
+        now = time.time()
+        hit = self._cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        token, _ = self._signer.sign(
+            username=principal.username,
+            roles=principal.roles,
+            auth_method=principal.auth_method.value,
+            service=service.value,
+            key_id=principal.key_id,
+            now=now,
+        )
+        if len(self._cache) >= self._max_size:
+            del self._cache[next(iter(self._cache))]
+        value = token.encode()
+        self._cache[key] = (value, now + self._reuse_seconds)
+        return value
+
+
+def upstream_session(settings: Settings) -> aiohttp.ClientSession:
+    """Return the pooled client for one downstream service (one per service)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=settings.gateway_upstream_max_connections, keepalive_timeout=30
+        ),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=settings.gateway_upstream_timeout_seconds,  # includes waiting for the pool
+            sock_connect=settings.gateway_upstream_connect_timeout_seconds,
+            sock_read=settings.gateway_upstream_timeout_seconds,
+        ),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+    )
+
+
+async def send_error(send: Send, exc: GatewayError) -> None:
+    """Answer with the JSON error body of `exc`."""
+    body = error_json(exc)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in exc.headers().items()),
+    ]
+    await send({"type": "http.response.start", "status": status_for(exc), "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ProxyApp:
+    """The raw ASGI app behind `/api`."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        runtime: Runtime = scope["app"].state.runtime
+        context = request_context(scope)
+        try:
+            await self._forward(runtime, scope, receive, send)
+        except GatewayError as exc:
+            if context.status is not None:
+                raise  # the response already started: abort the connection
+            await send_error(send, exc)
+        except ClientGone:
+            return
+
+    async def _forward(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        context = request_context(scope)
+        authorization = api_key = connection = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"x-api-key":
+                api_key = value.decode("latin-1")
+            elif name == b"connection":
+                connection = value
+        principal = await runtime.authenticator.authenticate(authorization, api_key)
+        context.principal = principal
+
+        root = scope.get("root_path", "")
+        path: str = scope["path"]
+        rest = path[len(root) :] if root and path.startswith(root) else path
+        name, _, remainder = rest[1:].partition("/")
+        service = SERVICES_BY_NAME.get(name)
+        if service is None:
+            known = ", ".join(SERVICES_BY_NAME)
+            raise UnknownService(f"unknown service {name!r}; known services: {known}")
+        context.service = service.value
+        segments = remainder.split("/")
+        if "." in segments or ".." in segments:
+            raise InvalidRequest("the path must not contain '.' or '..' segments")
+        if service is Service.PORTFOLIO and _first_segment(segments) == "internal":
+            # The identity service's internal API is never reachable through the proxy.
+            raise NotFound("no such path")
+        if not principal.may_reach(service):
+            raise Forbidden(f"your roles do not grant access to the {service.value} service")
+
+        url = runtime.upstream_urls[service] + _upstream_path(scope, root, name, remainder)
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode("latin-1")
+        headers = _request_headers(scope, connection, context.request_id, context.client)
+        headers.append((ASSERTION_HEADER, runtime.assertions.get(principal, service).decode()))
+        body = await _request_body(scope, receive)
+        try:
+            async with runtime.upstreams[service].request(
+                scope["method"],
+                URL(url, encoded=True),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+            ) as response:
+                await _relay(response, scope, send)
+        except ClientGone:
+            raise
+        except RuntimeError as exc:
+            if "closed" in str(exc).lower():
+                raise UpstreamNotReady("the gateway is shutting down") from None
+            raise
+        except Exception as exc:
+            for lower, ours, message in UPSTREAM_ERRORS:
+                if isinstance(exc, lower):
+                    raise ours(f"the {service.value} service {message}") from None
+            raise
+
+
+def _first_segment(segments: list[str]) -> str:
+    return next((segment.lower() for segment in segments if segment), "")
+
+
+def _upstream_path(scope: Scope, root: str, name: str, remainder: str) -> str:
+    # Forward the path exactly as the client encoded it when we can find our prefix in it.
+    raw: bytes | None = scope.get("raw_path")
+    prefix = f"{root}/{name}".encode()
+    if (
+        raw is not None
+        and raw.startswith(prefix)
+        and raw[len(prefix) : len(prefix) + 1] in (b"/", b"")
+    ):
+        return raw[len(prefix) :].decode("latin-1") or "/"
+    return "/" + quote(remainder, safe="/:@!$&'()*+,;=-._~")
+
+
+def _request_headers(
+    scope: Scope, connection: bytes | None, request_id: str, client: str | None
+) -> list[tuple[str, str]]:
+    drop = REQUEST_DROP
+    if connection is not None:
+        drop = drop | {token.strip().lower() for token in connection.split(b",")}
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope["headers"]
+        if name not in drop
+    ]
+    headers.append(("x-request-id", request_id))
+    if client is not None:
+        headers.append(("x-forwarded-for", client))
+    headers.append(("x-forwarded-proto", scope.get("scheme", "http")))
+    return headers
+
+
+async def _request_body(scope: Scope, receive: Receive) -> bytes | AsyncIterator[bytes] | None:
+    length: int | None = None
+    chunked = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise InvalidRequest("the Content-Length header is not a number") from None
+        elif name == b"transfer-encoding":
+            chunked = True
+    if length is None and not chunked:
+        return None
+    if length is not None and length <= BUFFER_LIMIT:
+        return await _read_body(receive)
+    return _stream_body(receive)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _stream_body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body"):
+            return
+
+
+async def _relay(response: aiohttp.ClientResponse, scope: Scope, send: Send) -> None:
+    drop = RESPONSE_DROP
+    for name, value in response.raw_headers:
+        if name.lower() == b"connection":
+            drop = drop | {token.strip().lower() for token in value.split(b",")}
+    headers = [(name.lower(), value) for name, value in response.raw_headers]
+    headers = [(name, value) for name, value in headers if name not in drop]
+    start: Message = {"type": "http.response.start", "status": response.status, "headers": headers}
+    length = response.content_length
+    if scope["method"] == "HEAD" or (length is not None and length <= BUFFER_LIMIT):
+        # Small answers are read whole first, so a failure still gets a clean 502.
+        body = await response.read()
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+        return
+    await send(start)
+    async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,249 @@
+"""The gateway's own endpoints: auth, admin, health and JWKS (the proxy lives in proxy.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import ValidationError
+
+from services.api_gateway.auth import bearer_token
+from services.api_gateway.deps import (
+    ContextDep,
+    CurrentPrincipal,
+    RuntimeDep,
+    admin_principal,
+)
+from services.api_gateway.errors import (
+    InvalidRequest,
+    UpstreamNotReady,
+    describe_validation_errors,
+)
+from services.api_gateway.principal import AuthMethod, Principal
+from services.api_gateway.schemas import (
+    ApiKeyUsageOut,
+    ApiKeyUsageResponse,
+    ErrorResponse,
+    Health,
+    Jwks,
+    MeResponse,
+    PasswordRotateRequest,
+    PasswordRotateResponse,
+    RolesUpdate,
+    TokenRequest,
+    TokenResponse,
+    UserOut,
+    UserResponse,
+    UsersResponse,
+)
+from shared.roles import services_for
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
+def _timestamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_TOKEN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": TokenRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()},
+        },
+    }
+}
+
+auth = APIRouter(prefix="/auth", tags=["auth"])
+admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_principal)])
+health = APIRouter(tags=["health"])
+
+
+async def _token_request(request: Request) -> TokenRequest:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: Any
+    if content_type in _FORM_TYPES:
+        form = await request.form()
+        data = {key: value for key, value in form.items() if isinstance(value, str)}
+    else:
+        try:
+            data = await request.json()
+        except ValueError:
+            raise InvalidRequest(
+                'the body must be JSON {"username", "password"} or an OAuth2 password form'
+            ) from None
+    try:
+        return TokenRequest.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_errors(exc.errors())) from None
+
+
+@auth.post(
+    "/token",
+    response_model=TokenResponse,
+    summary="Log in with a password and get an access token",
+    responses=_errors(401, 403, 422, 429, 502, 503, 504),
+    openapi_extra=_TOKEN_BODY,
+)
+async def issue_token(request: Request, runtime: RuntimeDep, context: ContextDep) -> TokenResponse:
+    """Check the password with the identity service and issue a signed JWT."""
+    credentials = await _token_request(request)
+    login = await runtime.authenticator.login(
+        credentials.username, credentials.password.get_secret_value(), client=context.client
+    )
+    issued = login.issued
+    context.principal = Principal(
+        username=credentials.username,
+        roles=tuple(login.roles),
+        auth_method=AuthMethod.PASSWORD,
+        jti=issued.jti,
+        expires_at=issued.expires_at,
+    )
+    return TokenResponse(
+        access_token=issued.token,
+        expires_in=issued.expires_at - issued.issued_at,
+        expires_at=_timestamp(issued.expires_at),
+        roles=login.roles,
+    )
+
+
+@auth.post(
+    "/logout",
+    status_code=204,
+    response_class=Response,
+    summary="Revoke the presented bearer token",
+    responses=_errors(401, 422),
+)
+async def logout(request: Request, runtime: RuntimeDep, principal: CurrentPrincipal) -> Response:
+    """Revoke the bearer token until it expires."""
+    if principal.auth_method is not AuthMethod.PASSWORD:
+        raise InvalidRequest("logout revokes a bearer token; API keys are revoked by rotation")
+    token = bearer_token(request.headers.get("authorization", ""))
+    await runtime.authenticator.logout(principal, token)
+    return Response(status_code=204)
+
+
+@auth.get(
+    "/me", response_model=MeResponse, summary="Who am I", responses=_errors(401, 403, 502, 503)
+)
+async def me(principal: CurrentPrincipal) -> MeResponse:
+    """Return the caller, their roles, the services they may reach and how they authenticated."""
+    return MeResponse(
+        username=principal.username,
+        roles=list(principal.roles),
+        services=[service.value for service in services_for(principal.roles)],
+        auth_method=principal.auth_method.value,
+        expires_at=_timestamp(principal.expires_at) if principal.expires_at else None,
+        key_id=principal.key_id,
+    )
+
+
+@auth.post(
+    "/password/rotate",
+    response_model=PasswordRotateResponse,
+    summary="Replace a password (also when it has expired)",
+    responses=_errors(401, 403, 422, 429, 502, 503, 504),
+)
+async def rotate_password(
+    body: PasswordRotateRequest, runtime: RuntimeDep, context: ContextDep
+) -> PasswordRotateResponse:
+    """Check the current password and set a new one; the user's live tokens are revoked."""
+    user = await runtime.authenticator.rotate_password(
+        body.username,
+        body.current_password.get_secret_value(),
+        body.new_password.get_secret_value(),
+        client=context.client,
+    )
+    return PasswordRotateResponse.model_validate(user, from_attributes=False)
+
+
+@admin.get(
+    "/api-keys/usage",
+    response_model=ApiKeyUsageResponse,
+    summary="API-key usage seen by this gateway",
+    responses=_errors(401, 403),
+)
+async def api_key_usage(runtime: RuntimeDep) -> ApiKeyUsageResponse:
+    """Return per key id: requests, per service and status class, first and last use."""
+    usage = await runtime.state.api_key_usage()
+    return ApiKeyUsageResponse(
+        keys=[
+            ApiKeyUsageOut(
+                key_id=entry.key_id,
+                username=entry.username,
+                requests=entry.requests,
+                services=dict(entry.services),
+                status_classes=dict(entry.status_classes),
+                first_used_at=_timestamp(entry.first_used_at),
+                last_used_at=_timestamp(entry.last_used_at),
+                last_client=entry.last_client,
+            )
+            for entry in usage
+        ]
+    )
+
+
+@admin.get(
+    "/users",
+    response_model=UsersResponse,
+    summary="Every user of the identity store",
+    responses=_errors(401, 403, 502, 503, 504),
+)
+async def list_users(runtime: RuntimeDep) -> UsersResponse:
+    """List users through the identity service."""
+    users = await runtime.identity.list_users()
+    return UsersResponse(users=[UserOut.model_validate(user) for user in users])
+
+
+@admin.post(
+    "/users/{username}/deactivate",
+    response_model=UserResponse,
+    summary="Deactivate a user",
+    responses=_errors(401, 403, 404, 502, 503, 504),
+)
+async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
+    """Deactivate a user; their tokens and API key stop working here at once."""
+    user = await runtime.identity.deactivate_user(username)
+    await runtime.authenticator.forget_user(str(user.get("username", username)))
+    return UserResponse(user=UserOut.model_validate(user))
+
+
+@admin.put(
+    "/users/{username}/roles",
+    response_model=UserResponse,
+    summary="Replace a user's roles",
+    responses=_errors(401, 403, 404, 422, 502, 503, 504),
+)
+async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> UserResponse:
+    """Replace a user's roles; tokens carrying the old roles stop working at once."""
+    user = await runtime.identity.set_roles(username, body.roles)
+    await runtime.authenticator.forget_user(str(user.get("username", username)))
+    return UserResponse(user=UserOut.model_validate(user))
+
+
+@health.get("/healthz", response_model=Health, summary="Liveness")
+async def healthz() -> Health:
+    """Answer while the process runs."""
+    return Health(status="ok")
+
+
+@health.get("/readyz", response_model=Health, summary="Readiness", responses=_errors(503))
+async def readyz(runtime: RuntimeDep) -> Health:
+    """Answer 200 when the identity service is ready, else 503."""
+    if not await runtime.identity.ready():
+        raise UpstreamNotReady("the identity service is not ready")
+    return Health(status="ready")
+
+
+@health.get("/.well-known/jwks.json", response_model=Jwks, summary="Token verification keys")
+async def jwks(runtime: RuntimeDep) -> dict[str, Any]:
+    """Return the public keys that verify the gateway's access tokens."""
+    return runtime.tokens.jwks()
+
+
+routers = (auth, admin, health)

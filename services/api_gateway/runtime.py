@@ -1,0 +1,124 @@
+"""The gateway's long-lived resources, opened in the lifespan and closed after it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from services.api_gateway.access_log import AccessLog
+from services.api_gateway.auth import Authenticator
+from services.api_gateway.config import GatewaySecrets, Settings, load_secrets, load_settings
+from services.api_gateway.errors import StartupError
+from services.api_gateway.identity import IdentityClient
+from services.api_gateway.proxy import AssertionCache, upstream_session
+from services.api_gateway.state import GatewayState, create_state
+from services.api_gateway.tokens import TokenService
+from shared.assertion import AssertionSigner
+from shared.keys import KeyFormatError
+from shared.roles import SERVICES, Service
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Everything a request handler needs, built once per process."""
+
+    settings: Settings
+    tokens: TokenService
+    authenticator: Authenticator
+    identity: IdentityClient
+    state: GatewayState
+    assertions: AssertionCache
+    upstreams: dict[Service, aiohttp.ClientSession]
+    upstream_urls: dict[Service, str]
+    access_log: AccessLog
+
+
+def _keys(settings: Settings, secrets: GatewaySecrets) -> tuple[TokenService, AssertionSigner]:
+    # Key errors name the secret, never its value.
+    try:
+        tokens = TokenService(
+            private_key=secrets.jwt_private_key.get_secret_value(),
+            previous_public_keys=(
+                [secrets.jwt_previous_public_key.get_secret_value()]
+                if secrets.jwt_previous_public_key is not None
+                else []
+            ),
+            issuer=settings.gateway_issuer,
+            audience=settings.gateway_audience,
+            ttl_seconds=settings.gateway_token_ttl_seconds,
+            cache_size=settings.gateway_token_cache_size,
+        )
+    except (KeyFormatError, ValueError, TypeError):
+        raise StartupError(
+            "gateway cannot start: GATEWAY_JWT_PRIVATE_KEY or GATEWAY_JWT_PREVIOUS_PUBLIC_KEY "
+            "is not an Ed25519 key (PEM or base64url raw 32 bytes)"
+        ) from None
+    try:
+        signer = AssertionSigner(
+            secrets.assertion_private_key.get_secret_value(),
+            ttl_seconds=settings.gateway_assertion_ttl_seconds,
+        )
+    except (KeyFormatError, ValueError, TypeError):
+        raise StartupError(
+            "gateway cannot start: GATEWAY_ASSERTION_PRIVATE_KEY is not an Ed25519 private key "
+            "(PEM or base64url raw 32 bytes)"
+        ) from None
+    return tokens, signer
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings | None = None, secrets: GatewaySecrets | None = None
+) -> AsyncIterator[Runtime]:
+    """Build the runtime from settings and secrets (read from the environment when omitted)."""
+    settings = settings if settings is not None else load_settings()
+    secrets = secrets if secrets is not None else await load_secrets()
+    tokens, signer = _keys(settings, secrets)
+    state = create_state(settings.gateway_state_url)
+    identity = IdentityClient(
+        base_url=settings.portfolio_service_url,
+        service_token=secrets.identity_service_token,
+        timeout=settings.gateway_identity_timeout_seconds,
+    )
+    access_log = AccessLog(settings.gateway_access_log)
+    upstreams = {service: upstream_session(settings) for service in SERVICES}
+    try:
+        access_log.start()
+    except OSError as exc:
+        await _close(identity, upstreams, state)
+        raise StartupError(
+            f"gateway cannot start: GATEWAY_ACCESS_LOG cannot be opened ({exc.strerror})"
+        ) from None
+    runtime = Runtime(
+        settings=settings,
+        tokens=tokens,
+        authenticator=Authenticator(
+            settings=settings, tokens=tokens, identity=identity, state=state
+        ),
+        identity=identity,
+        state=state,
+        assertions=AssertionCache(signer),
+        upstreams=upstreams,
+        upstream_urls={service: settings.service_url(service) for service in SERVICES},
+        access_log=access_log,
+    )
+    try:
+        yield runtime
+    finally:
+        await _close(identity, upstreams, state)
+        access_log.stop()
+
+
+async def _close(
+    identity: IdentityClient, upstreams: dict[Service, aiohttp.ClientSession], state: GatewayState
+) -> None:
+    await asyncio.gather(
+        identity.aclose(),
+        *(session.close() for session in upstreams.values()),
+        state.close(),
+        return_exceptions=True,
+    )

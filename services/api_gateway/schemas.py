@@ -1,0 +1,155 @@
+"""Request and response bodies of the gateway's own endpoints (auth, admin, health)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+
+from shared.roles import parse_roles
+
+Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=150)]
+Password = Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, as a stable code and a readable message."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The JSON error body every endpoint answers with."""
+
+    error: ErrorDetail
+
+
+class TokenRequest(BaseModel):
+    """Credentials for `POST /auth/token` (JSON or OAuth2 password form)."""
+
+    username: Username
+    password: Password
+    grant_type: Literal["password"] | None = None
+
+
+class TokenResponse(BaseModel):
+    """An issued access token."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
+    expires_in: int
+    expires_at: datetime
+    roles: list[str]
+
+
+class MeResponse(BaseModel):
+    """The caller as the gateway sees them."""
+
+    username: str
+    roles: list[str]
+    services: list[str]
+    auth_method: Literal["password", "api_key"]
+    expires_at: datetime | None = Field(
+        description="When the bearer token expires; null for API keys"
+    )
+    key_id: str | None = Field(default=None, description="The API key id, for API-key callers")
+
+
+class PasswordRotateRequest(BaseModel):
+    """Replace a password; works when the current one has expired."""
+
+    username: Username
+    current_password: Password
+    new_password: Password
+
+
+class PasswordRotateResponse(BaseModel):
+    """The account after a password rotation."""
+
+    username: str
+    password_changed_at: datetime | None = None
+    password_expires_at: datetime | None = None
+
+
+class UserOut(BaseModel):
+    """A user of the identity store (never a password or key hash)."""
+
+    username: str
+    roles: list[str]
+    is_active: bool
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_login_at: datetime | None = None
+    password_changed_at: datetime | None = None
+    password_expires_at: datetime | None = None
+    api_key_id: str | None = None
+    api_key_last_rotated_at: datetime | None = None
+
+
+class UserResponse(BaseModel):
+    """One user."""
+
+    user: UserOut
+
+
+class UsersResponse(BaseModel):
+    """Every user."""
+
+    users: list[UserOut]
+
+
+class RolesUpdate(BaseModel):
+    """The complete new role list of a user."""
+
+    roles: list[str]
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        return [role.value for role in parse_roles(value)]
+
+
+class ApiKeyUsageOut(BaseModel):
+    """What this gateway has seen of one API key since it started (by key id, never the key)."""
+
+    key_id: str
+    username: str
+    requests: int
+    services: dict[str, int]
+    status_classes: dict[str, int]
+    first_used_at: datetime
+    last_used_at: datetime
+    last_client: str | None
+
+
+class ApiKeyUsageResponse(BaseModel):
+    """API-key usage, most recently used first."""
+
+    keys: list[ApiKeyUsageOut]
+
+
+class Health(BaseModel):
+    """A liveness or readiness answer."""
+
+    status: Literal["ok", "ready"]
+
+
+class Jwk(BaseModel):
+    """A public signing key."""
+
+    kty: str
+    crv: str
+    x: str
+    kid: str
+    alg: str
+    use: str
+
+
+class Jwks(BaseModel):
+    """The keys that verify the gateway's access tokens, current first."""
+
+    keys: list[Jwk]

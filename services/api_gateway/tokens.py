@@ -1,0 +1,151 @@
+"""The gateway's bearer tokens: EdDSA JWTs, their JWKS, and a cache of verified ones."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from services.api_gateway.errors import InvalidToken, TokenExpired
+from services.api_gateway.principal import AuthMethod, Principal
+from shared.keys import key_id, load_private_key, load_public_key, public_jwk
+
+ALGORITHMS = ["EdDSA"]
+REQUIRED_CLAIMS = ["sub", "roles", "iat", "nbf", "exp", "iss", "aud", "jti"]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A freshly signed access token."""
+
+    token: str
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+class TokenService:
+    """Issue and verify access tokens; remembers verified ones until they expire."""
+
+    def __init__(
+        self,
+        *,
+        private_key: str,
+        issuer: str,
+        audience: str,
+        ttl_seconds: int,
+        previous_public_keys: Iterable[str] = (),
+        cache_size: int = 10_000,
+    ) -> None:
+        self._key = load_private_key(private_key)
+        self.kid = key_id(self._key)
+        self._public: dict[str, Ed25519PublicKey] = {self.kid: self._key.public_key()}
+        for text in previous_public_keys:
+            previous = load_public_key(text)
+            self._public.setdefault(key_id(previous), previous)
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl_seconds = ttl_seconds
+        self._cache: dict[str, Principal] = {}
+        self._cache_size = cache_size
+
+    def issue(
+        self, *, username: str, roles: Iterable[str], now: float | None = None
+    ) -> IssuedToken:
+        """Sign a token for a user who just proved their password."""
+        issued = int(time.time() if now is None else now)
+        expires = issued + self.ttl_seconds
+        jti = uuid.uuid4().hex
+        claims: dict[str, Any] = {
+            "sub": username,
+            "roles": list(roles),
+            "iat": issued,
+            "nbf": issued,
+            "exp": expires,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "jti": jti,
+        }
+        token = jwt.encode(
+            claims, self._key, algorithm="EdDSA", headers={"kid": self.kid, "typ": "JWT"}
+        )
+        return IssuedToken(token=token, jti=jti, issued_at=issued, expires_at=expires)
+
+    def verify(self, token: str, *, now: float | None = None) -> Principal:
+        """Return the caller a valid, unexpired token names (revocation is checked by the caller)."""
+        current = time.time() if now is None else now
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached.expires_at is not None and cached.expires_at > current:
+                return cached
+            del self._cache[token]
+            raise TokenExpired("the access token has expired; request a new one at /auth/token")
+        principal = self._decode(token, current)
+        if self._cache_size:
+            if len(self._cache) >= self._cache_size:
+                # Drop the oldest entry; dicts keep insertion order.
+                del self._cache[next(iter(self._cache))]
+            self._cache[token] = principal
+        return principal
+
+    def forget(self, token: str) -> None:
+        """Drop a token from the verified cache (after logout)."""
+        self._cache.pop(token, None)
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """Return the public keys that verify our tokens, current first."""
+        return {"keys": [public_jwk(key) for key in self._public.values()]}
+
+    def _decode(self, token: str, now: float) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("the access token is malformed") from None
+        if header.get("alg") not in ALGORITHMS:
+            raise InvalidToken("the access token uses an algorithm this gateway does not accept")
+        key = self._public.get(str(header.get("kid")))
+        if key is None:
+            raise InvalidToken("the access token was signed by a key this gateway does not know")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=0,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenExpired(
+                "the access token has expired; request a new one at /auth/token"
+            ) from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("the access token is not meant for this gateway") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("the access token was not issued by this gateway") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"the access token lacks the {exc.claim!r} claim") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidToken("the access token is not valid yet") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("the access token signature does not verify") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("the access token is invalid") from None
+        roles = claims["roles"]
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise InvalidToken("the access token's roles claim must be a list of strings")
+        if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
+            raise InvalidToken("the access token's sub and jti claims must be strings")
+        return Principal(
+            username=claims["sub"],
+            roles=tuple(roles),
+            auth_method=AuthMethod.PASSWORD,
+            jti=claims["jti"],
+            expires_at=float(claims["exp"]),
+        )

@@ -1,0 +1,1 @@
+"""A stand-in downstream service: verifies the gateway's assertion and echoes the caller."""

@@ -1,0 +1,50 @@
+"""Stub settings: which service this process plays, and the gateway's assertion key."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.stub.errors import StartupError
+from shared.roles import SERVICES, Service
+
+# The portfolio service is real; the stubs stand in for the other six.
+STUB_SERVICES: tuple[Service, ...] = tuple(s for s in SERVICES if s is not Service.PORTFOLIO)
+
+
+class StubSettings(BaseSettings):
+    """`STUB_SERVICE_NAME`: one of trading, market, strategy, token, execution, monitoring."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    stub_service_name: Service
+
+    @field_validator("stub_service_name", mode="before")
+    @classmethod
+    def _stub_service(cls, value: object) -> object:
+        names = [service.value for service in STUB_SERVICES]
+        if str(value).strip().lower() not in names:
+            raise ValueError(f"must be one of {', '.join(names)}")
+        return str(value).strip().lower()
+
+
+def load_settings() -> StubSettings:
+    """Read the settings, naming a bad variable in one line."""
+    try:
+        return StubSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise StartupError(f"stub cannot start: {problems}") from None
+
+
+async def load_public_keys() -> list[str]:
+    """Return the gateway's assertion public key (environment until the secrets layer lands)."""
+    value = os.environ.get("GATEWAY_ASSERTION_PUBLIC_KEY")
+    if not value:
+        raise StartupError("stub cannot start: missing secret GATEWAY_ASSERTION_PUBLIC_KEY")
+    return [value]

@@ -1,0 +1,41 @@
+"""Stub errors: refusing to start, and the 401 for a missing or invalid assertion."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from shared.assertion import InvalidAssertionError
+from shared.errors import ErrorCode, error_body
+
+
+class StartupError(Exception):
+    """The stub cannot start: its service name or the assertion key is missing or wrong."""
+
+
+async def handle_invalid_assertion(request: Request, exc: Exception) -> Response:
+    """Refuse a request whose identity assertion does not verify."""
+    return JSONResponse(
+        error_body(ErrorCode.INVALID_TOKEN, f"refused: {exc}"),
+        status_code=401,
+    )
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Answer Starlette's own errors as JSON."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = ErrorCode.NOT_FOUND if exc.status_code == 404 else "http_error"
+    return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    """Answer a bug with a bare 500 and no trace."""
+    return JSONResponse(error_body(ErrorCode.INTERNAL_ERROR, "internal error"), status_code=500)
+
+
+EXCEPTION_HANDLERS = {
+    InvalidAssertionError: handle_invalid_assertion,
+    StarletteHTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
