@@ -345,12 +345,12 @@ def run(env_file: Path, timeout: float) -> int:
     """Start the stack and block until it stops; return the exit status."""
     environ = load_environment(env_file)
     ports = resolve_ports(environ)
+    busy = busy_port_messages(ports)
+    if busy:
+        raise StackError(*busy)
     present = [process for process in PROCESSES if process.present]
     if not present:
         raise StackError("no service module is in this checkout; nothing to start")
-    busy = busy_port_messages({process.name: ports[process.name] for process in present})
-    if busy:
-        raise StackError(*busy)
     env = stack_environment(environ, ports)
     # The admin step runs the identity store in this process: same database as portfolio.
     os.environ.update(env)

@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# One image for every service of the access layer; docker-compose.yml chooses the process
+# with `command:`. Build alone: docker build -t legacycointrader-access .
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: a virtual environment with the dependencies and the project --------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /app
+# Dependencies first, read from pyproject.toml alone, so a code change reuses this layer.
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && pip install --upgrade pip \
+ && pip install -r /tmp/requirements.txt
+# The project, installed in place (as `make install` does): the code reads
+# config/managed_secrets.yaml, the migrations and the templates from the repository layout,
+# which the runtime stage keeps at the same path.
+COPY shared ./shared
+COPY services ./services
+RUN pip install --no-deps --editable .
+
+# --- runtime: slim Python, the venv and the source tree; no compiler, not root ---------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
+      --shell /usr/sbin/nologin app
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+# Files stay root-owned, so they are read-only to `app`; only var/ is writable.
+COPY . /app
+RUN mkdir -p /app/var && chown app:app /app/var
+USER 10001:10001
+EXPOSE 8000
+# Every service listens on 0.0.0.0 inside its own container; compose sets the command.
+CMD ["python", "-m", "uvicorn", "services.api_gateway.app:app", "--host", "0.0.0.0", "--port", "8000"]

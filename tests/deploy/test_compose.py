@@ -1,0 +1,345 @@
+"""docker-compose.yml, the Dockerfile and the load balancer, checked by structure.
+
+No Docker engine runs here, so these read the files the way compose and docker would and
+hold them to the deployment rules: every process present and health-checked, start-up
+ordered by health, only the gateway load balancer and the frontend published, and no
+secret value anywhere in the file.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.roles import Service
+from shared.secrets.registry import SecretRegistry
+from tests.deploy.support import load_run_stack
+from tests.support.servers import REPO_ROOT
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+NGINX_CONF = REPO_ROOT / "docker" / "nginx" / "gateway-lb.conf"
+
+APP_IMAGE = "legacycointrader-access:local"
+STUBS = [service.value for service in Service if service is not Service.PORTFOLIO]
+INFRASTRUCTURE = {"postgres", "redis", "vault"}
+ONE_SHOT = {"vault-init"}
+APP_SERVICES = {"portfolio", "gateway", "frontend", *STUBS}
+EXPECTED_SERVICES = INFRASTRUCTURE | ONE_SHOT | APP_SERVICES | {"gateway-lb"}
+PUBLISHED = {"gateway-lb", "frontend"}
+REQUIRED_VARIABLES = {"VAULT_TOKEN", "POSTGRES_PASSWORD"}
+
+# `${NAME:?message}`: compose refuses to start unless NAME is set in the shell.
+REQUIRED_REFERENCE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*):\?[^}]*\}")
+ANY_REFERENCE = re.compile(r"\$\{?(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
+# Names that hold a credential (SECRETS_PROVIDER or TOKEN_SERVICE_URL only talk about one).
+SECRET_LOOKING_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|TOKEN_ID|SECRET|KEY|CREDENTIALS)$")
+URL_CREDENTIALS = re.compile(r"://(?P<user>[^:/@\s]+):(?P<password>[^@\s]+)@")
+RANDOM_LOOKING = re.compile(r"[A-Za-z0-9+/_=-]{20,}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = compose["services"]
+    return services
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str]:
+    """Return a service's environment as a dict, whichever form the file uses."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def uvicorn_target(service: dict[str, Any]) -> tuple[str, int] | None:
+    """Return (module:app, port) when the service runs uvicorn, else None."""
+    command = service.get("command")
+    if not isinstance(command, list) or "uvicorn" not in command:
+        return None
+    app = command[command.index("uvicorn") + 1]
+    port = int(command[command.index("--port") + 1])
+    return app, port
+
+
+def all_strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for key, value in node.items() for s in all_strings(key) + all_strings(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in all_strings(item)]
+    return []
+
+
+class TestServices:
+    def test_every_process_of_the_stack_is_a_service(self, services):
+        assert set(services) == EXPECTED_SERVICES
+
+    def test_compose_runs_the_same_apps_as_make_run(self, services):
+        run_stack = load_run_stack()
+        local = {process.name: process.app for process in run_stack.PROCESSES}
+        in_compose = {name: uvicorn_target(services[name]) for name in APP_SERVICES}
+        assert {name: target[0] for name, target in in_compose.items() if target} == local
+
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES | ONE_SHOT))
+    def test_app_services_share_one_image_built_here(self, services, name):
+        assert services[name]["image"] == APP_IMAGE
+        assert services[name]["build"]["context"] == "."
+
+    @pytest.mark.parametrize("name", STUBS)
+    def test_each_stub_is_told_its_service_name(self, services, name):
+        assert environment_of(services[name])["STUB_SERVICE_NAME"] == name
+
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES))
+    def test_app_services_listen_on_all_container_interfaces(self, services, name):
+        command = services[name]["command"]
+        assert command[command.index("--host") + 1] == "0.0.0.0"
+
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES | ONE_SHOT))
+    def test_app_containers_are_locked_down(self, services, name):
+        service = services[name]
+        assert service["read_only"] is True
+        assert service["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in service["security_opt"]
+
+
+class TestHealth:
+    @pytest.mark.parametrize("name", sorted(EXPECTED_SERVICES - ONE_SHOT))
+    def test_long_running_services_have_a_healthcheck(self, services, name):
+        check = services[name].get("healthcheck")
+        assert check, f"{name} has no healthcheck"
+        assert not check.get("disable", False)
+        assert check["test"][0] in ("CMD", "CMD-SHELL")
+        assert services[name].get("restart") == "unless-stopped"
+
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES))
+    def test_app_healthchecks_probe_their_own_port(self, services, name):
+        target = uvicorn_target(services[name])
+        assert target is not None
+        port = str(target[1])
+        assert services[name]["healthcheck"]["test"] == [
+            "CMD",
+            "python",
+            "docker/healthcheck.py",
+            port,
+        ]
+
+    def test_one_shot_job_runs_once(self, services):
+        job = services["vault-init"]
+        assert job["restart"] == "no"
+        assert "healthcheck" not in job
+        assert job["command"] == ["python", "docker/vault_init.py"]
+        assert (REPO_ROOT / "docker" / "vault_init.py").is_file()
+
+
+class TestDependencies:
+    def test_every_dependency_waits_for_health_or_completion(self, services):
+        for name, service in services.items():
+            depends_on = service.get("depends_on", {})
+            assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions"
+            for target, rule in depends_on.items():
+                assert target in services, f"{name} depends on unknown {target}"
+                expected = (
+                    "service_completed_successfully" if target in ONE_SHOT else "service_healthy"
+                )
+                assert rule["condition"] == expected, f"{name} -> {target}"
+
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES))
+    def test_services_start_after_the_secrets_are_written(self, services, name):
+        depends_on = services[name]["depends_on"]
+        assert depends_on["vault-init"]["condition"] == "service_completed_successfully"
+
+    def test_secrets_job_waits_for_a_healthy_vault(self, services):
+        assert services["vault-init"]["depends_on"] == {"vault": {"condition": "service_healthy"}}
+
+    def test_portfolio_waits_for_postgres(self, services):
+        assert services["portfolio"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+    def test_gateway_waits_for_redis_identity_and_every_downstream(self, services):
+        depends_on = services["gateway"]["depends_on"]
+        assert {"redis", "portfolio", *STUBS} <= set(depends_on)
+
+    def test_load_balancer_waits_for_the_gateway_and_frontend_for_the_load_balancer(self, services):
+        assert services["gateway-lb"]["depends_on"] == {"gateway": {"condition": "service_healthy"}}
+        assert services["frontend"]["depends_on"]["gateway-lb"]["condition"] == "service_healthy"
+
+    def test_start_order_has_no_cycle(self, services):
+        done: set[str] = set()
+        remaining = dict(services)
+        while remaining:
+            ready = [n for n, s in remaining.items() if set(s.get("depends_on", {})) <= done]
+            assert ready, f"dependency cycle among {sorted(remaining)}"
+            for name in ready:
+                done.add(name)
+                del remaining[name]
+
+
+class TestPublishedPorts:
+    def test_only_the_gateway_load_balancer_and_the_frontend_publish_ports(self, services):
+        published = {name for name, service in services.items() if service.get("ports")}
+        assert published == PUBLISHED
+
+    @pytest.mark.parametrize(("name", "port"), [("gateway-lb", "8000"), ("frontend", "8080")])
+    def test_published_ports_bind_loopback_only(self, services, name, port):
+        assert services[name]["ports"] == [f"127.0.0.1:{port}:{port}"]
+
+    def test_no_service_uses_the_host_network(self, services):
+        for name, service in services.items():
+            assert "network_mode" not in service, name
+
+    def test_gateway_can_be_scaled_behind_the_load_balancer(self, services):
+        gateway = services["gateway"]
+        assert "container_name" not in gateway
+        assert "ports" not in gateway
+        assert "gateway:8000" in NGINX_CONF.read_text()
+
+    def test_frontend_reaches_the_gateway_through_the_load_balancer(self, services):
+        assert environment_of(services["frontend"])["GATEWAY_URL"] == "http://gateway-lb:8000"
+
+    def test_gateway_reaches_every_downstream_on_its_compose_name(self, services):
+        env = environment_of(services["gateway"])
+        for service in Service:
+            target = uvicorn_target(services[service.value])
+            assert target is not None
+            assert env[f"{service.value.upper()}_SERVICE_URL"] == (
+                f"http://{service.value}:{target[1]}"
+            )
+
+    def test_gateway_shares_its_state_in_redis(self, services):
+        assert environment_of(services["gateway"])["GATEWAY_STATE_URL"] == "redis://redis:6379/0"
+
+
+class TestSecrets:
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES | ONE_SHOT))
+    def test_services_read_their_secrets_from_vault(self, services, name):
+        env = environment_of(services[name])
+        assert env["SECRETS_PROVIDER"] == "vault"
+        assert env["VAULT_ADDR"] == "http://vault:8200"
+        assert env["VAULT_SECRET_PATH"] == "secret/legacycointrader"
+        assert REQUIRED_REFERENCE.fullmatch(env["VAULT_TOKEN"])
+
+    def test_vault_root_token_and_database_password_come_from_the_shell(self, services):
+        vault = environment_of(services["vault"])
+        postgres = environment_of(services["postgres"])
+        token = REQUIRED_REFERENCE.fullmatch(vault["VAULT_DEV_ROOT_TOKEN_ID"])
+        password = REQUIRED_REFERENCE.fullmatch(postgres["POSTGRES_PASSWORD"])
+        assert token is not None
+        assert token["name"] == "VAULT_TOKEN"
+        assert password is not None
+        assert password["name"] == "POSTGRES_PASSWORD"
+
+    def test_every_variable_is_required_and_none_has_a_default(self):
+        text = COMPOSE_FILE.read_text()
+        referenced = {match["name"] for match in ANY_REFERENCE.finditer(text)}
+        required = {match["name"] for match in REQUIRED_REFERENCE.finditer(text)}
+        assert referenced == required == REQUIRED_VARIABLES
+        assert ":-" not in text
+        assert "-}" not in text
+
+    def test_no_managed_secret_is_set_in_the_file(self, services):
+        names = {name for entry in SecretRegistry.load() for name in entry.candidates}
+        for service_name, service in services.items():
+            assert not names & set(environment_of(service)), service_name
+
+    def test_secret_looking_variables_hold_only_required_references(self, services):
+        for service_name, service in services.items():
+            for key, value in environment_of(service).items():
+                if SECRET_LOOKING_NAME.search(key):
+                    assert REQUIRED_REFERENCE.fullmatch(value), f"{service_name}: {key}"
+
+    def test_credentials_in_urls_are_required_references(self, compose):
+        for value in all_strings(compose):
+            for match in URL_CREDENTIALS.finditer(value):
+                assert REQUIRED_REFERENCE.fullmatch(match["password"]), value
+
+    def test_no_value_looks_like_a_key_or_a_password(self, compose):
+        for value in all_strings(compose):
+            stripped = REQUIRED_REFERENCE.sub("", value)
+            assert "-----BEGIN" not in stripped
+            for candidate in RANDOM_LOOKING.findall(stripped):
+                has_digit = any(c.isdigit() for c in candidate)
+                has_letter = any(c.isalpha() for c in candidate)
+                assert not (has_digit and has_letter), f"looks like a secret: {candidate}"
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[list[str]]:
+    """Return the instructions of each Dockerfile stage, continuation lines joined."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    stages: list[list[str]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+class TestDockerfile:
+    def test_is_multi_stage_with_a_named_builder(self, stages):
+        assert len(stages) >= 2
+        assert stages[0][0].split()[-1] == "builder"
+
+    def test_final_stage_is_python_slim(self, stages):
+        assert "slim" in DOCKERFILE.read_text().split("ARG PYTHON_IMAGE=")[1].split()[0]
+        assert stages[-1][0].startswith("FROM ${PYTHON_IMAGE}")
+
+    def test_final_stage_takes_the_venv_from_the_builder(self, stages):
+        assert any(line.startswith("COPY --from=builder /opt/venv") for line in stages[-1])
+
+    def test_final_stage_runs_as_a_non_root_user(self, stages):
+        users = [line.split()[1] for line in stages[-1] if line.upper().startswith("USER ")]
+        assert users, "no USER in the final stage"
+        assert users[-1].split(":")[0] not in ("root", "0")
+        last_user = max(i for i, line in enumerate(stages[-1]) if line.startswith("USER "))
+        assert last_user < next(i for i, line in enumerate(stages[-1]) if line.startswith("CMD"))
+
+    def test_final_stage_installs_no_build_tools(self, stages):
+        final = " ".join(stages[-1])
+        assert "apt-get install" not in final
+        for tool in ("gcc", "build-essential", "make ", "clang"):
+            assert tool not in final
+
+    def test_default_command_is_overridable_exec_form(self, stages):
+        cmd = next(line for line in stages[-1] if line.startswith("CMD"))
+        assert cmd.startswith('CMD ["python", "-m", "uvicorn"')
+        assert not any(line.startswith("ENTRYPOINT") for line in stages[-1])
+
+    @pytest.mark.parametrize("pattern", [".env", ".venv/", ".git/", "var/", "tests/"])
+    def test_build_context_leaves_out_secrets_and_local_state(self, pattern):
+        assert pattern in DOCKERIGNORE.read_text().splitlines()
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_load_balancer_config_is_valid_nginx(tmp_path: Path):
+    (tmp_path / "logs").mkdir()
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"error_log {tmp_path}/logs/error.log;\npid {tmp_path}/nginx.pid;\nevents {{}}\n"
+        f"http {{ access_log off; include {NGINX_CONF}; }}\n"
+    )
+    result = subprocess.run(
+        ["nginx", "-t", "-c", str(main), "-p", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
