@@ -63,6 +63,8 @@ class VaultTestDouble:
         # Called with (mount, path) just before a write is applied: lets a test play a
         # concurrent writer that sneaks in between the client's read and its write.
         self.before_write: Callable[[str, str], None] | None = None
+        # `<mount>/<path>` the token may not touch (403), while lookup-self still works.
+        self.forbidden_paths: set[str] = set()
         self.requests: list[tuple[str, str]] = []
         self._secrets: dict[tuple[str, str], list[_Version]] = {}
         self._lock = threading.Lock()
@@ -123,8 +125,13 @@ class VaultTestDouble:
         if request.headers.get("x-vault-token") != self.token:
             return _errors(403, "permission denied")
         mount = request.path_params.get("mount")
-        if mount is not None and mount not in self.mounts:
-            return _errors(404, f'no handler for route "{mount}/{request.path_params["path"]}"')
+        if mount is None:
+            return None
+        path = request.path_params["path"]
+        if f"{mount}/{path}" in self.forbidden_paths:
+            return _errors(403, "permission denied")
+        if mount not in self.mounts:
+            return _errors(404, f'no handler for route "{mount}/{path}"')
         return None
 
     async def _lookup_self(self, request: Request) -> Response:

@@ -1,0 +1,189 @@
+"""`python -m shared.secrets check|get`, run as a subprocess like an operator would."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.servers import REPO_ROOT
+from tests.support.vault_server import VaultTestDouble
+
+TOKEN = "vault-token-for-cli-tests"
+SESSION = "session-secret-" + "s" * 32
+IDENTITY = "identity-token-" + "i" * 32
+JWT_KEY = "jwt-key-value"
+ASSERTION_PRIVATE = "assertion-private-value"
+ASSERTION_PUBLIC = "assertion-public-value"
+ALL_VALUES = (SESSION, IDENTITY, JWT_KEY, ASSERTION_PRIVATE, ASSERTION_PUBLIC)
+
+
+# Variables that could make a subprocess resolve something this test did not set.
+OUTSIDE = (
+    "SECRETS_",
+    "VAULT_",
+    "AWS_",
+    "SESSION_",
+    "GATEWAY_",
+    "FLASK_",
+    "FRONTEND_",
+    "IDENTITY_",
+    "PORTFOLIO_",
+)
+
+
+def run(*args, **env):
+    base = {name: value for name, value in os.environ.items() if not name.startswith(OUTSIDE)}
+    return subprocess.run(
+        [sys.executable, "-m", "shared.secrets", *args],
+        cwd=REPO_ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def everything_required():
+    return {
+        "FLASK_SECRET_KEY": SESSION,
+        "PORTFOLIO_INTERNAL_TOKEN": IDENTITY,
+        "GATEWAY_JWT_PRIVATE_KEY": JWT_KEY,
+        "GATEWAY_ASSERTION_PRIVATE_KEY": ASSERTION_PRIVATE,
+        "GATEWAY_ASSERTION_PUBLIC_KEY": ASSERTION_PUBLIC,
+    }
+
+
+def assert_no_value_shown(result):
+    for value in ALL_VALUES:
+        assert value not in result.stdout
+        assert value not in result.stderr
+
+
+def test_check_lists_every_managed_secret_and_where_it_resolves():
+    result = run("check", **everything_required())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "SESSION_SECRET_KEY: required by frontend: resolved from environment (alias FLASK_SECRET_KEY)",
+        "GATEWAY_JWT_PRIVATE_KEY: required by gateway: resolved from environment",
+        "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY: optional: MISSING",
+        "GATEWAY_ASSERTION_PRIVATE_KEY: required by gateway: resolved from environment",
+        "GATEWAY_ASSERTION_PUBLIC_KEY: required by portfolio, stub: resolved from environment",
+        "IDENTITY_SERVICE_TOKEN: required by portfolio, gateway: resolved from environment "
+        "(alias PORTFOLIO_INTERNAL_TOKEN)",
+        "PORTFOLIO_NEW_API_KEY: optional: MISSING",
+    ]
+    assert_no_value_shown(result)
+
+
+def test_check_exits_1_when_a_required_secret_is_missing():
+    env = everything_required()
+    del env["FLASK_SECRET_KEY"]
+    result = run("check", **env)
+    assert result.returncode == 1
+    assert "SESSION_SECRET_KEY: required by frontend: MISSING" in result.stdout.splitlines()
+    assert_no_value_shown(result)
+
+
+def test_check_for_one_service_lists_only_its_secrets():
+    result = run("check", "--service", "frontend", SESSION_SECRET_KEY=SESSION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "SESSION_SECRET_KEY: required by frontend: resolved from environment"
+    ]
+
+
+def test_check_for_one_service_ignores_what_others_miss():
+    result = run("check", "--service", "frontend", SESSION_SECRET_KEY=SESSION)
+    assert result.returncode == 0
+    result = run("check", "--service", "gateway", SESSION_SECRET_KEY=SESSION)
+    assert result.returncode == 1
+
+
+def test_check_reports_a_value_that_is_too_short_without_showing_it():
+    result = run("check", "--service", "frontend", SESSION_SECRET_KEY="tiny-secret")
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "SESSION_SECRET_KEY: required by frontend: INVALID (secret SESSION_SECRET_KEY from "
+        "environment is shorter than the 32 characters required)"
+    ]
+    assert "tiny-secret" not in result.stdout
+
+
+def test_get_prints_the_value_for_scripts():
+    result = run("get", "SESSION_SECRET_KEY", FRONTEND_SESSION_SECRET=SESSION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == SESSION + "\n"
+
+
+def test_get_of_a_missing_secret_exits_1_with_one_line():
+    result = run("get", "IDENTITY_SERVICE_TOKEN")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: missing secret IDENTITY_SERVICE_TOKEN (aliases: PORTFOLIO_INTERNAL_TOKEN): "
+        "not found in the environment (SECRETS_PROVIDER=env)\n"
+    )
+
+
+def test_unknown_provider_exits_2_naming_the_variable():
+    result = run("check", SECRETS_PROVIDER="consul")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: SECRETS_PROVIDER=consul is not supported; accepted values: "
+        "env, vault, hashicorp, aws\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def vault():
+    with VaultTestDouble(token=TOKEN) as server:
+        server.put(
+            "secret/legacycointrader",
+            {"SESSION_SECRET_KEY": SESSION, "PORTFOLIO_INTERNAL_TOKEN": IDENTITY},
+        )
+        yield server
+
+
+def vault_env(vault, token=TOKEN):
+    return {
+        "SECRETS_PROVIDER": "vault",
+        "VAULT_ADDR": vault.url,
+        "VAULT_TOKEN": token,
+        "VAULT_SECRET_PATH": "secret/legacycointrader",
+        "VAULT_TIMEOUT": "2",
+    }
+
+
+def test_check_names_the_vault_path_a_secret_came_from(vault):
+    result = run(
+        "check",
+        "--service",
+        "portfolio",
+        **vault_env(vault),
+        GATEWAY_ASSERTION_PUBLIC_KEY=ASSERTION_PUBLIC,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "GATEWAY_ASSERTION_PUBLIC_KEY: required by portfolio, stub: resolved from environment",
+        "IDENTITY_SERVICE_TOKEN: required by portfolio, gateway: resolved from "
+        "vault:secret/legacycointrader (alias PORTFOLIO_INTERNAL_TOKEN)",
+    ]
+    assert_no_value_shown(result)
+
+
+def test_get_reads_from_vault(vault):
+    result = run("get", "SESSION_SECRET_KEY", **vault_env(vault))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == SESSION + "\n"
+
+
+def test_check_with_a_rejected_token_exits_1_without_the_token(vault):
+    result = run("check", "--service", "frontend", **vault_env(vault, token="hvs.not-the-token"))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "SESSION_SECRET_KEY: required by frontend: UNAVAILABLE (Vault at "
+        f"{vault.url} rejected VAULT_TOKEN (permission denied))"
+    ]
+    assert "hvs.not-the-token" not in result.stdout + result.stderr
