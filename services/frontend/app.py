@@ -147,11 +147,13 @@ def create_app(
     )
     app.state.settings = settings
     app.state.templates = build_templates()
-    app.state.sessions = session_store or MemorySessionStore(
-        idle_timeout=settings.security.session_timeout,
-        lifetime=settings.security.session_lifetime,
-        max_sessions=settings.security.max_sessions,
-    )
+    if session_store is None:
+        session_store = MemorySessionStore(
+            idle_timeout=settings.security.session_timeout,
+            lifetime=settings.security.session_lifetime,
+            max_sessions=settings.security.max_sessions,
+        )
+    app.state.sessions = session_store
     app.state.cookie_name = SECURE_COOKIE_NAME if settings.security.cookie_secure else COOKIE_NAME
     app.add_middleware(SecurityHeaders, hsts=settings.security.cookie_secure)
     app.add_middleware(OneLineStartupFailure)

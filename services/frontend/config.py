@@ -1,14 +1,12 @@
 """Frontend settings: session timeouts, cookie flags, where the gateway is."""
 
-import os
-
 from pydantic import AnyHttpUrl, BaseModel, PositiveFloat, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.frontend.errors import StartupRefusedError
+from shared.secrets import SecretsError, SecretsManager
 
 SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105 - the name, not the value
-SESSION_SECRET_ALIASES = ("FLASK_SECRET_KEY", "FRONTEND_SESSION_SECRET")
 MIN_SECRET_BYTES = 32
 
 
@@ -48,13 +46,11 @@ def check_session_secret(secret: SecretStr) -> SecretStr:
 
 
 async def load_session_secret() -> SecretStr:
-    """Resolve the session secret (or an alias) from the environment, or refuse to start."""
-    for name in (SESSION_SECRET_NAME, *SESSION_SECRET_ALIASES):
-        value = os.environ.get(name)
-        if value:
-            return check_session_secret(SecretStr(value))
-    aliases = ", ".join(SESSION_SECRET_ALIASES)
-    raise StartupRefusedError(
-        f"{SESSION_SECRET_NAME} is not set (aliases: {aliases}; secrets provider: env); "
-        "the frontend will not start without it"
-    )
+    """Resolve the session secret (or an alias) through the secrets layer, or refuse to start."""
+    try:
+        async with SecretsManager.from_environment() as manager:
+            secret = await manager.require(SESSION_SECRET_NAME)
+    except SecretsError as exc:
+        # The layer's messages name the secret, its aliases and the store, never a value.
+        raise StartupRefusedError(str(exc)) from None
+    return check_session_secret(secret)

@@ -1,0 +1,94 @@
+import subprocess
+import sys
+
+import pytest
+from pydantic import SecretStr
+
+from services.frontend.app import create_app
+from services.frontend.errors import StartupRefusedError
+from tests.support.servers import REPO_ROOT, ServerProcess, free_port
+
+SECRET_NAMES = ("SESSION_SECRET_KEY", "FLASK_SECRET_KEY", "FRONTEND_SESSION_SECRET")
+
+
+def start_frontend(**secrets: str) -> subprocess.CompletedProcess[str]:
+    """Run `uvicorn services.frontend.app:app` with the given secrets and nothing else."""
+    env = {"PATH": "/usr/bin:/bin", "SECRETS_PROVIDER": "env", **secrets}
+    return subprocess.run(
+        [sys.executable, "-m", "uvicorn", "services.frontend.app:app", "--port", str(free_port())],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def reason_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "refused to start" in line]
+
+
+@pytest.mark.e2e
+def test_the_process_exits_at_once_without_the_session_secret():
+    result = start_frontend()
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    [line] = reason_lines(result.stderr)
+    for name in SECRET_NAMES:
+        assert name in line
+    assert "SECRETS_PROVIDER=env" in line
+
+
+@pytest.mark.e2e
+def test_the_process_refuses_a_secret_shorter_than_32_bytes():
+    result = start_frontend(SESSION_SECRET_KEY="only-twenty-bytes-xx")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    [line] = reason_lines(result.stderr)
+    assert "SESSION_SECRET_KEY" in line
+    assert "shorter than" in line
+    assert "only-twenty-bytes-xx" not in result.stderr
+
+
+@pytest.mark.e2e
+def test_the_process_starts_with_an_alias_of_the_secret(tmp_path):
+    env = {"SECRETS_PROVIDER": "env", "FRONTEND_SESSION_SECRET": "f" * 48}
+    with ServerProcess(
+        "services.frontend.app:app", env=env, log_path=tmp_path / "frontend.log"
+    ) as server:
+        assert server.process is not None and server.process.poll() is None
+
+
+def test_building_the_app_with_a_short_secret_is_refused():
+    with pytest.raises(StartupRefusedError, match="shorter than 32 bytes"):
+        create_app(session_secret=SecretStr("short"))
+
+
+async def test_an_unknown_page_answers_404_as_a_page(frontend):
+    response = await frontend.client.get("/no-such-page")
+    assert response.status_code == 404
+    assert "text/html" in response.headers["content-type"]
+    assert "No such page" in response.text
+
+
+async def test_an_unknown_path_answers_404_as_json_to_scripts(frontend):
+    response = await frontend.client.get("/no-such-page", headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_a_wrong_method_answers_405_in_the_error_shape(frontend):
+    response = await frontend.client.get("/logout")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_there_is_no_api_documentation_surface(frontend):
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert (await frontend.client.get(path)).status_code == 404
+
+
+async def test_health_answers_ok(frontend):
+    response = await frontend.client.get("/healthz")
+    assert response.json() == {"status": "ok"}
