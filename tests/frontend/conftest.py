@@ -117,11 +117,11 @@ async def running_frontend(
     )
     app = create_app(settings, session_secret=SESSION_SECRET, session_store=store)
     base_url = "https://frontend.test" if cookie_secure else "http://frontend.test"
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url=base_url
-        ) as client:
-            yield Frontend(app, store, client)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=base_url) as client,
+    ):
+        yield Frontend(app, store, client)
 
 
 RunFrontend = Callable[..., AbstractAsyncContextManager[Frontend]]

@@ -57,7 +57,8 @@ def test_the_process_starts_with_an_alias_of_the_secret(tmp_path):
     with ServerProcess(
         "services.frontend.app:app", env=env, log_path=tmp_path / "frontend.log"
     ) as server:
-        assert server.process is not None and server.process.poll() is None
+        assert server.process is not None
+        assert server.process.poll() is None
 
 
 def test_building_the_app_with_a_short_secret_is_refused():

@@ -136,7 +136,7 @@ class TestCookieSigner:
 
     def test_the_cookie_carries_only_the_id_and_its_signature(self):
         value = CookieSigner(SESSION_SECRET).sign("session-id")
-        session_id, signature = value.rsplit(".", 1)
+        session_id, _signature = value.rsplit(".", 1)
         assert session_id == "session-id"
         assert SESSION_SECRET.get_secret_value() not in value
 

@@ -13,7 +13,8 @@ class TestLoginPage:
         response = await frontend.client.get("/login")
         assert response.status_code == 200
         session = await frontend.store.get(frontend.session_id())
-        assert session is not None and not session.is_authenticated
+        assert session is not None
+        assert not session.is_authenticated
         assert f'name="csrf_token" value="{session.csrf_token}"' in response.text
 
     async def test_the_session_cookie_is_httponly_and_samesite_lax(self, frontend):
