@@ -2,6 +2,11 @@
 
 `SecretsManager.from_environment()` reads `SECRETS_PROVIDER` (`env`, `vault`/`hashicorp`,
 `aws`), the `VAULT_*` / `AWS_*` connection settings and `config/managed_secrets.yaml`.
+A name resolves from the configured store first, then the environment, each by primary
+name then aliases in declared order; store reads are cached for
+`SECRETS_CACHE_TTL_SECONDS`. `write_api_key` stores a user's key under
+`PORTFOLIO_API_KEY__<USERNAME>` (`api_key_secret_name`). The `*_sync` twins serve start-up
+code and scripts that have no event loop. Start-up code catches `SecretsError`.
 """
 
 from shared.secrets.config import SecretsSettings

@@ -74,6 +74,7 @@ class SecretsManager:
         self._environ: Mapping[str, str] = environ if environ is not None else os.environ
         self._store = build_store(self.settings)
         self._cache: dict[str, _CacheEntry] = {}
+        self._reads: dict[SecretStore, asyncio.Future[Mapping[str, str]]] = {}
 
     @classmethod
     def from_environment(cls) -> SecretsManager:
@@ -214,7 +215,7 @@ class SecretsManager:
         if cached is not None and now < cached.expires_at:
             return cached.resolved
         try:
-            document = await store.read()
+            document = await self._read_document(store)
         except SecretsUnavailableError as exc:
             if cached is None:
                 raise
@@ -235,6 +236,20 @@ class SecretsManager:
         # while the store is down.
         self._cache[name] = _CacheEntry(resolved, now + ttl)
         return resolved
+
+    async def _read_document(self, store: SecretStore) -> Mapping[str, str]:
+        # Callers whose cache entries expire together share one read of the store.
+        pending = self._reads.get(store)
+        if pending is None:
+            pending = asyncio.ensure_future(store.read())
+            self._reads[store] = pending
+            pending.add_done_callback(lambda done: self._finish_read(store, done))
+        return await asyncio.shield(pending)
+
+    def _finish_read(self, store: SecretStore, done: asyncio.Future[Mapping[str, str]]) -> None:
+        self._reads.pop(store, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here so an unawaited failure is not logged as lost
 
     @staticmethod
     def _lookup(

@@ -103,7 +103,11 @@ class SecretRegistry:
 
     def required_by(self, consumer: Consumer | str) -> list[ManagedSecret]:
         """Return every entry the given process requires."""
-        wanted = Consumer(consumer)
+        try:
+            wanted = Consumer(consumer)
+        except ValueError:
+            accepted = ", ".join(Consumer)
+            raise ValueError(f"unknown service {consumer!r}; accepted: {accepted}") from None
         return [secret for secret in self._secrets.values() if wanted in secret.required_by]
 
     def __iter__(self) -> Iterator[ManagedSecret]:

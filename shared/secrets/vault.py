@@ -86,13 +86,21 @@ class VaultStore:
         self._client.adapter.close()
 
     def _read_current(self) -> tuple[dict[str, Any] | None, int]:
-        """Return (data, version); (None, 0) when the path does not exist yet."""
+        """Return (data, current version); data is None when absent or its latest is deleted."""
         try:
             response = self._client.secrets.kv.v2.read_secret_version(
                 path=self._path, mount_point=self._mount, raise_on_deleted_version=True
             )
         except hvac.exceptions.InvalidPath:
-            return None, 0
+            # A deleted latest version still counts for check-and-set; only the
+            # metadata knows its number.
+            try:
+                metadata = self._client.secrets.kv.v2.read_secret_metadata(
+                    path=self._path, mount_point=self._mount
+                )
+            except hvac.exceptions.InvalidPath:
+                return None, 0
+            return None, int((metadata.get("data") or {}).get("current_version") or 0)
         body = response.get("data") or {}
         data = body.get("data")
         version = int((body.get("metadata") or {}).get("version") or 0)
@@ -103,11 +111,14 @@ class VaultStore:
             )
         return data, version
 
-    def _token_is_valid(self) -> bool:
+    def _token_is_valid(self) -> bool | None:
+        """Ask Vault about our own token: True, False (rejected) or None (no answer)."""
         try:
             self._client.auth.token.lookup_self()
         except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
             return False
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException):
+            return None
         return True
 
     async def _call(
@@ -148,12 +159,13 @@ class VaultStore:
             ) from None
 
     async def _denied_message(self, action: str) -> str:
-        try:
-            valid = await anyio.to_thread.run_sync(self._token_is_valid)
-        except (hvac.exceptions.VaultError, requests.exceptions.RequestException):
-            valid = False
-        if not valid:
+        valid = await anyio.to_thread.run_sync(self._token_is_valid)
+        if valid is False:
             return f"Vault at {self._addr} rejected VAULT_TOKEN (permission denied)"
+        if valid is None:
+            return (
+                f"Vault at {self._addr} denied the {action} of {self.location} (permission denied)"
+            )
         return f"VAULT_TOKEN may not {action} {self.location} at {self._addr} (permission denied)"
 
 

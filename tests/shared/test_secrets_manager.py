@@ -1,5 +1,6 @@
 """Resolution order, start-up failures, the TTL cache and stale values, write-back naming."""
 
+import asyncio
 import logging
 
 import pytest
@@ -231,6 +232,17 @@ async def test_cached_value_is_served_until_the_ttl_expires(vault, vault_path):
 
     clock.now += 1
     assert (await manager.require("SESSION_SECRET_KEY")).get_secret_value() == "2" * 40
+
+
+async def test_concurrent_lookups_share_one_read_of_the_store(vault, vault_path):
+    vault.put(vault_path, {"SESSION_SECRET_KEY": LONG, "IDENTITY_SERVICE_TOKEN": "t" * 32})
+    manager = vault_manager(vault, vault_path)
+    before = len(vault.requests)
+    values = await asyncio.gather(
+        *(manager.require(name) for name in ["SESSION_SECRET_KEY", "IDENTITY_SERVICE_TOKEN"] * 5)
+    )
+    assert [value.get_secret_value() for value in values[:2]] == [LONG, "t" * 32]
+    assert vault.requests[before:] == [("GET", f"/v1/{vault_path.replace('/', '/data/', 1)}")]
 
 
 async def test_a_ttl_of_zero_reads_the_store_every_time(vault, vault_path):

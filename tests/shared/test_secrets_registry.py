@@ -135,3 +135,8 @@ def test_missing_file_is_named(tmp_path):
 def test_empty_file_is_an_error_not_an_empty_registry(tmp_path):
     with pytest.raises(RegistryError, match=r"managed_secrets\.yaml: top level must be a mapping"):
         SecretRegistry.load(write(tmp_path, ""))
+
+
+def test_asking_for_an_unknown_service_names_the_accepted_ones():
+    with pytest.raises(ValueError, match="unknown service 'billing'; accepted: portfolio, gateway"):
+        SecretRegistry.load().required_by("billing")

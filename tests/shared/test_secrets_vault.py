@@ -144,6 +144,17 @@ async def test_write_back_never_loses_a_key_written_concurrently(vault, vault_pa
     }
 
 
+async def test_write_back_over_a_deleted_latest_version(vault, vault_path):
+    vault.put(vault_path, {"OLD": "x"})
+    vault.delete_latest(vault_path)
+    async with make(vault.url, vault_path) as manager:
+        with pytest.raises(SecretsUnavailableError, match="has no secret at"):
+            await manager.get("OLD")
+        where = await manager.write_api_key("alice", "k" * 40)
+    assert where == f"vault:{vault_path} key PORTFOLIO_API_KEY__ALICE (version 2)"
+    assert vault.read(vault_path) == {"PORTFOLIO_API_KEY__ALICE": "k" * 40}
+
+
 async def test_write_to_an_unknown_mount_is_a_clear_error(vault):
     async with make(vault.url, "kv/legacycointrader") as manager:
         with pytest.raises(SecretsUnavailableError) as caught:

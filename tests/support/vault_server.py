@@ -44,6 +44,7 @@ def _now() -> str:
 class _Version:
     data: dict[str, Any]
     created_time: str = field(default_factory=_now)
+    deletion_time: str = ""
 
 
 class VaultTestDouble:
@@ -96,6 +97,12 @@ class VaultTestDouble:
         mount, _, path = secret_path.partition("/")
         with self._lock:
             return len(self._secrets.get((mount, path), []))
+
+    def delete_latest(self, secret_path: str) -> None:
+        """Soft-delete the latest version, as `vault kv delete` does."""
+        mount, _, path = secret_path.partition("/")
+        with self._lock:
+            self._secrets[(mount, path)][-1].deletion_time = _now()
 
     def _write(self, mount: str, path: str, data: dict[str, Any]) -> int:
         versions = self._secrets.setdefault((mount, path), [])
@@ -160,6 +167,10 @@ class VaultTestDouble:
                 if not 1 <= wanted <= len(versions):
                     return _errors(404)
                 chosen = versions[wanted - 1]
+                if chosen.deletion_time:
+                    # Vault answers a deleted version with 404 and its metadata.
+                    body = {"data": None, "metadata": _version_metadata(chosen, wanted)}
+                    return JSONResponse({"errors": [], "data": body}, status_code=404)
                 return _envelope(
                     {"data": dict(chosen.data), "metadata": _version_metadata(chosen, wanted)}
                 )
@@ -211,7 +222,7 @@ class VaultTestDouble:
                     "versions": {
                         str(number): {
                             "created_time": version.created_time,
-                            "deletion_time": "",
+                            "deletion_time": version.deletion_time,
                             "destroyed": False,
                         }
                         for number, version in enumerate(versions, start=1)
@@ -272,7 +283,7 @@ def _version_metadata(version: _Version, number: int) -> dict[str, Any]:
     return {
         "created_time": version.created_time,
         "custom_metadata": None,
-        "deletion_time": "",
+        "deletion_time": version.deletion_time,
         "destroyed": False,
         "version": number,
     }
