@@ -22,7 +22,7 @@ from shared.secrets.registry import Consumer, ManagedSecret, SecretRegistry
 logger = logging.getLogger("shared.secrets")
 
 ENVIRONMENT = "environment"
-API_KEY_SECRET_PREFIX = "PORTFOLIO_API_KEY__"  # noqa: S105 - a name prefix
+API_KEY_SECRET_PREFIX = "PORTFOLIO_API_KEY__"  # noqa: S105  # nosec B105 - a name prefix
 
 T = TypeVar("T")
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+from typing import Any
 
 import boto3
 import pytest
@@ -40,7 +41,7 @@ def secret_name(request):
     return "lct/" + request.node.name.replace("[", "_").replace("]", "_")
 
 
-def seed(moto, name, secret_string):
+def seed(moto: MotoServer, name: str, secret_string: str) -> Any:
     client = boto3.client(
         "secretsmanager",
         endpoint_url=moto.url,
@@ -52,7 +53,13 @@ def seed(moto, name, secret_string):
     return client
 
 
-def make(endpoint, name, *, environ=None, profile=None):
+def make(
+    endpoint: str,
+    name: str,
+    *,
+    environ: dict[str, str] | None = None,
+    profile: str | None = None,
+) -> SecretsManager:
     settings = SecretsSettings(
         secrets_provider="aws",
         aws_secret_name=name,

@@ -32,7 +32,7 @@ OUTSIDE = (
 )
 
 
-def run(*args, **env):
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {name: value for name, value in os.environ.items() if not name.startswith(OUTSIDE)}
     return subprocess.run(
         [sys.executable, "-m", "shared.secrets", *args],
@@ -45,7 +45,7 @@ def run(*args, **env):
     )
 
 
-def everything_required():
+def everything_required() -> dict[str, str]:
     return {
         "FLASK_SECRET_KEY": SESSION,
         "PORTFOLIO_INTERNAL_TOKEN": IDENTITY,
@@ -55,7 +55,7 @@ def everything_required():
     }
 
 
-def assert_no_value_shown(result):
+def assert_no_value_shown(result: subprocess.CompletedProcess[str]) -> None:
     for value in ALL_VALUES:
         assert value not in result.stdout
         assert value not in result.stderr
@@ -146,7 +146,7 @@ def vault():
         yield server
 
 
-def vault_env(vault, token=TOKEN):
+def vault_env(vault: VaultTestDouble, token: str = TOKEN) -> dict[str, str]:
     return {
         "SECRETS_PROVIDER": "vault",
         "VAULT_ADDR": vault.url,

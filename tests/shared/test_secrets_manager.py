@@ -55,7 +55,15 @@ def vault_path(vault, request):
     vault.token = TOKEN
 
 
-def vault_manager(vault, path, *, environ=None, ttl=300.0, clock=None, timeout=2.0):
+def vault_manager(
+    vault: VaultTestDouble,
+    path: str,
+    *,
+    environ: dict[str, str] | None = None,
+    ttl: float = 300.0,
+    clock: Clock | None = None,
+    timeout: float = 2.0,
+) -> SecretsManager:
     settings = SecretsSettings(
         secrets_provider="vault",
         vault_addr=vault.url,

@@ -31,7 +31,15 @@ def vault_path(vault, request):
     vault.before_write = None
 
 
-def make(url, path, *, token=TOKEN, verify="true", timeout=2.0, provider="vault"):
+def make(
+    url: str,
+    path: str,
+    *,
+    token: str = TOKEN,
+    verify: str = "true",
+    timeout: float = 2.0,
+    provider: str = "vault",
+) -> SecretsManager:
     settings = SecretsSettings(
         secrets_provider=provider,
         vault_addr=url,

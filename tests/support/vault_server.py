@@ -175,7 +175,8 @@ class VaultTestDouble:
                     {"data": dict(chosen.data), "metadata": _version_metadata(chosen, wanted)}
                 )
         body = await request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+        payload = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(payload, dict):
             return _errors(400, "no data provided")
         cas = (body.get("options") or {}).get("cas")
         if self.before_write is not None:
@@ -190,14 +191,14 @@ class VaultTestDouble:
                 if not versions:
                     return _errors(404)
                 merged = dict(versions[-1].data)
-                for key, value in body["data"].items():
+                for key, value in payload.items():
                     if value is None:
                         merged.pop(key, None)
                     else:
                         merged[key] = value
                 data = merged
             else:
-                data = dict(body["data"])
+                data = dict(payload)
             number = self._write(mount, path, data)
             return _envelope(_version_metadata(self._secrets[(mount, path)][-1], number))
 
