@@ -34,7 +34,7 @@ class SecretsSettings(BaseSettings):
 
     vault_addr: str | None = None
     vault_token: SecretStr | None = None
-    vault_secret_path: str = "secret/legacycointrader"  # noqa: S105  # nosec B105 - a path
+    vault_secret_path: str = "secret/legacycointrader"  # noqa: S105 - a path
     vault_verify: str = "true"
     vault_timeout: Annotated[float, Field(gt=0)] = 5.0
 

@@ -22,7 +22,8 @@ from shared.secrets.registry import Consumer, ManagedSecret, SecretRegistry
 logger = logging.getLogger("shared.secrets")
 
 ENVIRONMENT = "environment"
-API_KEY_SECRET_PREFIX = "PORTFOLIO_API_KEY__"  # noqa: S105  # nosec B105 - a name prefix
+# A name prefix, not a credential.
+API_KEY_SECRET_PREFIX = "PORTFOLIO_API_KEY__"  # noqa: S105  # nosec B105
 
 T = TypeVar("T")
 
