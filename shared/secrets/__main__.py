@@ -50,11 +50,16 @@ async def _check(manager: SecretsManager, service: str | None) -> int:
         entries = (
             manager.registry.required_by(service) if service is not None else list(manager.registry)
         )
+        store_error: SecretsUnavailableError | None = None
         for entry in entries:
             required = _required_text(entry)
             try:
+                # One store failure is enough: do not wait out the timeout once per secret.
+                if store_error is not None:
+                    raise store_error
                 resolved = await manager.resolve(entry.name)
             except SecretsUnavailableError as exc:
+                store_error = exc
                 outcome = f"UNAVAILABLE ({exc})"
                 failed = True
             except SecretsError as exc:

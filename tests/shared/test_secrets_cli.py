@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.support.servers import REPO_ROOT
+from tests.support.servers import REPO_ROOT, free_port
 from tests.support.vault_server import VaultTestDouble
 
 TOKEN = "vault-token-for-cli-tests"
@@ -147,9 +147,13 @@ def vault():
 
 
 def vault_env(vault: VaultTestDouble, token: str = TOKEN) -> dict[str, str]:
+    return vault_env_for(vault.url, token)
+
+
+def vault_env_for(url: str, token: str = TOKEN) -> dict[str, str]:
     return {
         "SECRETS_PROVIDER": "vault",
-        "VAULT_ADDR": vault.url,
+        "VAULT_ADDR": url,
         "VAULT_TOKEN": token,
         "VAULT_SECRET_PATH": "secret/legacycointrader",
         "VAULT_TIMEOUT": "2",
@@ -187,3 +191,11 @@ def test_check_with_a_rejected_token_exits_1_without_the_token(vault):
         f"{vault.url} rejected VAULT_TOKEN (permission denied))"
     ]
     assert "hvs.not-the-token" not in result.stdout + result.stderr
+
+
+def test_check_with_vault_down_reports_every_secret_unavailable():
+    result = run("check", **vault_env_for(f"http://127.0.0.1:{free_port()}"))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 7
+    assert all(": UNAVAILABLE (cannot reach Vault at http://127.0.0.1:" in line for line in lines)
