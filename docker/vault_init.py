@@ -64,15 +64,17 @@ def read_current(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, 
 
 
 def wait_for_vault(client: hvac.Client, address: str) -> None:
-    """Wait until Vault answers and is unsealed (the compose healthcheck usually did)."""
+    """Wait until Vault answers and accepts the token (the compose healthcheck usually did)."""
     for _ in range(CONNECT_ATTEMPTS):
         try:
-            if client.sys.is_initialized() and not client.sys.is_sealed():
-                return
+            accepted = client.is_authenticated()
         except (requests.exceptions.RequestException, hvac.exceptions.VaultError):
-            pass
-        time.sleep(1)
-    raise SystemExit(f"vault-init: Vault at {address} is not reachable and unsealed; giving up")
+            time.sleep(1)  # not listening yet, or still sealed
+            continue
+        if not accepted:
+            raise SystemExit(f"vault-init: Vault at {address} refused VAULT_TOKEN")
+        return
+    raise SystemExit(f"vault-init: Vault at {address} did not answer in {CONNECT_ATTEMPTS} s")
 
 
 def main() -> int:

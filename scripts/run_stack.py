@@ -39,7 +39,7 @@ HOST = "127.0.0.1"
 STACK = "stack"
 ADMIN_USERNAME = "admin"
 ADMIN_ROLES = ["admin"]
-PASSWORD_LINE = "one-time password for user 'admin'"  # noqa: S105 - a label, not a password
+PASSWORD_LABEL = "one-time password:"  # noqa: S105 - a label, not a password
 READY_LINE = "stack ready"
 
 Say = Callable[[str], None]
@@ -213,19 +213,20 @@ def create_first_admin(say: Say, login_url: str | None = None) -> bool:
     # this script has just loaded.
     from services.portfolio.identity import PortfolioIdentityService
 
-    identity = PortfolioIdentityService()
-    existing = identity.list_users()
-    if existing:
-        say(f"the database already has {len(existing)} user(s); no admin user created")
-        return False
-    password = one_time_password()
-    identity.create_user(
-        ADMIN_USERNAME, password, roles=list(ADMIN_ROLES), must_change_password=True
-    )
-    say(f"new database: created {PASSWORD_LINE} (roles {ADMIN_ROLES}): {password}")
+    with PortfolioIdentityService() as identity:
+        existing = identity.list_users()
+        if existing:
+            say(f"the database already has {len(existing)} user(s); no admin user created")
+            return False
+        password = one_time_password()
+        identity.create_user(
+            ADMIN_USERNAME, password, roles=list(ADMIN_ROLES), must_change_password=True
+        )
     where = f"at {login_url} " if login_url else ""
+    say(f"new database: created user '{ADMIN_USERNAME}' with roles {ADMIN_ROLES}")
+    say(f"  {PASSWORD_LABEL} {password}   (shown this once, never again)")
     say(
-        f"  it is shown only now and works once: log in {where}and choose a new password "
+        f"  log in {where}and choose a new password: it must be changed at first login "
         "(or POST /auth/password/rotate on the gateway)"
     )
     return True
@@ -284,11 +285,16 @@ class StartupWatcher(threading.Thread):
         deadline = time.monotonic() + self.timeout
         names = [process.name for process in self.processes]
         with httpx.Client(timeout=2.0) as client:
+            admin_lines: list[str] = []
             if "portfolio" in names:
                 self._wait_healthy(client, ["portfolio"], deadline)
-                self._bootstrap_admin()
+                admin_lines = self._bootstrap_admin()
             self._wait_healthy(client, names, deadline)
+        # The admin's password comes last, below the URLs, where it does not scroll away.
         self._print_urls()
+        for line in admin_lines:
+            self.manager.say(line)
+        self.manager.say("Ctrl-C stops everything.")
 
     def _wait_healthy(self, client: httpx.Client, names: list[str], deadline: float) -> None:
         pending = list(names)
@@ -309,13 +315,15 @@ class StartupWatcher(threading.Thread):
             if pending:
                 time.sleep(0.2)
 
-    def _bootstrap_admin(self) -> None:
+    def _bootstrap_admin(self) -> list[str]:
+        lines: list[str] = []
         frontend = base_url(self.ports["frontend"]) + "/"
         try:
-            create_first_admin(self.manager.say, login_url=frontend)
+            create_first_admin(lines.append, login_url=frontend)
         except Exception as exc:
-            # The stack stays useful without it; say why, never the password.
-            self.manager.say(f"could not create the first admin user: {type(exc).__name__}: {exc}")
+            # The stack stays useful without it; say why (the password is never in it).
+            lines = [f"could not create the first admin user: {type(exc).__name__}: {exc}"]
+        return lines
 
     def _print_urls(self) -> None:
         say = self.manager.say
@@ -338,7 +346,6 @@ class StartupWatcher(threading.Thread):
                 + ", ".join(stubs)
                 + "   (reach them at /api/<service>/ on the gateway)"
             )
-        say("Ctrl-C stops everything.")
 
 
 def run(env_file: Path, timeout: float) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,12 +13,16 @@ from shared.keys import load_private_key, load_public_key, public_key_text
 from shared.secrets.registry import SecretRegistry
 from tests.deploy.support import load_script
 from tests.support.servers import REPO_ROOT
+from tests.support.vault_server import VaultTestDouble
 
 vault_init = load_script("docker/vault_init.py")
 write_dev_env = load_script("scripts/write_dev_env.py")
 
 REGISTRY = SecretRegistry.load()
 REQUIRED = {entry.name for entry in REGISTRY if entry.required_by}
+JOB = str(REPO_ROOT / "docker" / "vault_init.py")
+SECRET_PATH = "secret/legacycointrader"
+VAULT_TOKEN = "vault-init-test-token"
 
 
 @pytest.fixture
@@ -97,3 +102,80 @@ def test_job_without_vault_settings_says_what_is_missing():
     assert result.returncode == 2
     assert "VAULT_ADDR and VAULT_TOKEN must be set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def vault() -> Iterator[VaultTestDouble]:
+    with VaultTestDouble(token=VAULT_TOKEN) as double:
+        yield double
+
+
+def job_env(vault: VaultTestDouble, token: str = VAULT_TOKEN) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        "SECRETS_PROVIDER": "vault",
+        "VAULT_ADDR": vault.url,
+        "VAULT_TOKEN": token,
+        "VAULT_SECRET_PATH": SECRET_PATH,
+    }
+
+
+def run_job(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *command],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestJobAgainstVault:
+    """The job through hvac and HTTP, against the KV v2 test double of tests/support."""
+
+    def test_first_run_writes_every_required_secret_in_one_version(self, vault):
+        result = run_job(job_env(vault), JOB)
+        assert result.returncode == 0, result.stderr
+        stored = vault.read(SECRET_PATH)
+        assert stored is not None
+        assert set(stored) == REQUIRED
+        assert vault.version(SECRET_PATH) == 1
+        for value in stored.values():
+            assert value not in result.stdout + result.stderr
+
+    def test_services_resolve_every_secret_from_what_the_job_wrote(self, vault):
+        env = job_env(vault)
+        assert run_job(env, JOB).returncode == 0
+        check = run_job(env, "-m", "shared.secrets", "check")
+        assert check.returncode == 0, check.stdout + check.stderr
+        for name in REQUIRED:
+            assert f"{name}: required by" in check.stdout
+        assert check.stdout.count(f"resolved from vault:{SECRET_PATH}") >= len(REQUIRED)
+
+    def test_second_run_keeps_every_secret_and_writes_nothing(self, vault):
+        env = job_env(vault)
+        assert run_job(env, JOB).returncode == 0
+        first = vault.read(SECRET_PATH)
+        result = run_job(env, JOB)
+        assert result.returncode == 0
+        assert "nothing written" in result.stdout
+        assert vault.read(SECRET_PATH) == first
+        assert vault.version(SECRET_PATH) == 1
+
+    def test_other_keys_and_present_secrets_survive(self, vault):
+        vault.put(SECRET_PATH, {"SESSION_SECRET_KEY": "k" * 40, "PORTFOLIO_API_KEY__OPS": "kept"})
+        assert run_job(job_env(vault), JOB).returncode == 0
+        stored = vault.read(SECRET_PATH)
+        assert stored is not None
+        assert stored["SESSION_SECRET_KEY"] == "k" * 40
+        assert stored["PORTFOLIO_API_KEY__OPS"] == "kept"
+        assert set(stored) >= REQUIRED
+
+    def test_refused_token_fails_with_a_clear_line(self, vault):
+        result = run_job(job_env(vault, token="not-the-token"), JOB)
+        assert result.returncode != 0
+        assert f"Vault at {vault.url} refused VAULT_TOKEN" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert vault.read(SECRET_PATH) is None

@@ -1,0 +1,339 @@
+"""scripts/run_stack.py (`make run`): the whole stack as real processes, and its refusals."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.portfolio.config import PortfolioSettings
+from services.portfolio.identity import PortfolioIdentityService
+from tests.deploy.support import load_run_stack, load_script
+from tests.support.servers import REPO_ROOT, free_port
+
+run_stack = load_run_stack()
+write_dev_env = load_script("scripts/write_dev_env.py")
+
+SCRIPT = REPO_ROOT / "scripts" / "run_stack.py"
+STARTED = re.compile(r"system\s+\| (?P<name>\S+) started \(pid=(?P<pid>\d+)\)")
+# Cheap Argon2 for tests only; production defaults stay as they are.
+FAST_HASHING = {
+    "PORTFOLIO_ARGON2_TIME_COST": "1",
+    "PORTFOLIO_ARGON2_MEMORY_COST": "1024",
+    "PORTFOLIO_ARGON2_PARALLELISM": "1",
+}
+NEW_PASSWORD = "a-brand-new-passphrase-42"
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+class Stack:
+    """The runner as a subprocess; its output is read line by line in a thread."""
+
+    def __init__(self, env: dict[str, str], env_file: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), "--env-file", str(env_file), "--timeout", "120"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._queue.put(line)
+        self._queue.put(None)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 180.0) -> None:
+        """Read until a line contains `text`; fail with the output if the runner ends first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail(f"run_stack ended before {text!r}:\n{self.output}")
+            if text in line:
+                return
+        pytest.fail(f"no {text!r} from run_stack:\n{self.output}")
+
+    def children(self) -> dict[str, int]:
+        return {m["name"]: int(m["pid"]) for m in map(STARTED.search, self.lines) if m}
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        returncode = self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return returncode
+
+    def kill_leftovers(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for pid in self.children().values():
+            if running(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def running(pid: int) -> bool:
+    """Tell whether `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = [pid for pid in pids if running(pid)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if running(pid)]
+    return alive
+
+
+def port_is_free(port: int) -> bool:
+    return not run_stack.port_in_use(port)
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    return dict(
+        zip(
+            [process.name for process in run_stack.PROCESSES],
+            distinct_free_ports(len(run_stack.PROCESSES)),
+            strict=True,
+        )
+    )
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'portfolio.db'}"
+
+
+@pytest.fixture
+def env_file(tmp_path: Path) -> Path:
+    path = tmp_path / "stack.env"
+    path.write_text(write_dev_env.render())
+    return path
+
+
+@pytest.fixture
+def stack_env(ports: dict[str, int], database_url: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LCT_")}
+    env.update(FAST_HASHING)
+    env["PORTFOLIO_DATABASE_URL"] = database_url
+    for process in run_stack.PROCESSES:
+        env[process.port_variable] = str(ports[process.name])
+    return env
+
+
+@pytest.fixture
+def start_stack(stack_env: dict[str, str], env_file: Path) -> Iterator[Callable[[], Stack]]:
+    started: list[Stack] = []
+
+    def start() -> Stack:
+        stack = Stack(stack_env, env_file)
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.kill_leftovers()
+
+
+def admin_password(stack: Stack) -> list[str]:
+    return [
+        line.split(run_stack.PASSWORD_LABEL, 1)[1].split()[0]
+        for line in stack.lines
+        if run_stack.PASSWORD_LABEL in line
+    ]
+
+
+@pytest.mark.e2e
+def test_new_database_starts_everything_and_prints_one_admin_password_to_change(start_stack, ports):
+    stack = start_stack()
+    stack.wait_for("Ctrl-C stops everything.")
+
+    assert set(stack.children()) == {process.name for process in run_stack.PROCESSES}
+    for name, port in ports.items():
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert response.status_code == 200, name
+    assert f"frontend   http://127.0.0.1:{ports['frontend']}/" in stack.output
+    assert f"http://127.0.0.1:{ports['gateway']}/docs" in stack.output
+
+    passwords = admin_password(stack)
+    assert len(passwords) == 1, stack.output
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    credentials = {"username": "admin", "password": passwords[0]}
+    first_login = httpx.post(f"{gateway}/auth/token", json=credentials, timeout=10)
+    assert first_login.status_code == 403
+    assert first_login.json()["error"]["code"] == "password_expired"
+    rotated = httpx.post(
+        f"{gateway}/auth/password/rotate",
+        json={
+            "username": "admin",
+            "current_password": passwords[0],
+            "new_password": NEW_PASSWORD,
+        },
+        timeout=10,
+    )
+    assert rotated.status_code == 200, rotated.text
+    login = httpx.post(
+        f"{gateway}/auth/token", json={"username": "admin", "password": NEW_PASSWORD}, timeout=10
+    )
+    assert login.status_code == 200
+    assert login.json()["roles"] == ["admin"]
+
+    children = list(stack.children().values())
+    assert stack.stop(signal.SIGINT) == 130
+    assert wait_until_gone(children) == []
+    assert all(port_is_free(port) for port in ports.values())
+
+
+@pytest.mark.e2e
+def test_database_with_users_gets_no_password_and_sigterm_stops_everything(
+    start_stack, ports, database_url
+):
+    settings = PortfolioSettings(
+        database_url=database_url, argon2_time_cost=1, argon2_memory_cost=1024, argon2_parallelism=1
+    )
+    with PortfolioIdentityService(settings=settings) as identity:
+        identity.create_user("ops", "an operator passphrase", roles=["portfolio"])
+
+    stack = start_stack()
+    stack.wait_for("Ctrl-C stops everything.")
+
+    assert admin_password(stack) == []
+    assert "the database already has 1 user(s); no admin user created" in stack.output
+    children = list(stack.children().values())
+    assert len(children) == len(run_stack.PROCESSES)
+    assert stack.stop(signal.SIGTERM) == 143
+    assert wait_until_gone(children) == []
+    assert all(port_is_free(port) for port in ports.values())
+
+
+def run_script(
+    stack_env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=REPO_ROOT,
+        env=stack_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class TestRefusals:
+    def test_port_in_use_is_refused_naming_the_port_and_the_process(
+        self, stack_env, env_file, ports
+    ):
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", ports["gateway"]))
+            holder.listen()
+            result = run_script(stack_env, "--env-file", str(env_file))
+        assert result.returncode == 2
+        assert (
+            f"run_stack: port {ports['gateway']} (gateway) is already in use by pid {os.getpid()}"
+        ) in result.stderr
+        assert "LCT_GATEWAY_PORT" in result.stderr
+        assert "started" not in result.stdout
+
+    def test_every_busy_port_gets_its_own_line(self, stack_env, env_file, ports):
+        with socket.socket() as first, socket.socket() as second:
+            for holder, name in ((first, "trading"), (second, "monitoring")):
+                holder.bind(("127.0.0.1", ports[name]))
+                holder.listen()
+            result = run_script(stack_env, "--env-file", str(env_file))
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2
+        assert len(lines) == 2
+        assert f"port {ports['trading']} (trading)" in lines[0]
+        assert f"port {ports['monitoring']} (monitoring)" in lines[1]
+
+    @pytest.mark.parametrize("value", ["http", "0", "70000", "-1"])
+    def test_port_variable_that_is_not_a_port_is_refused(self, stack_env, env_file, value):
+        result = run_script({**stack_env, "LCT_FRONTEND_PORT": value}, "--env-file", str(env_file))
+        assert result.returncode == 2
+        assert f"LCT_FRONTEND_PORT={value} is not a TCP port" in result.stderr
+
+    def test_two_processes_on_one_port_are_refused(self, stack_env, env_file, ports):
+        env = {**stack_env, "LCT_MARKET_PORT": str(ports["trading"])}
+        result = run_script(env, "--env-file", str(env_file))
+        assert result.returncode == 2
+        assert f"market and trading are both set to port {ports['trading']}" in result.stderr
+
+    def test_missing_env_file_is_refused_with_the_command_that_writes_it(self, stack_env, tmp_path):
+        missing = tmp_path / "nowhere.env"
+        result = run_script(stack_env, "--env-file", str(missing))
+        assert result.returncode == 2
+        assert "scripts/write_dev_env.py" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+class TestProcfile:
+    def test_procfile_runs_what_the_runner_runs(self):
+        assert (REPO_ROOT / "Procfile").read_text() == run_stack.render_procfile()
+
+    def test_processes_use_the_documented_ports(self):
+        assert {p.name: p.default_port for p in run_stack.PROCESSES} == {
+            "portfolio": 8003,
+            "gateway": 8000,
+            "frontend": 8080,
+            "trading": 8101,
+            "market": 8102,
+            "strategy": 8103,
+            "token": 8104,
+            "execution": 8105,
+            "monitoring": 8106,
+        }
+
+    def test_every_service_module_is_in_the_checkout(self):
+        assert all(process.present for process in run_stack.PROCESSES)
+
+
+class TestOneTimePassword:
+    def test_has_every_character_class_and_24_characters(self):
+        password = run_stack.one_time_password()
+        assert len(password) == 24
+        assert any(c.islower() for c in password)
+        assert any(c.isupper() for c in password)
+        assert any(c.isdigit() for c in password)
+        assert any(c in "-_.!" for c in password)
+
+    def test_is_different_every_time(self):
+        assert len({run_stack.one_time_password() for _ in range(20)}) == 20
