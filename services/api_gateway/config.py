@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.api_gateway.errors import StartupError
 from shared.roles import Service
+from shared.secrets import SecretsError, SecretsManager
 
 Seconds = Annotated[float, Field(gt=0)]
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -95,27 +96,17 @@ class GatewaySecrets:
 
 
 async def load_secrets() -> GatewaySecrets:
-    """Resolve the gateway's secrets (environment until the shared secrets layer lands)."""
-    import os
-
-    def get(*names: str) -> SecretStr | None:
-        for name in names:
-            if os.environ.get(name):
-                return SecretStr(os.environ[name])
-        return None
-
-    def require(*names: str) -> SecretStr:
-        value = get(*names)
-        if value is None:
-            raise StartupError(f"gateway cannot start: missing secret {names[0]}")
-        return value
-
-    return GatewaySecrets(
-        jwt_private_key=require("GATEWAY_JWT_PRIVATE_KEY", "GATEWAY_JWT_SIGNING_KEY"),
-        assertion_private_key=require("GATEWAY_ASSERTION_PRIVATE_KEY"),
-        identity_service_token=require("IDENTITY_SERVICE_TOKEN", "PORTFOLIO_INTERNAL_TOKEN"),
-        jwt_previous_public_key=get("GATEWAY_JWT_PREVIOUS_PUBLIC_KEY"),
-    )
+    """Resolve the gateway's secrets through the shared secrets layer."""
+    try:
+        async with SecretsManager.from_environment() as manager:
+            return GatewaySecrets(
+                jwt_private_key=await manager.require("GATEWAY_JWT_PRIVATE_KEY"),
+                assertion_private_key=await manager.require("GATEWAY_ASSERTION_PRIVATE_KEY"),
+                identity_service_token=await manager.require("IDENTITY_SERVICE_TOKEN"),
+                jwt_previous_public_key=await manager.get("GATEWAY_JWT_PREVIOUS_PUBLIC_KEY"),
+            )
+    except SecretsError as exc:
+        raise StartupError(f"gateway cannot start: {exc}") from None
 
 
 def load_settings() -> Settings:

@@ -185,7 +185,9 @@ def status_for(exc: GatewayError) -> int:
 
 def error_json(exc: GatewayError) -> bytes:
     """Return the JSON body of an error."""
-    return json.dumps(error_body(exc.code, exc.message, **exc.extra)).encode()
+    return json.dumps(
+        error_body(exc.code, exc.message, **exc.extra), separators=(",", ":")
+    ).encode()
 
 
 # Error codes the identity service answers with, mapped to our errors.

@@ -197,7 +197,7 @@ class ProxyApp:
         context.service = service.value
         segments = remainder.split("/")
         if "." in segments or ".." in segments:
-            raise InvalidRequest("the path must not contain '.' or '..' segments")
+            raise NotFound("no such path: '.' and '..' segments are not allowed")
         if service is Service.PORTFOLIO and _first_segment(segments) == "internal":
             # The identity service's internal API is never reachable through the proxy.
             raise NotFound("no such path")
@@ -239,6 +239,8 @@ def _first_segment(segments: list[str]) -> str:
 def _upstream_path(scope: Scope, root: str, name: str, remainder: str) -> str:
     # Forward the path exactly as the client encoded it when we can find our prefix in it.
     raw: bytes | None = scope.get("raw_path")
+    if raw is not None:
+        raw = raw.split(b"?", 1)[0]  # some servers (and httpx's ASGI transport) include the query
     prefix = f"{root}/{name}".encode()
     if (
         raw is not None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.stub.errors import StartupError
 from shared.roles import SERVICES, Service
+from shared.secrets import SecretsError, SecretsManager
 
 # The portfolio service is real; the stubs stand in for the other six.
 STUB_SERVICES: tuple[Service, ...] = tuple(s for s in SERVICES if s is not Service.PORTFOLIO)
@@ -43,8 +42,10 @@ def load_settings() -> StubSettings:
 
 
 async def load_public_keys() -> list[str]:
-    """Return the gateway's assertion public key (environment until the secrets layer lands)."""
-    value = os.environ.get("GATEWAY_ASSERTION_PUBLIC_KEY")
-    if not value:
-        raise StartupError("stub cannot start: missing secret GATEWAY_ASSERTION_PUBLIC_KEY")
-    return [value]
+    """Return the gateway's assertion public key, through the shared secrets layer."""
+    try:
+        async with SecretsManager.from_environment() as manager:
+            key = await manager.require("GATEWAY_ASSERTION_PUBLIC_KEY")
+    except SecretsError as exc:
+        raise StartupError(f"stub cannot start: {exc}") from None
+    return [key.get_secret_value()]

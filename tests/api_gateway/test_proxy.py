@@ -1,0 +1,279 @@
+import asyncio
+import hashlib
+
+import pytest
+
+from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS
+from shared.roles import ROLES, SERVICES, Service, can_access
+from tests.api_gateway.conftest import running_gateway
+from tests.api_gateway.upstream import pattern
+from tests.support.servers import free_port
+
+ROLE_CASES = [
+    *(pytest.param([role.value], id=role.value) for role in ROLES),
+    pytest.param([], id="no-role"),
+]
+
+
+# --- authorisation --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("roles", ROLE_CASES)
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.value)
+async def test_role_reaches_exactly_the_services_the_map_grants(gateway, roles, service):
+    response = await gateway.client.get(
+        f"/api/{service.value}/things", headers=gateway.bearer("alice", *roles)
+    )
+    if can_access(roles, service):
+        assert response.status_code == 200
+        caller = response.json()["caller"]
+        assert caller == {
+            "user": "alice",
+            "roles": roles,
+            "auth": "password",
+            "aud": service.value,
+            "key_id": None,
+        }
+    else:
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+
+
+async def test_request_without_credentials_is_refused(gateway):
+    response = await gateway.client.get("/api/trading/things")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+async def test_non_bearer_authorization_is_refused(gateway):
+    response = await gateway.client.get(
+        "/api/trading/things", headers={"Authorization": "Basic YWxpY2U6cHc="}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
+
+
+async def test_unknown_service_is_404(gateway):
+    response = await gateway.client.get("/api/billing/x", headers=gateway.bearer("root", "admin"))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_service"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/portfolio/internal/identity/users",
+        "/api/portfolio/internal",
+        "/api/portfolio//internal/identity/users",
+        "/api/portfolio/%69nternal/identity/users",
+        "/api/portfolio/INTERNAL/identity/users",
+        "/api/portfolio/x/%2e%2e/internal/identity/users",
+    ],
+)
+async def test_identity_internal_api_is_never_reachable_through_the_proxy(gateway, path):
+    response = await gateway.client.get(path, headers=gateway.bearer("root", "admin"))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_revoked_token_is_refused_by_the_proxy(gateway):
+    issued = gateway.runtime.tokens.issue(username="alice", roles=["trading"])
+    headers = {"Authorization": f"Bearer {issued.token}"}
+    assert (await gateway.client.get("/api/trading/x", headers=headers)).status_code == 200
+    await gateway.runtime.state.revoke_token(issued.jti, issued.expires_at)
+    response = await gateway.client.get("/api/trading/x", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
+
+
+# --- what is forwarded ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+async def test_method_path_query_and_body_are_forwarded_faithfully(gateway, method):
+    body = b'{"qty": 1}' if method in ("POST", "PUT", "PATCH") else b""
+    response = await gateway.client.request(
+        method,
+        "/api/trading/orders/a%20b/42?x=1&y=%2F&x=2",
+        content=body,
+        headers={**gateway.bearer("alice", "trading"), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    echo = response.json()
+    assert echo["method"] == method
+    assert echo["raw_path"] == "/trading/orders/a%20b/42"
+    assert echo["query"] == "x=1&y=%2F&x=2"
+    assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert echo["headers"].get("content-type") == ["application/json"]
+
+
+async def test_head_request_is_forwarded_without_a_body(gateway):
+    response = await gateway.client.head("/api/trading/x", headers=gateway.bearer("a", "trading"))
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+@pytest.mark.parametrize("status", [201, 204, 301, 404, 409, 500, 503])
+async def test_upstream_status_is_passed_through(gateway, status):
+    response = await gateway.client.get(
+        f"/api/market/status/{status}", headers=gateway.bearer("a", "market")
+    )
+    assert response.status_code == status
+    assert "location" not in response.headers  # redirects are not followed, nothing invented
+
+
+async def test_large_bodies_stream_both_ways(gateway):
+    upload = pattern(3 * 1024 * 1024 + 7)
+    response = await gateway.client.post(
+        "/api/trading/upload", content=upload, headers=gateway.bearer("a", "trading")
+    )
+    assert response.json()["body_length"] == len(upload)
+    assert response.json()["body_sha256"] == hashlib.sha256(upload).hexdigest()
+
+    size = 5 * 1024 * 1024 + 3
+    response = await gateway.client.get(
+        f"/api/trading/bytes/{size}", headers=gateway.bearer("a", "trading")
+    )
+    assert response.status_code == 200
+    assert response.content == pattern(size)
+
+
+async def test_chunked_upload_without_content_length_is_streamed(gateway):
+    chunks = [b"a" * 70_000, b"b" * 70_000, b"c" * 10]
+
+    async def body():
+        for chunk in chunks:
+            yield chunk
+
+    response = await gateway.client.post(
+        "/api/trading/upload", content=body(), headers=gateway.bearer("a", "trading")
+    )
+    assert response.json()["body_sha256"] == hashlib.sha256(b"".join(chunks)).hexdigest()
+
+
+async def test_credentials_hop_by_hop_and_spoofed_identity_headers_are_dropped(gateway):
+    spoofed = {name: "mallory" for name in IDENTITY_HEADERS if name != ASSERTION_HEADER}
+    response = await gateway.client.get(
+        "/api/trading/x",
+        headers={
+            **gateway.bearer("alice", "trading"),
+            **spoofed,
+            ASSERTION_HEADER: "forged.assertion.value",
+            "X-API-Key": "k" * 40,
+            "Cookie": "session=secret",
+            "Connection": "keep-alive, X-Custom-Hop",
+            "X-Custom-Hop": "1",
+            "Keep-Alive": "timeout=5",
+            "TE": "trailers",
+            "Forwarded": "for=1.2.3.4;by=evil",
+            "X-Forwarded-For": "1.2.3.4",
+            "X-Kept": "yes",
+        },
+    )
+    assert response.status_code == 200
+    received = response.json()["headers"]
+    for name in [
+        "authorization",
+        "x-api-key",
+        "cookie",
+        "connection",
+        "x-custom-hop",
+        "keep-alive",
+        "te",
+        "forwarded",
+        *spoofed,
+    ]:
+        assert name not in received, name
+    assert received["x-kept"] == ["yes"]
+    assert received["x-forwarded-for"] == ["127.0.0.1"]
+    assert len(received[ASSERTION_HEADER]) == 1
+    assert response.json()["caller"]["user"] == "alice"
+
+
+async def test_request_id_is_kept_when_sane_and_returned(gateway):
+    response = await gateway.client.get(
+        "/api/trading/x", headers={**gateway.bearer("a", "trading"), "X-Request-ID": "trace-42"}
+    )
+    assert response.json()["headers"]["x-request-id"] == ["trace-42"]
+    assert response.headers.get_list("x-request-id") == ["trace-42"]
+
+
+async def test_insane_request_id_is_replaced(gateway):
+    response = await gateway.client.get(
+        "/api/trading/x", headers={**gateway.bearer("a", "trading"), "X-Request-ID": "bad id!"}
+    )
+    forwarded = response.json()["headers"]["x-request-id"]
+    assert forwarded != ["bad id!"]
+    assert response.headers["x-request-id"] == forwarded[0]
+
+
+async def test_upstream_response_headers_are_forwarded_but_not_its_request_id(gateway):
+    response = await gateway.client.get("/api/trading/x", headers=gateway.bearer("a", "trading"))
+    assert response.headers["x-upstream"] == "yes"
+    assert response.headers["set-cookie"] == "upstream=1"
+    assert response.headers.get_list("x-request-id") != ["upstream-own-id"]
+    assert len(response.headers.get_list("x-request-id")) == 1
+
+
+async def test_assertion_is_reused_per_caller_and_service_but_not_across_them(gateway):
+    tokens, assertions = gateway.runtime.tokens, gateway.runtime.assertions
+
+    def caller(*roles):
+        return tokens.verify(tokens.issue(username="alice", roles=roles).token)
+
+    first = assertions.get(caller("admin"), Service.TRADING)
+    assert assertions.get(caller("admin"), Service.TRADING) == first
+    assert assertions.get(caller("admin"), Service.MARKET) != first
+    assert assertions.get(caller("trading"), Service.TRADING) != first
+
+
+# --- upstream failures ----------------------------------------------------------------
+
+
+async def test_upstream_down_answers_502_upstream_unavailable(make_settings, keys):
+    settings = make_settings(trading_service_url=f"http://127.0.0.1:{free_port()}")
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        response = await gateway.client.get(
+            "/api/trading/x", headers=gateway.bearer("a", "trading")
+        )
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_unavailable"
+
+
+async def test_slow_upstream_answers_504_upstream_timeout(make_settings, keys):
+    settings = make_settings(gateway_upstream_timeout_seconds=0.3)
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        response = await gateway.client.get(
+            "/api/trading/slow/3", headers=gateway.bearer("a", "trading")
+        )
+    assert response.status_code == 504
+    assert response.json()["error"] == {
+        "code": "upstream_timeout",
+        "message": "the trading service did not answer in time",
+    }
+
+
+async def test_non_idempotent_request_is_not_retried_when_the_upstream_drops_it(
+    make_settings, keys
+):
+    received: list[bytes] = []
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = make_settings(execution_service_url=f"http://127.0.0.1:{port}")
+    try:
+        async with running_gateway(settings, keys.secrets()) as gateway:
+            response = await gateway.client.post(
+                "/api/execution/orders", json={"qty": 1}, headers=gateway.bearer("a", "execution")
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_unavailable"
+    assert len(received) == 1
+    assert received[0].startswith(b"POST /orders ")

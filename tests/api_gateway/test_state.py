@@ -1,0 +1,112 @@
+import asyncio
+
+import pytest
+
+from services.api_gateway.errors import StartupError
+from services.api_gateway.principal import AuthMethod, Principal
+from services.api_gateway.state import ApiKeyUse, MemoryState, create_state
+
+
+def principal(username: str = "alice") -> Principal:
+    return Principal(
+        username=username, roles=("trading",), auth_method=AuthMethod.API_KEY, key_id="k1"
+    )
+
+
+async def test_login_is_throttled_once_a_key_reaches_its_limit():
+    state = MemoryState()
+    limits = {"account:alice": 2, "address:10.0.0.1": 10}
+    for _ in range(2):
+        assert await state.login_retry_after(limits) is None
+        await state.record_login_failure(("account:alice", "address:10.0.0.1"), 60)
+    retry_after = await state.login_retry_after(limits)
+    assert retry_after is not None
+    assert 0 < retry_after <= 60
+
+
+async def test_throttle_window_passes():
+    state = MemoryState()
+    await state.record_login_failure(("account:alice",), 0.05)
+    assert await state.login_retry_after({"account:alice": 1}) is not None
+    await asyncio.sleep(0.1)
+    assert await state.login_retry_after({"account:alice": 1}) is None
+
+
+async def test_successful_login_clears_the_account_failures_only():
+    state = MemoryState()
+    await state.record_login_failure(("account:alice", "address:a"), 60)
+    await state.clear_login_failures("account:alice")
+    assert await state.login_retry_after({"account:alice": 1}) is None
+    assert await state.login_retry_after({"address:a": 1}) is not None
+
+
+async def test_revoked_token_stays_revoked():
+    state = MemoryState()
+    await state.revoke_token("j1", expires_at=10**10)
+    assert await state.is_token_revoked("j1")
+    assert not await state.is_token_revoked("j2")
+
+
+async def test_revoking_a_subject_revokes_every_token_it_was_issued():
+    state = MemoryState()
+    await state.track_token(subject="alice", jti="a1", expires_at=10**10)
+    await state.track_token(subject="alice", jti="a2", expires_at=10**10)
+    await state.track_token(subject="bob", jti="b1", expires_at=10**10)
+    await state.revoke_subject("alice")
+    assert await state.is_token_revoked("a1")
+    assert await state.is_token_revoked("a2")
+    assert not await state.is_token_revoked("b1")
+
+
+async def test_api_key_cache_expires_after_its_ttl():
+    state = MemoryState()
+    await state.cache_api_key("hash", principal(), ttl=0.05)
+    assert await state.cached_api_key("hash") == principal()
+    await asyncio.sleep(0.1)
+    assert await state.cached_api_key("hash") is None
+
+
+async def test_api_key_cache_with_zero_ttl_caches_nothing():
+    state = MemoryState()
+    await state.cache_api_key("hash", principal(), ttl=0)
+    assert await state.cached_api_key("hash") is None
+
+
+async def test_invalidating_a_user_drops_only_their_cached_keys():
+    state = MemoryState()
+    await state.cache_api_key("h-alice", principal("alice"), ttl=60)
+    await state.cache_api_key("h-bob", principal("bob"), ttl=60)
+    await state.invalidate_api_keys("alice")
+    assert await state.cached_api_key("h-alice") is None
+    assert await state.cached_api_key("h-bob") is not None
+
+
+async def test_api_key_usage_counts_per_service_and_status_class():
+    state = MemoryState()
+    uses = [("trading", 200, 1.0), ("trading", 201, 2.0), ("market", 403, 3.0), (None, 200, 4.0)]
+    for service, status, at in uses:
+        await state.record_api_key_use(
+            ApiKeyUse(
+                key_id="k1",
+                username="alice",
+                service=service,
+                status=status,
+                client="10.0.0.9",
+                at=at,
+            )
+        )
+    [usage] = await state.api_key_usage()
+    assert usage.requests == 4
+    assert usage.services == {"trading": 2, "market": 1}
+    assert usage.status_classes == {"2xx": 3, "4xx": 1}
+    assert (usage.first_used_at, usage.last_used_at, usage.last_client) == (1.0, 4.0, "10.0.0.9")
+
+
+@pytest.mark.parametrize("url", [None, "", "memory://"])
+def test_unset_state_url_means_memory(url):
+    assert isinstance(create_state(url), MemoryState)
+
+
+def test_shared_state_url_is_refused_until_its_backend_exists():
+    with pytest.raises(StartupError, match="GATEWAY_STATE_URL"):
+        create_state("redis://127.0.0.1:6379/0")

@@ -1,0 +1,166 @@
+import base64
+import json
+import time
+
+import jwt
+import pytest
+
+from services.api_gateway.errors import InvalidToken, TokenExpired
+from services.api_gateway.principal import AuthMethod
+from services.api_gateway.tokens import REQUIRED_CLAIMS, TokenService
+from shared.keys import generate_private_key, load_private_key, public_key_text
+
+ISSUER = "test-gateway"
+AUDIENCE = "test-api"
+
+
+def service(private_key: str | None = None, **options) -> TokenService:
+    return TokenService(
+        private_key=private_key or generate_private_key(),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        ttl_seconds=options.pop("ttl_seconds", 900),
+        **options,
+    )
+
+
+def forge(claims: dict, private_key: str, **headers) -> str:
+    key = load_private_key(private_key)
+    from shared.keys import key_id
+
+    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": key_id(key), **headers})
+
+
+def claims(**overrides) -> dict:
+    now = int(time.time())
+    values = {
+        "sub": "alice",
+        "roles": ["trading"],
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "jti": "j1",
+    }
+    values.update(overrides)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def test_issued_token_carries_every_required_claim_and_a_kid():
+    tokens = service(ttl_seconds=120)
+    issued = tokens.issue(username="alice", roles=["trading", "market"])
+    header = jwt.get_unverified_header(issued.token)
+    payload = jwt.decode(issued.token, options={"verify_signature": False})
+    assert header["alg"] == "EdDSA"
+    assert header["kid"] == tokens.kid
+    assert set(REQUIRED_CLAIMS) <= set(payload)
+    assert payload["exp"] - payload["iat"] == 120
+    assert (payload["sub"], payload["roles"], payload["jti"]) == (
+        "alice",
+        ["trading", "market"],
+        issued.jti,
+    )
+
+
+def test_valid_token_names_the_caller():
+    tokens = service()
+    principal = tokens.verify(tokens.issue(username="alice", roles=["trading"]).token)
+    assert principal.username == "alice"
+    assert principal.roles == ("trading",)
+    assert principal.auth_method is AuthMethod.PASSWORD
+
+
+def test_token_signed_with_the_previous_key_stays_valid_during_rotation():
+    old_key = generate_private_key()
+    old_token = service(old_key).issue(username="alice", roles=[]).token
+    rotated = service(previous_public_keys=[public_key_text(load_private_key(old_key))])
+    assert rotated.verify(old_token).username == "alice"
+    assert len(rotated.jwks()["keys"]) == 2
+    assert rotated.jwks()["keys"][0]["kid"] == rotated.kid
+
+
+def test_token_of_a_retired_key_is_rejected():
+    old_token = service().issue(username="alice", roles=[]).token
+    with pytest.raises(InvalidToken, match="key"):
+        service().verify(old_token)
+
+
+def test_tampered_token_is_rejected():
+    tokens = service()
+    token = tokens.issue(username="alice", roles=["trading"]).token
+    header, payload, signature = token.split(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    body["roles"] = ["admin"]
+    forged_payload = base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidToken, match="signature"):
+        tokens.verify(f"{header}.{forged_payload}.{signature}")
+
+
+def test_expired_token_is_rejected_as_expired():
+    key = generate_private_key()
+    token = forge(claims(exp=int(time.time()) - 10, iat=int(time.time()) - 100), key)
+    with pytest.raises(TokenExpired):
+        service(key).verify(token)
+
+
+def test_cached_token_is_still_rejected_once_it_expires():
+    tokens = service(ttl_seconds=60)
+    issued = tokens.issue(username="alice", roles=[])
+    tokens.verify(issued.token)
+    with pytest.raises(TokenExpired):
+        tokens.verify(issued.token, now=issued.expires_at + 1)
+
+
+def test_alg_none_token_is_rejected():
+    tokens = service()
+    token = jwt.encode(claims(), key=None, algorithm="none", headers={"kid": tokens.kid})
+    with pytest.raises(InvalidToken, match="algorithm"):
+        tokens.verify(token)
+
+
+def test_hs256_token_keyed_with_the_public_key_is_rejected():
+    key = generate_private_key()
+    tokens = service(key)
+    public = public_key_text(load_private_key(key)).encode()
+    token = jwt.encode(claims(), public, algorithm="HS256", headers={"kid": tokens.kid})
+    with pytest.raises(InvalidToken, match="algorithm"):
+        tokens.verify(token)
+
+
+def test_token_signed_by_another_key_under_our_kid_is_rejected():
+    tokens = service()
+    other = load_private_key(generate_private_key())
+    token = jwt.encode(claims(), other, algorithm="EdDSA", headers={"kid": tokens.kid})
+    with pytest.raises(InvalidToken, match="signature"):
+        tokens.verify(token)
+
+
+def test_token_for_another_audience_is_rejected():
+    key = generate_private_key()
+    with pytest.raises(InvalidToken, match="not meant"):
+        service(key).verify(forge(claims(aud="someone-else"), key))
+
+
+def test_token_from_another_issuer_is_rejected():
+    key = generate_private_key()
+    with pytest.raises(InvalidToken, match="issued"):
+        service(key).verify(forge(claims(iss="someone-else"), key))
+
+
+@pytest.mark.parametrize("claim", REQUIRED_CLAIMS)
+def test_token_missing_a_required_claim_is_rejected(claim):
+    key = generate_private_key()
+    with pytest.raises(InvalidToken):
+        service(key).verify(forge(claims(**{claim: None}), key))
+
+
+def test_token_with_roles_that_are_not_a_list_is_rejected():
+    key = generate_private_key()
+    with pytest.raises(InvalidToken, match="roles"):
+        service(key).verify(forge(claims(roles="admin"), key))
+
+
+def test_garbage_is_rejected_as_malformed():
+    with pytest.raises(InvalidToken, match="malformed"):
+        service().verify("not-a-jwt")

@@ -1,0 +1,128 @@
+"""A downstream service for proxy tests: `uvicorn tests.api_gateway.upstream:app`.
+
+Every gateway service URL points at `<this server>/<service>`, so the first path segment
+says which service the request was meant for; the assertion is verified for that audience.
+
+- `/<service>/status/<n>`: answers status n
+- `/<service>/bytes/<n>`: streams n bytes without a Content-Length
+- `/<service>/slow/<seconds>`: answers after a pause
+- anything else: echoes method, path, query, headers, body digest and the verified caller
+"""
+
+import asyncio
+import hashlib
+import json
+import os
+
+from shared.assertion import ASSERTION_HEADER, AssertionVerifier, InvalidAssertionError
+from shared.roles import SERVICES
+
+VERIFIERS: dict[str, AssertionVerifier] = {}
+
+
+def verifier(service: str) -> AssertionVerifier:
+    if not VERIFIERS:
+        public_key = os.environ["TEST_ASSERTION_PUBLIC_KEY"]
+        VERIFIERS.update({s.value: AssertionVerifier([public_key], s.value) for s in SERVICES})
+    return VERIFIERS[service]
+
+
+def pattern(size: int) -> bytes:
+    block = bytes(range(256)) * 256
+    return (block * (size // len(block) + 1))[:size]
+
+
+async def _json(send, status, payload, extra_headers=()):
+    body = json.dumps(payload).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-upstream", b"yes"),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["path"] == "/healthz":
+        await _json(send, 200, {"status": "ok"})
+        return
+    digest, length = hashlib.sha256(), 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        digest.update(chunk)
+        length += len(chunk)
+        if not message.get("more_body"):
+            break
+    _, service, *rest = scope["path"].split("/")
+    headers = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    try:
+        caller = verifier(service).verify(headers.get(ASSERTION_HEADER, [None])[0])
+        identity = {
+            "user": caller.username,
+            "roles": list(caller.roles),
+            "auth": caller.auth_method,
+            "aud": caller.claims["aud"],
+            "key_id": caller.key_id,
+        }
+    except (InvalidAssertionError, KeyError) as exc:
+        await _json(send, 401, {"error": {"code": "invalid_token", "message": str(exc)}})
+        return
+    if rest[:1] == ["status"]:
+        status = int(rest[1])
+        if status in (204, 304):
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await _json(send, status, {"status": status})
+        return
+    if rest[:1] == ["slow"]:
+        await asyncio.sleep(float(rest[1]))
+        await _json(send, 200, {"slow": float(rest[1])})
+        return
+    if rest[:1] == ["bytes"]:
+        data = pattern(int(rest[1]))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream")],
+            }
+        )
+        for start in range(0, len(data), 100_000):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": data[start : start + 100_000],
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await _json(
+        send,
+        200,
+        {
+            "method": scope["method"],
+            "path": scope["path"],
+            "raw_path": scope["raw_path"].decode("latin-1"),
+            "query": scope["query_string"].decode("latin-1"),
+            "headers": headers,
+            "body_sha256": digest.hexdigest(),
+            "body_length": length,
+            "caller": identity,
+        },
+        extra_headers=[(b"x-request-id", b"upstream-own-id"), (b"set-cookie", b"upstream=1")],
+    )
