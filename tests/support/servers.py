@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -44,7 +45,7 @@ class ServerProcess:
         self.log_path = log_path
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         """Start the process and wait until its health endpoint answers 200."""
