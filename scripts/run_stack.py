@@ -399,6 +399,19 @@ def render_procfile() -> str:
     return "\n".join(lines) + "\n"
 
 
+def create_admin_only() -> int:
+    """Run only the first-admin step (e.g. `docker compose exec portfolio ...`)."""
+    try:
+        create_first_admin(print)
+    except Exception as exc:
+        print(
+            f"run_stack: could not create the first admin user: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -436,8 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.create_admin:
             if args.env_file.is_file():
                 os.environ.update(load_environment(args.env_file))
-            create_first_admin(print)
-            return 0
+            return create_admin_only()
         return run(args.env_file, args.timeout)
     except StackError as exc:
         for line in exc.args:

@@ -220,6 +220,12 @@ class TestPublishedPorts:
                 f"http://{service.value}:{target[1]}"
             )
 
+    def test_gateway_trusts_the_address_the_load_balancer_overwrites(self, services):
+        assert environment_of(services["gateway"])["GATEWAY_TRUSTED_PROXIES"]
+        conf = NGINX_CONF.read_text()
+        assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
+        assert "$proxy_add_x_forwarded_for" not in conf
+
     def test_gateway_shares_its_state_in_redis(self, services):
         assert environment_of(services["gateway"])["GATEWAY_STATE_URL"] == "redis://redis:6379/0"
 

@@ -337,3 +337,26 @@ class TestOneTimePassword:
 
     def test_is_different_every_time(self):
         assert len({run_stack.one_time_password() for _ in range(20)}) == 20
+
+
+class TestCreateAdminOnly:
+    def test_prints_a_password_on_a_new_database_and_nothing_after(self, stack_env, env_file):
+        first = run_script(stack_env, "--create-admin", "--env-file", str(env_file))
+        second = run_script(stack_env, "--create-admin", "--env-file", str(env_file))
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.count(run_stack.PASSWORD_LABEL) == 1
+        assert second.returncode == 0, second.stderr
+        assert run_stack.PASSWORD_LABEL not in second.stdout
+        assert "already has 1 user(s)" in second.stdout
+
+    def test_unreachable_database_is_one_clear_line(self, stack_env, env_file):
+        env = {
+            **stack_env,
+            "PORTFOLIO_DATABASE_URL": f"postgresql+asyncpg://nobody:sekrit@127.0.0.1:{free_port()}/x",
+            "PORTFOLIO_DATABASE_CONNECT_TIMEOUT": "2",
+        }
+        result = run_script(env, "--create-admin", "--env-file", str(env_file))
+        assert result.returncode == 1
+        assert "run_stack: could not create the first admin user" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert "sekrit" not in result.stderr
