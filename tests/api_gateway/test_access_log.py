@@ -1,0 +1,64 @@
+import json
+
+from services.api_gateway.access_log import FIELDS, AccessLog
+from tests.api_gateway.conftest import PASSWORD, running_gateway
+
+
+def test_access_log_writes_one_json_line_per_entry_to_a_file(tmp_path):
+    path = tmp_path / "access.log"
+    log = AccessLog(str(path))
+    log.start()
+    log.write({"request_id": "r1", "method": "GET", "path": "/x", "status": 200})
+    log.write({"request_id": "r2", "method": "POST", "path": "/y", "status": 500})
+    log.stop()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["request_id"] for line in lines] == ["r1", "r2"]
+    assert all(list(line) == list(FIELDS) for line in lines)
+    assert lines[0]["time"].endswith("Z")
+
+
+async def test_every_request_gets_a_line_and_no_line_holds_a_secret(
+    make_settings, keys, portfolio, access_log
+):
+    name, api_key = portfolio.user("trading", api_key=True)
+    settings = make_settings(portfolio_service_url=portfolio.url)
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        login = await gateway.client.post(
+            "/auth/token", json={"username": name, "password": PASSWORD}
+        )
+        token = login.json()["access_token"]
+        await gateway.client.post(
+            "/auth/token", data={"username": name, "password": "wrong " + PASSWORD}
+        )
+        await gateway.client.get(
+            "/api/trading/x?api_key=" + api_key, headers={"X-API-Key": api_key}
+        )
+        await gateway.client.get(
+            "/api/trading/y", headers={"Authorization": f"Bearer {token}", "X-Request-ID": "req-7"}
+        )
+        await gateway.client.get("/api/market/z", headers={"Authorization": f"Bearer {token}"})
+    # Leaving the lifespan flushed the writer thread.
+    text = access_log.read_text()
+    for secret in (PASSWORD, token, api_key, token.split(".")[2], keys.identity_token):
+        assert secret not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [(line["method"], line["path"], line["status"]) for line in lines] == [
+        ("POST", "/auth/token", 200),
+        ("POST", "/auth/token", 401),
+        ("GET", "/api/trading/x", 200),
+        ("GET", "/api/trading/y", 200),
+        ("GET", "/api/market/z", 403),
+    ]
+    by_key, by_token = lines[2], lines[3]
+    assert (by_key["user"], by_key["auth_method"], by_key["service"]) == (
+        name,
+        "api_key",
+        "trading",
+    )
+    assert by_key["key_id"] == portfolio.service.get_user(name).api_key_id
+    assert (by_token["request_id"], by_token["auth_method"], by_token["key_id"]) == (
+        "req-7",
+        "password",
+        None,
+    )
+    assert all(line["client"] == "127.0.0.1" and line["duration_ms"] >= 0 for line in lines)
