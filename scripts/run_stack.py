@@ -386,7 +386,14 @@ def run(env_file: Path, timeout: float) -> int:
     manager.stopping.set()
     if watcher.failed:
         return 1
-    return int(manager.returncode or 0)
+    returncode = int(manager.returncode or 0)
+    if returncode not in (0, 130, 143):  # not Ctrl-C or SIGTERM: a process ended by itself
+        print(
+            f"run_stack: a process exited with status {returncode}, so everything was stopped; "
+            "its lines above say why",
+            file=sys.stderr,
+        )
+    return returncode
 
 
 def render_procfile() -> str:

@@ -89,11 +89,14 @@ class Stack:
     def children(self) -> dict[str, int]:
         return {m["name"]: int(m["pid"]) for m in map(STARTED.search, self.lines) if m}
 
-    def stop(self, signum: int) -> int:
-        self.process.send_signal(signum)
-        returncode = self.process.wait(timeout=60)
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        returncode = self.process.wait(timeout=timeout)
         self._reader.join(timeout=10)
         return returncode
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        return self.wait_exit()
 
     def kill_leftovers(self) -> None:
         if self.process.poll() is None:
@@ -242,6 +245,28 @@ def test_database_with_users_gets_no_password_and_sigterm_stops_everything(
     assert stack.stop(signal.SIGTERM) == 143
     assert wait_until_gone(children) == []
     assert all(port_is_free(port) for port in ports.values())
+
+
+@pytest.mark.e2e
+def test_a_process_that_cannot_start_stops_everything_with_its_status(stack_env, env_file, ports):
+    env_file.write_text(
+        "".join(
+            line + "\n"
+            for line in env_file.read_text().splitlines()
+            if not line.startswith("IDENTITY_SERVICE_TOKEN=")
+        )
+    )
+    stack = Stack(stack_env, env_file)
+    try:
+        returncode = stack.wait_exit(timeout=120)
+        assert returncode not in (0, 130, 143)
+        assert "missing secret IDENTITY_SERVICE_TOKEN" in stack.output
+        assert f"a process exited with status {returncode}" in stack.output
+        assert "stack ready" not in stack.output
+        assert wait_until_gone(list(stack.children().values())) == []
+        assert all(port_is_free(port) for port in ports.values())
+    finally:
+        stack.kill_leftovers()
 
 
 def run_script(
