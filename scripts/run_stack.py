@@ -39,7 +39,7 @@ HOST = "127.0.0.1"
 STACK = "stack"
 ADMIN_USERNAME = "admin"
 ADMIN_ROLES = ["admin"]
-PASSWORD_LABEL = "one-time password:"  # noqa: S105 - a label, not a password
+PASSWORD_LABEL = "one-time password:"  # noqa: S105  # nosec B105
 READY_LINE = "stack ready"
 
 Say = Callable[[str], None]
