@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.stub.config import StubSettings, load_public_keys, load_settings
+from services.stub.echo import EchoApp
 from services.stub.errors import EXCEPTION_HANDLERS, StartupError
 from services.stub.middleware import StartupErrorMiddleware
 from services.stub.routes import router
@@ -35,6 +36,8 @@ def create_app(
 
     app = FastAPI(title="LegacyCoinTrader stub service", lifespan=lifespan)
     app.include_router(router)
+    # After /healthz: the echo app answers every other method and path.
+    app.mount("/", EchoApp(), name="echo")
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)

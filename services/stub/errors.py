@@ -1,4 +1,4 @@
-"""Stub errors: refusing to start, and the 401 for a missing or invalid assertion."""
+"""Stub errors: refusing to start, and JSON bodies for framework errors."""
 
 from __future__ import annotations
 
@@ -6,20 +6,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shared.assertion import InvalidAssertionError
 from shared.errors import ErrorCode, error_body
 
 
 class StartupError(Exception):
     """The stub cannot start: its service name or the assertion key is missing or wrong."""
-
-
-async def handle_invalid_assertion(request: Request, exc: Exception) -> Response:
-    """Refuse a request whose identity assertion does not verify."""
-    return JSONResponse(
-        error_body(ErrorCode.INVALID_TOKEN, f"refused: {exc}"),
-        status_code=401,
-    )
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
@@ -35,7 +26,6 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS = {
-    InvalidAssertionError: handle_invalid_assertion,
     StarletteHTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

@@ -1,14 +1,10 @@
-"""`/healthz`, and every other method and path: echo the verified caller."""
+"""`/healthz` (no assertion needed); every other path is the echo app in echo.py."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from services.stub.deps import VerifiedCaller
-from services.stub.schemas import Echo, Health
-from shared.assertion import REQUEST_ID_HEADER
-
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+from services.stub.schemas import Health
 
 router = APIRouter()
 
@@ -17,16 +13,3 @@ router = APIRouter()
 async def healthz(request: Request) -> Health:
     """Answer while the process runs (no assertion needed)."""
     return Health(status="ok", service=request.app.state.service)
-
-
-@router.api_route("/{path:path}", methods=METHODS, response_model=Echo)
-async def echo(request: Request, caller: VerifiedCaller) -> Echo:
-    """Echo the service, the request and the caller the assertion names."""
-    return Echo(
-        service=caller.service,
-        method=request.method,
-        path=request.url.path,
-        user=caller.username,
-        roles=list(caller.roles),
-        request_id=request.headers.get(REQUEST_ID_HEADER),
-    )

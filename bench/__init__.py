@@ -1,0 +1,1 @@
+"""`python -m bench` (`make bench`): the gateway against nginx on the same stub upstream."""

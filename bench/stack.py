@@ -1,0 +1,176 @@
+"""The processes under test: identity service, stub upstream, nginx, gateway."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from shared.keys import generate_private_key, load_private_key, public_key_text
+from tests.support.servers import ServerProcess, free_port
+
+USERNAME = "bench-user"
+PASSWORD = "bench password that is long enough"  # noqa: S105 - a throwaway benchmark account
+FAST_SERVER = ("--loop", "uvloop", "--http", "httptools")
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    upstream stub {{
+        server 127.0.0.1:{stub_port};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://stub;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where everything listens, and the credentials to drive it with."""
+
+    stub_url: str
+    nginx_url: str
+    gateway_url: str
+    gateway_pid: int
+    access_token: str
+    api_key: str
+    assertion_private_key: str
+
+
+def _env(keys: dict[str, str], database_url: str) -> dict[str, str]:
+    return {
+        "SECRETS_PROVIDER": "env",
+        "PORTFOLIO_DATABASE_URL": database_url,
+        "PORTFOLIO_PASSWORD_ROTATION_DAYS": "0",
+        **keys,
+    }
+
+
+def find_nginx() -> str:
+    """Return the nginx executable (Debian package `nginx`)."""
+    path = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if path is None:
+        raise SystemExit("nginx is not installed; `make services` installs it (Debian nginx)")
+    return path
+
+
+@contextmanager
+def nginx(root: Path, stub_port: int) -> Iterator[str]:
+    """Run nginx in the foreground as a keep-alive reverse proxy to the stub."""
+    port = free_port()
+    for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(root=root, port=port, stub_port=stub_port))
+    process = subprocess.Popen(  # noqa: S603 - fixed argv, our own temp paths
+        [find_nginx(), "-p", str(root), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"nginx exited; see {root / 'nginx-error.log'}")
+            try:
+                httpx.get(url + "/healthz", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not start listening") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def running_stack(root: Path) -> Iterator[Stack]:
+    """Start the identity service, the stub, nginx and the gateway; yield how to reach them."""
+    from services.portfolio.identity import PortfolioIdentityService
+
+    assertion_key = generate_private_key()
+    keys = {
+        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
+        "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
+        "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
+        "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(40),
+    }
+    database_url = f"sqlite+aiosqlite:///{root / 'portfolio.db'}"
+    env = _env(keys, database_url)
+
+    with PortfolioIdentityService(database_url=database_url) as identity:
+        identity.create_user(USERNAME, PASSWORD, roles=["trading"])
+        api_key = identity.rotate_api_key(USERNAME, secrets.token_hex(32)).api_key
+
+    with ExitStack() as stack:
+        portfolio = stack.enter_context(
+            ServerProcess("services.portfolio.app:app", env=env, log_path=root / "portfolio.log")
+        )
+        stub = stack.enter_context(
+            ServerProcess(
+                "services.stub.app:app",
+                env={**env, "STUB_SERVICE_NAME": "trading"},
+                log_path=root / "stub.log",
+                extra_args=FAST_SERVER,
+            )
+        )
+        nginx_url = stack.enter_context(nginx(root / "nginx", stub.port))
+        gateway = stack.enter_context(
+            ServerProcess(
+                "services.api_gateway.app:app",
+                env={
+                    **env,
+                    "PORTFOLIO_SERVICE_URL": portfolio.url,
+                    "TRADING_SERVICE_URL": stub.url,
+                    "GATEWAY_ACCESS_LOG": str(root / "gateway-access.log"),
+                },
+                log_path=root / "gateway.log",
+                extra_args=FAST_SERVER,
+            )
+        )
+        login = httpx.post(
+            gateway.url + "/auth/token", json={"username": USERNAME, "password": PASSWORD}
+        )
+        login.raise_for_status()
+        assert gateway.process is not None
+        yield Stack(
+            stub_url=stub.url,
+            nginx_url=nginx_url,
+            gateway_url=gateway.url,
+            gateway_pid=gateway.process.pid,
+            access_token=login.json()["access_token"],
+            api_key=api_key,
+            assertion_private_key=assertion_key,
+        )
