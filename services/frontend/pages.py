@@ -26,6 +26,14 @@ def when(value: object) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def iso(value: object) -> str:
+    """Format a timestamp as ISO 8601 UTC for a `datetime` attribute."""
+    seconds = epoch(value)
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
 def days_since(value: object) -> str:
     """Say how many whole days ago a timestamp was."""
     seconds = epoch(value)
@@ -50,7 +58,7 @@ def build_templates() -> Jinja2Templates:
     """Return the page templates with their filters (autoescaped HTML)."""
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.filters.update(
-        when=when, days_since=days_since, is_past=is_past, pretty_json=pretty_json
+        when=when, iso=iso, days_since=days_since, is_past=is_past, pretty_json=pretty_json
     )
     templates.env.globals["epoch"] = epoch
     return templates

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from services.frontend.app import create_app
 from services.frontend.config import SecuritySettings, Settings
 from services.frontend.sessions import CookieSigner, MemorySessionStore, Session
+from tests.frontend.stack import PASSWORD, Stack, start_stack
 from tests.support.servers import free_port
 
 SESSION_SECRET = SecretStr("test-session-secret-with-32-bytes-or-more")
@@ -79,6 +80,16 @@ class Frontend:
     def store_now(self) -> float:
         return self.store._clock()
 
+    async def login(self, username: str, password: str = PASSWORD) -> httpx.Response:
+        """Fill in and send the login form."""
+        data = {"username": username, "password": password, "csrf_token": await self.csrf()}
+        return await self.client.post("/login", data=data)
+
+    async def session(self) -> Session | None:
+        """Return the session the client's cookie names."""
+        session_id = self.session_id()
+        return await self.store.get(session_id) if session_id else None
+
     async def csrf(self, path: str = "/login") -> str:
         """Load a form page and return its CSRF token."""
         page = await self.client.get(path)
@@ -111,9 +122,7 @@ async def running_frontend(
         ),
     )
     store = MemorySessionStore(
-        idle_timeout=session_timeout,
-        lifetime=session_lifetime,
-        **({"clock": clock} if clock is not None else {}),
+        idle_timeout=session_timeout, lifetime=session_lifetime, clock=clock or time.time
     )
     app = create_app(settings, session_secret=SESSION_SECRET, session_store=store)
     base_url = "https://frontend.test" if cookie_secure else "http://frontend.test"
@@ -135,4 +144,21 @@ def clock() -> Clock:
 @pytest.fixture
 async def frontend(clock: Clock) -> AsyncIterator[Frontend]:
     async with running_frontend(clock=clock) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Portfolio, gateway and trading stub as real processes on a fresh PostgreSQL database."""
+    running = start_stack(tmp_path_factory.mktemp("stack-logs"))
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+async def live(stack: Stack, clock: Clock) -> AsyncIterator[Frontend]:
+    """The frontend in-process, talking to the real gateway."""
+    async with running_frontend(gateway_url=stack.gateway_url, clock=clock) as running:
         yield running

@@ -3,9 +3,11 @@
 What needs the gateway's answers is in test_with_gateway.py against the real processes.
 """
 
+import httpx
 import pytest
 
 from tests.frontend.conftest import running_frontend
+from tests.frontend.stack import PASSWORD
 
 
 class TestLoginPage:
@@ -162,3 +164,143 @@ class TestLogout:
         response = await frontend.client.post("/logout")
         assert response.status_code == 303
         assert response.headers["location"] == "/login?logged_out=1"
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+class TestLoginThroughTheGateway:
+    async def test_a_login_issues_a_new_session_id_holding_the_token(self, live, stack):
+        username = stack.user("trading")
+        await live.csrf()
+        anonymous_id = live.session_id()
+        response = await live.login(username)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/dashboard"
+        session = await live.session()
+        assert session.id != anonymous_id, "login must rotate the session id"
+        assert await live.store.get(anonymous_id) is None
+        assert session.username == username
+        assert session.roles == ("trading",)
+        assert session.services == ("trading",)
+        assert session.is_authenticated
+        assert session.token_expires_at is not None
+
+    async def test_the_token_never_reaches_the_browser(self, live, stack):
+        username = stack.user("trading")
+        await live.login(username)
+        token = (await live.session()).bearer()
+        page = await live.client.get("/dashboard")
+        assert token not in page.text
+        assert all(token not in value for value in live.client.cookies.values())
+
+    async def test_a_wrong_password_and_an_unknown_user_read_the_same(self, live, stack):
+        username = stack.user("trading")
+        wrong = await live.login(username, "not the password at all")
+        unknown = await live.login("nobody-" + username, "not the password at all")
+        for response in (wrong, unknown):
+            assert response.status_code == 401
+            assert "Wrong username or password." in response.text
+        assert not (await live.session()).is_authenticated
+
+    async def test_a_deactivated_account_is_told_so(self, live, stack):
+        username = stack.user("trading")
+        stack.identity.deactivate_user(username)
+        response = await live.login(username)
+        assert response.status_code == 403
+        assert "deactivated" in response.text
+
+    async def test_repeated_failures_are_throttled_with_a_clear_message(self, live, stack):
+        username = stack.user("trading")
+        statuses = [
+            (await live.login(username, "wrong password, again")).status_code for _ in range(8)
+        ]
+        assert statuses[0] == 401
+        assert statuses[-1] == 429
+        response = await live.login(username, "wrong password, again")
+        assert "Too many attempts" in response.text
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+class TestExpiredPassword:
+    async def test_login_with_an_expired_password_leads_to_the_rotation_form(self, live, stack):
+        username = stack.user("trading", expired=True)
+        response = await live.login(username)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/password/rotate"
+        form = await live.client.get("/password/rotate")
+        assert "Your password has expired" in form.text
+        assert f'value="{username}"' in form.text
+        assert not (await live.session()).is_authenticated
+
+    async def test_rotating_the_password_signs_in_with_the_new_one(self, live, stack):
+        username = stack.user("trading", expired=True)
+        await live.login(username)
+        before = live.session_id()
+        new_password = "a brand new long passphrase"
+        response = await live.client.post(
+            "/password/rotate",
+            data={
+                "username": username,
+                "current_password": PASSWORD,
+                "new_password": new_password,
+                "new_password_confirm": new_password,
+                "csrf_token": await live.csrf("/password/rotate"),
+            },
+        )
+        assert response.status_code == 303
+        assert response.headers["location"] == "/dashboard"
+        assert live.session_id() != before
+        assert (await live.session()).username == username
+        dashboard = await live.client.get("/dashboard")
+        assert "Your password was changed." in dashboard.text
+        stack.identity.authenticate(username, new_password)
+
+    async def test_a_wrong_current_password_is_named(self, live, stack):
+        username = stack.user("trading", expired=True)
+        response = await live.client.post(
+            "/password/rotate",
+            data={
+                "username": username,
+                "current_password": "not the current one",
+                "new_password": "a brand new long passphrase",
+                "new_password_confirm": "a brand new long passphrase",
+                "csrf_token": await live.csrf("/password/rotate"),
+            },
+        )
+        assert response.status_code == 401
+        assert "Wrong username or current password." in response.text
+
+    async def test_a_weak_new_password_shows_the_identity_services_reason(self, live, stack):
+        username = stack.user("trading", expired=True)
+        response = await live.client.post(
+            "/password/rotate",
+            data={
+                "username": username,
+                "current_password": PASSWORD,
+                "new_password": "short",
+                "new_password_confirm": "short",
+                "csrf_token": await live.csrf("/password/rotate"),
+            },
+        )
+        assert response.status_code == 422
+        assert "12" in response.text  # the minimum length the identity service asks for
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+class TestLogoutThroughTheGateway:
+    async def test_logout_revokes_the_token_at_the_gateway(self, live, stack):
+        username = stack.user("trading")
+        await live.login(username)
+        session = await live.session()
+        response = await live.client.post("/logout", data={"csrf_token": session.csrf_token})
+        assert response.headers["location"] == "/login?logged_out=1"
+        assert await live.store.get(session.id) is None
+        async with httpx.AsyncClient(base_url=stack.gateway_url) as gateway:
+            me = await gateway.get(
+                "/auth/me", headers={"Authorization": f"Bearer {session.bearer()}"}
+            )
+        assert me.status_code == 401
+        signed_out = await live.client.get("/login?logged_out=1")
+        assert "You are signed out." in signed_out.text

@@ -2,9 +2,12 @@
 
 import time
 
+import httpx
 import pytest
 
+from shared.roles import Service
 from tests.frontend.conftest import running_frontend
+from tests.frontend.stack import PASSWORD
 
 PAGES = ["/dashboard", "/services/portfolio", "/admin/users", "/admin/api-keys"]
 
@@ -126,3 +129,117 @@ class TestAdminForms:
             data={"roles": ["trading"], "confirm": "yes", "csrf_token": "wrong"},
         )
         assert response.status_code == 403
+
+
+async def revoke_at_gateway(stack, username: str) -> None:
+    """Make the user's tokens stop working, the way an admin deactivation does."""
+    admin = stack.user("admin", prefix="admin")
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as gateway:
+        token = (
+            await gateway.post("/auth/token", json={"username": admin, "password": PASSWORD})
+        ).json()["access_token"]
+        response = await gateway.post(
+            f"/admin/users/{username}/deactivate", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 200
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+class TestDashboardThroughTheGateway:
+    async def test_the_dashboard_shows_user_roles_expiry_and_reachable_services(self, live, stack):
+        username = stack.user("trading", "market")
+        await live.login(username)
+        page = await live.client.get("/dashboard")
+        assert page.status_code == 200
+        assert f"Welcome, {username}" in page.text
+        assert 'id="token-countdown"' in page.text
+        assert 'href="/services/trading"' in page.text
+        assert 'href="/services/market"' in page.text
+        assert 'href="/services/portfolio"' not in page.text
+        assert 'href="/admin/users"' not in page.text
+
+    async def test_an_admin_sees_every_service_and_the_admin_pages(self, live, stack):
+        await live.login(stack.user("admin"))
+        page = await live.client.get("/dashboard")
+        for service in Service:
+            assert f'href="/services/{service}"' in page.text
+        assert 'href="/admin/users"' in page.text
+        assert 'href="/admin/api-keys"' in page.text
+
+    async def test_the_page_script_is_served_from_self_with_the_deadlines(self, live, stack):
+        await live.login(stack.user("trading"))
+        page = await live.client.get("/dashboard")
+        session = await live.session()
+        assert '<script src="/static/session.js" defer></script>' in page.text
+        assert f'data-token-expires-at="{session.token_expires_at}"' in page.text
+        assert "<script>" not in page.text
+        assert " style=" not in page.text
+        assert " onclick=" not in page.text
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+class TestGatewayRejectsTheToken:
+    async def test_a_page_load_then_clears_the_session_and_goes_to_login(self, live, stack):
+        username = stack.user("trading")
+        await live.login(username)
+        session = await live.session()
+        await revoke_at_gateway(stack, username)
+        response = await live.client.get("/services/trading")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?expired=1"
+        assert await live.store.get(session.id) is None
+        assert live.cookie_name not in live.client.cookies
+
+    async def test_a_background_request_then_answers_session_expired(self, live, stack):
+        username = stack.user("trading")
+        await live.login(username)
+        session = await live.session()
+        await revoke_at_gateway(stack, username)
+        response = await live.client.get("/session/status", headers={"Accept": "application/json"})
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "session_expired"
+        assert await live.store.get(session.id) is None
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+class TestSessionStatus:
+    async def test_the_status_tells_the_script_the_deadlines(self, live, stack, clock):
+        username = stack.user("trading")
+        await live.login(username)
+        response = await live.client.get("/session/status")
+        assert response.status_code == 200
+        body = response.json()
+        session = await live.session()
+        assert body["username"] == username
+        assert body["services"] == ["trading"]
+        assert body["token_expires_at"] == session.token_expires_at
+        assert body["idle_expires_at"] == clock.now + 1800
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+class TestServicePages:
+    async def test_a_stub_page_shows_the_gateways_echo_of_the_caller(self, live, stack):
+        username = stack.user("trading")
+        await live.login(username)
+        page = await live.client.get("/services/trading")
+        assert page.status_code == 200
+        assert "GET /api/trading/status" in page.text
+        assert username in page.text
+        assert "HTTP 200" in page.text
+
+    async def test_the_portfolio_page_shows_what_the_gateway_returns(self, live, stack):
+        await live.login(stack.user("portfolio"))
+        page = await live.client.get("/services/portfolio")
+        for path in ("summary", "positions", "trades"):
+            assert f"GET /api/portfolio/{path}" in page.text
+
+    async def test_a_service_outside_the_users_roles_shows_the_gateways_refusal(self, live, stack):
+        await live.login(stack.user("trading"))
+        page = await live.client.get("/services/market")
+        assert page.status_code == 403
+        assert "do not grant access" in page.text
+        assert (await live.session()) is not None, "a 403 does not end the session"
