@@ -26,6 +26,12 @@ API_KEY_TARGET = 0.9
 IDLE_RSS_TARGET_MIB = 120.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     """Return the resident set size of a process in MiB (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     results: dict[str, wrk.Result] = {}
+    gateway_cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="lct-bench-") as tmp, running_stack(Path(tmp)) as stack:
         time.sleep(1.0)
         idle_rss = rss_mib(stack.gateway_pid)
@@ -111,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                         duration=args.warmup,
                         threads=args.threads,
                     )
+                cpu_before = cpu_seconds(stack.gateway_pid)
                 results[name] = wrk.run(
                     url,
                     headers=headers,
@@ -118,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                     duration=args.duration,
                     threads=args.threads,
                 )
+                used = cpu_seconds(stack.gateway_pid) - cpu_before
+                gateway_cpu[name] = used * 1000 / max(1, results[name].requests)
         loaded_rss = max(peak.peak, rss_mib(stack.gateway_pid))
     load_after = os.getloadavg()
 
@@ -130,12 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs; load average {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after"
     )
-    print(f"{'path':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'x nginx':>10}{'failed':>8}")
+    print(
+        f"{'path':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'x nginx':>10}{'failed':>8}"
+        f"{'gateway CPU ms/req':>20}"
+    )
     for name, result in results.items():
+        cpu = f"{gateway_cpu[name]:.3f}" if name.startswith("gateway") else "-"
         print(
             f"{name:<26}{result.requests_per_second:>10.0f}{result.p50_ms:>10.2f}"
             f"{result.p99_ms:>10.2f}{result.requests_per_second / nginx:>10.2f}"
-            f"{result.failures:>8}"
+            f"{result.failures:>8}{cpu:>20}"
         )
     print(f"gateway RSS: idle {idle_rss:.1f} MiB, loaded (peak) {loaded_rss:.1f} MiB")
 

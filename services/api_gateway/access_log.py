@@ -6,8 +6,9 @@ import json
 import logging
 import queue
 import sys
+import time
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener, WatchedFileHandler
+from logging.handlers import QueueListener, WatchedFileHandler
 from typing import Any
 
 LOGGER_NAME = "lct.gateway.access"
@@ -32,16 +33,17 @@ FIELDS = (
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = dict(record.msg) if isinstance(record.msg, dict) else {}
+        at = entry.get("time", record.created)
         entry["time"] = (
-            datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+            datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
         ).replace("+00:00", "Z")
         return json.dumps({name: entry.get(name) for name in FIELDS}, separators=(",", ":"))
 
 
-class _QueueHandler(QueueHandler):
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        # Formatting happens in the listener thread, not on the event loop.
-        return record
+class _Listener(QueueListener):
+    def prepare(self, record: Any) -> logging.LogRecord:
+        # Runs in the listener thread: the loop only queued a plain dict.
+        return logging.LogRecord(LOGGER_NAME, logging.INFO, "", 0, record, None, None)
 
 
 class AccessLog:
@@ -49,8 +51,7 @@ class AccessLog:
 
     def __init__(self, target: str) -> None:
         self.target = target
-        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        self._handler = _QueueHandler(self._queue)
+        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._listener: QueueListener | None = None
 
     def start(self) -> None:
@@ -63,7 +64,7 @@ class AccessLog:
         else:
             sink = WatchedFileHandler(self.target, encoding="utf-8")
         sink.setFormatter(_JsonFormatter())
-        self._listener = QueueListener(self._queue, sink)
+        self._listener = _Listener(self._queue, sink)
         self._listener.start()
 
     def stop(self) -> None:
@@ -75,7 +76,10 @@ class AccessLog:
             self._listener = None
 
     def write(self, entry: dict[str, Any]) -> None:
-        """Queue one line; never blocks."""
-        # Straight to the queue handler: no global logger state, and no caller lookup
-        # (`logger.info` walks the stack) on the event loop.
-        self._handler.handle(logging.LogRecord(LOGGER_NAME, logging.INFO, "", 0, entry, None, None))
+        """Queue one line; never blocks.
+
+        The entry goes to the queue as it is: building the `LogRecord` (pid, thread and
+        process names) and the JSON happen in the listener thread, off the event loop.
+        """
+        entry["time"] = time.time()
+        self._queue.put_nowait(entry)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from services.api_gateway.config import GatewaySecrets, Settings
 from services.api_gateway.errors import EXCEPTION_HANDLERS
 from services.api_gateway.middleware import AccessLogMiddleware, StartupErrorMiddleware
-from services.api_gateway.proxy import ProxyApp
+from services.api_gateway.proxy import ProxyApp, ProxyMount
 from services.api_gateway.routes import routers
 from services.api_gateway.runtime import open_runtime
 
@@ -32,8 +32,8 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
     )
     for router in routers:
         app.include_router(router)
-    # The proxy hot path is a raw ASGI app: no FastAPI routing or dependency resolution.
-    app.mount("/api", ProxyApp(), name="proxy")
+    # `/api/...` is a raw ASGI app reached before FastAPI's routing and dependencies.
+    app.add_middleware(ProxyMount, proxy=ProxyApp("/api"))
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
 from services.api_gateway.config import Settings
@@ -154,8 +154,30 @@ async def send_error(send: Send, exc: GatewayError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class ProxyMount:
+    """Send `/api/...` straight to the proxy, everything else on to FastAPI.
+
+    A Starlette `Mount` would do the same after FastAPI's router has tried every route,
+    which costs more per request than the proxying itself.
+    """
+
+    def __init__(self, app: ASGIApp, *, proxy: ProxyApp) -> None:
+        self.app = app
+        self.proxy = proxy
+        self._prefix = proxy.prefix + "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self._prefix):
+            await self.proxy(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 class ProxyApp:
     """The raw ASGI app behind `/api`."""
+
+    def __init__(self, prefix: str = "/api") -> None:
+        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,10 +208,8 @@ class ProxyApp:
         principal = await runtime.authenticator.authenticate(authorization, api_key)
         context.principal = principal
 
-        root = scope.get("root_path", "")
         path: str = scope["path"]
-        rest = path[len(root) :] if root and path.startswith(root) else path
-        name, _, remainder = rest[1:].partition("/")
+        name, _, remainder = path[len(self.prefix) + 1 :].partition("/")
         service = SERVICES_BY_NAME.get(name)
         if service is None:
             known = ", ".join(SERVICES_BY_NAME)
@@ -204,7 +224,7 @@ class ProxyApp:
         if not principal.may_reach(service):
             raise Forbidden(f"your roles do not grant access to the {service.value} service")
 
-        url = runtime.upstream_urls[service] + _upstream_path(scope, root, name, remainder)
+        url = runtime.upstream_urls[service] + _upstream_path(scope, self.prefix, name, remainder)
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode("latin-1")
         headers = _request_headers(scope, connection, context.request_id, context.client)
@@ -236,18 +256,14 @@ def _first_segment(segments: list[str]) -> str:
     return next((segment.lower() for segment in segments if segment), "")
 
 
-def _upstream_path(scope: Scope, root: str, name: str, remainder: str) -> str:
+def _upstream_path(scope: Scope, prefix: str, name: str, remainder: str) -> str:
     # Forward the path exactly as the client encoded it when we can find our prefix in it.
     raw: bytes | None = scope.get("raw_path")
     if raw is not None:
         raw = raw.split(b"?", 1)[0]  # some servers (and httpx's ASGI transport) include the query
-    prefix = f"{root}/{name}".encode()
-    if (
-        raw is not None
-        and raw.startswith(prefix)
-        and raw[len(prefix) : len(prefix) + 1] in (b"/", b"")
-    ):
-        return raw[len(prefix) :].decode("latin-1") or "/"
+    ours = f"{prefix}/{name}".encode()
+    if raw is not None and raw.startswith(ours) and raw[len(ours) : len(ours) + 1] in (b"/", b""):
+        return raw[len(ours) :].decode("latin-1") or "/"
     return "/" + quote(remainder, safe="/:@!$&'()*+,;=-._~")
 
 
