@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import SecretStr
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.portfolio import identity_routes, routes
@@ -51,6 +52,8 @@ def create_app(
     app.add_exception_handler(IdentityError, routes.identity_error_handler)
     app.add_exception_handler(RequestValidationError, routes.validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, routes.http_error_handler)
+    app.add_exception_handler(DBAPIError, routes.database_error_handler)
+    app.add_exception_handler(OSError, routes.database_error_handler)
     app.add_exception_handler(Exception, routes.unexpected_error_handler)
     return app
 

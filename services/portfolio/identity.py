@@ -17,7 +17,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.schemas import ApiKeyRotation, User
 from services.portfolio.service import IdentityService
-from services.portfolio.store import Database, is_connection_error
+from services.portfolio.store import Database
 from shared.secrets import SecretsManager
 
 T = TypeVar("T")
@@ -120,8 +120,9 @@ class PortfolioIdentityService:
         try:
             return self._portal.call(lambda: func(*args, **kwargs))
         except Exception as exc:
-            if is_connection_error(exc):
-                raise self._database.unavailable(exc) from None
+            unavailable = self._portal.call(self._database.diagnose, exc)
+            if unavailable is not None:
+                raise unavailable from None
             raise
 
 

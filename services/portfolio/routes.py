@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.portfolio.deps import DatabaseDep
 from services.portfolio.errors import IdentityError, TooManyAttemptsError, error_code
-from services.portfolio.store import Database, is_connection_error
+from services.portfolio.store import Database
 from shared.errors import ErrorCode, error_body
 
 logger = logging.getLogger("services.portfolio")
@@ -76,15 +76,20 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a lost database with 503 naming it (never its password); other failures 500."""
+    database: Database = request.app.state.database
+    unavailable = await database.diagnose(exc)
+    if unavailable is None:
+        return await unexpected_error_handler(request, exc)
+    logger.error("%s", unavailable)
+    return JSONResponse(
+        error_body(ErrorCode.SERVICE_UNAVAILABLE, str(unavailable)), status_code=503
+    )
+
+
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Answer anything else without a stack trace; a lost database is a 503."""
-    database: Database | None = getattr(request.app.state, "database", None)
-    if database is not None and is_connection_error(exc):
-        unavailable = database.unavailable(exc)
-        logger.error("%s", unavailable)
-        return JSONResponse(
-            error_body(ErrorCode.SERVICE_UNAVAILABLE, str(unavailable)), status_code=503
-        )
+    """Answer anything else with 500 and no stack trace."""
     logger.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
     return JSONResponse(
         error_body(ErrorCode.INTERNAL_ERROR, "internal error; see the service log"),

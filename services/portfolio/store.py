@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, select, text, update
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -108,12 +108,12 @@ class Database:
 
     async def ping(self) -> None:
         """Run a trivial query, or raise `DatabaseUnavailableError`."""
-
-        async def select_one() -> None:
+        try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-
-        await self.guard(select_one())
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            # Any failure here (refused, unknown database, bad login) means unusable.
+            raise self.unavailable(exc) from None
 
     async def guard(self, work: Awaitable[T]) -> T:
         """Await `work`, turning a connection failure into `DatabaseUnavailableError`."""
@@ -123,6 +123,19 @@ class Database:
             if is_connection_error(exc):
                 raise self.unavailable(exc) from None
             raise
+
+    async def diagnose(self, exc: BaseException) -> DatabaseUnavailableError | None:
+        """Tell whether a failed query failed because the database is gone."""
+        if is_connection_error(exc):
+            return self.unavailable(exc)
+        if isinstance(exc, DBAPIError):
+            # Some drivers report a lost database (dropped, login refused) as a plain
+            # DBAPIError; a fresh ping tells that apart from a bad statement.
+            try:
+                await self.ping()
+            except DatabaseUnavailableError as unavailable:
+                return unavailable
+        return None
 
     def unavailable(self, exc: BaseException) -> DatabaseUnavailableError:
         """Describe a connection failure without the URL's password."""
@@ -142,7 +155,9 @@ def _reason(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc
     detail = str(original).splitlines()[0] if str(original) else ""
     name = type(original).__name__
-    return f"{name}: {detail}" if detail else name
+    if not detail:
+        return name
+    return detail if name == "Error" else f"{name}: {detail}"
 
 
 async def get_user(session: AsyncSession, username: str) -> UserAccount | None:

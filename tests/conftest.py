@@ -1,0 +1,35 @@
+"""Fixtures every test package may use."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import postgres_database, sqlite_database
+
+
+@pytest.fixture(
+    params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Yield the async URL of an empty database: a SQLite file, then a fresh PostgreSQL one."""
+    if request.param == "sqlite":
+        with sqlite_database(tmp_path) as url:
+            yield url
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """Yield the async URL of a new SQLite file, for tests where the database does not matter."""
+    with sqlite_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """Yield the async URL of a fresh PostgreSQL database, for PostgreSQL-only tests."""
+    with postgres_database() as url:
+        yield url

@@ -1,0 +1,190 @@
+"""The operator CLI `python -m services.portfolio`, run as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from services.portfolio.identity import PortfolioIdentityService
+from tests.portfolio.conftest import CHEAP_ARGON2_ENV, PASSWORD, make_settings
+from tests.support.servers import REPO_ROOT
+
+
+@pytest.fixture
+def cli(sqlite_url):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PORTFOLIO_", "SECRETS_"))}
+    env = {
+        **base,
+        "PORTFOLIO_DATABASE_URL": sqlite_url,
+        "SECRETS_PROVIDER": "env",
+        **CHEAP_ARGON2_ENV,
+    }
+
+    def run(*args: str, stdin: str = "", extra_env: dict[str, str] | None = None):
+        return subprocess.run(
+            [sys.executable, "-m", "services.portfolio", *args],
+            cwd=REPO_ROOT,
+            env={**env, **(extra_env or {})},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    run.url = sqlite_url  # type: ignore[attr-defined]
+    return run
+
+
+def identity_for(url: str) -> PortfolioIdentityService:
+    return PortfolioIdentityService(settings=make_settings(url))
+
+
+def seed(url: str, username: str, role: str) -> None:
+    with identity_for(url) as identity:
+        identity.create_user(username, PASSWORD, roles=[role])
+
+
+def test_create_user_reads_the_password_from_stdin(cli):
+    done = cli(
+        "create-user", "Ops-User", "--role", "portfolio", "--role", "market", stdin=PASSWORD + "\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "created user ops-user (roles: portfolio, market)\n"
+    assert PASSWORD not in done.stdout + done.stderr
+    with identity_for(cli.url) as identity:
+        assert identity.authenticate("ops-user", PASSWORD).roles == ["portfolio", "market"]
+
+
+def test_create_user_with_must_change_password(cli):
+    assert (
+        cli(
+            "create-user", "admin", "--role", "admin", "--must-change-password", stdin=PASSWORD
+        ).returncode
+        == 0
+    )
+    listing = cli("list-users")
+    assert "now (must change)" in listing.stdout
+
+
+def test_passwords_are_never_taken_from_the_command_line(cli):
+    done = cli("create-user", "ops", "--role", "portfolio", "--password", PASSWORD)
+    assert done.returncode == 2
+    assert "unrecognized arguments" in done.stderr
+
+
+def test_errors_are_one_line_on_stderr_with_status_1(cli):
+    done = cli("create-user", "ops", "--role", "root", stdin=PASSWORD + "\n")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: unknown role 'root'")
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_password_on_stdin_is_an_error(cli):
+    done = cli("create-user", "ops", "--role", "portfolio", stdin="")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: expected a line on stdin")
+
+
+def test_weak_password_is_refused(cli):
+    done = cli("create-user", "ops", "--role", "portfolio", stdin="short\n")
+    assert done.returncode == 1
+    assert "at least 12 characters" in done.stderr
+
+
+def test_unknown_command_is_a_usage_error(cli):
+    assert cli("drop-everything").returncode == 2
+
+
+def test_rotate_api_key_prints_a_generated_key_once(cli):
+    seed(cli.url, "bot", "market")
+    done = cli("rotate-api-key", "bot")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("rotated the API key of bot; key id ")
+    key = lines[1].rsplit(" ", 1)[-1]
+    with identity_for(cli.url) as identity:
+        assert identity.verify_api_key(key).username == "bot"
+
+
+def test_rotate_api_key_from_stdin_does_not_echo_the_key(cli):
+    seed(cli.url, "bot", "market")
+    key = "stdin-key-" + "s" * 40
+    done = cli("rotate-api-key", "bot", "--from-stdin", stdin=key + "\n")
+    assert done.returncode == 0, done.stderr
+    assert key not in done.stdout + done.stderr
+    with identity_for(cli.url) as identity:
+        assert identity.verify_api_key(key).username == "bot"
+
+
+def test_rotate_api_key_uses_the_environment_variable(cli):
+    seed(cli.url, "bot", "market")
+    key = "env-key-" + "e" * 40
+    done = cli("rotate-api-key", "bot", extra_env={"PORTFOLIO_ROTATION_API_KEY": key})
+    assert done.returncode == 0, done.stderr
+    assert key not in done.stdout
+    with identity_for(cli.url) as identity:
+        assert identity.verify_api_key(key).username == "bot"
+
+
+def test_rotate_password_reads_current_then_new(cli):
+    seed(cli.url, "ops", "portfolio")
+    new = "the new long passphrase"
+    done = cli("rotate-password", "ops", stdin=f"{PASSWORD}\n{new}\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "rotated the password of ops\n"
+    wrong = cli("rotate-password", "ops", stdin=f"{PASSWORD}\nyet another passphrase\n")
+    assert wrong.returncode == 1
+    assert wrong.stderr == "error: invalid username or password\n"
+
+
+def test_list_users_as_table_and_json_lines(cli):
+    seed(cli.url, "amy", "trading")
+    seed(cli.url, "zed", "admin")
+    table = cli("list-users").stdout.splitlines()
+    assert table[0].split() == [
+        "USERNAME",
+        "ROLES",
+        "ACTIVE",
+        "LAST",
+        "LOGIN",
+        "PASSWORD",
+        "EXPIRES",
+        "API",
+        "KEY",
+        "ID",
+    ]
+    assert [line.split()[0] for line in table[1:]] == ["amy", "zed"]
+    records = [json.loads(line) for line in cli("list-users", "--json").stdout.splitlines()]
+    assert [r["username"] for r in records] == ["amy", "zed"]
+    assert records[1]["roles"] == ["admin"]
+    assert all("last_login_at" in r and not any("hash" in k for k in r) for r in records)
+
+
+def test_set_roles_and_deactivate_user(cli):
+    seed(cli.url, "ops", "portfolio")
+    assert cli("set-roles", "ops", "--role", "trading", "--role", "market").stdout == (
+        "set roles of ops (roles: trading, market)\n"
+    )
+    assert cli("deactivate-user", "ops").stdout == "deactivated ops\n"
+    missing = cli("deactivate-user", "ghost")
+    assert missing.returncode == 1
+    assert missing.stderr == "error: no user named 'ghost'\n"
+    with identity_for(cli.url) as identity:
+        user = identity.get_user("ops")
+    assert user.roles == ["trading", "market"]
+    assert not user.is_active
+
+
+def test_unreachable_database_is_one_line(cli):
+    done = cli(
+        "list-users",
+        extra_env={"PORTFOLIO_DATABASE_URL": "sqlite+aiosqlite:////nonexistent-dir/x.db"},
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot reach the SQLite database /nonexistent-dir/x.db")
+    assert done.stderr.count("\n") == 1
