@@ -26,6 +26,14 @@ def when(value: object) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def when_short(value: object) -> str:
+    """Format a timestamp as UTC to the minute, for tables whose heading says UTC."""
+    seconds = epoch(value)
+    if seconds is None:
+        return "—"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def iso(value: object) -> str:
     """Format a timestamp as ISO 8601 UTC for a `datetime` attribute."""
     seconds = epoch(value)
@@ -58,7 +66,12 @@ def build_templates() -> Jinja2Templates:
     """Return the page templates with their filters (autoescaped HTML)."""
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.filters.update(
-        when=when, iso=iso, days_since=days_since, is_past=is_past, pretty_json=pretty_json
+        when=when,
+        when_short=when_short,
+        iso=iso,
+        days_since=days_since,
+        is_past=is_past,
+        pretty_json=pretty_json,
     )
     templates.env.globals["epoch"] = epoch
     return templates

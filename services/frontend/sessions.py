@@ -133,7 +133,7 @@ class MemorySessionStore:
         session = Session(id=new_token(), csrf_token=new_token(), created_at=now, last_seen_at=now)
         self._sessions[session.id] = session
         while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
+            self._evict()
         return replace(session)
 
     async def get(self, session_id: str) -> Session | None:
@@ -162,6 +162,15 @@ class MemorySessionStore:
     def idle_deadline(self, session: Session) -> float:
         """Return when the session ends unless it is used again."""
         return min(session.last_seen_at + self.idle_timeout, session.created_at + self.lifetime)
+
+    def _evict(self) -> None:
+        # Anonymous sessions (a login form's CSRF token) go first, so a flood of login
+        # page loads cannot push signed-in users out.
+        victim = next(
+            (sid for sid, session in self._sessions.items() if not session.is_authenticated),
+            next(iter(self._sessions)),
+        )
+        del self._sessions[victim]
 
     def _expired(self, session: Session, now: float) -> bool:
         return now >= self.idle_deadline(session)

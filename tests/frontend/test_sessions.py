@@ -45,6 +45,15 @@ class TestCreate:
         assert len(store) == 2
         assert await store.get(oldest.id) is None
 
+    async def test_anonymous_sessions_give_way_before_signed_in_ones(self, clock):
+        store = MemorySessionStore(idle_timeout=60, lifetime=600, max_sessions=2, clock=clock)
+        user = await signed_in(store)
+        anonymous = await store.create()
+        for _ in range(5):  # a flood of login page loads
+            await store.create()
+        assert await store.get(user.id) is not None
+        assert await store.get(anonymous.id) is None
+
 
 class TestIdleTimeout:
     async def test_a_session_lives_until_the_idle_timeout(self, store, clock):
