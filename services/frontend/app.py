@@ -11,7 +11,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.frontend.config import Settings, check_session_secret, load_session_secret
+from services.frontend.config import (
+    Settings,
+    check_session_secret,
+    load_session_secret,
+    load_settings,
+)
 from services.frontend.errors import (
     FrontendError,
     LoginRequiredError,
@@ -123,17 +128,30 @@ def create_app(
     session_secret: SecretStr | None = None,
     session_store: SessionStore | None = None,
 ) -> FastAPI:
-    """Build the frontend; without `session_secret` it comes from the secrets layer."""
-    settings = settings or Settings()
+    """Build the frontend; what is not given is read at start-up (environment, secrets layer)."""
     if session_secret is not None:
         check_session_secret(session_secret)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Read here, not at import, so a bad variable refuses start-up in one line.
+        config = settings or load_settings()
         secret = session_secret or await load_session_secret()
+        app.state.settings = config
+        # `is None`, not `or`: an empty store is falsy (it has a length).
+        app.state.sessions = (
+            session_store
+            if session_store is not None
+            else MemorySessionStore(
+                idle_timeout=config.security.session_timeout,
+                lifetime=config.security.session_lifetime,
+                max_sessions=config.security.max_sessions,
+            )
+        )
+        app.state.cookie_name = SECURE_COOKIE_NAME if config.security.cookie_secure else COOKIE_NAME
         app.state.cookie_signer = CookieSigner(secret)
         async with httpx.AsyncClient(
-            base_url=str(settings.gateway_url), timeout=settings.gateway_timeout_seconds
+            base_url=str(config.gateway_url), timeout=config.gateway_timeout_seconds
         ) as client:
             app.state.gateway = Gateway(client)
             yield
@@ -145,17 +163,8 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.settings = settings
     app.state.templates = build_templates()
-    if session_store is None:
-        session_store = MemorySessionStore(
-            idle_timeout=settings.security.session_timeout,
-            lifetime=settings.security.session_lifetime,
-            max_sessions=settings.security.max_sessions,
-        )
-    app.state.sessions = session_store
-    app.state.cookie_name = SECURE_COOKIE_NAME if settings.security.cookie_secure else COOKIE_NAME
-    app.add_middleware(SecurityHeaders, hsts=settings.security.cookie_secure)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(OneLineStartupFailure)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)

@@ -1,6 +1,13 @@
 """Frontend settings: session timeouts, cookie flags, where the gateway is."""
 
-from pydantic import AnyHttpUrl, BaseModel, PositiveFloat, PositiveInt, SecretStr
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.frontend.errors import StartupRefusedError
@@ -33,6 +40,18 @@ class Settings(BaseSettings):
     gateway_timeout_seconds: PositiveFloat = 10.0
     # How often the pages' own script asks whether the session is still alive.
     status_poll_seconds: PositiveInt = 60
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, naming every bad variable in one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise StartupRefusedError(f"invalid settings: {problems}") from None
 
 
 def check_session_secret(secret: SecretStr) -> SecretStr:

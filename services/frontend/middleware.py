@@ -35,22 +35,23 @@ HSTS = "max-age=31536000; includeSubDomains"
 class SecurityHeaders:
     """Add the security headers; every page but the static files is `no-store`."""
 
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         static = str(scope["path"]).startswith("/static/")
+        # HSTS only where cookies are Secure, i.e. not on a local plain-HTTP run.
+        hsts = scope["app"].state.settings.security.cookie_secure
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
-                if self.hsts:
+                if hsts:
                     headers["strict-transport-security"] = HSTS
                 # Pages carry a user's data and CSRF tokens: never keep them in any cache.
                 headers["cache-control"] = "no-cache" if static else "no-store"

@@ -93,3 +93,15 @@ async def test_there_is_no_api_documentation_surface(frontend):
 async def test_health_answers_ok(frontend):
     response = await frontend.client.get("/healthz")
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.e2e
+def test_a_bad_setting_is_named_in_one_line():
+    result = start_frontend(
+        SESSION_SECRET_KEY="s" * 40, SECURITY__SESSION_TIMEOUT="soon", GATEWAY_URL="ftp://x"
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    [line] = reason_lines(result.stderr)
+    assert "SECURITY__SESSION_TIMEOUT" in line
+    assert "GATEWAY_URL" in line

@@ -6,6 +6,7 @@ from services.frontend.config import (
     Settings,
     check_session_secret,
     load_session_secret,
+    load_settings,
 )
 from services.frontend.errors import StartupRefusedError
 
@@ -90,3 +91,9 @@ async def test_a_short_secret_from_the_environment_is_refused(bare_environment):
     with pytest.raises(StartupRefusedError, match="shorter than") as info:
         await load_session_secret()
     assert "short-secret" not in str(info.value)
+
+
+def test_load_settings_names_each_bad_variable(monkeypatch):
+    monkeypatch.setenv("SECURITY__SESSION_LIFETIME", "-1")
+    with pytest.raises(StartupRefusedError, match="SECURITY__SESSION_LIFETIME"):
+        load_settings()
