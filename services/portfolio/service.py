@@ -4,7 +4,8 @@ import hmac
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -159,7 +160,7 @@ class IdentityService:
     async def rotate_api_key(self, username: str, new_api_key: str | None = None) -> ApiKeyRotation:
         """Give a user a new API key (argument, else the secrets layer, else a random one)."""
         name = normalize_username(username)
-        async with self._secrets_session() as manager:
+        async with self._secrets_manager() as manager:
             api_key, generated = await self._next_api_key(new_api_key, manager)
             apikeys.check(api_key)
             key_hash = apikeys.digest(api_key)
@@ -341,23 +342,14 @@ class IdentityService:
             )
             return None
 
-    def _secrets_session(self) -> "_SecretsSession":
-        return _SecretsSession(self._secrets)
-
-
-class _SecretsSession:
-    """The service's secrets manager, or one opened for a single call and closed after."""
-
-    def __init__(self, manager: SecretsManager | None) -> None:
-        self._given = manager
-        self._opened: SecretsManager | None = None
-
-    async def __aenter__(self) -> SecretsManager:
-        if self._given is not None:
-            return self._given
-        self._opened = SecretsManager.from_environment()
-        return self._opened
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._opened is not None:
-            await self._opened.aclose()
+    @asynccontextmanager
+    async def _secrets_manager(self) -> AsyncIterator[SecretsManager]:
+        """Yield the service's secrets manager, or one opened for this call only."""
+        if self._secrets is not None:
+            yield self._secrets
+            return
+        manager = SecretsManager.from_environment()
+        try:
+            yield manager
+        finally:
+            await manager.aclose()

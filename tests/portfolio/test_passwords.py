@@ -95,6 +95,10 @@ async def test_passwords_are_checked_off_the_event_loop(sqlite_url):
             self.threads.append(threading.get_ident())
             return super()._verify(password, stored_hash)
 
+        def _dummy_check(self, password: str) -> None:
+            self.threads.append(threading.get_ident())
+            super()._dummy_check(password)
+
     hasher = ThreadRecordingHasher(make_settings(sqlite_url))
     await hasher.verify(PASSWORD, await hasher.hash(PASSWORD))
     await hasher.verify_dummy(PASSWORD)

@@ -1,5 +1,6 @@
 """The database layer: engine, migrations, connection failures, indexed API-key lookup."""
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -172,3 +173,15 @@ async def test_api_key_lookup_is_one_indexed_query_among_10000_users(database, i
             assert "Index Scan using ix_user_accounts_api_key_hash" in plan, plan
         assert "SCAN user_accounts" not in plan
         assert "Seq Scan" not in plan
+
+
+async def test_concurrent_start_ups_migrate_a_new_database_once(settings):
+    # The app and an operator script may both find the database new at the same moment.
+    first, second = await asyncio.gather(Database.open(settings), Database.open(settings))
+    try:
+        async with first.engine.connect() as conn:
+            versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        assert [tuple(row) for row in versions] == [("0001",)]
+    finally:
+        await first.close()
+        await second.close()

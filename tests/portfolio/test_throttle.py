@@ -22,6 +22,10 @@ class CountingHasher(PasswordHasher):
         self.checks += 1
         return super()._verify(password, stored_hash)
 
+    def _dummy_check(self, password: str) -> None:
+        self.checks += 1
+        super()._dummy_check(password)
+
 
 async def fail(identity, username: str, times: int) -> None:
     for _ in range(times):

@@ -27,8 +27,12 @@ def _upgrade(connection: Connection) -> None:
 async def upgrade(engine: AsyncEngine) -> None:
     """Bring the database schema to the newest revision."""
     async with engine.begin() as conn:
+        # Two processes may find a new database at once (the app and an operator script):
+        # take the database's write lock first so the second one waits, then sees head.
         if conn.dialect.name == "postgresql":
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
             )
+        elif conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         await conn.run_sync(_upgrade)
