@@ -33,7 +33,8 @@ async def readyz(database: DatabaseDep) -> dict[str, str]:
 
 async def identity_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Answer a domain error with its code and status from the errors table."""
-    assert isinstance(exc, IdentityError)
+    if not isinstance(exc, IdentityError):
+        return await unexpected_error_handler(request, exc)
     code, status = error_code(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
@@ -45,7 +46,8 @@ async def identity_error_handler(request: Request, exc: Exception) -> JSONRespon
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Answer FastAPI's 422 in the JSON error body, naming each bad field (never its value)."""
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        return await unexpected_error_handler(request, exc)
     problems: list[str] = []
     fields: list[str] = []
     for error in exc.errors():
@@ -69,7 +71,8 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Answer routing errors (404, 405) in the JSON error body."""
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        return await unexpected_error_handler(request, exc)
     code = {404: ErrorCode.NOT_FOUND, 405: "method_not_allowed"}.get(exc.status_code, "error")
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers

@@ -1,5 +1,6 @@
 """The identity store's database access: the engine, and one small function per query."""
 
+import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from services.portfolio.errors import ConfigurationError, DatabaseUnavailableErr
 from services.portfolio.models import UserAccount
 
 T = TypeVar("T")
+
+_AIOSQLITE_LOGGER = logging.getLogger("aiosqlite")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -67,11 +70,18 @@ def create_engine(settings: PortfolioSettings) -> AsyncEngine:
         if settings.database_url == DEFAULT_DATABASE_URL and url.database:
             # The embedded default lives under the repository's git-ignored var/.
             _ensure_directory(url.database)
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # aiosqlite logs every statement with its parameters (password hashes) at DEBUG.
+        _AIOSQLITE_LOGGER.setLevel(max(_AIOSQLITE_LOGGER.level, logging.INFO))
+        engine = create_async_engine(
+            url,
+            hide_parameters=True,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
     return create_async_engine(
         url,
+        hide_parameters=True,  # never a hash or key in an error message or log line
         pool_pre_ping=True,
         connect_args={"timeout": settings.database_connect_timeout},
     )

@@ -1,6 +1,8 @@
 """The identity store's rules, on SQLite and PostgreSQL."""
 
 import asyncio
+import contextlib
+import logging
 from datetime import timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from services.portfolio.errors import (
     InvalidCredentialsError,
     InvalidInputError,
     PasswordExpiredError,
+    TooManyAttemptsError,
     UserExistsError,
     UserNotFoundError,
     WeakPasswordError,
@@ -382,3 +385,20 @@ async def test_two_service_instances_over_one_database_see_each_others_writes(da
     await first.create_user("gina", PASSWORD, ["market"])
     key = (await second.rotate_api_key("gina")).api_key
     assert (await first.verify_api_key(key)).username == "gina"
+
+
+async def test_logs_never_carry_passwords_keys_or_hashes(identity, database, caplog):
+    caplog.set_level(logging.DEBUG)
+    await identity.create_user("hank", PASSWORD, ["market"])
+    for _ in range(6):
+        with contextlib.suppress(InvalidCredentialsError, TooManyAttemptsError):
+            await identity.authenticate("hank", "wrong password " + PASSWORD)
+    rotation = await identity.rotate_api_key("hank")
+    async with database.sessions() as session:
+        account = await store.get_user(session, "hank")
+    assert account is not None
+    logged = caplog.text
+    assert "hank" in logged
+    for secret in (PASSWORD, rotation.api_key, account.password_hash, account.api_key_hash):
+        assert secret is not None
+        assert secret not in logged
