@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +18,8 @@ class PortfolioSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PORTFOLIO_", extra="ignore", frozen=True)
 
-    database_url: str = DEFAULT_DATABASE_URL
+    # A URL may carry a password: kept out of reprs and logs.
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     database_connect_timeout: Annotated[float, Field(gt=0)] = 5.0
 
     # 0 turns expiry off.

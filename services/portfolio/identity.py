@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Self, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from pydantic import SecretStr
 
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.schemas import ApiKeyRotation, User
@@ -37,7 +38,7 @@ class PortfolioIdentityService:
     ) -> None:
         settings = settings if settings is not None else PortfolioSettings()
         if database_url is not None:
-            settings = settings.model_copy(update={"database_url": database_url})
+            settings = settings.model_copy(update={"database_url": SecretStr(database_url)})
         self.settings = settings
         portal_cm = start_blocking_portal(name="portfolio-identity")
         portal = portal_cm.__enter__()

@@ -65,9 +65,10 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(settings: PortfolioSettings) -> AsyncEngine:
     """Build the engine for the configured database (no connection is made yet)."""
-    url = _parse_url(settings.database_url)
+    raw_url = settings.database_url.get_secret_value()
+    url = _parse_url(raw_url)
     if url.get_backend_name() == "sqlite":
-        if settings.database_url == DEFAULT_DATABASE_URL and url.database:
+        if raw_url == DEFAULT_DATABASE_URL and url.database:
             # The embedded default lives under the repository's git-ignored var/.
             _ensure_directory(url.database)
         # aiosqlite logs every statement with its parameters (password hashes) at DEBUG.

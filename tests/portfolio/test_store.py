@@ -63,7 +63,7 @@ async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(sqlite_url):
 def test_default_database_is_the_repositorys_var_file_whatever_the_cwd(tmp_path):
     assert f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'portfolio.db'}" == DEFAULT_DATABASE_URL
     env = {"PATH": "/usr/bin:/bin"}
-    script = "from services.portfolio.config import PortfolioSettings; print(PortfolioSettings().database_url)"
+    script = "from services.portfolio.config import PortfolioSettings; print(PortfolioSettings().database_url.get_secret_value())"
     printed = subprocess.run(
         [sys.executable, "-c", script],
         cwd=tmp_path,
@@ -111,6 +111,12 @@ async def test_unopenable_sqlite_file_is_a_clear_error_and_no_fallback(tmp_path)
 async def test_unsupported_database_urls_are_refused(url):
     with pytest.raises(ConfigurationError, match="PORTFOLIO_DATABASE_URL"):
         await Database.open(PortfolioSettings(database_url=url))
+
+
+def test_settings_repr_never_shows_the_database_password():
+    settings = PortfolioSettings(database_url="postgresql+asyncpg://u:topsecret@db/pf")
+    assert "topsecret" not in repr(settings)
+    assert "topsecret" not in str(settings.model_dump())
 
 
 def test_database_description_never_shows_the_password():
