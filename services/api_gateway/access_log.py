@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import queue
@@ -29,20 +30,29 @@ FIELDS = (
     "client",
 )
 
+# Entries travel to the writer thread in batches: one thread wake-up and one write per
+# batch instead of per request. A batch leaves when it is full or this many seconds old.
+BATCH_SIZE = 256
+BATCH_SECONDS = 0.05
 
-class _JsonFormatter(logging.Formatter):
+
+def _line(entry: dict[str, Any]) -> str:
+    entry["time"] = (
+        datetime.fromtimestamp(entry["time"], UTC).isoformat(timespec="milliseconds")
+    ).replace("+00:00", "Z")
+    return json.dumps({name: entry.get(name) for name in FIELDS}, separators=(",", ":"))
+
+
+class _JsonLinesFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = dict(record.msg) if isinstance(record.msg, dict) else {}
-        at = entry.get("time", record.created)
-        entry["time"] = (
-            datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
-        ).replace("+00:00", "Z")
-        return json.dumps({name: entry.get(name) for name in FIELDS}, separators=(",", ":"))
+        entries = record.msg
+        assert isinstance(entries, list)
+        return "\n".join(_line(entry) for entry in entries)
 
 
 class _Listener(QueueListener):
     def prepare(self, record: Any) -> logging.LogRecord:
-        # Runs in the listener thread: the loop only queued a plain dict.
+        # Runs in the writer thread: the loop only queued a list of plain dicts.
         return logging.LogRecord(LOGGER_NAME, logging.INFO, "", 0, record, None, None)
 
 
@@ -51,8 +61,10 @@ class AccessLog:
 
     def __init__(self, target: str) -> None:
         self.target = target
-        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[dict[str, Any]]] = queue.SimpleQueue()
         self._listener: QueueListener | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Open the target and start the writer thread."""
@@ -63,12 +75,13 @@ class AccessLog:
             sink = logging.StreamHandler(sys.stderr)
         else:
             sink = WatchedFileHandler(self.target, encoding="utf-8")
-        sink.setFormatter(_JsonFormatter())
+        sink.setFormatter(_JsonLinesFormatter())
         self._listener = _Listener(self._queue, sink)
         self._listener.start()
 
     def stop(self) -> None:
-        """Flush what is queued and close the target."""
+        """Write what is pending and close the target."""
+        self.flush()
         if self._listener is not None:
             self._listener.stop()
             for handler in self._listener.handlers:
@@ -76,10 +89,24 @@ class AccessLog:
             self._listener = None
 
     def write(self, entry: dict[str, Any]) -> None:
-        """Queue one line; never blocks.
-
-        The entry goes to the queue as it is: building the `LogRecord` (pid, thread and
-        process names) and the JSON happen in the listener thread, off the event loop.
-        """
+        """Queue one line; never blocks (JSON and the write happen in the writer thread)."""
         entry["time"] = time.time()
-        self._queue.put_nowait(entry)
+        self._pending.append(entry)
+        if len(self._pending) >= BATCH_SIZE:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._timer = loop.call_later(BATCH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Hand the pending entries to the writer thread."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._queue.put_nowait(batch)
