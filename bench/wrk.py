@@ -56,6 +56,11 @@ def run(
         url,
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    return parse_report(output)
+
+
+def parse_report(output: str) -> Result:
+    """Read requests/s, p50, p99 and failures from wrk's `--latency` report."""
     latencies = {
         percentile: float(value) * _UNITS[unit]
         for percentile, value, unit in _LATENCY.findall(output)

@@ -1,3 +1,4 @@
+import asyncio
 import json
 
 from services.api_gateway.access_log import FIELDS, AccessLog
@@ -62,3 +63,35 @@ async def test_every_request_gets_a_line_and_no_line_holds_a_secret(
         None,
     )
     assert all(line["client"] == "127.0.0.1" and line["duration_ms"] >= 0 for line in lines)
+
+
+async def test_lines_reach_the_file_without_waiting_for_shutdown(tmp_path):
+    path = tmp_path / "access.log"
+    log = AccessLog(str(path))
+    log.start()
+    try:
+        log.write({"request_id": "r1", "status": 200})
+        for _ in range(100):
+            if path.exists() and path.read_text():
+                break
+            await asyncio.sleep(0.05)
+        assert json.loads(path.read_text())["request_id"] == "r1"
+    finally:
+        log.stop()
+
+
+async def test_trusted_proxy_address_is_logged_as_the_forwarded_client(
+    make_settings, keys, access_log
+):
+    settings = make_settings(gateway_trusted_proxies="10.0.0.0/8")
+    async with running_gateway(settings, keys.secrets(), client=("10.1.2.3", 1)) as gateway:
+        await gateway.client.get(
+            "/api/trading/x",
+            headers={**gateway.bearer("a", "trading"), "X-Forwarded-For": "203.0.113.4, 10.9.9.9"},
+        )
+        response = await gateway.client.get(
+            "/api/trading/x", headers=gateway.bearer("a", "trading")
+        )
+    assert response.json()["headers"]["x-forwarded-for"] == ["10.1.2.3"]
+    clients = [json.loads(line)["client"] for line in access_log.read_text().splitlines()]
+    assert clients == ["203.0.113.4", "10.1.2.3"]
