@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import subprocess
+import subprocess  # nosec B404 - runs nginx with a fixed argv
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,7 +17,7 @@ from shared.keys import generate_private_key, load_private_key, public_key_text
 from tests.support.servers import ServerProcess, free_port
 
 USERNAME = "bench-user"
-PASSWORD = "bench password that is long enough"  # noqa: S105 - a throwaway benchmark account
+PASSWORD = "bench password that is long enough"  # noqa: S105  # nosec B105 - throwaway account
 FAST_SERVER = ("--loop", "uvloop", "--http", "httptools")
 
 NGINX_CONF = """\
@@ -66,7 +66,7 @@ def _env(keys: dict[str, str], database_url: str) -> dict[str, str]:
     return {
         "SECRETS_PROVIDER": "env",
         "PORTFOLIO_DATABASE_URL": database_url,
-        "PORTFOLIO_PASSWORD_ROTATION_DAYS": "0",
+        "PORTFOLIO_PASSWORD_ROTATION_DAYS": "0",  # nosec B105 - a number of days
         **keys,
     }
 
@@ -87,7 +87,7 @@ def nginx(root: Path, stub_port: int) -> Iterator[str]:
         (root / folder).mkdir(parents=True, exist_ok=True)
     conf = root / "nginx.conf"
     conf.write_text(NGINX_CONF.format(root=root, port=port, stub_port=stub_port))
-    process = subprocess.Popen(  # noqa: S603 - fixed argv, our own temp paths
+    process = subprocess.Popen(  # noqa: S603  # nosec B603 - fixed argv, our temp paths
         [find_nginx(), "-p", str(root), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -164,7 +164,8 @@ def running_stack(root: Path) -> Iterator[Stack]:
             gateway.url + "/auth/token", json={"username": USERNAME, "password": PASSWORD}
         )
         login.raise_for_status()
-        assert gateway.process is not None
+        if gateway.process is None:
+            raise RuntimeError("the gateway process did not start")
         yield Stack(
             stub_url=stub.url,
             nginx_url=nginx_url,

@@ -45,8 +45,7 @@ def _line(entry: dict[str, Any]) -> str:
 
 class _JsonLinesFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entries = record.msg
-        assert isinstance(entries, list)
+        entries: list[dict[str, Any]] = record.msg if isinstance(record.msg, list) else []
         return "\n".join(_line(entry) for entry in entries)
 
 

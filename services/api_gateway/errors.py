@@ -222,19 +222,22 @@ def _json_error(exc: GatewayError, request: Request) -> JSONResponse:
 
 async def handle_gateway_error(request: Request, exc: Exception) -> Response:
     """Answer a gateway error with its status and JSON body."""
-    assert isinstance(exc, GatewayError)
+    if not isinstance(exc, GatewayError):
+        raise exc
     return _json_error(exc, request)
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
     """Answer a request FastAPI could not validate, naming the fields."""
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        raise exc
     return _json_error(InvalidRequest(describe_validation_errors(exc.errors())), request)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     """Answer Starlette's own errors (unknown path, wrong method) as JSON."""
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
     code = {404: ErrorCode.NOT_FOUND, 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     message = "no such path" if exc.status_code == 404 else str(exc.detail)
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)

@@ -18,7 +18,7 @@ from services.api_gateway.errors import (
     UpstreamUnavailable,
 )
 
-SERVICE_TOKEN_HEADER = "X-Service-Token"  # noqa: S105 - a header name
+SERVICE_TOKEN_HEADER = "X-Service-Token"  # noqa: S105  # nosec B105 - a header name
 
 
 class IdentityClient:

@@ -11,7 +11,7 @@ from shared.roles import Service, is_admin, services_for
 class AuthMethod(StrEnum):
     """How the caller proved who they are (the assertion's `auth` claim)."""
 
-    PASSWORD = "password"  # noqa: S105 - a bearer token obtained with a password
+    PASSWORD = "password"  # noqa: S105  # nosec B105 - a token obtained with a password
     API_KEY = "api_key"
 
 

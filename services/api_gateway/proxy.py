@@ -242,6 +242,7 @@ class ProxyApp:
         except ClientGone:
             raise
         except RuntimeError as exc:
+            # aiohttp's only signal that the session closed under us (shutdown in progress).
             if "closed" in str(exc).lower():
                 raise UpstreamNotReady("the gateway is shutting down") from None
             raise

@@ -15,7 +15,8 @@ class StartupError(Exception):
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     """Answer Starlette's own errors as JSON."""
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
     code = ErrorCode.NOT_FOUND if exc.status_code == 404 else "http_error"
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
