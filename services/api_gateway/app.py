@@ -32,6 +32,11 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
         title="LegacyCoinTrader API gateway",
         version="1.0.0",
         summary="Authentication, role-to-service RBAC and the proxy to downstream services.",
+        description=(
+            "`ANY /api/{service}/{path}` (not listed below) proxies to portfolio, trading, "
+            "market, strategy, token, execution or monitoring for a caller whose roles grant "
+            "the service, with `Authorization: Bearer <token>` or `X-API-Key: <key>`."
+        ),
         lifespan=lifespan,
     )
     for router in routers:

@@ -1,7 +1,8 @@
 """`ANY /api/{service}/{path}`: authenticate, authorise, and stream to the downstream service.
 
-This is a raw ASGI app mounted at `/api`: the hot path skips FastAPI's routing and
-dependency machinery, which cost more than the proxying itself in the benchmark.
+This is a raw ASGI app that `ProxyMount` hands every `/api/...` request to before FastAPI
+routes anything: the hot path skips FastAPI's routing and dependency machinery, which
+cost more than the proxying itself in the benchmark.
 """
 
 from __future__ import annotations
