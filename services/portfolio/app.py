@@ -10,22 +10,28 @@ from pydantic import SecretStr
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.portfolio import identity_routes, routes
+from services.portfolio import identity_routes, portfolio_routes, routes
 from services.portfolio.config import PortfolioSettings
-from services.portfolio.errors import ConfigurationError, IdentityError
+from services.portfolio.errors import ConfigurationError, PortfolioError
 from services.portfolio.service import IdentityService
 from services.portfolio.store import Database
+from services.portfolio.trades import TradeBook
+from shared.assertion import AssertionVerifier
+from shared.keys import KeyFormatError
+from shared.roles import Service
 from shared.secrets import SecretsError, SecretsManager
 
 logger = logging.getLogger("services.portfolio")
 
 SERVICE_TOKEN_SECRET = "IDENTITY_SERVICE_TOKEN"  # noqa: S105 - a secret's name
+ASSERTION_KEY_SECRET = "GATEWAY_ASSERTION_PUBLIC_KEY"  # noqa: S105 - a secret's name
 
 
 def create_app(
     settings: PortfolioSettings | None = None, *, secrets_manager: SecretsManager | None = None
 ) -> FastAPI:
-    """Build the app; the database and the service token are opened at start-up."""
+    """Build the app; the database, the service token and the assertion key are read at
+    start-up."""
     settings = settings if settings is not None else PortfolioSettings()
 
     @asynccontextmanager
@@ -33,10 +39,12 @@ def create_app(
         manager = secrets_manager if secrets_manager is not None else _open_secrets()
         try:
             app.state.service_token = await _require_service_token(manager)
+            app.state.verifier = await _assertion_verifier(manager)
             database = await Database.open(settings)
             logger.info("portfolio service using the %s", database.description)
             app.state.database = database
             app.state.identity = IdentityService(database, settings, secrets_manager=manager)
+            app.state.trades = TradeBook(database)
             try:
                 yield
             finally:
@@ -49,7 +57,8 @@ def create_app(
     app.state.settings = settings
     app.include_router(routes.router)
     app.include_router(identity_routes.router)
-    app.add_exception_handler(IdentityError, routes.identity_error_handler)
+    app.include_router(portfolio_routes.router)
+    app.add_exception_handler(PortfolioError, routes.domain_error_handler)
     app.add_exception_handler(RequestValidationError, routes.validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, routes.http_error_handler)
     app.add_exception_handler(DBAPIError, routes.database_error_handler)
@@ -70,6 +79,20 @@ async def _require_service_token(manager: SecretsManager) -> SecretStr:
         return await manager.require(SERVICE_TOKEN_SECRET)
     except SecretsError as exc:
         raise ConfigurationError(f"the portfolio service cannot start: {exc}") from None
+
+
+async def _assertion_verifier(manager: SecretsManager) -> AssertionVerifier:
+    try:
+        key = await manager.require(ASSERTION_KEY_SECRET)
+    except SecretsError as exc:
+        raise ConfigurationError(f"the portfolio service cannot start: {exc}") from None
+    try:
+        return AssertionVerifier([key.get_secret_value()], audience=Service.PORTFOLIO)
+    except (KeyFormatError, ValueError):
+        raise ConfigurationError(
+            f"the portfolio service cannot start: {ASSERTION_KEY_SECRET} is not an Ed25519 "
+            "public key (PEM, or base64url of the raw 32 bytes)"
+        ) from None
 
 
 app = create_app()

@@ -1,14 +1,26 @@
 """Dependency aliases of the portfolio routes."""
 
 import hmac
-from typing import Annotated
+import json
+from decimal import Decimal
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Header, Request
-from pydantic import SecretStr
+from fastapi.exceptions import RequestValidationError
+from pydantic import SecretStr, ValidationError
 
-from services.portfolio.errors import ServiceTokenError
+from services.portfolio.errors import (
+    AssertionRejectedError,
+    NoPortfolioRoleError,
+    NotAuthenticatedError,
+    ServiceTokenError,
+)
+from services.portfolio.schemas import TradeIn
 from services.portfolio.service import IdentityService
 from services.portfolio.store import Database
+from services.portfolio.trades import TradeBook
+from shared.assertion import AssertionVerifier, Caller, InvalidAssertionError
+from shared.roles import Service, can_access
 
 
 def get_identity(request: Request) -> IdentityService:
@@ -34,6 +46,54 @@ def require_service_token(
         raise ServiceTokenError()
 
 
+def get_trade_book(request: Request) -> TradeBook:
+    """Return the trade book the lifespan opened."""
+    book: TradeBook = request.app.state.trades
+    return book
+
+
+async def require_caller(
+    request: Request,
+    x_identity_assertion: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    """Return the caller the gateway's signed assertion names; nothing else says who calls."""
+    if not x_identity_assertion:
+        raise NotAuthenticatedError()
+    verifier: AssertionVerifier = request.app.state.verifier
+    try:
+        caller = verifier.verify(x_identity_assertion)
+    except InvalidAssertionError as exc:
+        raise AssertionRejectedError(str(exc)) from None
+    # The gateway checked the role already; a second look costs nothing.
+    if not can_access(caller.roles, Service.PORTFOLIO):
+        raise NoPortfolioRoleError()
+    return caller
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a number")
+
+
+async def read_trade(request: Request) -> TradeIn:
+    """Parse `POST /trades`' body with JSON numbers read as exact decimals, never floats."""
+    raw = await request.body()
+    if not raw.strip():
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "required"}])
+    try:
+        data: Any = json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": "invalid JSON"}]
+        ) from None
+    try:
+        return TradeIn.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+
+
 IdentityDep = Annotated[IdentityService, Depends(get_identity)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 ServiceTokenDep = Depends(require_service_token)
+TradeBookDep = Annotated[TradeBook, Depends(get_trade_book)]
+CallerDep = Annotated[Caller, Depends(require_caller)]
+TradeInDep = Annotated[TradeIn, Depends(read_trade)]

@@ -1,12 +1,16 @@
-"""Errors of the identity store; one root, and the code each answers with over HTTP."""
+"""Errors of the portfolio service; one root, and the code each answers with over HTTP."""
 
 import math
 
 from shared.errors import DEFAULT_STATUS, ErrorCode
 
 
-class IdentityError(Exception):
-    """Something the identity store refuses; the message is safe to show a caller."""
+class PortfolioError(Exception):
+    """Something the portfolio service refuses; the message is safe to show a caller."""
+
+
+class IdentityError(PortfolioError):
+    """Something the identity store refuses."""
 
 
 class InvalidCredentialsError(IdentityError):
@@ -81,8 +85,69 @@ class ConfigurationError(IdentityError):
     """The service cannot start: a required setting or secret is missing or wrong."""
 
 
+class TradingError(PortfolioError):
+    """Something the positions and trades API refuses."""
+
+
+class NotAuthenticatedError(TradingError):
+    """A request without the gateway's identity assertion."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this endpoint needs the gateway's identity assertion; call it via the gateway"
+        )
+
+
+class AssertionRejectedError(TradingError):
+    """An identity assertion that does not verify (bad signature, expired, wrong audience)."""
+
+
+class NoPortfolioRoleError(TradingError):
+    """A verified caller whose roles do not grant the portfolio service."""
+
+    def __init__(self) -> None:
+        super().__init__("the portfolio API needs the portfolio or admin role")
+
+
+class InvalidTradeError(TradingError):
+    """A request value that breaks a rule; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class InsufficientPositionError(InvalidTradeError):
+    """A sell of more than the position holds (short selling is not supported)."""
+
+    def __init__(self, symbol: str, held: str, wanted: str) -> None:
+        super().__init__(
+            "quantity",
+            f"cannot sell {wanted} {symbol}: the position holds {held} "
+            "(short selling is not supported)",
+        )
+
+
+class PositionNotFoundError(TradingError):
+    """The caller holds no open position in the symbol."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        super().__init__(f"no open position in {symbol}")
+
+
+class IdempotencyKeyReusedError(TradingError):
+    """An Idempotency-Key already used for a different trade."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was already used for a different trade; "
+            "use a new key for a new trade"
+        )
+
+
 # Most specific first; the HTTP status of each code comes from `shared.errors.DEFAULT_STATUS`.
-ERROR_CODES: dict[type[IdentityError], ErrorCode] = {
+ERROR_CODES: dict[type[PortfolioError], ErrorCode] = {
     InvalidCredentialsError: ErrorCode.INVALID_CREDENTIALS,
     AccountInactiveError: ErrorCode.ACCOUNT_INACTIVE,
     PasswordExpiredError: ErrorCode.PASSWORD_EXPIRED,
@@ -96,11 +161,18 @@ ERROR_CODES: dict[type[IdentityError], ErrorCode] = {
     DatabaseUnavailableError: ErrorCode.SERVICE_UNAVAILABLE,
     ConfigurationError: ErrorCode.INTERNAL_ERROR,
     IdentityError: ErrorCode.INTERNAL_ERROR,
+    NotAuthenticatedError: ErrorCode.NOT_AUTHENTICATED,
+    AssertionRejectedError: ErrorCode.INVALID_TOKEN,
+    NoPortfolioRoleError: ErrorCode.FORBIDDEN,
+    InvalidTradeError: ErrorCode.VALIDATION_ERROR,
+    PositionNotFoundError: ErrorCode.NOT_FOUND,
+    IdempotencyKeyReusedError: ErrorCode.CONFLICT,
+    PortfolioError: ErrorCode.INTERNAL_ERROR,
 }
 
 
-def error_code(exc: IdentityError) -> tuple[ErrorCode, int]:
-    """Return the error code and HTTP status an identity error answers with."""
+def error_code(exc: PortfolioError) -> tuple[ErrorCode, int]:
+    """Return the error code and HTTP status a portfolio error answers with."""
     for kind, code in ERROR_CODES.items():
         if isinstance(exc, kind):
             return code, DEFAULT_STATUS[code]

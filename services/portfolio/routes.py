@@ -9,7 +9,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.portfolio.deps import DatabaseDep
-from services.portfolio.errors import IdentityError, TooManyAttemptsError, error_code
+from services.portfolio.errors import (
+    InvalidTradeError,
+    PortfolioError,
+    TooManyAttemptsError,
+    error_code,
+)
 from services.portfolio.store import Database
 from shared.errors import ErrorCode, error_body
 
@@ -31,9 +36,9 @@ async def readyz(database: DatabaseDep) -> dict[str, str]:
     return {"status": "ready"}
 
 
-async def identity_error_handler(request: Request, exc: Exception) -> JSONResponse:
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Answer a domain error with its code and status from the errors table."""
-    if not isinstance(exc, IdentityError):
+    if not isinstance(exc, PortfolioError):
         return await unexpected_error_handler(request, exc)
     code, status = error_code(exc)
     extra: dict[str, Any] = {}
@@ -41,6 +46,8 @@ async def identity_error_handler(request: Request, exc: Exception) -> JSONRespon
     if isinstance(exc, TooManyAttemptsError):
         extra["retry_after"] = exc.retry_after
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, InvalidTradeError):
+        extra["fields"] = [exc.field]
     return JSONResponse(error_body(code, str(exc), **extra), status_code=status, headers=headers)
 
 
@@ -62,7 +69,9 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
         elif field == "body":
             problems.append("the request body must be a JSON object")
         else:
-            problems.append(f"{field}: {str(error.get('msg', 'invalid')).lower()}")
+            message = str(error.get("msg", "invalid"))
+            # Only the first letter: messages may name symbols such as BTC-USD.
+            problems.append(f"{field}: {message[:1].lower()}{message[1:]}")
     message = "invalid request: " + "; ".join(problems)
     return JSONResponse(
         error_body(ErrorCode.VALIDATION_ERROR, message, fields=fields), status_code=422

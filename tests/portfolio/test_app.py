@@ -8,6 +8,7 @@ from sqlalchemy.engine import make_url
 from services.portfolio.app import create_app
 from services.portfolio.errors import ConfigurationError
 from services.portfolio.identity import PortfolioIdentityService
+from tests.portfolio.callers import ASSERTION_PUBLIC_KEY
 from tests.portfolio.conftest import CHEAP_ARGON2_ENV, PASSWORD, env_secrets, make_settings
 from tests.portfolio.http import SERVICE_TOKEN, open_client
 from tests.support.databases import POSTGRES_URL
@@ -52,7 +53,12 @@ async def test_app_refuses_a_short_service_token_without_showing_it(sqlite_url):
 async def test_the_legacy_alias_of_the_service_token_is_accepted(sqlite_url):
     app = create_app(
         make_settings(sqlite_url),
-        secrets_manager=env_secrets({"PORTFOLIO_INTERNAL_TOKEN": SERVICE_TOKEN}),
+        secrets_manager=env_secrets(
+            {
+                "PORTFOLIO_INTERNAL_TOKEN": SERVICE_TOKEN,
+                "GATEWAY_ASSERTION_PUBLIC_KEY": ASSERTION_PUBLIC_KEY,
+            }
+        ),
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -108,6 +114,7 @@ def test_a_real_uvicorn_process_serves_the_identity_api(sqlite_url, tmp_path):
     env = {
         "PORTFOLIO_DATABASE_URL": sqlite_url,
         "IDENTITY_SERVICE_TOKEN": SERVICE_TOKEN,
+        "GATEWAY_ASSERTION_PUBLIC_KEY": ASSERTION_PUBLIC_KEY,
         "SECRETS_PROVIDER": "env",
         **CHEAP_ARGON2_ENV,
     }

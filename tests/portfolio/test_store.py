@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, insert, inspect, text
 
 from services.portfolio import apikeys, migrations
@@ -19,6 +20,8 @@ from services.portfolio.store import Database, describe_database
 from tests.portfolio.conftest import PASSWORD, make_settings
 from tests.support.servers import REPO_ROOT
 
+HEAD = ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
+
 
 async def test_migrations_create_exactly_the_models_schema(database):
     def differences(sync_conn):
@@ -27,7 +30,7 @@ async def test_migrations_create_exactly_the_models_schema(database):
     async with database.engine.connect() as conn:
         assert await conn.run_sync(differences) == []
         revision = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    assert revision == "0001"
+    assert revision == HEAD
 
 
 async def test_migrations_are_idempotent_and_keep_data(database, identity):
@@ -187,7 +190,7 @@ async def test_concurrent_start_ups_migrate_a_new_database_once(settings):
     try:
         async with first.engine.connect() as conn:
             versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-        assert [tuple(row) for row in versions] == [("0001",)]
+        assert [tuple(row) for row in versions] == [(HEAD,)]
     finally:
         await first.close()
         await second.close()
