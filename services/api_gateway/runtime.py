@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import aiohttp
 
 from services.api_gateway.access_log import AccessLog
+from services.api_gateway.assertions import AssertionCache
 from services.api_gateway.auth import Authenticator
 from services.api_gateway.config import GatewaySecrets, Settings, load_secrets, load_settings
 from services.api_gateway.errors import StartupError
 from services.api_gateway.identity import IdentityClient
-from services.api_gateway.proxy import AssertionCache, upstream_session
+from services.api_gateway.proxy import upstream_session
 from services.api_gateway.state import GatewayState, create_state
 from services.api_gateway.tokens import TokenService
 from shared.assertion import AssertionSigner

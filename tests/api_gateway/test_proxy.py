@@ -4,7 +4,7 @@ import hashlib
 import pytest
 
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS
-from shared.roles import ROLES, SERVICES, Service, can_access
+from shared.roles import ROLES, SERVICES, can_access
 from tests.api_gateway.conftest import running_gateway
 from tests.api_gateway.upstream import pattern
 from tests.support.servers import free_port
@@ -213,18 +213,6 @@ async def test_upstream_response_headers_are_forwarded_but_not_its_request_id(ga
     assert response.headers["set-cookie"] == "upstream=1"
     assert response.headers.get_list("x-request-id") != ["upstream-own-id"]
     assert len(response.headers.get_list("x-request-id")) == 1
-
-
-async def test_assertion_is_reused_per_caller_and_service_but_not_across_them(gateway):
-    tokens, assertions = gateway.runtime.tokens, gateway.runtime.assertions
-
-    def caller(*roles):
-        return tokens.verify(tokens.issue(username="alice", roles=roles).token)
-
-    first = assertions.get(caller("admin"), Service.TRADING)
-    assert assertions.get(caller("admin"), Service.TRADING) == first
-    assert assertions.get(caller("admin"), Service.MARKET) != first
-    assert assertions.get(caller("trading"), Service.TRADING) != first
 
 
 # --- upstream failures ----------------------------------------------------------------
