@@ -1,8 +1,5 @@
 """`PortfolioIdentityService`: the synchronous facade, and the guide's two snippets verbatim."""
 
-import os
-import subprocess
-
 import pytest
 from pydantic import SecretStr
 
@@ -15,40 +12,8 @@ from services.portfolio.errors import (
 from services.portfolio.identity import PortfolioIdentityService
 from shared.secrets import SecretRegistry, SecretsManager, SecretsSettings, api_key_secret_name
 from tests.portfolio.conftest import CHEAP_ARGON2_ENV, PASSWORD, env_secrets, make_settings
-from tests.support.servers import REPO_ROOT
+from tests.support.guide import GUIDE_CREATE_USER, GUIDE_ROTATE_API_KEY, run_guide_block
 from tests.support.vault_server import VaultTestDouble
-
-# The two bash blocks of the operations guide ("User provisioning", steps 1 and 3),
-# copied character for character.
-GUIDE_CREATE_USER = """\
-python - <<'PY'
-from services.portfolio.identity import PortfolioIdentityService
-
-identity = PortfolioIdentityService()
-user = identity.create_user(
-    "security-admin",
-    "change_me_now!",
-    roles=["admin", "portfolio", "trading"],
-)
-print(f"Created user {user.username} with roles: {user.roles}")
-PY
-"""
-
-GUIDE_ROTATE_API_KEY = """\
-export PORTFOLIO_NEW_API_KEY=$(openssl rand -hex 32)
-
-python - <<'PY'
-from services.portfolio.identity import PortfolioIdentityService
-
-service = PortfolioIdentityService()
-result = service.rotate_api_key("security-admin")
-print(
-    "API key for",
-    result.user.username,
-    "rotated; updated secret is available via the managed store."
-)
-PY
-"""
 
 VAULT_TOKEN = "vault-token-for-identity-tests"
 
@@ -59,25 +24,6 @@ def facade(database_url):
         settings=make_settings(database_url), secrets_manager=env_secrets()
     ) as identity:
         yield identity
-
-
-def run_guide_block(block: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run a guide block with bash from the repository root, the venv first on PATH."""
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PORTFOLIO_", "SECRETS_", "VAULT_", "AWS_", "VIRTUAL_ENV"))
-    }
-    base["PATH"] = f"{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}{base.get('PATH', '')}"
-    return subprocess.run(
-        ["bash", "-c", block],
-        cwd=REPO_ROOT,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_facade_covers_the_whole_user_lifecycle_without_await(facade):
