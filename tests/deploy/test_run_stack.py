@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import os
-import queue
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,13 +16,12 @@ import pytest
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.identity import PortfolioIdentityService
 from tests.deploy.support import load_run_stack, load_script
+from tests.support.runner import RUN_STACK, StackRunner, distinct_free_ports, wait_until_gone
 from tests.support.servers import REPO_ROOT, free_port
 
 run_stack = load_run_stack()
 write_dev_env = load_script("scripts/write_dev_env.py")
 
-SCRIPT = REPO_ROOT / "scripts" / "run_stack.py"
-STARTED = re.compile(r"system\s+\| (?P<name>\S+) started \(pid=(?P<pid>\d+)\)")
 # Cheap Argon2 for tests only; production defaults stay as they are.
 FAST_HASHING = {
     "PORTFOLIO_ARGON2_TIME_COST": "1",
@@ -34,95 +29,6 @@ FAST_HASHING = {
     "PORTFOLIO_ARGON2_PARALLELISM": "1",
 }
 NEW_PASSWORD = "a-brand-new-passphrase-42"
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(free_port())
-    return sorted(ports)
-
-
-class Stack:
-    """The runner as a subprocess; its output is read line by line in a thread."""
-
-    def __init__(self, env: dict[str, str], env_file: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "--env-file", str(env_file), "--timeout", "120"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._queue.put(line)
-        self._queue.put(None)
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 180.0) -> None:
-        """Read until a line contains `text`; fail with the output if the runner ends first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if line is None:
-                pytest.fail(f"run_stack ended before {text!r}:\n{self.output}")
-            if text in line:
-                return
-        pytest.fail(f"no {text!r} from run_stack:\n{self.output}")
-
-    def children(self) -> dict[str, int]:
-        return {m["name"]: int(m["pid"]) for m in map(STARTED.search, self.lines) if m}
-
-    def wait_exit(self, timeout: float = 60.0) -> int:
-        returncode = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        return returncode
-
-    def stop(self, signum: int) -> int:
-        self.process.send_signal(signum)
-        return self.wait_exit()
-
-    def kill_leftovers(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        for pid in self.children().values():
-            if running(pid):
-                os.killpg(pid, signal.SIGKILL)
-
-
-def running(pid: int) -> bool:
-    """Tell whether `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    alive = [pid for pid in pids if running(pid)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.2)
-        alive = [pid for pid in alive if running(pid)]
-    return alive
 
 
 def port_is_free(port: int) -> bool:
@@ -163,11 +69,11 @@ def stack_env(ports: dict[str, int], database_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_stack(stack_env: dict[str, str], env_file: Path) -> Iterator[Callable[[], Stack]]:
-    started: list[Stack] = []
+def start_stack(stack_env: dict[str, str], env_file: Path) -> Iterator[Callable[[], StackRunner]]:
+    started: list[StackRunner] = []
 
-    def start() -> Stack:
-        stack = Stack(stack_env, env_file)
+    def start() -> StackRunner:
+        stack = StackRunner(stack_env, env_file)
         started.append(stack)
         return stack
 
@@ -176,7 +82,7 @@ def start_stack(stack_env: dict[str, str], env_file: Path) -> Iterator[Callable[
         stack.kill_leftovers()
 
 
-def admin_password(stack: Stack) -> list[str]:
+def admin_password(stack: StackRunner) -> list[str]:
     return [
         line.split(run_stack.PASSWORD_LABEL, 1)[1].split()[0]
         for line in stack.lines
@@ -256,7 +162,7 @@ def test_a_process_that_cannot_start_stops_everything_with_its_status(stack_env,
             if not line.startswith("IDENTITY_SERVICE_TOKEN=")
         )
     )
-    stack = Stack(stack_env, env_file)
+    stack = StackRunner(stack_env, env_file)
     try:
         returncode = stack.wait_exit(timeout=120)
         assert returncode not in (0, 130, 143)
@@ -273,7 +179,7 @@ def run_script(
     stack_env: dict[str, str], *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, str(RUN_STACK), *args],
         cwd=REPO_ROOT,
         env=stack_env,
         capture_output=True,
