@@ -12,12 +12,12 @@ import asyncio
 import hashlib
 import re
 import secrets
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -84,7 +84,12 @@ def frontend_login(client: httpx.Client, username: str, password: str) -> httpx.
 
 
 def backdate_password(stack: Stack, username: str, days: int) -> None:
-    """Move a user's last password change `days` into the past, straight in the database."""
+    """Move a user's last password change `days` into the past, straight in the database.
+
+    PORTFOLIO_PASSWORD_ROTATION_DAYS counts whole days (0 turns expiry off), so no setting
+    expires a password within a test; an older `password_changed_at` exercises the real
+    rule of the running service instead.
+    """
 
     async def update() -> str:
         dsn = make_url(stack.database_url).set(drivername="postgresql")
@@ -108,13 +113,13 @@ def backdate_password(stack: Stack, username: str, days: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def provisioned(stack: Stack) -> Any:
+def provisioned(stack: Stack) -> subprocess.CompletedProcess[str]:
     """Run the guide's first block verbatim, as an operator would on this deployment."""
     return run_guide_block(GUIDE_CREATE_USER, stack.operator_env)
 
 
 @pytest.fixture(scope="module")
-def admin_token(stack: Stack, provisioned: Any) -> str:
+def admin_token(stack: Stack, provisioned: subprocess.CompletedProcess[str]) -> str:
     assert provisioned.returncode == 0, provisioned.stderr
     return token_of(stack, GUIDE_ADMIN, GUIDE_PASSWORD)
 
@@ -123,7 +128,7 @@ def test_guide_block_provisions_the_security_admin_as_printed(stack, provisioned
     assert provisioned.returncode == 0, provisioned.stderr
     assert provisioned.stdout == GUIDE_CREATED_LINE
     user = stack.identity.get_user(GUIDE_ADMIN)
-    assert (user.roles, user.is_active, user.api_key_id) == (GUIDE_ROLES, True, None)
+    assert (user.roles, user.is_active) == (GUIDE_ROLES, True)
 
 
 # Step 2: logins.
@@ -182,7 +187,11 @@ class KeyWalk:
 
 
 @pytest.fixture(scope="module")
-def key_walk(stack: Stack, provisioned: Any, tmp_path_factory: pytest.TempPathFactory) -> KeyWalk:
+def key_walk(
+    stack: Stack,
+    provisioned: subprocess.CompletedProcess[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> KeyWalk:
     assert provisioned.returncode == 0, provisioned.stderr
     key_file = tmp_path_factory.mktemp("guide-key") / "key"
     # The block runs verbatim; one line after it, in the same shell, reads back the key
