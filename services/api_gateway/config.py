@@ -48,7 +48,9 @@ class Settings(BaseSettings):
 
     gateway_access_log: str = "stdout"
     gateway_trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = ()
-    gateway_state_url: str | None = None
+    gateway_state_url: SecretStr | None = None  # may hold the Redis password
+    gateway_state_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "lct:gateway:"
+    gateway_state_timeout_seconds: Seconds = 1.0
 
     @field_validator("gateway_trusted_proxies", mode="before")
     @classmethod

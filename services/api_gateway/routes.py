@@ -31,6 +31,7 @@ from services.api_gateway.schemas import (
     PasswordRotateRequest,
     PasswordRotateResponse,
     RolesUpdate,
+    StateHealth,
     TokenRequest,
     TokenResponse,
     UserOut,
@@ -226,18 +227,37 @@ async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> Us
     return UserResponse(user=UserOut.model_validate(user))
 
 
-@health.get("/healthz", response_model=Health, summary="Liveness")
+@health.get("/healthz", response_model=Health, response_model_exclude_none=True, summary="Liveness")
 async def healthz() -> Health:
     """Answer while the process runs."""
     return Health(status="ok")
 
 
-@health.get("/readyz", response_model=Health, summary="Readiness", responses=_errors(503))
+@health.get(
+    "/readyz",
+    response_model=Health,
+    response_model_exclude_none=True,
+    summary="Readiness",
+    responses=_errors(503),
+)
 async def readyz(runtime: RuntimeDep) -> Health:
-    """Answer 200 when the identity service is ready, else 503."""
+    """Answer 200 when the identity service is ready, else 503.
+
+    A Redis state backend that is down leaves the answer at 200 `degraded`: this replica
+    still authenticates on its in-memory state, and taking every replica out of the load
+    balancer because the shared cache is down would turn a degradation into an outage.
+    """
     if not await runtime.identity.ready():
         raise UpstreamNotReady("the identity service is not ready")
-    return Health(status="ready")
+    condition = runtime.state.condition()
+    if condition.backend == "memory":
+        return Health(status="ready")
+    return Health(
+        status="ready" if condition.available else "degraded",
+        state=StateHealth(
+            backend=condition.backend, available=condition.available, detail=condition.detail
+        ),
+    )
 
 
 @health.get("/.well-known/jwks.json", response_model=Jwks, summary="Token verification keys")

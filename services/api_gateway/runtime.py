@@ -79,7 +79,11 @@ async def open_runtime(
     settings = settings if settings is not None else load_settings()
     secrets = secrets if secrets is not None else await load_secrets()
     tokens, signer = _keys(settings, secrets)
-    state = create_state(settings.gateway_state_url)
+    state = create_state(
+        settings.gateway_state_url.get_secret_value() if settings.gateway_state_url else None,
+        prefix=settings.gateway_state_prefix,
+        timeout=settings.gateway_state_timeout_seconds,
+    )
     identity = IdentityClient(
         base_url=settings.portfolio_service_url,
         service_token=secrets.identity_service_token,
@@ -88,6 +92,7 @@ async def open_runtime(
     access_log = AccessLog(settings.gateway_access_log)
     upstreams = {service: upstream_session(settings) for service in SERVICES}
     try:
+        await state.start()
         access_log.start()
     except OSError as exc:
         await _close(identity, upstreams, state)

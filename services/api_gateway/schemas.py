@@ -132,10 +132,21 @@ class ApiKeyUsageResponse(BaseModel):
     keys: list[ApiKeyUsageOut]
 
 
-class Health(BaseModel):
-    """A liveness or readiness answer."""
+class StateHealth(BaseModel):
+    """The shared-state backend (only shown when it is Redis) and whether it answers."""
 
-    status: Literal["ok", "ready"]
+    backend: str
+    available: bool
+    detail: str
+
+
+class Health(BaseModel):
+    """A liveness or readiness answer; `degraded`: ready, but Redis is down."""
+
+    status: Literal["ok", "ready", "degraded"]
+    state: StateHealth | None = Field(
+        default=None, description="The Redis state backend's condition; absent in memory"
+    )
 
 
 class Jwk(BaseModel):

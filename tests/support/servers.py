@@ -15,6 +15,10 @@ from typing import BinaryIO
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+GATEWAY_APP = "services.api_gateway.app:app"
+# uvicorn would take the client address from X-Forwarded-For whenever the peer is
+# 127.0.0.1, bypassing GATEWAY_TRUSTED_PROXIES: the gateway always runs without that.
+UVICORN_ARGS: dict[str, tuple[str, ...]] = {GATEWAY_APP: ("--no-proxy-headers",)}
 
 
 def free_port() -> int:
@@ -59,6 +63,7 @@ class ServerProcess:
             "--port",
             str(self.port),
             "--no-access-log",
+            *UVICORN_ARGS.get(self.app, ()),
             *self.extra_args,
         ]
         if self.log_path is not None:

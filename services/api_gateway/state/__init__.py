@@ -1,200 +1,43 @@
 """State the gateway must share between replicas, behind one small async interface.
 
 Login throttling, token revocation, the API-key verification cache (and its
-invalidation) and API-key usage counters all go through `GatewayState`, so a
-shared backend (`GATEWAY_STATE_URL=redis://...`) can replace the in-memory one
-without touching the rest of the gateway.
+invalidation) and API-key usage counters all go through `GatewayState`. It lives in
+this process by default (`MemoryState`), or in Redis for several replicas
+(`GATEWAY_STATE_URL=redis://...`, `RedisState`), without touching the rest of the gateway.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
-
 from services.api_gateway.errors import StartupError
-from services.api_gateway.principal import Principal
+from services.api_gateway.state.base import ApiKeyUsage, ApiKeyUse, GatewayState, StateCondition
+from services.api_gateway.state.memory import MemoryState
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+__all__ = [
+    "ApiKeyUsage",
+    "ApiKeyUse",
+    "GatewayState",
+    "MemoryState",
+    "StateCondition",
+    "create_state",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKeyUse:
-    """One request made with an API key."""
-
-    key_id: str
-    username: str
-    service: str | None
-    status: int
-    client: str | None
-    at: float
-
-
-@dataclass(slots=True)
-class ApiKeyUsage:
-    """What the gateway has seen of one API key since it started."""
-
-    key_id: str
-    username: str
-    requests: int = 0
-    services: dict[str, int] = field(default_factory=dict)
-    status_classes: dict[str, int] = field(default_factory=dict)
-    first_used_at: float = 0.0
-    last_used_at: float = 0.0
-    last_client: str | None = None
-
-
-class GatewayState(Protocol):
-    """Shared gateway state; every method is safe to call on the event loop."""
-
-    async def login_retry_after(self, limits: Mapping[str, int]) -> float | None:
-        """Return seconds to wait if any throttle key reached its limit, else None."""
-
-    async def record_login_failure(self, keys: tuple[str, ...], window_seconds: float) -> None:
-        """Count a failed login against each key for the window."""
-
-    async def clear_login_failures(self, key: str) -> None:
-        """Forget the failures of one key (after a successful login)."""
-
-    async def track_token(self, *, subject: str, jti: str, expires_at: float) -> None:
-        """Remember an issued token so all of a user's tokens can be revoked."""
-
-    async def revoke_token(self, jti: str, expires_at: float) -> None:
-        """Revoke one token until it expires."""
-
-    async def revoke_subject(self, subject: str) -> None:
-        """Revoke every live token issued to a user."""
-
-    async def is_token_revoked(self, jti: str) -> bool:
-        """Tell whether a token was revoked."""
-
-    async def cached_api_key(self, key_hash: str) -> Principal | None:
-        """Return the still-fresh verification of an API key, by the key's hash."""
-
-    async def cache_api_key(self, key_hash: str, principal: Principal, ttl: float) -> None:
-        """Remember a verified API key (by hash) for `ttl` seconds."""
-
-    async def invalidate_api_keys(self, username: str) -> None:
-        """Drop every cached API-key verification of a user."""
-
-    async def record_api_key_use(self, use: ApiKeyUse) -> None:
-        """Count one request made with an API key."""
-
-    async def api_key_usage(self) -> list[ApiKeyUsage]:
-        """Return usage per key id, most recently used first."""
-
-    async def close(self) -> None:
-        """Release connections, if any."""
-
-
-class MemoryState:
-    """`GatewayState` in this process: right for one replica, lost on restart."""
-
-    _SWEEP_EVERY = 1024
-
-    def __init__(self) -> None:
-        self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, window end)
-        self._revoked: dict[str, float] = {}  # jti -> exp
-        self._issued: dict[str, dict[str, float]] = {}  # subject -> {jti: exp}
-        self._api_keys: dict[str, tuple[Principal, float]] = {}  # hash -> (who, fresh until)
-        self._usage: dict[str, ApiKeyUsage] = {}
-        self._ops = 0
-
-    def _sweep(self, now: float) -> None:
-        # Expired entries are dropped lazily so memory stays bounded without a timer.
-        self._ops += 1
-        if self._ops % self._SWEEP_EVERY:
-            return
-        self._failures = {k: v for k, v in self._failures.items() if v[1] > now}
-        self._revoked = {k: v for k, v in self._revoked.items() if v > now}
-        self._api_keys = {k: v for k, v in self._api_keys.items() if v[1] > now}
-        for subject in list(self._issued):
-            live = {j: e for j, e in self._issued[subject].items() if e > now}
-            if live:
-                self._issued[subject] = live
-            else:
-                del self._issued[subject]
-
-    async def login_retry_after(self, limits: Mapping[str, int]) -> float | None:
-        now = time.time()
-        self._sweep(now)
-        wait = 0.0
-        for key, limit in limits.items():
-            count, until = self._failures.get(key, (0, 0.0))
-            if until > now and count >= limit:
-                wait = max(wait, until - now)
-        return wait or None
-
-    async def record_login_failure(self, keys: tuple[str, ...], window_seconds: float) -> None:
-        now = time.time()
-        for key in keys:
-            count, until = self._failures.get(key, (0, 0.0))
-            if until <= now:
-                count, until = 0, now + window_seconds
-            self._failures[key] = (count + 1, until)
-
-    async def clear_login_failures(self, key: str) -> None:
-        self._failures.pop(key, None)
-
-    async def track_token(self, *, subject: str, jti: str, expires_at: float) -> None:
-        self._sweep(time.time())
-        self._issued.setdefault(subject, {})[jti] = expires_at
-
-    async def revoke_token(self, jti: str, expires_at: float) -> None:
-        self._revoked[jti] = expires_at
-
-    async def revoke_subject(self, subject: str) -> None:
-        for jti, expires_at in self._issued.pop(subject, {}).items():
-            self._revoked[jti] = expires_at
-
-    async def is_token_revoked(self, jti: str) -> bool:
-        return jti in self._revoked
-
-    async def cached_api_key(self, key_hash: str) -> Principal | None:
-        entry = self._api_keys.get(key_hash)
-        if entry is None:
-            return None
-        if entry[1] <= time.monotonic():
-            del self._api_keys[key_hash]
-            return None
-        return entry[0]
-
-    async def cache_api_key(self, key_hash: str, principal: Principal, ttl: float) -> None:
-        if ttl > 0:
-            self._sweep(time.time())
-            self._api_keys[key_hash] = (principal, time.monotonic() + ttl)
-
-    async def invalidate_api_keys(self, username: str) -> None:
-        for key_hash in [h for h, (p, _) in self._api_keys.items() if p.username == username]:
-            del self._api_keys[key_hash]
-
-    async def record_api_key_use(self, use: ApiKeyUse) -> None:
-        usage = self._usage.get(use.key_id)
-        if usage is None:
-            usage = self._usage[use.key_id] = ApiKeyUsage(
-                key_id=use.key_id, username=use.username, first_used_at=use.at
-            )
-        usage.username = use.username
-        usage.requests += 1
-        if use.service is not None:
-            usage.services[use.service] = usage.services.get(use.service, 0) + 1
-        status_class = f"{use.status // 100}xx"
-        usage.status_classes[status_class] = usage.status_classes.get(status_class, 0) + 1
-        usage.last_used_at = use.at
-        usage.last_client = use.client
-
-    async def api_key_usage(self) -> list[ApiKeyUsage]:
-        return sorted(self._usage.values(), key=lambda u: u.last_used_at, reverse=True)
-
-    async def close(self) -> None:
-        return None
-
-
-def create_state(url: str | None) -> GatewayState:
+def create_state(
+    url: str | None, *, prefix: str = "lct:gateway:", timeout: float = 0.5
+) -> GatewayState:
     """Build the state backend `GATEWAY_STATE_URL` names (unset: in memory)."""
     if url is None or url.strip() in ("", "memory://"):
         return MemoryState()
-    scheme = url.split("://", 1)[0]
-    raise StartupError(
-        f"gateway cannot start: GATEWAY_STATE_URL scheme {scheme!r} is not supported yet; "
-        "leave it unset for in-memory state"
-    )
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in REDIS_SCHEMES:
+        shown = repr(scheme) if scheme else "(none)"
+        raise StartupError(
+            f"gateway cannot start: GATEWAY_STATE_URL scheme {shown} is not supported; "
+            "use redis://, rediss:// or unix://, or leave it unset for in-memory state"
+        )
+    # Imported here: a single in-memory replica never loads the Redis client.
+    from services.api_gateway.state.redis import RedisState
+
+    return RedisState.from_url(url.strip(), prefix=prefix, timeout=timeout)

@@ -13,8 +13,7 @@ def principal(username: str = "alice") -> Principal:
     )
 
 
-async def test_login_is_throttled_once_a_key_reaches_its_limit():
-    state = MemoryState()
+async def test_login_is_throttled_once_a_key_reaches_its_limit(state):
     limits = {"account:alice": 2, "address:10.0.0.1": 10}
     for _ in range(2):
         assert await state.login_retry_after(limits) is None
@@ -24,31 +23,27 @@ async def test_login_is_throttled_once_a_key_reaches_its_limit():
     assert 0 < retry_after <= 60
 
 
-async def test_throttle_window_passes():
-    state = MemoryState()
+async def test_throttle_window_passes(state):
     await state.record_login_failure(("account:alice",), 0.05)
     assert await state.login_retry_after({"account:alice": 1}) is not None
     await asyncio.sleep(0.1)
     assert await state.login_retry_after({"account:alice": 1}) is None
 
 
-async def test_successful_login_clears_the_account_failures_only():
-    state = MemoryState()
+async def test_successful_login_clears_the_account_failures_only(state):
     await state.record_login_failure(("account:alice", "address:a"), 60)
     await state.clear_login_failures("account:alice")
     assert await state.login_retry_after({"account:alice": 1}) is None
     assert await state.login_retry_after({"address:a": 1}) is not None
 
 
-async def test_revoked_token_stays_revoked():
-    state = MemoryState()
+async def test_revoked_token_stays_revoked(state):
     await state.revoke_token("j1", expires_at=10**10)
     assert await state.is_token_revoked("j1")
     assert not await state.is_token_revoked("j2")
 
 
-async def test_revoking_a_subject_revokes_every_token_it_was_issued():
-    state = MemoryState()
+async def test_revoking_a_subject_revokes_every_token_it_was_issued(state):
     await state.track_token(subject="alice", jti="a1", expires_at=10**10)
     await state.track_token(subject="alice", jti="a2", expires_at=10**10)
     await state.track_token(subject="bob", jti="b1", expires_at=10**10)
@@ -58,22 +53,19 @@ async def test_revoking_a_subject_revokes_every_token_it_was_issued():
     assert not await state.is_token_revoked("b1")
 
 
-async def test_api_key_cache_expires_after_its_ttl():
-    state = MemoryState()
+async def test_api_key_cache_expires_after_its_ttl(state):
     await state.cache_api_key("hash", principal(), ttl=0.05)
     assert await state.cached_api_key("hash") == principal()
     await asyncio.sleep(0.1)
     assert await state.cached_api_key("hash") is None
 
 
-async def test_api_key_cache_with_zero_ttl_caches_nothing():
-    state = MemoryState()
+async def test_api_key_cache_with_zero_ttl_caches_nothing(state):
     await state.cache_api_key("hash", principal(), ttl=0)
     assert await state.cached_api_key("hash") is None
 
 
-async def test_invalidating_a_user_drops_only_their_cached_keys():
-    state = MemoryState()
+async def test_invalidating_a_user_drops_only_their_cached_keys(state):
     await state.cache_api_key("h-alice", principal("alice"), ttl=60)
     await state.cache_api_key("h-bob", principal("bob"), ttl=60)
     await state.invalidate_api_keys("alice")
@@ -81,8 +73,7 @@ async def test_invalidating_a_user_drops_only_their_cached_keys():
     assert await state.cached_api_key("h-bob") is not None
 
 
-async def test_api_key_usage_counts_per_service_and_status_class():
-    state = MemoryState()
+async def test_api_key_usage_counts_per_service_and_status_class(state):
     uses = [("trading", 200, 1.0), ("trading", 201, 2.0), ("market", 403, 3.0), (None, 200, 4.0)]
     for service, status, at in uses:
         await state.record_api_key_use(
@@ -107,6 +98,13 @@ def test_unset_state_url_means_memory(url):
     assert isinstance(create_state(url), MemoryState)
 
 
-def test_shared_state_url_is_refused_until_its_backend_exists():
+@pytest.mark.parametrize("url", ["memcached://127.0.0.1:11211", "127.0.0.1:6379"])
+def test_an_unsupported_state_url_refuses_start_up_naming_the_variable(url):
     with pytest.raises(StartupError, match="GATEWAY_STATE_URL"):
-        create_state("redis://127.0.0.1:6379/0")
+        create_state(url)
+
+
+def test_a_redis_url_selects_the_redis_backend():
+    from services.api_gateway.state.redis import RedisState
+
+    assert isinstance(create_state("redis://127.0.0.1:6379/0"), RedisState)

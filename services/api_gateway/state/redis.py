@@ -1,0 +1,406 @@
+"""`GatewayState` in Redis, shared by every gateway replica; in memory while Redis is down.
+
+Every counter and throttle changes in one Lua script, so a key gets its expiry in the same
+atomic step that creates it and never lives without one. Revocations are
+`SET revoked:<jti> <exp> EXAT <exp>`. API-key verifications are cached in Redis itself
+(by the key's hash, never the key), with a per-user index, so an invalidation on one
+replica is seen by every other at its next lookup: no replica keeps a private copy that
+a lost pub/sub message could leave stale.
+
+When Redis stops answering, every call falls back to a `MemoryState` in this process
+(authentication keeps working), the transition is logged once, `/readyz` says so, and a
+background probe brings Redis back into use when it answers again. Revocations,
+invalidations and usage counted meanwhile are replayed into Redis first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from services.api_gateway.errors import StartupError
+from services.api_gateway.principal import AuthMethod, Principal
+from services.api_gateway.state.base import ApiKeyUsage, ApiKeyUse, StateCondition
+from services.api_gateway.state.memory import MemoryState
+
+logger = logging.getLogger("services.api_gateway.state")
+
+T = TypeVar("T")
+Op = Callable[[], Awaitable[object]]
+
+# Usage counters are audit data: kept a month after the key's last use, never forever.
+USAGE_RETENTION_SECONDS: Final = 30 * 24 * 3600
+USAGE_LIST_LIMIT: Final = 1000
+# Work done while Redis was down and owed to it; beyond this the oldest is dropped.
+PENDING_LIMIT: Final = 50_000
+DOWN_ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
+
+_RECORD_FAILURE = """
+-- KEYS: throttle counters. ARGV[1]: window (ms). The expiry is set in the same atomic
+-- step as the first count, so a counter never lives without one.
+for _, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 or redis.call('PTTL', key) < 0 then
+    redis.call('PEXPIRE', key, ARGV[1])
+  end
+end
+return 0
+"""
+
+_RETRY_AFTER = """
+-- KEYS: throttle counters, ARGV: their limits. Returns the longest wait (ms), 0 for none.
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count >= tonumber(ARGV[i]) then
+    local ttl = redis.call('PTTL', key)
+    if ttl > wait then wait = ttl end
+  end
+end
+return wait
+"""
+
+_TRACK_ISSUED = """
+-- KEYS[1]: the subject's live tokens (jti scored by exp). ARGV: jti, exp, now (seconds).
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(last[2])))
+return 0
+"""
+
+_REVOKE_SUBJECT = """
+-- KEYS[1]: the subject's live tokens. ARGV: revoked-key prefix, now (seconds).
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '+inf', 'WITHSCORES')
+for i = 1, #live, 2 do
+  redis.call('SET', ARGV[1] .. live[i], live[i + 1], 'EXAT', math.ceil(tonumber(live[i + 1])))
+end
+redis.call('DEL', KEYS[1])
+return #live / 2
+"""
+
+_CACHE_API_KEY = """
+-- KEYS[1]: the cache entry, KEYS[2]: the user's index of cached hashes.
+-- ARGV: principal JSON, ttl (ms), key hash.
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 0
+"""
+
+_INVALIDATE_API_KEYS = """
+-- KEYS[1]: the user's index of cached hashes. ARGV[1]: cache-entry prefix.
+local hashes = redis.call('SMEMBERS', KEYS[1])
+for _, hash in ipairs(hashes) do
+  redis.call('DEL', ARGV[1] .. hash)
+end
+redis.call('DEL', KEYS[1])
+return #hashes
+"""
+
+_RECORD_USE = """
+-- KEYS[1]: the key's usage hash, KEYS[2]: key ids scored by last use.
+-- ARGV: key id, username, service ('' for none), status class, at, client ('' for none),
+-- retention (seconds).
+local usage, at = KEYS[1], tonumber(ARGV[5])
+redis.call('HINCRBY', usage, 'requests', 1)
+if ARGV[3] ~= '' then redis.call('HINCRBY', usage, 'service:' .. ARGV[3], 1) end
+redis.call('HINCRBY', usage, 'status:' .. ARGV[4], 1)
+local first = redis.call('HGET', usage, 'first_used_at')
+if not first or at < tonumber(first) then redis.call('HSET', usage, 'first_used_at', ARGV[5]) end
+local last = redis.call('HGET', usage, 'last_used_at')
+if not last or at >= tonumber(last) then
+  redis.call('HSET', usage, 'last_used_at', ARGV[5], 'username', ARGV[2], 'last_client', ARGV[6])
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+end
+redis.call('EXPIRE', usage, ARGV[7])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+return 0
+"""
+
+
+class _Unavailable:
+    """Redis did not answer this call."""
+
+
+UNAVAILABLE: Final = _Unavailable()
+
+
+class RedisState:
+    """`GatewayState` shared through Redis, with an in-memory fallback while it is down."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str, probe_interval: float = 1.0) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._probe_interval = probe_interval
+        self._memory = MemoryState()
+        self._up = True
+        self._since = time.time()
+        self._reason = ""
+        self._pending: deque[Op] = deque(maxlen=PENDING_LIMIT)
+        self._probe: asyncio.Task[None] | None = None
+        self._record_failure = client.register_script(_RECORD_FAILURE)
+        self._retry_after = client.register_script(_RETRY_AFTER)
+        self._track_token = client.register_script(_TRACK_ISSUED)
+        self._revoke_subject = client.register_script(_REVOKE_SUBJECT)
+        self._cache_api_key = client.register_script(_CACHE_API_KEY)
+        self._invalidate_api_keys = client.register_script(_INVALIDATE_API_KEYS)
+        self._record_use = client.register_script(_RECORD_USE)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str, timeout: float) -> RedisState:
+        """Connect lazily to the Redis `GATEWAY_STATE_URL` names."""
+        try:
+            client = aioredis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                # One immediate retry reconnects a pooled connection Redis dropped (e.g. a
+                # restart) without turning an outage into seconds of back-off per request.
+                retry=Retry(NoBackoff(), 1),
+                decode_responses=True,
+            )
+        except ValueError:
+            # The URL may hold a password: name the variable, never the value.
+            raise StartupError(
+                "gateway cannot start: GATEWAY_STATE_URL is not a valid Redis URL"
+            ) from None
+        return cls(client, prefix=prefix)
+
+    # --- availability ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self._redis.ping()
+        except DOWN_ERRORS as exc:
+            self._went_down(exc)
+
+    def condition(self) -> StateCondition:
+        if self._up:
+            return StateCondition(backend="redis", available=True, detail="shared by every replica")
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._since))
+        return StateCondition(
+            backend="redis",
+            available=False,
+            detail=(
+                f"Redis unreachable since {since} ({self._reason}); this replica uses "
+                "in-memory state until it answers again"
+            ),
+        )
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        await self._redis.aclose()
+
+    def _went_down(self, exc: BaseException) -> None:
+        if not self._up:
+            return
+        self._up = False
+        self._since = time.time()
+        self._reason = type(exc).__name__
+        # Logged once per transition, never per request; never the URL (it may hold a password).
+        logger.warning(
+            "gateway state: Redis unreachable (%s); using in-memory state in this replica "
+            "until it answers again",
+            self._reason,
+        )
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._wait_for_redis())
+
+    async def _wait_for_redis(self) -> None:
+        while True:
+            await asyncio.sleep(self._probe_interval)
+            try:
+                await self._redis.ping()
+                while self._pending:
+                    await self._pending[0]()
+                    self._pending.popleft()
+            except DOWN_ERRORS as exc:
+                self._reason = type(exc).__name__
+                continue
+            # No await between the last replayed call and this: nothing new can queue up.
+            self._up = True
+            self._since = time.time()
+            logger.warning("gateway state: Redis answers again; shared state restored")
+            return
+
+    async def _shared(self, call: Callable[[], Awaitable[T]]) -> T | _Unavailable:
+        if not self._up:
+            return UNAVAILABLE
+        try:
+            return await call()
+        except DOWN_ERRORS as exc:
+            self._went_down(exc)
+            return UNAVAILABLE
+
+    async def _shared_or_owed(self, call: Op) -> None:
+        """Run a write in Redis, or keep it for when Redis answers again."""
+        if isinstance(await self._shared(call), _Unavailable):
+            self._pending.append(call)
+
+    def _key(self, *parts: str) -> str:
+        return self._prefix + ":".join(parts)
+
+    # --- login throttling ------------------------------------------------------------
+
+    async def login_retry_after(self, limits: Mapping[str, int]) -> float | None:
+        # Failures counted in memory while Redis was down still count until they expire.
+        local = await self._memory.login_retry_after(limits)
+        keys = [self._key("throttle", key) for key in limits]
+        shared = await self._shared(lambda: self._retry_after(keys, list(limits.values())))
+        wait = 0.0 if isinstance(shared, _Unavailable) else int(shared) / 1000
+        wait = max(wait, local or 0.0)
+        return wait or None
+
+    async def record_login_failure(self, keys: tuple[str, ...], window_seconds: float) -> None:
+        names = [self._key("throttle", key) for key in keys]
+        window_ms = max(1, math.ceil(window_seconds * 1000))
+        shared = await self._shared(lambda: self._record_failure(names, [window_ms]))
+        if isinstance(shared, _Unavailable):
+            await self._memory.record_login_failure(keys, window_seconds)
+
+    async def clear_login_failures(self, key: str) -> None:
+        await self._memory.clear_login_failures(key)
+        await self._shared_or_owed(lambda: self._redis.delete(self._key("throttle", key)))
+
+    # --- tokens ---------------------------------------------------------------------
+
+    async def track_token(self, *, subject: str, jti: str, expires_at: float) -> None:
+        # Also in memory, so this replica can still revoke a user's tokens while Redis is down.
+        await self._memory.track_token(subject=subject, jti=jti, expires_at=expires_at)
+        key = self._key("issued", subject)
+        await self._shared(lambda: self._track_token([key], [jti, expires_at, time.time()]))
+
+    async def revoke_token(self, jti: str, expires_at: float) -> None:
+        await self._memory.revoke_token(jti, expires_at)
+        if expires_at <= time.time():
+            return  # already expired: refused anyway
+        key = self._key("revoked", jti)
+        await self._shared_or_owed(
+            lambda: self._redis.set(key, repr(expires_at), exat=math.ceil(expires_at))
+        )
+
+    async def revoke_subject(self, subject: str) -> None:
+        await self._memory.revoke_subject(subject)
+        key, revoked = self._key("issued", subject), self._key("revoked", "")
+        await self._shared_or_owed(lambda: self._revoke_subject([key], [revoked, time.time()]))
+
+    async def is_token_revoked(self, jti: str) -> bool:
+        if await self._memory.is_token_revoked(jti):
+            return True
+        expires_at = await self._shared(lambda: self._redis.get(self._key("revoked", jti)))
+        if isinstance(expires_at, _Unavailable) or expires_at is None:
+            return False
+        # Remembered here too, so it stays refused if Redis goes away.
+        await self._memory.revoke_token(jti, float(expires_at))
+        return True
+
+    # --- API-key verification cache ------------------------------------------------------
+
+    async def cached_api_key(self, key_hash: str) -> Principal | None:
+        cached = await self._shared(lambda: self._redis.get(self._key("apikey", key_hash)))
+        if isinstance(cached, _Unavailable):
+            return await self._memory.cached_api_key(key_hash)
+        return None if cached is None else _principal(str(cached))
+
+    async def cache_api_key(self, key_hash: str, principal: Principal, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        keys = [self._key("apikey", key_hash), self._key("apikeys", principal.username)]
+        body = json.dumps(
+            {"username": principal.username, "roles": principal.roles, "key_id": principal.key_id}
+        )
+        ttl_ms = max(1, math.ceil(ttl * 1000))
+        shared = await self._shared(lambda: self._cache_api_key(keys, [body, ttl_ms, key_hash]))
+        if isinstance(shared, _Unavailable):
+            await self._memory.cache_api_key(key_hash, principal, ttl)
+
+    async def invalidate_api_keys(self, username: str) -> None:
+        await self._memory.invalidate_api_keys(username)
+        index, entries = self._key("apikeys", username), self._key("apikey", "")
+        await self._shared_or_owed(lambda: self._invalidate_api_keys([index], [entries]))
+
+    # --- API-key usage ------------------------------------------------------------------
+
+    async def record_api_key_use(self, use: ApiKeyUse) -> None:
+        keys = [self._key("usage", use.key_id), self._key("usage-index")]
+        args: list[str | int] = [
+            use.key_id,
+            use.username,
+            use.service or "",
+            f"{use.status // 100}xx",
+            repr(use.at),
+            use.client or "",
+            USAGE_RETENTION_SECONDS,
+        ]
+
+        async def call() -> object:
+            return await self._record_use(keys, args)
+
+        if isinstance(await self._shared(call), _Unavailable):
+            await self._memory.record_api_key_use(use)
+            self._pending.append(call)
+
+    async def api_key_usage(self) -> list[ApiKeyUsage]:
+        shared = await self._shared(self._usage_from_redis)
+        if isinstance(shared, _Unavailable):
+            return await self._memory.api_key_usage()
+        return shared
+
+    async def _usage_from_redis(self) -> list[ApiKeyUsage]:
+        found = await self._redis.zrevrange(self._key("usage-index"), 0, USAGE_LIST_LIMIT - 1)
+        key_ids = [str(key_id) for key_id in found]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key_id in key_ids:
+                pipe.hgetall(self._key("usage", key_id))
+            rows: list[dict[str, str]] = await pipe.execute()
+        return [_usage(key_id, row) for key_id, row in zip(key_ids, rows, strict=True) if row]
+
+
+def _principal(text: str) -> Principal | None:
+    try:
+        data: dict[str, Any] = json.loads(text)
+        return Principal(
+            username=str(data["username"]),
+            roles=tuple(str(role) for role in data["roles"]),
+            auth_method=AuthMethod.API_KEY,
+            key_id=str(data["key_id"]) if data.get("key_id") else None,
+        )
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable entry: verify the key again
+
+
+def _usage(key_id: str, row: Mapping[str, str]) -> ApiKeyUsage:
+    services = {
+        k.removeprefix("service:"): int(v) for k, v in row.items() if k.startswith("service:")
+    }
+    statuses = {
+        k.removeprefix("status:"): int(v) for k, v in row.items() if k.startswith("status:")
+    }
+    return ApiKeyUsage(
+        key_id=key_id,
+        username=row.get("username", ""),
+        requests=int(row.get("requests", 0)),
+        services=services,
+        status_classes=statuses,
+        first_used_at=float(row.get("first_used_at", 0.0)),
+        last_used_at=float(row.get("last_used_at", 0.0)),
+        last_client=row.get("last_client") or None,
+    )

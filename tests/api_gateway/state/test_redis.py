@@ -1,0 +1,171 @@
+"""The Redis backend: atomic counters with expiries, sharing between replicas, outages."""
+
+import asyncio
+import logging
+import time
+
+import pytest
+import redis
+
+from services.api_gateway.errors import StartupError
+from services.api_gateway.principal import AuthMethod, Principal
+from services.api_gateway.state import ApiKeyUse, create_state
+from services.api_gateway.state.redis import RedisState
+from tests.support.redis_server import SHARED_REDIS_URL, RedisServer
+
+FAR = 10**10
+
+
+def api_key_principal(username: str = "alice", key_id: str = "k1") -> Principal:
+    return Principal(
+        username=username, roles=("trading",), auth_method=AuthMethod.API_KEY, key_id=key_id
+    )
+
+
+def use(at: float, *, key_id: str = "k1", service: str = "trading") -> ApiKeyUse:
+    return ApiKeyUse(
+        key_id=key_id, username="alice", service=service, status=200, client="10.0.0.1", at=at
+    )
+
+
+async def replica(url: str, prefix: str) -> RedisState:
+    state = create_state(url, prefix=prefix, timeout=0.5)
+    assert isinstance(state, RedisState)
+    await state.start()
+    return state
+
+
+async def eventually(check, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_every_key_the_backend_writes_has_an_expiry(redis_prefix):
+    state = await replica(SHARED_REDIS_URL, redis_prefix)
+    try:
+        await state.record_login_failure(("account:alice", "address:10.0.0.1"), 300)
+        await state.track_token(subject="alice", jti="j1", expires_at=time.time() + 900)
+        await state.revoke_token("j2", time.time() + 900)
+        await state.track_token(subject="bob", jti="j3", expires_at=time.time() + 900)
+        await state.revoke_subject("bob")
+        await state.cache_api_key("hash", api_key_principal(), ttl=30)
+        await state.record_api_key_use(use(time.time()))
+    finally:
+        await state.close()
+    with redis.Redis.from_url(SHARED_REDIS_URL) as client:
+        keys = list(client.scan_iter(match=redis_prefix + "*"))
+        assert len(keys) >= 7
+        assert {key: client.ttl(key) for key in keys if client.ttl(key) <= 0} == {}
+
+
+async def test_concurrent_failures_are_all_counted(redis_prefix):
+    replicas = [await replica(SHARED_REDIS_URL, redis_prefix) for _ in range(2)]
+    try:
+        await asyncio.gather(
+            *(replicas[i % 2].record_login_failure(("account:alice",), 300) for i in range(40))
+        )
+        assert await replicas[0].login_retry_after({"account:alice": 41}) is None
+        assert await replicas[1].login_retry_after({"account:alice": 40}) is not None
+    finally:
+        for state in replicas:
+            await state.close()
+
+
+async def test_two_replicas_share_revocations_invalidations_and_usage(redis_prefix):
+    one = await replica(SHARED_REDIS_URL, redis_prefix)
+    two = await replica(SHARED_REDIS_URL, redis_prefix)
+    try:
+        await one.track_token(subject="alice", jti="a1", expires_at=time.time() + 900)
+        await two.track_token(subject="alice", jti="a2", expires_at=time.time() + 900)
+        await one.revoke_subject("alice")
+        assert await two.is_token_revoked("a1")
+        assert await two.is_token_revoked("a2")
+
+        await one.cache_api_key("h", api_key_principal(), ttl=60)
+        assert await two.cached_api_key("h") == api_key_principal()
+        await two.invalidate_api_keys("alice")
+        assert await one.cached_api_key("h") is None
+
+        await one.record_api_key_use(use(100.0, service="trading"))
+        await two.record_api_key_use(use(200.0, service="market"))
+        for state in (one, two):
+            [usage] = await state.api_key_usage()
+            assert usage.requests == 2
+            assert usage.services == {"trading": 1, "market": 1}
+            assert (usage.first_used_at, usage.last_used_at) == (100.0, 200.0)
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_redis_down_keeps_auth_working_in_memory_and_logs_once(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="services.api_gateway.state")
+    server = RedisServer(tmp_path).start()
+    state = await replica(server.url, "lct-test:")
+    try:
+        assert state.condition().available
+        server.stop()
+        for attempt in range(5):
+            await state.record_login_failure(("account:alice",), 300)
+            await state.cache_api_key(f"h{attempt}", api_key_principal(), ttl=60)
+        assert await state.login_retry_after({"account:alice": 5}) is not None
+        assert await state.cached_api_key("h0") == api_key_principal()
+        await state.revoke_token("j1", time.time() + 900)
+        assert await state.is_token_revoked("j1")
+        condition = state.condition()
+        assert not condition.available
+        assert "in-memory" in condition.detail
+        down = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(down) == 1
+    finally:
+        await state.close()
+        server.stop()
+
+
+async def test_redis_back_is_used_again_and_gets_what_was_owed(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="services.api_gateway.state")
+    server = RedisServer(tmp_path).start()
+    state = await replica(server.url, "lct-test:")
+    try:
+        server.stop()
+        await state.revoke_token("owed", time.time() + 900)
+        await state.record_api_key_use(use(50.0))
+        assert not state.condition().available
+
+        server.start()  # same port: the gateway's URL did not change
+        await eventually(lambda: asyncio.sleep(0, state.condition().available))
+        other = await replica(server.url, "lct-test:")
+        try:
+            assert await other.is_token_revoked("owed")
+            [usage] = await other.api_key_usage()
+            assert usage.requests == 1
+        finally:
+            await other.close()
+        assert len([r for r in caplog.records if "restored" in r.getMessage()]) == 1
+    finally:
+        await state.close()
+        server.stop()
+
+
+def test_a_malformed_redis_url_refuses_start_up_without_showing_it():
+    url = "redis://:hunter2-secret@127.0.0.1:notaport/0"
+    with pytest.raises(StartupError, match="GATEWAY_STATE_URL") as caught:
+        create_state(url)
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_a_refused_password_is_logged_as_down_without_the_password(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="services.api_gateway.state")
+    with RedisServer(tmp_path, password="the-right-one") as server:
+        state = await replica(
+            f"redis://default:hunter2-secret@127.0.0.1:{server.port}/0", "lct-test:"
+        )
+        try:
+            assert not state.condition().available
+            assert await state.login_retry_after({"account:alice": 1}) is None
+        finally:
+            await state.close()
+    assert caplog.records
+    assert "hunter2" not in caplog.text
