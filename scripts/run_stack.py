@@ -53,6 +53,7 @@ class StackProcess:
     module: str
     default_port: int
     stub: bool = False
+    uvicorn_args: tuple[str, ...] = ()
 
     @property
     def port_variable(self) -> str:
@@ -72,13 +73,16 @@ class StackProcess:
     def command(self, port: int, python: str = "python") -> str:
         """Return the shell command honcho runs; `exec` so signals reach uvicorn itself."""
         stub_env = f"env STUB_SERVICE_NAME={self.name} " if self.stub else ""
-        return f"exec {stub_env}{python} -m uvicorn {self.app} --host {HOST} --port {port}"
+        extra = "".join(f" {arg}" for arg in self.uvicorn_args)
+        return f"exec {stub_env}{python} -m uvicorn {self.app} --host {HOST} --port {port}{extra}"
 
 
 STUB_NAMES = [service.value for service in Service if service is not Service.PORTFOLIO]
 PROCESSES: tuple[StackProcess, ...] = (
     StackProcess("portfolio", "services.portfolio.app", 8003),
-    StackProcess("gateway", "services.api_gateway.app", 8000),
+    # uvicorn would otherwise take the client address from X-Forwarded-For of any loopback
+    # peer, bypassing GATEWAY_TRUSTED_PROXIES.
+    StackProcess("gateway", "services.api_gateway.app", 8000, uvicorn_args=("--no-proxy-headers",)),
     StackProcess("frontend", "services.frontend.app", 8080),
     *(
         StackProcess(name, "services.stub.app", 8101 + index, stub=True)
@@ -188,6 +192,10 @@ def stack_environment(environ: Mapping[str, str], ports: Mapping[str, int]) -> d
     env = dict(environ)
     env["PYTHONUNBUFFERED"] = "1"
     env["GATEWAY_URL"] = base_url(ports["gateway"])
+    # The frontend forwards each browser's address for the per-address login throttle; on
+    # one host it calls from loopback, so loopback is trusted for X-Forwarded-For. Any local
+    # process could then claim another address: per-account throttling still holds.
+    env.setdefault("GATEWAY_TRUSTED_PROXIES", f"{HOST}/32")
     for service in Service:
         env[f"{service.value.upper()}_SERVICE_URL"] = base_url(ports[service.value])
     return env

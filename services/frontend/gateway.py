@@ -103,11 +103,21 @@ class Gateway:
         self._client = client
 
     async def _send(
-        self, method: str, path: str, *, token: str | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json: Any = None,
+        client: str | None = None,
     ) -> httpx.Response:
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        if client is not None:
+            # The gateway throttles failed logins per address: tell it the browser's, not
+            # ours (it believes this only from an address in GATEWAY_TRUSTED_PROXIES).
+            headers["X-Forwarded-For"] = client
         try:
             response = await self._client.request(method, path, headers=headers, json=json)
         except httpx.TimeoutException as exc:
@@ -119,17 +129,26 @@ class Gateway:
         return response
 
     async def _call(
-        self, method: str, path: str, *, token: str | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json: Any = None,
+        client: str | None = None,
     ) -> Any:
-        response = await self._send(method, path, token=token, json=json)
+        response = await self._send(method, path, token=token, json=json, client=client)
         if response.is_error:
             raise _error(response)
         return _body(response)
 
-    async def login(self, username: str, password: str) -> TokenGrant:
-        """Exchange a password for a gateway token."""
+    async def login(self, username: str, password: str, *, client: str | None = None) -> TokenGrant:
+        """Exchange a password for a gateway token; `client` is the browser's address."""
         body = await self._call(
-            "POST", "/auth/token", json={"username": username, "password": password}
+            "POST",
+            "/auth/token",
+            json={"username": username, "password": password},
+            client=client,
         )
         expires_at = epoch(body.get("expires_at"))
         if expires_at is None:
@@ -155,12 +174,15 @@ class Gateway:
             expires_at=epoch(body.get("expires_at")),
         )
 
-    async def rotate_password(self, username: str, current: str, new: str) -> None:
-        """Replace a password, expired or not."""
+    async def rotate_password(
+        self, username: str, current: str, new: str, *, client: str | None = None
+    ) -> None:
+        """Replace a password, expired or not; `client` is the browser's address."""
         await self._call(
             "POST",
             "/auth/password/rotate",
             json={"username": username, "current_password": current, "new_password": new},
+            client=client,
         )
 
     async def service(self, token: str, service: str, path: str, method: str = "GET") -> Reply:

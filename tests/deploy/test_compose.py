@@ -209,7 +209,9 @@ class TestPublishedPorts:
         assert "gateway:8000" in NGINX_CONF.read_text()
 
     def test_frontend_reaches_the_gateway_through_the_load_balancer(self, services):
-        assert environment_of(services["frontend"])["GATEWAY_URL"] == "http://gateway-lb:8000"
+        # The load balancer's internal listener, which keeps the browser address it forwards.
+        assert environment_of(services["frontend"])["GATEWAY_URL"] == "http://gateway-lb:8001"
+        assert "8001" not in str(services["gateway-lb"]["ports"])
 
     def test_gateway_reaches_every_downstream_on_its_compose_name(self, services):
         env = environment_of(services["gateway"])
@@ -222,9 +224,13 @@ class TestPublishedPorts:
 
     def test_gateway_trusts_the_address_the_load_balancer_overwrites(self, services):
         assert environment_of(services["gateway"])["GATEWAY_TRUSTED_PROXIES"]
-        conf = NGINX_CONF.read_text()
-        assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
-        assert "$proxy_add_x_forwarded_for" not in conf
+        published, internal = NGINX_CONF.read_text().split("server {")[1:]
+        assert "listen 8000;" in published
+        assert "proxy_set_header X-Forwarded-For $remote_addr;" in published
+        assert "$proxy_add_x_forwarded_for" not in published
+        # Only the frontend's listener, never published, keeps the address it forwards.
+        assert "listen 8001;" in internal
+        assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in internal
 
     def test_gateway_shares_its_state_in_redis(self, services):
         assert environment_of(services["gateway"])["GATEWAY_STATE_URL"] == "redis://redis:6379/0"

@@ -120,6 +120,11 @@ async def revoke(gateway: Gateway, session: Session) -> None:
         logger.warning("could not revoke the gateway token of %s: %s", session.username, exc.code)
 
 
+def browser_address(request: Request) -> str | None:
+    """Return the browser's address, which the gateway's per-address login throttle needs."""
+    return request.client.host if request.client else None
+
+
 def check_csrf(session: Session | None, token: str) -> Session:
     """Return the session whose CSRF token the form carried, or refuse the form."""
     if session is None or not csrf_matches(session, token):
@@ -183,7 +188,7 @@ async def login(
             request, "login.html", session=session, status_code=400, error=error, username=username
         )
     try:
-        grant = await gateway.login(username, password)
+        grant = await gateway.login(username, password, client=browser_address(request))
     except FrontendError as exc:
         if isinstance(exc, GatewayError) and exc.code == ErrorCode.PASSWORD_EXPIRED:
             session.pending_username = username
@@ -241,8 +246,9 @@ async def rotate_password(
             **context,
         )
     try:
-        await gateway.rotate_password(username, current_password, new_password)
-        grant = await gateway.login(username, new_password)
+        client = browser_address(request)
+        await gateway.rotate_password(username, current_password, new_password, client=client)
+        grant = await gateway.login(username, new_password, client=client)
     except FrontendError as exc:
         return await render(
             request,
