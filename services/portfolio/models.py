@@ -86,7 +86,7 @@ class Money(types.TypeDecorator[Decimal]):
             raise ValueError("money columns take finite Decimal values only")
         fixed = value.quantize(MONEY_QUANTUM, context=MONEY_CONTEXT)
         # Rounding is the domain's decision, made before it gets here; never round silently.
-        if abs(value) >= MONEY_LIMIT or fixed != value:
+        if value.copy_abs() >= MONEY_LIMIT or fixed != value:
             raise ValueError(f"{value} does not fit NUMERIC({MONEY_PRECISION}, {MONEY_SCALE})")
         return format(fixed, "f") if dialect.name == "sqlite" else fixed
 

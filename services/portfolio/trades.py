@@ -50,7 +50,7 @@ def utcnow() -> datetime:
 def fit(value: Decimal, field: str = "quantity") -> Decimal:
     """Round to the stored 18 places (half to even), or refuse what the columns cannot hold."""
     rounded = value.quantize(MONEY_QUANTUM, context=MONEY_CONTEXT)
-    if abs(rounded) >= MONEY_LIMIT:
+    if rounded.copy_abs() >= MONEY_LIMIT:
         raise InvalidTradeError(
             field, "the resulting amount is too large to store (at most 20 integer digits)"
         )

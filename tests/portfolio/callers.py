@@ -27,5 +27,8 @@ def assertion(
 
 
 def as_caller(username: str = "alice", roles: Iterable[str] = ("portfolio",)) -> dict[str, str]:
-    """Return the headers the gateway adds for `username`."""
+    """Return the headers the gateway adds for `username`.
+
+    Assertions live 60 seconds: mint them when the request is made, never at import.
+    """
     return {ASSERTION_HEADER: assertion(username, roles)}
