@@ -1,7 +1,11 @@
-"""The JSON error body every service answers with, and the error codes of the spec."""
+"""The JSON error body every service answers with, the error codes of the spec, and the
+one-line report of a refused start-up."""
 
+import sys
 from enum import StrEnum
 from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ErrorCode(StrEnum):
@@ -52,3 +56,30 @@ DEFAULT_STATUS: dict[ErrorCode, int] = {
 def error_body(code: ErrorCode | str, message: str, **extra: Any) -> dict[str, Any]:
     """Build `{"error": {"code", "message", ...}}`."""
     return {"error": {"code": str(code), "message": message, **extra}}
+
+
+class StartupError(Exception):
+    """A service cannot start; the message is one line naming what is wrong, never a secret."""
+
+
+class StartupErrorMiddleware:
+    """Report a `StartupError` raised in the lifespan as its one line instead of a traceback."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str = "") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_short(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                # Starlette sends this from inside its `except` block, so the error is current.
+                error = sys.exc_info()[1]
+                if isinstance(error, StartupError):
+                    message = {**message, "message": f"{self.prefix}{error}"}
+            await send(message)
+
+        await self.app(scope, receive, send_short)

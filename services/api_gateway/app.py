@@ -10,10 +10,11 @@ from fastapi import FastAPI
 
 from services.api_gateway.config import GatewaySecrets, Settings
 from services.api_gateway.errors import EXCEPTION_HANDLERS
-from services.api_gateway.middleware import AccessLogMiddleware, StartupErrorMiddleware
+from services.api_gateway.middleware import AccessLogMiddleware
 from services.api_gateway.proxy import ProxyApp, ProxyMount
 from services.api_gateway.routes import routers
 from services.api_gateway.runtime import open_runtime
+from shared.errors import StartupErrorMiddleware
 
 
 def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:

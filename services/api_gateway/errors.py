@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from shared import errors as shared_errors
 from shared.errors import ErrorCode, error_body
 
 
@@ -30,7 +31,7 @@ class GatewayError(Exception):
         return {}
 
 
-class StartupError(Exception):
+class StartupError(shared_errors.StartupError):
     """The gateway cannot start: a setting or secret is missing or wrong."""
 
 

@@ -1,8 +1,7 @@
-"""Raw ASGI middleware: request context and access log, and one-line start-up failures."""
+"""Raw ASGI middleware: request context and access log."""
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,6 @@ from services.api_gateway.context import (
     client_address,
     request_id_from,
 )
-from services.api_gateway.errors import StartupError
 from services.api_gateway.principal import AuthMethod
 from services.api_gateway.state import ApiKeyUse
 
@@ -87,25 +85,3 @@ async def _record(runtime: Runtime, scope: Scope, context: RequestContext) -> No
                 at=time.time(),
             )
         )
-
-
-class StartupErrorMiddleware:
-    """Report a `StartupError` as its one-line message instead of a traceback."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_short(message: Message) -> None:
-            if message["type"] == "lifespan.startup.failed":
-                # Starlette sends this from inside its `except` block, so the error is current.
-                error = sys.exc_info()[1]
-                if isinstance(error, StartupError):
-                    message = {**message, "message": str(error)}
-            await send(message)
-
-        await self.app(scope, receive, send_short)

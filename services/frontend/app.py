@@ -25,7 +25,7 @@ from services.frontend.errors import (
     status_of,
 )
 from services.frontend.gateway import Gateway
-from services.frontend.middleware import OneLineStartupFailure, SecurityHeaders
+from services.frontend.middleware import SecurityHeaders
 from services.frontend.pages import (
     STATIC_DIR,
     build_templates,
@@ -41,7 +41,7 @@ from services.frontend.sessions import (
     MemorySessionStore,
     SessionStore,
 )
-from shared.errors import ErrorCode, error_body
+from shared.errors import ErrorCode, StartupErrorMiddleware, error_body
 
 HTTP_CODES = {405: "method_not_allowed", 500: ErrorCode.INTERNAL_ERROR}
 
@@ -165,7 +165,7 @@ def create_app(
     )
     app.state.templates = build_templates()
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(OneLineStartupFailure)
+    app.add_middleware(StartupErrorMiddleware, prefix="frontend refused to start: ")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
     app.add_exception_handler(LoginRequiredError, session_error)

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from shared.errors import ErrorCode
+from shared.errors import ErrorCode, StartupError
 
 SESSION_EXPIRED = "session_expired"
 CSRF_FAILED = "csrf_failed"
@@ -19,7 +19,7 @@ class FrontendError(Exception):
         self.message = message or self.message
 
 
-class StartupRefusedError(FrontendError):
+class StartupRefusedError(FrontendError, StartupError):
     """The frontend cannot start: a required secret is missing or too weak."""
 
 

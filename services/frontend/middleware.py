@@ -1,11 +1,7 @@
-"""ASGI middleware: security headers on every response, and a one-line refused start-up."""
-
-import sys
+"""ASGI middleware: security headers on every response."""
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from services.frontend.errors import StartupRefusedError
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -58,27 +54,3 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-class OneLineStartupFailure:
-    """Report a refused start-up as its one-line reason instead of a traceback."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_reason(message: Message) -> None:
-            # Starlette sends the failure from inside its `except` block, so the
-            # exception being handled is the reason start-up failed.
-            error = sys.exc_info()[1]
-            if message["type"] == "lifespan.startup.failed" and isinstance(
-                error, StartupRefusedError
-            ):
-                message = {**message, "message": f"frontend refused to start: {error}"}
-            await send(message)
-
-        await self.app(scope, receive, send_reason)

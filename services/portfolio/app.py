@@ -17,6 +17,7 @@ from services.portfolio.service import IdentityService
 from services.portfolio.store import Database
 from services.portfolio.trades import TradeBook
 from shared.assertion import AssertionVerifier
+from shared.errors import StartupErrorMiddleware
 from shared.keys import KeyFormatError
 from shared.roles import Service
 from shared.secrets import SecretsError, SecretsManager
@@ -58,6 +59,7 @@ def create_app(
     app.include_router(routes.router)
     app.include_router(identity_routes.router)
     app.include_router(portfolio_routes.router)
+    app.add_middleware(StartupErrorMiddleware)
     app.add_exception_handler(PortfolioError, routes.domain_error_handler)
     app.add_exception_handler(RequestValidationError, routes.validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, routes.http_error_handler)

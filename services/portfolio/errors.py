@@ -2,7 +2,7 @@
 
 import math
 
-from shared.errors import DEFAULT_STATUS, ErrorCode
+from shared.errors import DEFAULT_STATUS, ErrorCode, StartupError
 
 
 class PortfolioError(Exception):
@@ -81,7 +81,7 @@ class DatabaseUnavailableError(IdentityError):
     """The configured database cannot be reached (never falls back to another one)."""
 
 
-class ConfigurationError(IdentityError):
+class ConfigurationError(IdentityError, StartupError):
     """The service cannot start: a required setting or secret is missing or wrong."""
 
 

@@ -10,9 +10,9 @@ from fastapi import FastAPI
 from services.stub.config import StubSettings, load_public_keys, load_settings
 from services.stub.echo import EchoApp
 from services.stub.errors import EXCEPTION_HANDLERS, StartupError
-from services.stub.middleware import StartupErrorMiddleware
 from services.stub.routes import router
 from shared.assertion import AssertionVerifier
+from shared.errors import StartupErrorMiddleware
 from shared.keys import KeyFormatError
 
 

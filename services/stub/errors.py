@@ -6,10 +6,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from shared import errors as shared_errors
 from shared.errors import ErrorCode, error_body
 
 
-class StartupError(Exception):
+class StartupError(shared_errors.StartupError):
     """The stub cannot start: its service name or the assertion key is missing or wrong."""
 
 
