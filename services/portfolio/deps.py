@@ -11,6 +11,7 @@ from pydantic import SecretStr, ValidationError
 
 from services.portfolio.errors import (
     AssertionRejectedError,
+    InvalidTradeError,
     NoPortfolioRoleError,
     NotAuthenticatedError,
     ServiceTokenError,
@@ -70,13 +71,21 @@ async def require_caller(
     return caller
 
 
+# A trade is four short fields; nothing legitimate comes near this.
+MAX_TRADE_BODY_BYTES = 16 * 1024
+
+
 def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number")
 
 
 async def read_trade(request: Request) -> TradeIn:
     """Parse `POST /trades`' body with JSON numbers read as exact decimals, never floats."""
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_TRADE_BODY_BYTES:
+            raise InvalidTradeError("body", f"must be at most {MAX_TRADE_BODY_BYTES} bytes")
     if not raw.strip():
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "required"}])
     try:

@@ -252,6 +252,14 @@ async def test_a_body_that_is_not_a_json_object_is_refused(any_client, raw, mess
     assert message in response.json()["error"]["message"]
 
 
+async def test_an_oversized_body_is_refused_unread(any_client):
+    raw = b'{"symbol": "BTC-USD", "pad": "' + b"x" * 20_000 + b'"}'
+    response = await any_client.post("/trades", content=raw, headers=as_caller())
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"] == ["body"]
+    assert "16384 bytes" in response.json()["error"]["message"]
+
+
 # Idempotency-Key.
 
 
