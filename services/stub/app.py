@@ -34,7 +34,9 @@ def create_app(
         app.state.service = resolved.stub_service_name.value
         yield
 
-    app = FastAPI(title="LegacyCoinTrader stub service", lifespan=lifespan)
+    # No /docs or /openapi.json of its own: every path but /healthz is the echo, which
+    # refuses a caller without a valid assertion.
+    app = FastAPI(title="LegacyCoinTrader stub service", lifespan=lifespan, openapi_url=None)
     app.include_router(router)
     # After /healthz: the echo app answers every other method and path.
     app.mount("/", EchoApp(), name="echo")
