@@ -1,0 +1,100 @@
+"""Anonymous access: nothing but login and health answers without credentials, anywhere.
+
+The routes are read from each real process's own OpenAPI document, so a new endpoint is
+covered the day it is added.
+"""
+
+import re
+
+import httpx
+import pytest
+
+from shared.roles import SERVICES
+from tests.security.conftest import PASSWORD
+
+METHODS_WITH_BODY = {"post", "put", "patch"}
+# Public on purpose: logging in, rotating an expired password, health, the public keys.
+GATEWAY_PUBLIC = {
+    ("post", "/auth/token"),
+    ("post", "/auth/password/rotate"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/.well-known/jwks.json"),
+}
+SERVICE_PUBLIC = {("get", "/healthz"), ("get", "/readyz")}
+
+
+def operations(base_url: str) -> list[tuple[str, str]]:
+    paths = httpx.get(base_url + "/openapi.json").json()["paths"]
+    return [
+        (method, re.sub(r"\{[^}]+\}", "someone", path))
+        for path, methods in paths.items()
+        for method in methods
+    ]
+
+
+def call(client: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response:
+    if method in METHODS_WITH_BODY:
+        kwargs.setdefault("json", {})
+    return client.request(method.upper(), path, **kwargs)
+
+
+def test_every_gateway_endpoint_but_login_and_health_needs_credentials(stack):
+    private = [op for op in operations(stack.gateway_url) if op not in GATEWAY_PUBLIC]
+    assert ("get", "/admin/users") in private
+    with httpx.Client(base_url=stack.gateway_url) as client:
+        for method, path in private:
+            response = call(client, method, path)
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.json()["error"]["code"] == "not_authenticated"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+def test_every_service_behind_the_gateway_needs_credentials(stack, method):
+    with httpx.Client(base_url=stack.gateway_url) as client:
+        for service in SERVICES:
+            response = client.request(method, f"/api/{service.value}/anything")
+            assert response.status_code == 401, (service, method)
+
+
+def test_admin_endpoints_refuse_a_caller_without_the_admin_role(stack):
+    name, key = stack.user("trading", "portfolio", "market", api_key=True)
+    token = httpx.post(
+        stack.gateway_url + "/auth/token", json={"username": name, "password": PASSWORD}
+    ).json()["access_token"]
+    admin = [op for op in operations(stack.gateway_url) if op[1].startswith("/admin/")]
+    assert len(admin) >= 4
+    with httpx.Client(base_url=stack.gateway_url) as client:
+        for credentials in ({"Authorization": f"Bearer {token}"}, {"X-API-Key": key}):
+            for method, path in admin:
+                response = call(client, method, path, headers=credentials)
+                assert response.status_code == 403, (method, path, response.text)
+                assert response.json()["error"]["code"] == "forbidden"
+
+
+def test_the_identity_services_internal_api_is_unreachable_through_the_gateway(stack):
+    _, key = stack.user("admin", api_key=True)
+    for path in (
+        "/api/portfolio/internal/identity/users",
+        "/api/portfolio/Internal/identity/users",
+    ):
+        response = httpx.get(stack.gateway_url + path, headers={"X-API-Key": key})
+        assert response.status_code == 404, path
+
+
+def test_every_portfolio_endpoint_but_health_needs_a_service_token_or_an_assertion(stack):
+    private = [op for op in operations(stack.portfolio_url) if op not in SERVICE_PUBLIC]
+    assert any(path.startswith("/internal/") for _, path in private)
+    assert any(not path.startswith("/internal/") for _, path in private)
+    with httpx.Client(base_url=stack.portfolio_url) as client:
+        for method, path in private:
+            for headers in ({}, {"X-Service-Token": "changeme"}, {"X-User": "admin"}):
+                response = call(client, method, path, headers=headers)
+                assert response.status_code == 401, (method, path, headers, response.text)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_a_stub_service_answers_nothing_but_health_without_an_assertion(stack, method):
+    for path in ("/", "/orders", "/openapi.json", "/docs", "/internal/anything"):
+        response = httpx.request(method, stack.stub_url + path)
+        assert response.status_code == 401, (method, path)
