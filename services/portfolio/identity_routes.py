@@ -1,9 +1,13 @@
 """The internal identity API the gateway calls (`/internal/identity/*`, X-Service-Token)."""
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from services.portfolio.deps import IdentityDep, ServiceTokenDep
 from services.portfolio.schemas import (
+    AccessChangesOut,
     ApiKeyIn,
     ApiKeyVerified,
     Credentials,
@@ -14,6 +18,8 @@ from services.portfolio.schemas import (
 )
 
 router = APIRouter(prefix="/internal/identity", tags=["identity"], dependencies=[ServiceTokenDep])
+
+CHANGES_PAGE_MAX = 1000
 
 
 @router.post("/authenticate")
@@ -58,3 +64,13 @@ async def deactivate_user(username: str, identity: IdentityDep) -> UserOut:
 async def set_roles(username: str, body: RolesIn, identity: IdentityDep) -> UserOut:
     """Replace a user's roles."""
     return UserOut(user=await identity.set_roles(username, body.roles))
+
+
+@router.get("/changes")
+async def access_changes(
+    identity: IdentityDep,
+    since: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=CHANGES_PAGE_MAX)] = 500,
+) -> AccessChangesOut:
+    """List users whose live access must end, changed at or after `since` (ISO 8601)."""
+    return await identity.access_changes(since, limit=limit)

@@ -110,6 +110,8 @@ class UserAccount(Base):
         Index("ix_user_accounts_username", "username", unique=True),
         # API keys are looked up by hash: one unique index, never a scan.
         Index("ix_user_accounts_api_key_hash", "api_key_hash", unique=True),
+        # The change feed reads by this column: a range scan, never the whole table.
+        Index("ix_user_accounts_access_changed_at", "access_changed_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -127,6 +129,9 @@ class UserAccount(Base):
     api_key_last_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_login_count: Mapped[int] = mapped_column(Integer, default=0)
     throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped with every change that must end live access (deactivation, roles, rotations);
+    # never by a login. The gateway polls it through the change feed.
+    access_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     def __repr__(self) -> str:
         return f"UserAccount(username={self.username!r})"

@@ -88,6 +88,27 @@ class UsersOut(BaseModel):
     users: list[User]
 
 
+class AccessChange(BaseModel):
+    """One user whose live access must end: what the gateway needs to act on it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    username: str
+    is_active: bool
+    roles: list[str]
+    changed_at: datetime
+    api_key_id: str | None
+
+
+class AccessChangesOut(BaseModel):
+    """`{"changes": [...], "until": ..., "more": ...}`: poll again with `since=until`."""
+
+    changes: list[AccessChange]
+    until: datetime
+    # True when the page was full: poll again at once instead of waiting.
+    more: bool = False
+
+
 class ApiKeyVerified(BaseModel):
     """`{"user": ..., "key_id": ...}`."""
 

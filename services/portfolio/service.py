@@ -24,7 +24,7 @@ from services.portfolio.errors import (
 )
 from services.portfolio.models import UserAccount
 from services.portfolio.passwords import PasswordHasher, check_password_policy
-from services.portfolio.schemas import ApiKeyRotation, User
+from services.portfolio.schemas import AccessChange, AccessChangesOut, ApiKeyRotation, User
 from services.portfolio.throttle import Throttle, UnknownNameThrottle
 from shared.roles import UnknownRoleError, parse_roles
 from shared.secrets import SecretsManager
@@ -35,6 +35,9 @@ Clock = Callable[[], datetime]
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9._@-]{3,64}")
 NEW_API_KEY_SECRET = "PORTFOLIO_NEW_API_KEY"  # noqa: S105 - a secret's name
+# A change is stamped before its transaction commits; the feed's watermark stays this far
+# behind the clock so a change that commits late is still read (the gateway dedupes).
+CHANGE_FEED_GRACE = timedelta(seconds=2)
 
 
 def utcnow() -> datetime:
@@ -151,6 +154,7 @@ class IdentityService:
                 password_changed_at=now,
                 must_change_password=False,
                 updated_at=now,
+                access_changed_at=now,
             )
         if updated is None:
             raise InvalidCredentialsError()
@@ -181,6 +185,7 @@ class IdentityService:
                         api_key_id=apikeys.key_id(key_hash),
                         api_key_last_rotated_at=now,
                         updated_at=now,
+                        access_changed_at=now,
                     )
             except IntegrityError:
                 raise ApiKeyInUseError("that API key is in use; supply a new one") from None
@@ -235,10 +240,45 @@ class IdentityService:
         """Replace a user's roles."""
         return await self._update(username, roles=_roles(roles))
 
+    async def access_changes(self, since: datetime | None, *, limit: int) -> AccessChangesOut:
+        """Return users whose access changed at or after `since`, oldest first, one page.
+
+        Without `since` the page is empty and `until` is where a new reader starts: the
+        reader's watermark comes from this service's clock, never its own.
+        """
+        settled = self._clock() - CHANGE_FEED_GRACE
+        if since is None:
+            return AccessChangesOut(changes=[], until=settled)
+        if since.tzinfo is None:
+            raise InvalidInputError("since must be an ISO 8601 time with a UTC offset")
+        async with self.database.sessions() as session:
+            accounts = await store.list_access_changes(session, since=since, limit=limit)
+        changes = [
+            AccessChange(
+                username=account.username,
+                is_active=account.is_active,
+                roles=list(account.roles),
+                changed_at=account.access_changed_at,
+                api_key_id=account.api_key_id,
+            )
+            for account in accounts
+            if account.access_changed_at is not None
+        ]
+        if len(accounts) == limit and changes:
+            # A full page: the next one starts at its last stamp (`>=` repeats that row,
+            # the reader dedupes). A page of one stamp only cannot advance; stop there.
+            last = changes[-1].changed_at
+            return AccessChangesOut(changes=changes, until=max(last, since), more=last > since)
+        return AccessChangesOut(changes=changes, until=max(since, settled))
+
     async def _update(self, username: str, **values: object) -> User:
         name = normalize_username(username)
+        now = self._clock()
         async with self.database.sessions.begin() as session:
-            updated = await store.update_user(session, name, updated_at=self._clock(), **values)
+            # Every `_update` (deactivation, roles) ends live access: stamp it for the feed.
+            updated = await store.update_user(
+                session, name, updated_at=now, access_changed_at=now, **values
+            )
         if updated is None:
             raise UserNotFoundError(name)
         logger.info("updated %s of %s", ", ".join(sorted(values)), name)

@@ -193,6 +193,19 @@ async def list_users(session: AsyncSession) -> Sequence[UserAccount]:
     return result.all()
 
 
+async def list_access_changes(
+    session: AsyncSession, *, since: datetime, limit: int
+) -> Sequence[UserAccount]:
+    """Return up to `limit` accounts whose access changed at or after `since`, oldest first."""
+    result = await session.scalars(
+        select(UserAccount)
+        .where(UserAccount.access_changed_at >= since)
+        .order_by(UserAccount.access_changed_at, UserAccount.username)
+        .limit(limit)
+    )
+    return result.all()
+
+
 async def add_user(session: AsyncSession, account: UserAccount) -> UserAccount:
     """Insert an account; a duplicate username raises `IntegrityError` at flush."""
     session.add(account)
