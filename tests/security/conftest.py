@@ -38,11 +38,11 @@ FAST_ARGON2 = {
 class Stack:
     """Where the processes listen, the secrets they were given, and the identity store."""
 
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # holds the secrets
     portfolio_url: str
     gateway_url: str
     stub_url: str
-    database_url: str
+    database_url: str = field(repr=False)
     identity: PortfolioIdentityService
     logs: Path
     _exit: ExitStack = field(repr=False)
