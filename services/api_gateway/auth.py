@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.api_gateway.config import Settings
 from services.api_gateway.errors import (
@@ -19,6 +19,9 @@ from services.api_gateway.identity import IdentityClient
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.state import GatewayState
 from services.api_gateway.tokens import IssuedToken, TokenService
+
+if TYPE_CHECKING:
+    from services.api_gateway.sync import AccessStamps
 
 ROTATE_PATH = "/auth/password/rotate"
 _MAX_CREDENTIAL_LENGTH = 4096
@@ -51,11 +54,13 @@ class Authenticator:
         tokens: TokenService,
         identity: IdentityClient,
         state: GatewayState,
+        stamps: AccessStamps | None = None,
     ) -> None:
         self._settings = settings
         self._tokens = tokens
         self._identity = identity
         self._state = state
+        self._stamps = stamps
 
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         """Authenticate by `Authorization: Bearer` if present, else by `X-API-Key`."""
@@ -71,6 +76,10 @@ class Authenticator:
         if principal.jti is None or await self._state.is_token_revoked(principal.jti):
             self._tokens.forget(token)
             raise InvalidToken("the access token has been revoked")
+        # Changes made in the identity store itself (identity sync): a dict lookup.
+        if self._stamps is not None and self._stamps.refuses(principal):
+            self._tokens.forget(token)
+            raise InvalidToken("the access token predates a change to the account; log in again")
         return principal
 
     async def api_key(self, api_key: str) -> Principal:

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     gateway_upstream_connect_timeout_seconds: Seconds = 2.0
     gateway_upstream_max_connections: Annotated[int, Field(ge=1)] = 256
     gateway_identity_timeout_seconds: Seconds = 10.0
+    # How often the identity service's change feed is polled; 0 turns the sync off.
+    gateway_identity_sync_seconds: Annotated[float, Field(ge=0)] = 5.0
 
     gateway_api_key_cache_seconds: Annotated[float, Field(ge=0)] = 30.0
     gateway_login_max_attempts: Annotated[int, Field(ge=1)] = 5

@@ -80,6 +80,11 @@ class IdentityClient:
         )
         return dict(body["user"])
 
+    async def access_changes(self, since: str | None) -> dict[str, Any]:
+        """Return one page of the change feed from `since` (the first page without it)."""
+        query = "" if since is None else f"?since={quote(since, safe='')}"
+        return await self._call("GET", f"/internal/identity/changes{query}")
+
     async def ready(self) -> bool:
         """Tell whether the identity service answers its readiness probe."""
         try:

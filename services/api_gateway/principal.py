@@ -25,6 +25,7 @@ class Principal:
     key_id: str | None = None
     jti: str | None = None
     expires_at: float | None = None
+    issued_at: float | None = None
     services: frozenset[Service] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from services.api_gateway.errors import StartupError
 from services.api_gateway.identity import IdentityClient
 from services.api_gateway.proxy import upstream_session
 from services.api_gateway.state import GatewayState, create_state
+from services.api_gateway.sync import SKEW_MARGIN_SECONDS, AccessStamps, IdentitySync
 from services.api_gateway.tokens import TokenService
 from shared.assertion import AssertionSigner
 from shared.keys import KeyFormatError
@@ -36,6 +37,7 @@ class Runtime:
     upstreams: dict[Service, aiohttp.ClientSession]
     upstream_urls: dict[Service, str]
     access_log: AccessLog
+    sync: IdentitySync
 
 
 def _keys(settings: Settings, secrets: GatewaySecrets) -> tuple[TokenService, AssertionSigner]:
@@ -99,22 +101,35 @@ async def open_runtime(
         raise StartupError(
             f"gateway cannot start: GATEWAY_ACCESS_LOG cannot be opened ({exc.strerror})"
         ) from None
+    stamps = AccessStamps(keep_seconds=settings.gateway_token_ttl_seconds + SKEW_MARGIN_SECONDS)
+    authenticator = Authenticator(
+        settings=settings, tokens=tokens, identity=identity, state=state, stamps=stamps
+    )
+    sync = IdentitySync(
+        identity=identity,
+        authenticator=authenticator,
+        state=state,
+        stamps=stamps,
+        interval=settings.gateway_identity_sync_seconds,
+    )
     runtime = Runtime(
         settings=settings,
         tokens=tokens,
-        authenticator=Authenticator(
-            settings=settings, tokens=tokens, identity=identity, state=state
-        ),
+        authenticator=authenticator,
         identity=identity,
         state=state,
         assertions=AssertionCache(signer),
         upstreams=upstreams,
         upstream_urls={service: settings.service_url(service) for service in SERVICES},
         access_log=access_log,
+        sync=sync,
     )
+    if settings.gateway_identity_sync_seconds > 0:
+        sync.start()
     try:
         yield runtime
     finally:
+        await sync.stop()
         await _close(identity, upstreams, state)
         access_log.stop()
 

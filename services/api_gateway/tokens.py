@@ -148,4 +148,5 @@ class TokenService:
             auth_method=AuthMethod.PASSWORD,
             jti=claims["jti"],
             expires_at=float(claims["exp"]),
+            issued_at=float(claims["iat"]),
         )

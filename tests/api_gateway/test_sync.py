@@ -1,0 +1,238 @@
+"""Identity sync: changes made in the identity store itself end live gateway access."""
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from services.api_gateway.principal import AuthMethod, Principal
+from services.api_gateway.sync import AccessChange, AccessStamps
+from tests.api_gateway.conftest import FAST_ARGON2, PASSWORD, Gateway, running_gateway
+from tests.support.redis_server import SHARED_REDIS_URL, shared_prefix
+from tests.support.servers import ServerProcess
+
+SYNC_SECONDS = 0.2
+# A bound on waiting for the sync, far above a couple of intervals; never a speed assertion.
+PATIENCE_SECONDS = 15.0
+NEW_PASSWORD = "a different correct horse staple"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> bool:
+    """Poll `check` (yielding to the sync task) until it holds or patience runs out."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE_SECONDS
+    while loop.time() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(SYNC_SECONDS / 2)
+    return await check()
+
+
+async def login(gateway: Gateway, username: str, password: str = PASSWORD) -> dict[str, str]:
+    response = await gateway.client.post(
+        "/auth/token", json={"username": username, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def refused(gateway: Gateway, headers: dict[str, str], path: str = "/auth/me"):
+    async def check() -> bool:
+        response = await gateway.client.get(path, headers=headers)
+        return response.status_code in (401, 403)
+
+    return check
+
+
+async def status(gateway: Gateway, headers: dict[str, str], path: str = "/auth/me") -> int:
+    return (await gateway.client.get(path, headers=headers)).status_code
+
+
+@pytest.fixture
+async def synced(make_settings, keys, portfolio):
+    settings = make_settings(
+        portfolio_service_url=portfolio.url,
+        gateway_identity_sync_seconds=SYNC_SECONDS,
+        gateway_api_key_cache_seconds=300,
+    )
+    async with running_gateway(settings, keys.secrets()) as running:
+        assert await eventually(lambda: _has_watermark(running))
+        yield running
+
+
+async def _has_watermark(gateway: Gateway) -> bool:
+    return gateway.runtime.sync.watermark is not None
+
+
+# The stamps
+
+
+def principal(roles=("trading",), issued_at: float | None = 1000.0) -> Principal:
+    return Principal(
+        username="alice",
+        roles=tuple(roles),
+        auth_method=AuthMethod.PASSWORD,
+        jti="j",
+        expires_at=2000.0,
+        issued_at=issued_at,
+    )
+
+
+def change(*, active=True, roles=("trading",), at=1000.5) -> AccessChange:
+    return AccessChange(username="alice", is_active=active, roles=frozenset(roles), changed_at=at)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "token", "refused_"),
+    [
+        (change(active=False), principal(issued_at=5000.0), True),
+        (change(roles=("admin",)), principal(issued_at=5000.0), True),
+        (change(at=1001.5), principal(issued_at=1000.0), True),
+        (change(at=1000.5), principal(issued_at=1000.0), False),  # the change's own second
+        (change(at=1000.5), principal(issued_at=1001.0), False),
+        (change(), principal(issued_at=None), True),
+    ],
+    ids=["inactive", "roles-changed", "issued-before", "same-second", "issued-after", "no-iat"],
+)
+def test_stamps_refuse_only_tokens_the_change_must_end(stamp, token, refused_):
+    stamps = AccessStamps(keep_seconds=900)
+    stamps.record(stamp)
+    assert stamps.refuses(token) is refused_
+
+
+def test_a_user_without_a_stamp_is_not_refused():
+    assert AccessStamps(keep_seconds=900).refuses(principal()) is False
+
+
+def test_a_repeated_or_older_change_is_not_recorded_again():
+    stamps = AccessStamps(keep_seconds=900)
+    assert stamps.record(change(at=10.0))
+    assert not stamps.record(change(at=10.0))
+    assert not stamps.record(change(at=9.0, active=False))
+    assert not stamps.refuses(principal(issued_at=50.0))
+
+
+def test_stamps_are_forgotten_once_every_older_token_has_expired():
+    stamps = AccessStamps(keep_seconds=900)
+    stamps.record(change(at=1000.0))
+    stamps.prune(1000.0 + 899)
+    assert len(stamps) == 1
+    stamps.prune(1000.0 + 901)
+    assert len(stamps) == 0
+
+
+# Through the gateway, with the identity service's own facade making the changes
+
+
+async def test_a_deactivation_ends_a_live_token_and_a_cached_api_key(synced, portfolio):
+    name, key = portfolio.user("trading", api_key=True)
+    headers = await login(synced, name)
+    assert await status(synced, headers) == 200
+    assert await status(synced, {"X-API-Key": key}) == 200  # now cached for 300 s
+    portfolio.service.deactivate_user(name)
+    assert await eventually(refused(synced, headers))
+    assert await eventually(refused(synced, {"X-API-Key": key}))
+
+
+async def test_a_role_change_ends_tokens_with_the_old_roles(synced, portfolio):
+    name, key = portfolio.user("trading", api_key=True)
+    headers = await login(synced, name)
+    assert await status(synced, {"X-API-Key": key}, "/api/trading/x") == 200
+    portfolio.service.set_roles(name, ["market"])
+    assert await eventually(refused(synced, headers))
+    # The cached key verification is dropped: the key now carries the new roles.
+    assert await eventually(refused(synced, {"X-API-Key": key}, "/api/trading/x"))
+    assert await status(synced, {"X-API-Key": key}, "/api/market/x") == 200
+    again = await login(synced, name)
+    assert await status(synced, again, "/api/market/x") == 200
+
+
+async def test_a_rotated_api_key_stops_working_and_the_new_one_works(synced, portfolio):
+    name, old_key = portfolio.user("trading", api_key=True)
+    assert await status(synced, {"X-API-Key": old_key}) == 200
+    new_key = portfolio.service.rotate_api_key(name, secrets.token_hex(32)).api_key
+    assert await eventually(refused(synced, {"X-API-Key": old_key}))
+    assert await status(synced, {"X-API-Key": new_key}) == 200
+
+
+async def test_a_login_after_a_password_rotation_survives_the_sync(synced, portfolio):
+    name, _ = portfolio.user("trading")
+    before = await login(synced, name)
+    await asyncio.sleep(1.0)  # a token from an earlier second than the rotation
+    portfolio.service.rotate_password(name, PASSWORD, NEW_PASSWORD)
+    after = await login(synced, name, NEW_PASSWORD)
+    assert await eventually(refused(synced, before))
+    # The sync has applied the rotation: the token issued after it still works.
+    assert await status(synced, after) == 200
+
+
+async def test_sync_zero_leaves_the_task_off(make_settings, keys, portfolio):
+    settings = make_settings(portfolio_service_url=portfolio.url, gateway_identity_sync_seconds=0)
+    async with running_gateway(settings, keys.secrets()) as running:
+        await asyncio.sleep(SYNC_SECONDS * 3)
+        assert running.runtime.sync.watermark is None
+
+
+# Across replicas (Redis)
+
+
+async def test_a_token_issued_by_a_replica_without_sync_ends_through_another(
+    make_settings, keys, portfolio
+):
+    name, _ = portfolio.user("trading")
+    with shared_prefix() as prefix:
+        shared = {
+            "portfolio_service_url": portfolio.url,
+            "gateway_state_url": SHARED_REDIS_URL,
+            "gateway_state_prefix": prefix,
+        }
+        quiet = make_settings(**shared, gateway_identity_sync_seconds=0)
+        syncing = make_settings(**shared, gateway_identity_sync_seconds=SYNC_SECONDS)
+        async with (
+            running_gateway(quiet, keys.secrets()) as one,
+            running_gateway(syncing, keys.secrets()) as two,
+        ):
+            headers = await login(one, name)
+            assert await eventually(lambda: _has_watermark(two))
+            portfolio.service.deactivate_user(name)
+            # Replica one never reads the feed: the revocation reaches it through Redis.
+            assert await eventually(refused(one, headers))
+
+
+# The identity service goes away and comes back
+
+
+async def test_the_sync_logs_once_keeps_its_watermark_and_resumes(
+    make_settings, keys, portfolio, tmp_path, caplog
+):
+    env = {**keys.env(), **FAST_ARGON2, "PORTFOLIO_DATABASE_URL": portfolio.database_url}
+    identity = ServerProcess(
+        "services.portfolio.app:app", env=env, log_path=tmp_path / "identity.log"
+    )
+    identity.start()
+    try:
+        settings = make_settings(
+            portfolio_service_url=identity.url, gateway_identity_sync_seconds=SYNC_SECONDS
+        )
+        async with running_gateway(settings, keys.secrets()) as gateway:
+            name, _ = portfolio.user("trading")
+            headers = await login(gateway, name)
+            assert await eventually(lambda: _has_watermark(gateway))
+            caplog.set_level(logging.WARNING, logger="services.api_gateway.sync")
+
+            await asyncio.to_thread(identity.stop)
+            watermark = gateway.runtime.sync.watermark
+            portfolio.service.deactivate_user(name)
+            await asyncio.sleep(SYNC_SECONDS * 5)
+            down = [r for r in caplog.records if "cannot read" in r.getMessage()]
+            assert len(down) == 1
+            assert gateway.runtime.sync.watermark == watermark
+            assert keys.identity_token not in caplog.text
+
+            await asyncio.to_thread(identity.start)
+            assert await eventually(refused(gateway, headers))
+            assert any("again" in r.getMessage() for r in caplog.records)
+    finally:
+        identity.stop()
