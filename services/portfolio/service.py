@@ -364,7 +364,9 @@ class IdentityService:
     ) -> tuple[str, bool]:
         if explicit is not None:
             return explicit, False
-        supplied = await manager.get(NEW_API_KEY_SECRET)
+        # Read afresh: an operator sets the next key right before rotating, and a cached
+        # value would be the previous rotation's key.
+        supplied = await manager.get(NEW_API_KEY_SECRET, fresh=True)
         if supplied is not None:
             return supplied.get_secret_value(), False
         return apikeys.generate(), True

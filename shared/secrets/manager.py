@@ -100,14 +100,18 @@ class SecretsManager:
             return f"the environment ({provider})"
         return f"{self._store.location} or the environment ({provider})"
 
-    async def get(self, name: str) -> SecretStr | None:
-        """Return the value of `name` (or its first alias found), None when it is nowhere."""
-        resolved = await self.resolve(name)
+    async def get(self, name: str, *, fresh: bool = False) -> SecretStr | None:
+        """Return the value of `name` (or its first alias found), None when it is nowhere.
+
+        `fresh` reads the store even when a cached value has not expired yet: for values
+        an operator changes right before they are used, such as the next API key.
+        """
+        resolved = await self.resolve(name, fresh=fresh)
         return resolved.value if resolved is not None else None
 
-    async def resolve(self, name: str) -> ResolvedSecret | None:
+    async def resolve(self, name: str, *, fresh: bool = False) -> ResolvedSecret | None:
         """Return the value of `name` together with where it was found."""
-        return await self._resolve(name, self._store)
+        return await self._resolve(name, self._store, fresh=fresh)
 
     async def require(self, name: str) -> SecretStr:
         """Return the value of `name`; raise `MissingSecretError` when it is nowhere."""
@@ -197,23 +201,25 @@ class SecretsManager:
         finally:
             self._cache.pop(name, None)
 
-    async def _resolve(self, name: str, store: SecretStore | None) -> ResolvedSecret | None:
+    async def _resolve(
+        self, name: str, store: SecretStore | None, *, fresh: bool = False
+    ) -> ResolvedSecret | None:
         entry = self.registry.get(name)
         candidates = entry.candidates if entry is not None else (name,)
         if store is None:
             resolved = self._lookup(name, candidates, self._environ, ENVIRONMENT)
         else:
-            resolved = await self._resolve_through_store(name, candidates, store)
+            resolved = await self._resolve_through_store(name, candidates, store, fresh=fresh)
         _check(entry, resolved)
         return resolved
 
     async def _resolve_through_store(
-        self, name: str, candidates: tuple[str, ...], store: SecretStore
+        self, name: str, candidates: tuple[str, ...], store: SecretStore, *, fresh: bool = False
     ) -> ResolvedSecret | None:
         ttl = self.settings.secrets_cache_ttl_seconds
         now = self._clock()
         cached = self._cache.get(name)
-        if cached is not None and now < cached.expires_at:
+        if cached is not None and now < cached.expires_at and not fresh:
             return cached.resolved
         try:
             document = await self._read_document(store)
