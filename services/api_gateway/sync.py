@@ -6,8 +6,9 @@ replica polls `GET /internal/identity/changes` in the background and, per change
 
 - remembers the change in `AccessStamps`, which `Authenticator.bearer` consults with one
   dict lookup (no extra round trip): an inactive user's tokens, tokens whose roles are no
-  longer the user's, and tokens issued before the change are refused. Tokens issued
-  *after* it (a login following a password rotation) keep working.
+  longer the user's, and tokens issued before the user's last password change are
+  refused. Tokens issued *after* it (a login following a rotation) keep working, and an
+  API-key rotation ends the old key, not the user's tokens.
 - drops the user's cached API-key verifications in the shared state, so the next request
   asks the identity service again (a rotated key or an inactive account is refused).
 - for a deactivation also revokes every tracked token in the shared state
@@ -53,6 +54,7 @@ class AccessChange:
     is_active: bool
     roles: frozenset[str]
     changed_at: float  # epoch seconds, the identity service's clock
+    password_changed_at: float | None = None
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> AccessChange:
@@ -62,6 +64,10 @@ class AccessChange:
             is_active = entry["is_active"]
             roles = entry["roles"]
             changed_at = datetime.fromisoformat(str(entry["changed_at"]))
+            password_at = entry.get("password_changed_at")
+            password_changed_at = (
+                None if password_at is None else datetime.fromisoformat(str(password_at))
+            )
         except (KeyError, TypeError, ValueError):
             raise FeedFormatError("a change entry lacks a field or has a bad one") from None
         if (
@@ -76,6 +82,11 @@ class AccessChange:
             is_active=is_active,
             roles=frozenset(str(role) for role in roles),
             changed_at=changed_at.timestamp(),
+            password_changed_at=(
+                password_changed_at.timestamp()
+                if password_changed_at is not None and password_changed_at.tzinfo is not None
+                else None
+            ),
         )
 
 
@@ -104,10 +115,12 @@ class AccessStamps:
             return False
         if not stamp.is_active or stamp.roles != frozenset(principal.roles):
             return True
-        # `iat` has whole seconds: a token from the change's own second is kept, so a
+        if stamp.password_changed_at is None:
+            return False  # the feed did not say: roles and activity were checked above
+        # `iat` has whole seconds: a token from the rotation's own second is kept, so a
         # login right after a password rotation is not logged out by the feed.
         issued_at = principal.issued_at
-        return issued_at is None or issued_at < math.floor(stamp.changed_at)
+        return issued_at is None or issued_at < math.floor(stamp.password_changed_at)
 
     def prune(self, now: float) -> None:
         """Forget stamps older than any token that could predate them."""

@@ -98,6 +98,8 @@ class AccessChange(BaseModel):
     roles: list[str]
     changed_at: datetime
     api_key_id: str | None
+    # Tokens issued before this are stale; an API-key rotation alone leaves them alone.
+    password_changed_at: datetime
 
 
 class AccessChangesOut(BaseModel):

@@ -260,6 +260,7 @@ class IdentityService:
                 roles=list(account.roles),
                 changed_at=account.access_changed_at,
                 api_key_id=account.api_key_id,
+                password_changed_at=account.password_changed_at,
             )
             for account in accounts
             if account.access_changed_at is not None

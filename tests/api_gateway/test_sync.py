@@ -80,8 +80,14 @@ def principal(roles=("trading",), issued_at: float | None = 1000.0) -> Principal
     )
 
 
-def change(*, active=True, roles=("trading",), at=1000.5) -> AccessChange:
-    return AccessChange(username="alice", is_active=active, roles=frozenset(roles), changed_at=at)
+def change(*, active=True, roles=("trading",), at=1000.5, password_at=None) -> AccessChange:
+    return AccessChange(
+        username="alice",
+        is_active=active,
+        roles=frozenset(roles),
+        changed_at=at,
+        password_changed_at=at if password_at is None else password_at,
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,8 +99,18 @@ def change(*, active=True, roles=("trading",), at=1000.5) -> AccessChange:
         (change(at=1000.5), principal(issued_at=1000.0), False),  # the change's own second
         (change(at=1000.5), principal(issued_at=1001.0), False),
         (change(), principal(issued_at=None), True),
+        # An API-key rotation: the password changed long before the token was issued.
+        (change(at=5000.5, password_at=10.0), principal(issued_at=1000.0), False),
     ],
-    ids=["inactive", "roles-changed", "issued-before", "same-second", "issued-after", "no-iat"],
+    ids=[
+        "inactive",
+        "roles-changed",
+        "issued-before",
+        "same-second",
+        "issued-after",
+        "no-iat",
+        "key-rotation",
+    ],
 )
 def test_stamps_refuse_only_tokens_the_change_must_end(stamp, token, refused_):
     stamps = AccessStamps(keep_seconds=900)
@@ -152,9 +168,12 @@ async def test_a_role_change_ends_tokens_with_the_old_roles(synced, portfolio):
 async def test_a_rotated_api_key_stops_working_and_the_new_one_works(synced, portfolio):
     name, old_key = portfolio.user("trading", api_key=True)
     assert await status(synced, {"X-API-Key": old_key}) == 200
+    headers = await login(synced, name)
     new_key = portfolio.service.rotate_api_key(name, secrets.token_hex(32)).api_key
     assert await eventually(refused(synced, {"X-API-Key": old_key}))
     assert await status(synced, {"X-API-Key": new_key}) == 200
+    # A new key is no reason to log the user out.
+    assert await status(synced, headers) == 200
 
 
 async def test_a_login_after_a_password_rotation_survives_the_sync(synced, portfolio):

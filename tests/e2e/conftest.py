@@ -34,6 +34,8 @@ FAST_HASHING = {
 }
 # Short enough to wait out in a test, long enough that a request sees its own cache entry.
 API_KEY_CACHE_SECONDS = 2.0
+# The gateway reads the identity service's change feed this often: well inside the cache time.
+IDENTITY_SYNC_SECONDS = 0.5
 PASSWORD_ROTATION_DAYS = 30
 # Settings of ours that a developer's shell must not leak into the stack under test.
 OUR_PREFIXES = ("LCT_", "PORTFOLIO_", "GATEWAY_", "SECRETS_", "SECURITY__", "VAULT_", "AWS_")
@@ -97,6 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "PORTFOLIO_DATABASE_URL": database_url,
                 "PORTFOLIO_PASSWORD_ROTATION_DAYS": str(PASSWORD_ROTATION_DAYS),
                 "GATEWAY_API_KEY_CACHE_SECONDS": str(API_KEY_CACHE_SECONDS),
+                "GATEWAY_IDENTITY_SYNC_SECONDS": str(IDENTITY_SYNC_SECONDS),
                 "GATEWAY_ACCESS_LOG": str(access_log),
             }
         )

@@ -59,6 +59,7 @@ async def test_each_change_that_ends_access_appears_with_what_the_gateway_needs(
     assert entry.is_active == user.is_active
     assert entry.roles == user.roles
     assert entry.api_key_id == user.api_key_id
+    assert entry.password_changed_at == user.password_changed_at
 
 
 async def test_a_deactivation_reports_the_account_inactive(identity, clock: Clock):
@@ -189,6 +190,7 @@ async def test_the_endpoint_answers_the_feed_as_json(http):
         "roles": ["portfolio"],
         "changed_at": entry["changed_at"],
         "api_key_id": None,
+        "password_changed_at": entry["password_changed_at"],
     }
     assert entry["changed_at"] >= until
 
