@@ -1,0 +1,34 @@
+"""A downstream service down or slow: a JSON error in bounded time, then service again."""
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_downstream_service_down_answers_502_and_recovers_when_it_returns(faults):
+    name, key = faults.user("trading", api_key=True)
+    headers = {"X-API-Key": key}
+    with faults.client() as client:
+        assert client.get("/api/trading/orders", headers=headers).status_code == 200
+        faults.trading.stop()
+        try:
+            down = client.get("/api/trading/orders", headers=headers)
+            assert down.status_code == 502
+            assert down.json()["error"]["code"] == "upstream_unavailable"
+            assert "trading" in down.json()["error"]["message"]
+        finally:
+            faults.trading.start()
+        back = client.get("/api/trading/orders", headers=headers)
+        assert back.status_code == 200
+        assert back.json()["user"] == name
+
+
+def test_a_slow_downstream_service_answers_504_and_others_are_not_held_up(faults):
+    _, key = faults.user("market", "trading", api_key=True)
+    headers = {"X-API-Key": key}
+    with faults.client() as client:
+        slow = client.get("/api/market/slow/30", headers=headers)
+        assert slow.status_code == 504
+        assert slow.json()["error"]["code"] == "upstream_timeout"
+        assert client.get("/api/market/prices", headers=headers).status_code == 200
+        assert client.get("/api/trading/orders", headers=headers).status_code == 200
