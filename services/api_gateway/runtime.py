@@ -111,6 +111,7 @@ async def open_runtime(
         state=state,
         stamps=stamps,
         interval=settings.gateway_identity_sync_seconds,
+        replay_seconds=settings.gateway_token_ttl_seconds + SKEW_MARGIN_SECONDS,
     )
     runtime = Runtime(
         settings=settings,

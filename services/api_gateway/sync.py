@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.api_gateway.auth import Authenticator
@@ -141,8 +141,10 @@ class IdentitySync:
         state: GatewayState,
         stamps: AccessStamps,
         interval: float,
+        replay_seconds: float = 0.0,
     ) -> None:
         self._identity = identity
+        self._replay_seconds = replay_seconds
         self._authenticator = authenticator
         self._state = state
         self._stamps = stamps
@@ -183,6 +185,12 @@ class IdentitySync:
                 changes, until, more = _page(page)
                 for change in changes:
                     await self._apply(change)
+                if self._since is None and self._replay_seconds > 0:
+                    # A replica that just started has seen no change yet, but tokens issued
+                    # before it started still live: replay the window they can live in.
+                    start = datetime.fromisoformat(until) - timedelta(seconds=self._replay_seconds)
+                    self._since = start.isoformat()
+                    continue
                 self._since = until
                 if not more:
                     break

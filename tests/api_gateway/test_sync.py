@@ -255,3 +255,18 @@ async def test_the_sync_logs_once_keeps_its_watermark_and_resumes(
             assert any("again" in r.getMessage() for r in caplog.records)
     finally:
         identity.stop()
+
+
+async def test_a_replica_started_after_a_deactivation_still_refuses_older_tokens(
+    synced, make_settings, keys, portfolio
+):
+    name, _ = portfolio.user("trading")
+    headers = await login(synced, name)
+    portfolio.service.deactivate_user(name)
+    # A fresh replica has no memory of the change; it must replay the feed's recent past.
+    settings = make_settings(
+        portfolio_service_url=portfolio.url, gateway_identity_sync_seconds=SYNC_SECONDS
+    )
+    async with running_gateway(settings, keys.secrets()) as fresh:
+        assert await eventually(lambda: _has_watermark(fresh))
+        assert await status(fresh, headers) in (401, 403)
