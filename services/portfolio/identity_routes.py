@@ -15,9 +15,15 @@ from services.portfolio.schemas import (
     RolesIn,
     UserOut,
     UsersOut,
+    error_responses,
 )
 
-router = APIRouter(prefix="/internal/identity", tags=["identity"], dependencies=[ServiceTokenDep])
+router = APIRouter(
+    prefix="/internal/identity",
+    tags=["identity"],
+    dependencies=[ServiceTokenDep],
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
+)
 
 CHANGES_PAGE_MAX = 1000
 

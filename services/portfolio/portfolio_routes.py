@@ -15,11 +15,12 @@ from services.portfolio.schemas import (
     TradeIn,
     TradePage,
     TradeReceipt,
+    error_responses,
 )
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-router = APIRouter(tags=["portfolio"])
+router = APIRouter(tags=["portfolio"], responses=error_responses(401, 403, 404, 409, 422, 503))
 
 _TRADE_BODY = {
     "requestBody": {

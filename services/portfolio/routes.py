@@ -15,6 +15,7 @@ from services.portfolio.errors import (
     TooManyAttemptsError,
     error_code,
 )
+from services.portfolio.schemas import error_responses
 from services.portfolio.store import Database
 from shared.errors import ErrorCode, error_body
 
@@ -29,7 +30,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(503))
 async def readyz(database: DatabaseDep) -> dict[str, str]:
     """Answer 200 when the database answers, else 503."""
     await database.ping()

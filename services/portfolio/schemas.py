@@ -19,6 +19,26 @@ Username = Annotated[str, Field(min_length=1, max_length=256)]
 Password = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code and a readable message (extra keys may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The JSON error body every endpoint answers with."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """Document the error statuses of a router in its OpenAPI description."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
 class User(BaseModel):
     """A user as everybody outside the store sees it: never a hash."""
 
