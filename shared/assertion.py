@@ -20,7 +20,7 @@ from shared.keys import key_id, load_private_key, load_public_key
 ASSERTION_HEADER = "x-identity-assertion"
 REQUEST_ID_HEADER = "x-request-id"
 ISSUER = "legacycointrader-gateway"
-TOKEN_TYPE = "lct-assertion+jwt"  # noqa: S105 - a JOSE `typ`, not a credential
+TOKEN_TYPE = "lct-assertion+jwt"  # noqa: S105  # nosec B105 - a JOSE `typ`, not a credential
 ALGORITHMS = ["EdDSA"]
 DEFAULT_TTL_SECONDS = 60
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "roles", "auth", "iat", "exp"]

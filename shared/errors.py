@@ -12,9 +12,9 @@ class ErrorCode(StrEnum):
     """An error code of the public contract."""
 
     INVALID_CREDENTIALS = "invalid_credentials"
-    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - an error code
-    INVALID_TOKEN = "invalid_token"  # noqa: S105 - an error code
-    PASSWORD_EXPIRED = "password_expired"  # noqa: S105 - an error code
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105  # nosec B105 - an error code
+    INVALID_TOKEN = "invalid_token"  # noqa: S105  # nosec B105 - an error code
+    PASSWORD_EXPIRED = "password_expired"  # noqa: S105  # nosec B105 - an error code
     ACCOUNT_INACTIVE = "account_inactive"
     FORBIDDEN = "forbidden"
     NOT_AUTHENTICATED = "not_authenticated"
@@ -22,7 +22,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_SERVICE = "unknown_service"
     CONFLICT = "conflict"
     VALIDATION_ERROR = "validation_error"
-    WEAK_PASSWORD = "weak_password"  # noqa: S105 - an error code
+    WEAK_PASSWORD = "weak_password"  # noqa: S105  # nosec B105 - an error code
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"

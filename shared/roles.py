@@ -11,7 +11,7 @@ class Service(StrEnum):
     TRADING = "trading"
     MARKET = "market"
     STRATEGY = "strategy"
-    TOKEN = "token"  # noqa: S105 - a service name, not a credential
+    TOKEN = "token"  # noqa: S105  # nosec B105 - a service name, not a credential
     EXECUTION = "execution"
     MONITORING = "monitoring"
 
@@ -23,7 +23,7 @@ class Role(StrEnum):
     TRADING = "trading"
     MARKET = "market"
     STRATEGY = "strategy"
-    TOKEN = "token"  # noqa: S105 - a role name, not a credential
+    TOKEN = "token"  # noqa: S105  # nosec B105 - a role name, not a credential
     EXECUTION = "execution"
     MONITORING = "monitoring"
     ADMIN = "admin"

@@ -56,7 +56,8 @@ def wants_json(request: Request) -> bool:
 
 async def session_error(request: Request, exc: Exception) -> Response:
     """End the session (if any) and send the browser to the login page."""
-    assert isinstance(exc, LoginRequiredError | SessionExpiredError)
+    if not isinstance(exc, LoginRequiredError | SessionExpiredError):
+        raise exc  # registered for this type only; never reached otherwise
     session_id = getattr(request.state, "session_id", None)
     if session_id is not None:
         await request.app.state.sessions.delete(session_id)
@@ -75,7 +76,8 @@ async def session_error(request: Request, exc: Exception) -> Response:
 
 async def frontend_error(request: Request, exc: Exception) -> Response:
     """Answer a frontend or gateway error as JSON or as an error page."""
-    assert isinstance(exc, FrontendError)
+    if not isinstance(exc, FrontendError):
+        raise exc  # registered for this type only; never reached otherwise
     status = status_of(exc)
     if wants_json(request):
         return JSONResponse(error_body(exc.code, exc.message), status_code=status)
@@ -96,7 +98,8 @@ async def frontend_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     """Answer unknown paths and wrong methods in the common error shape."""
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc  # registered for this type only; never reached otherwise
     if exc.status_code == 404:
         return await frontend_error(request, PageNotFoundError())
     code = HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
@@ -107,7 +110,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def validation_error(request: Request, exc: Exception) -> Response:
     """Name the field that was wrong, never echo the input."""
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        raise exc  # registered for this type only; never reached otherwise
     fields = ", ".join(".".join(str(p) for p in err["loc"][1:]) for err in exc.errors())
     return JSONResponse(
         error_body(ErrorCode.VALIDATION_ERROR, f"invalid or missing: {fields}"), status_code=422

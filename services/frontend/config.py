@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.frontend.errors import StartupRefusedError
 from shared.secrets import SecretsError, SecretsManager
 
-SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105 - the name, not the value
+SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105  # nosec B105 - the name, not the value
 MIN_SECRET_BYTES = 32
 
 

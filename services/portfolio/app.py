@@ -24,8 +24,8 @@ from shared.secrets import SecretsError, SecretsManager
 
 logger = logging.getLogger("services.portfolio")
 
-SERVICE_TOKEN_SECRET = "IDENTITY_SERVICE_TOKEN"  # noqa: S105 - a secret's name
-ASSERTION_KEY_SECRET = "GATEWAY_ASSERTION_PUBLIC_KEY"  # noqa: S105 - a secret's name
+SERVICE_TOKEN_SECRET = "IDENTITY_SERVICE_TOKEN"  # noqa: S105  # nosec B105 - a secret's name
+ASSERTION_KEY_SECRET = "GATEWAY_ASSERTION_PUBLIC_KEY"  # noqa: S105  # nosec B105 - a secret's name
 
 
 def create_app(

@@ -34,7 +34,7 @@ logger = logging.getLogger("services.portfolio.identity")
 Clock = Callable[[], datetime]
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9._@-]{3,64}")
-NEW_API_KEY_SECRET = "PORTFOLIO_NEW_API_KEY"  # noqa: S105 - a secret's name
+NEW_API_KEY_SECRET = "PORTFOLIO_NEW_API_KEY"  # noqa: S105  # nosec B105 - a secret's name
 # A change is stamped before its transaction commits; the feed's watermark stays this far
 # behind the clock so a change that commits late is still read (the gateway dedupes).
 CHANGE_FEED_GRACE = timedelta(seconds=2)
