@@ -76,3 +76,10 @@ def test_the_gateway_never_lets_uvicorn_believe_forwarded_headers(where):
     assert "services.api_gateway.app:app" in command
     assert "--no-proxy-headers" in command, where
     assert "--forwarded-allow-ips" not in command
+
+
+def test_the_local_runner_trusts_only_loopback_for_forwarded_addresses():
+    ports = run_stack.resolve_ports({})
+    assert run_stack.stack_environment({}, ports)["GATEWAY_TRUSTED_PROXIES"] == "127.0.0.1/32"
+    chosen = {"GATEWAY_TRUSTED_PROXIES": "10.1.2.3/32"}
+    assert run_stack.stack_environment(chosen, ports)["GATEWAY_TRUSTED_PROXIES"] == "10.1.2.3/32"
