@@ -1,5 +1,6 @@
 """The portfolio database: the engine, and one small function per query."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -59,11 +60,26 @@ def _parse_url(raw: str) -> URL:
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # The busy timeout first: switching to WAL needs a lock another process may hold.
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+async def _enable_wal(engine: AsyncEngine) -> None:
+    """Switch a SQLite file to WAL (it stays so), waiting out a concurrent switch."""
+    # Two processes opening a new file at once both try the switch; SQLite answers the
+    # loser "database is locked" at once, without honouring the busy timeout, so retry.
+    deadline = asyncio.get_running_loop().time() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            async with engine.connect() as conn:
+                # An in-memory database answers "memory": nothing to switch there.
+                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.05)
 
 
 def create_engine(settings: PortfolioSettings) -> AsyncEngine:
@@ -114,6 +130,8 @@ class Database:
         )
         try:
             await database.ping()
+            if engine.dialect.name == "sqlite":
+                await database.guard(_enable_wal(engine))
             if migrate:
                 await database.guard(migrations.upgrade(engine))
         except BaseException:
