@@ -132,6 +132,9 @@ def make_settings(upstream: str, access_log: Path):
             f"{service.value}_service_url": f"{upstream}/{service.value}" for service in SERVICES
         }
         values["gateway_access_log"] = str(access_log)
+        # The identity change feed runs in the background and drops cached API keys of users
+        # the test just changed; only the sync tests turn it on.
+        values["gateway_identity_sync_seconds"] = 0
         values.update(overrides)
         return Settings(**values)
 
