@@ -152,12 +152,15 @@ async def login_page(
     session: OptionalSession,
     expired: bool = False,
     logged_out: bool = False,
+    form_expired: bool = False,
 ) -> Response:
     """Show the login form."""
     if session is not None and session.is_authenticated:
         return redirect("/dashboard")
     notice = None
-    if expired:
+    if form_expired:
+        notice = "The login form expired. Please try again."
+    elif expired:
         notice = "Your session expired. Please sign in again."
     elif logged_out:
         notice = "You are signed out."
@@ -175,11 +178,15 @@ async def login(
     csrf_token: FormText = "",
 ) -> Response:
     """Exchange the password for a gateway token and start a new session."""
-    if session is None or not csrf_matches(session, csrf_token):
-        # Usually a login form left open longer than the idle timeout: offer a fresh one.
+    if session is None:
+        # No session cookie came with the form: it idled out, or the post is cross-site
+        # (SameSite=Lax withholds the cookie). Never answer with a new cookie here: it would
+        # replace, and so end, a session the browser still holds. The login page decides.
+        return redirect("/login?form_expired=1")
+    if not csrf_matches(session, csrf_token):
         error = "The login form expired. Please try again."
-        return await form_page(
-            request, store, None, "login.html", status_code=403, error=error, username=username
+        return await render(
+            request, "login.html", session=session, status_code=403, error=error, username=username
         )
     username = username.strip()
     if not username or not password:

@@ -78,13 +78,30 @@ class TestLoginForm:
         )
         assert response.status_code == 403
 
-    async def test_a_login_without_any_session_is_refused_with_a_fresh_form(self, frontend):
+    async def test_a_login_without_any_session_is_sent_to_a_fresh_form(self, frontend):
         response = await frontend.client.post(
             "/login", data={"username": "a", "password": "b", "csrf_token": "guess"}
         )
-        assert response.status_code == 403
-        assert 'name="csrf_token"' in response.text
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?form_expired=1"
+        assert "set-cookie" not in response.headers
+        page = await frontend.client.get(response.headers["location"])
+        assert page.status_code == 200
+        assert "login form expired" in page.text
+        assert 'name="csrf_token"' in page.text
         assert frontend.session_id() is not None
+
+    async def test_a_cookieless_login_post_does_not_replace_a_live_session(self, frontend):
+        # A cross-site form post arrives without the SameSite=Lax cookie; answering it with a
+        # new cookie would sign the victim out.
+        await frontend.csrf()
+        before = frontend.session_id()
+        cookies = frontend.client.cookies
+        frontend.client.cookies = {}
+        response = await frontend.client.post("/login", data={"username": "a", "password": "b"})
+        assert "set-cookie" not in response.headers
+        frontend.client.cookies = cookies
+        assert frontend.session_id() == before
 
     @pytest.mark.parametrize("missing", ["username", "password"])
     async def test_an_empty_field_is_named(self, frontend, missing):
