@@ -21,13 +21,11 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from services.portfolio.config import PortfolioSettings
 from services.portfolio.identity import PortfolioIdentityService
-from shared.keys import generate_private_key, load_private_key, public_key_text
-from shared.roles import SERVICES
 from tests.support.databases import POSTGRES_URL, postgres_database
 from tests.support.redis_server import RedisServer
 from tests.support.servers import GATEWAY_APP, ServerProcess
+from tests.support.stack import fast_identity, service_urls, stack_env, start_portfolio_and_stub
 
 PASSWORD = "a long enough fault-suite password"
 # Every faulty answer must come within this; the client gives up after it and fails the test.
@@ -98,47 +96,18 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     logs = tmp_path_factory.mktemp("faults")
     with ExitStack() as stack:
         database_url = stack.enter_context(postgres_database())
-        assertion_key = generate_private_key()
-        env = {
-            "SECRETS_PROVIDER": "env",
-            "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(40),
-            "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
-            "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
-            "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
-            "TEST_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
-            "PORTFOLIO_DATABASE_URL": database_url,
-            "PORTFOLIO_DATABASE_CONNECT_TIMEOUT": "3",
-            "PORTFOLIO_ARGON2_TIME_COST": "1",
-            "PORTFOLIO_ARGON2_MEMORY_COST": "1024",
-            "PORTFOLIO_ARGON2_PARALLELISM": "1",
-        }
-        identity = PortfolioIdentityService(
-            settings=PortfolioSettings(
-                database_url=database_url,
-                argon2_time_cost=1,
-                argon2_memory_cost=1024,
-                argon2_parallelism=1,
-            )
-        )
+        env = stack_env(database_url, PORTFOLIO_DATABASE_CONNECT_TIMEOUT="3")
+        env["TEST_ASSERTION_PUBLIC_KEY"] = env["GATEWAY_ASSERTION_PUBLIC_KEY"]
+        identity = fast_identity(database_url)
         stack.callback(identity.close)
-        portfolio = stack.enter_context(
-            ServerProcess("services.portfolio.app:app", env=env, log_path=logs / "portfolio.log")
-        )
-        trading = stack.enter_context(
-            ServerProcess(
-                "services.stub.app:app",
-                env={**env, "STUB_SERVICE_NAME": "trading"},
-                log_path=logs / "trading.log",
-            )
-        )
+        portfolio, trading = start_portfolio_and_stub(stack, env, logs)
         slow = stack.enter_context(
             ServerProcess("tests.api_gateway.upstream:app", env=env, log_path=logs / "slow.log")
         )
         redis = stack.enter_context(RedisServer(logs))
         gateway_env = {
             **env,
-            **{f"{s.value.upper()}_SERVICE_URL": trading.url for s in SERVICES},
-            "PORTFOLIO_SERVICE_URL": portfolio.url,
+            **service_urls(portfolio.url, trading.url),
             "MARKET_SERVICE_URL": f"{slow.url}/market",
             "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": str(UPSTREAM_TIMEOUT_SECONDS),
             "GATEWAY_IDENTITY_TIMEOUT_SECONDS": "5",

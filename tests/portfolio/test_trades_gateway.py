@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from services.portfolio.identity import PortfolioIdentityService
-from shared.keys import generate_private_key, load_private_key, public_key_text
-from tests.portfolio.conftest import CHEAP_ARGON2_ENV, PASSWORD, make_settings
+from tests.portfolio.conftest import PASSWORD, make_settings
 from tests.support.databases import postgres_database
 from tests.support.servers import ServerProcess
+from tests.support.stack import stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -34,17 +34,8 @@ def _login(url: str, username: str) -> str:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     logs = tmp_path_factory.mktemp("portfolio-gateway")
-    assertion_key = generate_private_key()
-    env = {
-        "SECRETS_PROVIDER": "env",
-        "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(32),
-        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
-        "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
-        "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
-        **CHEAP_ARGON2_ENV,
-    }
     with ExitStack() as stack:
-        env["PORTFOLIO_DATABASE_URL"] = stack.enter_context(postgres_database())
+        env = stack_env(stack.enter_context(postgres_database()))
         with PortfolioIdentityService(settings=make_settings(env["PORTFOLIO_DATABASE_URL"])) as ids:
             ids.create_user("trader", PASSWORD, roles=["portfolio"])
             ids.create_user("outsider", PASSWORD, roles=["trading"])

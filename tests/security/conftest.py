@@ -18,20 +18,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from services.portfolio.config import PortfolioSettings
 from services.portfolio.identity import PortfolioIdentityService
-from shared.keys import generate_private_key, load_private_key, public_key_text
-from shared.roles import SERVICES
 from tests.support.databases import postgres_database
 from tests.support.servers import GATEWAY_APP, ServerProcess
+from tests.support.stack import fast_identity, service_urls, stack_env, start_portfolio_and_stub
 
 PASSWORD = "a long enough attack-suite password"
 DATABASE_PASSWORD = "db-" + secrets.token_hex(12)
-FAST_ARGON2 = {
-    "PORTFOLIO_ARGON2_TIME_COST": "1",
-    "PORTFOLIO_ARGON2_MEMORY_COST": "1024",
-    "PORTFOLIO_ARGON2_PARALLELISM": "1",
-}
 
 
 @dataclass
@@ -84,41 +77,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             .set(password=DATABASE_PASSWORD)
             .render_as_string(hide_password=False)
         )
-        assertion_key = generate_private_key()
-        env = {
-            "SECRETS_PROVIDER": "env",
-            "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(40),
-            "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
-            "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
-            "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
-            "PORTFOLIO_DATABASE_URL": database_url,
-            "PORTFOLIO_PASSWORD_ROTATION_DAYS": "90",
-            **FAST_ARGON2,
-            "GATEWAY_ACCESS_LOG": str(logs / "access.log"),
-        }
-        identity = PortfolioIdentityService(
-            settings=PortfolioSettings(
-                database_url=database_url,
-                argon2_time_cost=1,
-                argon2_memory_cost=1024,
-                argon2_parallelism=1,
-            )
+        env = stack_env(
+            database_url,
+            PORTFOLIO_PASSWORD_ROTATION_DAYS="90",
+            GATEWAY_ACCESS_LOG=str(logs / "access.log"),
         )
+        identity = fast_identity(database_url)
         exit_stack.callback(identity.close)
-        portfolio = exit_stack.enter_context(
-            ServerProcess("services.portfolio.app:app", env=env, log_path=logs / "portfolio.log")
-        )
-        stub = exit_stack.enter_context(
-            ServerProcess(
-                "services.stub.app:app",
-                env={**env, "STUB_SERVICE_NAME": "trading"},
-                log_path=logs / "trading.log",
-            )
-        )
-        env.update(
-            {f"{service.value.upper()}_SERVICE_URL": stub.url for service in SERVICES},
-            PORTFOLIO_SERVICE_URL=portfolio.url,
-        )
+        portfolio, stub = start_portfolio_and_stub(exit_stack, env, logs)
+        env.update(service_urls(portfolio.url, stub.url))
         gateway = exit_stack.enter_context(
             ServerProcess(
                 GATEWAY_APP,
