@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,8 +103,13 @@ class Authenticator:
         )
         return principal
 
-    async def login(self, username: str, password: str, *, client: str | None) -> Login:
-        """Check a password through the identity service and issue a token."""
+    @asynccontextmanager
+    async def _throttled(
+        self, username: str, client: str | None, *, attempts: str
+    ) -> AsyncIterator[None]:
+        """Guard a password check: refuse while the account or the client address has too
+        many recent failures, count a wrong password against both, clear the account's count
+        when the check passes. `attempts` names them in the refusal ("too many failed ...")."""
         account = f"account:{username.strip().lower()}"
         address = f"address:{client or 'unknown'}"
         retry_after = await self._state.login_retry_after(
@@ -114,22 +120,28 @@ class Authenticator:
         )
         if retry_after is not None:
             raise TooManyAttempts(
-                "too many failed logins; try again later", retry_after=retry_after
+                f"too many failed {attempts}; try again later", retry_after=retry_after
             )
         try:
-            user = await self._identity.authenticate(username, password)
+            yield
         except InvalidCredentials:
             await self._state.record_login_failure(
                 (account, address), self._settings.gateway_login_window_seconds
             )
             # One message whatever was wrong, so it cannot tell which usernames exist.
             raise InvalidCredentials("invalid username or password") from None
-        except PasswordExpired:
-            raise PasswordExpired(
-                f"the password has expired; set a new one with POST {ROTATE_PATH}",
-                rotate_url=ROTATE_PATH,
-            ) from None
         await self._state.clear_login_failures(account)
+
+    async def login(self, username: str, password: str, *, client: str | None) -> Login:
+        """Check a password through the identity service and issue a token."""
+        async with self._throttled(username, client, attempts="logins"):
+            try:
+                user = await self._identity.authenticate(username, password)
+            except PasswordExpired:
+                raise PasswordExpired(
+                    f"the password has expired; set a new one with POST {ROTATE_PATH}",
+                    rotate_url=ROTATE_PATH,
+                ) from None
         name = str(user["username"])
         roles = list(_user_roles(user))
         issued = self._tokens.issue(username=name, roles=roles)
@@ -147,26 +159,8 @@ class Authenticator:
         self, username: str, current_password: str, new_password: str, *, client: str | None
     ) -> dict[str, Any]:
         """Rotate a password (throttled like a login); revoke the user's live tokens."""
-        account = f"account:{username.strip().lower()}"
-        address = f"address:{client or 'unknown'}"
-        retry_after = await self._state.login_retry_after(
-            {
-                account: self._settings.gateway_login_max_attempts,
-                address: self._settings.gateway_login_max_attempts_per_address,
-            }
-        )
-        if retry_after is not None:
-            raise TooManyAttempts(
-                "too many failed attempts; try again later", retry_after=retry_after
-            )
-        try:
+        async with self._throttled(username, client, attempts="attempts"):
             user = await self._identity.rotate_password(username, current_password, new_password)
-        except InvalidCredentials:
-            await self._state.record_login_failure(
-                (account, address), self._settings.gateway_login_window_seconds
-            )
-            raise InvalidCredentials("invalid username or password") from None
-        await self._state.clear_login_failures(account)
         await self.forget_user(str(user["username"]))
         return user
 
