@@ -5,6 +5,7 @@ import sys
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -60,6 +61,18 @@ def error_body(code: ErrorCode | str, message: str, **extra: Any) -> dict[str, A
 
 class StartupError(Exception):
     """A service cannot start; the message is one line naming what is wrong, never a secret."""
+
+
+def settings_problems(exc: ValidationError, *, delimiter: str = ".") -> str:
+    """Name every bad setting of `exc` in one line: `NAME: message; NAME: message`.
+
+    A nested setting's path is joined with `delimiter` (the settings' `env_nested_delimiter`
+    when it has one) and upper-cased, so the name reads like the environment variable.
+    """
+    return "; ".join(
+        f"{delimiter.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        for error in exc.errors()
+    )
 
 
 class StartupErrorMiddleware:

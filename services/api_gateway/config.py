@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.api_gateway.errors import StartupError
+from shared.errors import settings_problems
 from shared.roles import Service
 from shared.secrets import SecretsError, SecretsManager
 
@@ -118,8 +119,4 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise StartupError(f"gateway cannot start: {problems}") from None
+        raise StartupError(f"gateway cannot start: {settings_problems(exc)}") from None

@@ -11,6 +11,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.frontend.errors import StartupRefusedError
+from shared.errors import settings_problems
 from shared.secrets import SecretsError, SecretsManager
 
 SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105  # nosec B105 - the name, not the value
@@ -47,10 +48,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = settings_problems(exc, delimiter="__")
         raise StartupRefusedError(f"invalid settings: {problems}") from None
 
 

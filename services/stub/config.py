@@ -6,6 +6,7 @@ from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.stub.errors import StartupError
+from shared.errors import settings_problems
 from shared.roles import SERVICES, Service
 from shared.secrets import SecretsError, SecretsManager
 
@@ -34,11 +35,7 @@ def load_settings() -> StubSettings:
     try:
         return StubSettings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise StartupError(f"stub cannot start: {problems}") from None
+        raise StartupError(f"stub cannot start: {settings_problems(exc)}") from None
 
 
 async def load_public_keys() -> list[str]:

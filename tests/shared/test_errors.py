@@ -5,14 +5,34 @@ from contextlib import asynccontextmanager
 
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel, ValidationError
 
-from shared.errors import StartupError, StartupErrorMiddleware, error_body
+from shared.errors import StartupError, StartupErrorMiddleware, error_body, settings_problems
 
 
 def test_error_body_holds_code_message_and_extras():
     assert error_body("too_many_attempts", "wait", retry_after=3) == {
         "error": {"code": "too_many_attempts", "message": "wait", "retry_after": 3}
     }
+
+
+class Inner(BaseModel):
+    port: int
+
+
+class Outer(BaseModel):
+    timeout: float
+    inner: Inner
+
+
+def test_settings_problems_name_every_bad_variable_in_one_line():
+    with pytest.raises(ValidationError) as caught:
+        Outer.model_validate({"timeout": "soon", "inner": {"port": "x"}})
+    line = settings_problems(caught.value, delimiter="__")
+    assert "\n" not in line
+    assert line.startswith("TIMEOUT: ")
+    assert "; INNER__PORT: " in line
+    assert "; INNER.PORT: " in settings_problems(caught.value)
 
 
 def refusing_app(error: Exception, **middleware: str) -> FastAPI:
