@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from services.portfolio.config import PortfolioSettings
@@ -72,3 +73,22 @@ async def database(settings: PortfolioSettings) -> AsyncIterator[Database]:
 @pytest.fixture
 def identity(database: Database, settings: PortfolioSettings, clock: Clock) -> IdentityService:
     return IdentityService(database, settings, secrets_manager=env_secrets(), clock=clock)
+
+
+# The HTTP API tests' clients (positions, trades); a module may define its own `client`.
+@pytest.fixture
+async def client(settings: PortfolioSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the portfolio app on the test's database, without a service token."""
+    from tests.portfolio.http import open_client  # http.py imports this module
+
+    async with open_client(settings, token=None) as (_, client):
+        yield client
+
+
+@pytest.fixture
+async def any_client(sqlite_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for tests where the database makes no difference (SQLite only)."""
+    from tests.portfolio.http import open_client  # http.py imports this module
+
+    async with open_client(make_settings(sqlite_url), token=None) as (_, client):
+        yield client

@@ -1,26 +1,8 @@
 """`GET /positions`, `GET /positions/{symbol}` and `GET /summary` over HTTP."""
 
-from collections.abc import AsyncIterator
-
-import httpx
 import pytest
 
 from tests.portfolio.callers import as_caller
-from tests.portfolio.conftest import make_settings
-from tests.portfolio.http import open_client
-
-
-@pytest.fixture
-async def client(settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_client(settings, token=None) as (_, client):
-        yield client
-
-
-@pytest.fixture
-async def any_client(sqlite_url) -> AsyncIterator[httpx.AsyncClient]:
-    """A client for tests where the database makes no difference (SQLite only)."""
-    async with open_client(make_settings(sqlite_url), token=None) as (_, client):
-        yield client
 
 
 async def trade(client, symbol, side, quantity, price, caller=None) -> None:

@@ -2,7 +2,6 @@
 decimals, field-naming errors, Idempotency-Key replays, pagination."""
 
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -13,22 +12,9 @@ from shared.assertion import AssertionSigner
 from shared.keys import generate_private_key
 from tests.portfolio.callers import ASSERTION_PUBLIC_KEY, as_caller, assertion
 from tests.portfolio.conftest import env_secrets, make_settings
-from tests.portfolio.http import SERVICE_TOKEN, open_client
+from tests.portfolio.http import SERVICE_TOKEN
 
 BUY = {"symbol": "BTC-USD", "side": "buy", "quantity": "1", "price": "100"}
-
-
-@pytest.fixture
-async def client(settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_client(settings, token=None) as (_, client):
-        yield client
-
-
-@pytest.fixture
-async def any_client(sqlite_url) -> AsyncIterator[httpx.AsyncClient]:
-    """A client for tests where the database makes no difference (SQLite only)."""
-    async with open_client(make_settings(sqlite_url), token=None) as (_, client):
-        yield client
 
 
 async def post_trade(client, body=None, headers=None, **overrides) -> httpx.Response:
