@@ -33,7 +33,7 @@ from tempfile import TemporaryDirectory
 
 import aiohttp
 
-from shared.keys import generate_private_key, load_private_key, public_key_text
+from bench.stack import FAST_SERVER, service_env
 from shared.roles import SERVICES, Service
 from tests.support.databases import postgres_database
 from tests.support.redis_server import SHARED_REDIS_URL, delete_prefix, unique_prefix
@@ -41,7 +41,6 @@ from tests.support.servers import GATEWAY_APP, ServerProcess
 
 PASSWORD = "load test password that is long enough"  # noqa: S105  # nosec B105 - throwaway
 STUBS = [service for service in SERVICES if service is not Service.PORTFOLIO]
-FAST_SERVER = ("--loop", "uvloop", "--http", "httptools")
 # kind -> weight; logins are few because each one is a full Argon2id check.
 MIX: dict[str, int] = {
     "login": 1,
@@ -101,21 +100,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank]
 
 
-def _env(database_url: str) -> dict[str, str]:
-    assertion_key = generate_private_key()
-    return {
-        "SECRETS_PROVIDER": "env",
-        "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(40),
-        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
-        "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
-        "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
-        "PORTFOLIO_DATABASE_URL": database_url,
-        "PORTFOLIO_PASSWORD_ROTATION_DAYS": "0",  # nosec B105 - a number of days
-        # Every client logs in from 127.0.0.1.
-        "GATEWAY_LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "1000000",
-    }
-
-
 @contextmanager
 def running_stack(
     root: Path, *, users: int, gateways: int = 1, fast_hashing: bool = False
@@ -126,7 +110,8 @@ def running_stack(
 
     with ExitStack() as stack:
         database_url = stack.enter_context(postgres_database())
-        env = _env(database_url)
+        # Every client logs in from 127.0.0.1.
+        env = service_env(database_url, GATEWAY_LOGIN_MAX_ATTEMPTS_PER_ADDRESS="1000000")
         settings = PortfolioSettings(database_url=database_url)
         if fast_hashing:
             # Tests only: cheap Argon2id; the benchmark keeps the production parameters.

@@ -62,12 +62,19 @@ class Stack:
     assertion_private_key: str
 
 
-def _env(keys: dict[str, str], database_url: str) -> dict[str, str]:
+def service_env(database_url: str, **extra: str) -> dict[str, str]:
+    """Return the environment of every process: fresh keys and service token (env secrets
+    provider), the identity store at `database_url`, no password expiry, then `extra`."""
+    assertion_key = generate_private_key()
     return {
         "SECRETS_PROVIDER": "env",
+        "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(40),
+        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
+        "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
+        "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
         "PORTFOLIO_DATABASE_URL": database_url,
         "PORTFOLIO_PASSWORD_ROTATION_DAYS": "0",  # nosec B105 - a number of days
-        **keys,
+        **extra,
     }
 
 
@@ -120,16 +127,8 @@ def running_stack(root: Path) -> Iterator[Stack]:
     """Start the identity service, the stub, nginx and the gateway; yield how to reach them."""
     from services.portfolio.identity import PortfolioIdentityService
 
-    assertion_key = generate_private_key()
-    keys = {
-        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
-        "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
-        "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
-        "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(40),
-    }
     database_url = f"sqlite+aiosqlite:///{root / 'portfolio.db'}"
-    env = _env(keys, database_url)
-
+    env = service_env(database_url)
     with PortfolioIdentityService(database_url=database_url) as identity:
         identity.create_user(USERNAME, PASSWORD, roles=["trading"])
         api_key = identity.rotate_api_key(USERNAME, secrets.token_hex(32)).api_key
@@ -173,5 +172,5 @@ def running_stack(root: Path) -> Iterator[Stack]:
             gateway_pid=gateway.process.pid,
             access_token=login.json()["access_token"],
             api_key=api_key,
-            assertion_private_key=assertion_key,
+            assertion_private_key=env["GATEWAY_ASSERTION_PRIVATE_KEY"],
         )
