@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.keys import generate_private_key, load_private_key, public_key_text
+from shared.secrets.generate import generate_secrets
 from tests.support.servers import ServerProcess, free_port
 
 USERNAME = "bench-user"
@@ -65,13 +65,9 @@ class Stack:
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
     """Return the environment of every process: fresh keys and service token (env secrets
     provider), the identity store at `database_url`, no password expiry, then `extra`."""
-    assertion_key = generate_private_key()
     return {
         "SECRETS_PROVIDER": "env",
-        "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(40),
-        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
-        "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
-        "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
+        **generate_secrets(),
         "PORTFOLIO_DATABASE_URL": database_url,
         "PORTFOLIO_PASSWORD_ROTATION_DAYS": "0",  # nosec B105 - a number of days
         **extra,

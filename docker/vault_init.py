@@ -21,12 +21,10 @@ import requests.exceptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-
-from write_dev_env import generate_secrets  # noqa: E402
 
 from shared.secrets.config import SecretsSettings  # noqa: E402 - needs the repository path
 from shared.secrets.errors import SecretsConfigError  # noqa: E402
+from shared.secrets.generate import generate_secrets  # noqa: E402
 from shared.secrets.registry import SecretRegistry  # noqa: E402
 
 # Generated together: a public key is only useful beside its own private half.

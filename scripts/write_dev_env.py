@@ -1,25 +1,12 @@
 """Write a git-ignored `.env` of freshly generated development secrets, once."""
 
 import os
-import secrets
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.keys import generate_private_key, load_private_key, public_key_text
-
-
-def generate_secrets() -> dict[str, str]:
-    """Return a fresh value for every managed secret a service requires (the `.env` form)."""
-    assertion_key = generate_private_key()
-    return {
-        "SESSION_SECRET_KEY": secrets.token_urlsafe(48),
-        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
-        "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
-        "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
-        "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(48),
-    }
+from shared.secrets.generate import generate_secrets
 
 
 def render() -> str:

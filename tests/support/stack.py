@@ -6,15 +6,14 @@ stub and a gateway as real uvicorn processes; this module holds what they share.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.identity import PortfolioIdentityService
-from shared.keys import generate_private_key, load_private_key, public_key_text
 from shared.roles import SERVICES
+from shared.secrets.generate import generate_secrets
 from tests.support.servers import ServerProcess
 
 PORTFOLIO_APP = "services.portfolio.app:app"
@@ -30,13 +29,9 @@ FAST_ARGON2_ENV = {
 def stack_env(database_url: str, **extra: str) -> dict[str, str]:
     """Return the environment of every process: fresh keys and service token (env secrets
     provider), the identity store at `database_url`, cheap Argon2id, then `extra`."""
-    assertion_key = generate_private_key()
     return {
         "SECRETS_PROVIDER": "env",
-        "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(40),
-        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
-        "GATEWAY_ASSERTION_PRIVATE_KEY": assertion_key,
-        "GATEWAY_ASSERTION_PUBLIC_KEY": public_key_text(load_private_key(assertion_key)),
+        **generate_secrets(),
         "PORTFOLIO_DATABASE_URL": database_url,
         **FAST_ARGON2_ENV,
         **extra,
