@@ -29,7 +29,9 @@ class MemoryState:
             return
         self._failures = {k: v for k, v in self._failures.items() if v[1] > now}
         self._revoked = {k: v for k, v in self._revoked.items() if v > now}
-        self._api_keys = {k: v for k, v in self._api_keys.items() if v[1] > now}
+        # The API-key cache counts its freshness on the monotonic clock, the rest on the wall.
+        fresh = time.monotonic()
+        self._api_keys = {k: v for k, v in self._api_keys.items() if v[1] > fresh}
         for subject in list(self._issued):
             live = {j: e for j, e in self._issued[subject].items() if e > now}
             if live:

@@ -60,6 +60,15 @@ async def test_api_key_cache_expires_after_its_ttl(state):
     assert await state.cached_api_key("hash") is None
 
 
+async def test_expiry_sweeps_keep_api_keys_that_are_still_fresh():
+    state = MemoryState()
+    await state.cache_api_key("hash", principal(), ttl=60)
+    # Every write sweeps now and then; a sweep must drop only what has expired.
+    for n in range(MemoryState._SWEEP_EVERY * 2):
+        await state.track_token(subject="bob", jti=f"j{n}", expires_at=10**10)
+    assert await state.cached_api_key("hash") == principal()
+
+
 async def test_api_key_cache_with_zero_ttl_caches_nothing(state):
     await state.cache_api_key("hash", principal(), ttl=0)
     assert await state.cached_api_key("hash") is None
