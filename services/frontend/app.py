@@ -17,6 +17,7 @@ from services.frontend.config import (
     load_session_secret,
     load_settings,
 )
+from services.frontend.csrf import FormPassSigner
 from services.frontend.errors import (
     FrontendError,
     LoginRequiredError,
@@ -150,10 +151,12 @@ def create_app(
                 idle_timeout=config.security.session_timeout,
                 lifetime=config.security.session_lifetime,
                 max_sessions=config.security.max_sessions,
+                max_sessions_per_user=config.security.max_sessions_per_user,
             )
         )
         app.state.cookie_name = SECURE_COOKIE_NAME if config.security.cookie_secure else COOKIE_NAME
         app.state.cookie_signer = CookieSigner(secret)
+        app.state.form_signer = FormPassSigner(secret, lifetime=config.security.form_timeout)
         async with httpx.AsyncClient(
             base_url=str(config.gateway_url), timeout=config.gateway_timeout_seconds
         ) as client:

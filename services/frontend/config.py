@@ -19,7 +19,7 @@ MIN_SECRET_BYTES = 32
 
 
 class SecuritySettings(BaseModel):
-    """`SECURITY__*`: how long a browser session may live and how its cookie is flagged."""
+    """`SECURITY__*`: how long a browser session may live, how many, how its cookie is flagged."""
 
     # Idle seconds after which the session is gone (the guide's SECURITY__SESSION_TIMEOUT).
     session_timeout: PositiveInt = 1800
@@ -29,6 +29,10 @@ class SecuritySettings(BaseModel):
     cookie_secure: bool = True
     # Upper bound on sessions held by one process; the least recently used go first.
     max_sessions: PositiveInt = 10000
+    # Signed-in sessions one user may hold at once; signing in again ends the oldest.
+    max_sessions_per_user: PositiveInt = 5
+    # Seconds a login or password form (its signed pass in the cookie) stays valid.
+    form_timeout: PositiveInt = 1800
 
 
 class Settings(BaseSettings):

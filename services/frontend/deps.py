@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 
 from services.frontend.config import Settings
+from services.frontend.csrf import FormPass, FormPassSigner
 from services.frontend.errors import CsrfError, LoginRequiredError, SessionExpiredError
 from services.frontend.gateway import Gateway
 from services.frontend.sessions import CookieSigner, Session, SessionStore, csrf_matches
@@ -56,6 +57,16 @@ async def optional_session(request: Request, store: StoreDep) -> Session | None:
 
 
 OptionalSession = Annotated[Session | None, Depends(optional_session)]
+
+
+async def optional_form_pass(request: Request) -> FormPass | None:
+    """Return the signed form pass the browser's cookie holds before sign-in, if genuine."""
+    signer: FormPassSigner = request.app.state.form_signer
+    value = request.cookies.get(request.app.state.cookie_name)
+    return signer.unsign(value) if value else None
+
+
+OptionalFormPass = Annotated[FormPass | None, Depends(optional_form_pass)]
 
 
 def _signed_in(request: Request, session: Session | None) -> Session:

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from services.frontend.csrf import FormPass, FormPassSigner
 from services.frontend.gateway import epoch
 from services.frontend.sessions import Session, SessionStore
 from shared.roles import is_admin
@@ -115,6 +116,20 @@ def set_session_cookie(response: Response, request: Request, session: Session) -
     response.set_cookie(
         request.app.state.cookie_name,
         request.app.state.cookie_signer.sign(session.id),
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.settings.security.cookie_secure,
+        path="/",
+    )
+
+
+def set_form_pass_cookie(response: Response, request: Request, form_pass: FormPass) -> None:
+    """Give the browser the signed pass of the form it is shown, in place of a session."""
+    signer: FormPassSigner = request.app.state.form_signer
+    response.set_cookie(
+        request.app.state.cookie_name,
+        signer.sign(form_pass),
+        max_age=signer.lifetime,
         httponly=True,
         samesite="lax",
         secure=request.app.state.settings.security.cookie_secure,

@@ -1,5 +1,10 @@
 """Server-side browser sessions: the cookie carries a signed random id, nothing else.
 
+A session exists only once a password checked out (the forms before that carry a signed
+pass, see `csrf.py`), so every session belongs to a user: one user holds at most
+`max_sessions_per_user` of them (the oldest sign-in ends first), and a full store drops the
+least recently used session, never the one being created.
+
 The store here keeps sessions in the memory of one process: several frontend processes
 behind a load balancer would each hold their own (use sticky sessions, or add a shared
 backend implementing `SessionStore`).
@@ -43,29 +48,12 @@ class Session:
     username: str | None = None
     roles: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
-    # Username waiting for a password rotation after login said the password expired.
-    pending_username: str | None = None
     flash: str | None = None
 
     @property
     def is_authenticated(self) -> bool:
         """Tell whether the session holds a gateway token."""
         return self.access_token is not None
-
-    def hold(
-        self,
-        *,
-        access_token: str,
-        token_expires_at: float,
-        username: str,
-        roles: tuple[str, ...],
-        services: tuple[str, ...],
-    ) -> None:
-        """Keep a gateway token and whose it is."""
-        self.access_token = SecretStr(access_token)
-        self.token_expires_at = token_expires_at
-        self.username, self.roles, self.services = username, roles, services
-        self.pending_username = None
 
     def bearer(self) -> str:
         """Return the gateway token; only authenticated sessions have one."""
@@ -85,8 +73,17 @@ class SessionStore(Protocol):
     idle_timeout: int
     lifetime: int
 
-    async def create(self) -> Session:
-        """Start an empty session with a fresh id and CSRF token."""
+    async def create(
+        self,
+        *,
+        username: str,
+        access_token: str,
+        token_expires_at: float,
+        roles: tuple[str, ...],
+        services: tuple[str, ...],
+        flash: str | None = None,
+    ) -> Session:
+        """Start a signed-in session (fresh id and CSRF token) holding a gateway token."""
         ...
 
     async def get(self, session_id: str) -> Session | None:
@@ -115,25 +112,53 @@ class MemorySessionStore:
         idle_timeout: int,
         lifetime: int,
         max_sessions: int = 10000,
+        max_sessions_per_user: int = 5,
         clock: Clock = time.time,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.lifetime = lifetime
         self.max_sessions = max_sessions
+        self.max_sessions_per_user = max_sessions_per_user
         self._clock = clock
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        # Each user's session ids, oldest sign-in first.
+        self._by_user: dict[str, dict[str, None]] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    async def create(self) -> Session:
-        """Start an empty session with a fresh id and CSRF token."""
+    async def create(
+        self,
+        *,
+        username: str,
+        access_token: str,
+        token_expires_at: float,
+        roles: tuple[str, ...],
+        services: tuple[str, ...],
+        flash: str | None = None,
+    ) -> Session:
+        """Start a signed-in session; the user's oldest end beyond the per-user cap."""
         now = self._clock()
         self._sweep(now)
-        session = Session(id=new_token(), csrf_token=new_token(), created_at=now, last_seen_at=now)
+        # Room is made before the new session is added, so it can never be the one to go.
+        while len(self._by_user.get(username, ())) >= self.max_sessions_per_user:
+            self._remove(next(iter(self._by_user[username])))
+        while len(self._sessions) >= self.max_sessions:
+            self._remove(next(iter(self._sessions)))
+        session = Session(
+            id=new_token(),
+            csrf_token=new_token(),
+            created_at=now,
+            last_seen_at=now,
+            access_token=SecretStr(access_token),
+            token_expires_at=token_expires_at,
+            username=username,
+            roles=roles,
+            services=services,
+            flash=flash,
+        )
         self._sessions[session.id] = session
-        while len(self._sessions) > self.max_sessions:
-            self._evict()
+        self._by_user.setdefault(username, {})[session.id] = None
         return replace(session)
 
     async def get(self, session_id: str) -> Session | None:
@@ -142,35 +167,36 @@ class MemorySessionStore:
         if session is None:
             return None
         if self._expired(session, self._clock()):
-            del self._sessions[session_id]
+            self._remove(session_id)
             return None
         return replace(session)
 
     async def save(self, session: Session, *, touch: bool = True) -> None:
-        """Store changes; a deleted or expired session stays gone."""
-        if session.id not in self._sessions:
+        """Store changes; a deleted or expired session stays gone, its user stays its own."""
+        stored = self._sessions.get(session.id)
+        if stored is None:
             return
         if touch:
             session.last_seen_at = self._clock()
             self._sessions.move_to_end(session.id)
-        self._sessions[session.id] = replace(session)
+        self._sessions[session.id] = replace(session, username=stored.username)
 
     async def delete(self, session_id: str) -> None:
         """Forget a session."""
-        self._sessions.pop(session_id, None)
+        self._remove(session_id)
 
     def idle_deadline(self, session: Session) -> float:
         """Return when the session ends unless it is used again."""
         return min(session.last_seen_at + self.idle_timeout, session.created_at + self.lifetime)
 
-    def _evict(self) -> None:
-        # Anonymous sessions (a login form's CSRF token) go first, so a flood of login
-        # page loads cannot push signed-in users out.
-        victim = next(
-            (sid for sid, session in self._sessions.items() if not session.is_authenticated),
-            next(iter(self._sessions)),
-        )
-        del self._sessions[victim]
+    def _remove(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is None or session.username is None:
+            return
+        mine = self._by_user.get(session.username, {})
+        mine.pop(session_id, None)
+        if not mine:
+            self._by_user.pop(session.username, None)
 
     def _expired(self, session: Session, now: float) -> bool:
         return now >= self.idle_deadline(session)
@@ -178,10 +204,10 @@ class MemorySessionStore:
     def _sweep(self, now: float) -> None:
         # Ordered by last activity, so idle sessions sit at the front.
         while self._sessions:
-            oldest = next(iter(self._sessions.values()))
+            oldest_id, oldest = next(iter(self._sessions.items()))
             if not self._expired(oldest, now):
                 break
-            self._sessions.popitem(last=False)
+            self._remove(oldest_id)
 
 
 class CookieSigner:
@@ -204,7 +230,10 @@ class CookieSigner:
     def unsign(self, value: str) -> str | None:
         """Return the session id of a genuine cookie value, else None."""
         session_id, _, signature = value.rpartition(".")
-        if not session_id or not hmac.compare_digest(signature, self._signature(session_id)):
+        # Bytes, not str: compare_digest refuses non-ASCII text, which a cookie may hold.
+        if not session_id or not hmac.compare_digest(
+            signature.encode(), self._signature(session_id).encode()
+        ):
             return None
         return session_id
 

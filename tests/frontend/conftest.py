@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from services.frontend.app import create_app
 from services.frontend.config import SecuritySettings, Settings
+from services.frontend.csrf import FormPass, FormPassSigner
 from services.frontend.sessions import CookieSigner, MemorySessionStore, Session
 from tests.frontend.stack import PASSWORD, Stack, start_stack
 from tests.support.servers import free_port
@@ -61,17 +62,21 @@ class Frontend:
         token_expires_at: float | None = None,
     ) -> Session:
         """Put a signed-in session straight into the store and give the client its cookie."""
-        session = await self.store.create()
-        session.hold(
+        session = await self.store.create(
+            username=username,
             access_token=token,
             token_expires_at=token_expires_at or self.store_now() + 900,
-            username=username,
             roles=roles,
             services=roles,
         )
-        await self.store.save(session)
         self.set_cookie(CookieSigner(SESSION_SECRET).sign(session.id))
         return session
+
+    def form_pass(self) -> FormPass | None:
+        """Return the signed form pass the client's cookie holds before sign-in."""
+        value = self.client.cookies.get(self.cookie_name)
+        signer: FormPassSigner = self.app.state.form_signer
+        return signer.unsign(value) if value else None
 
     def set_cookie(self, value: str) -> None:
         """Set the session cookie as the browser would have stored it."""

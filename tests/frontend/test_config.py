@@ -27,6 +27,9 @@ def test_defaults_follow_the_guide():
     assert settings.security.session_timeout == 1800
     assert settings.security.session_lifetime == 43200
     assert settings.security.cookie_secure is True
+    assert settings.security.max_sessions == 10000
+    assert settings.security.max_sessions_per_user == 5
+    assert settings.security.form_timeout == 1800
     assert str(settings.gateway_url) == "http://127.0.0.1:8000/"
 
 
@@ -40,6 +43,22 @@ def test_nested_security_variables_are_read_from_the_environment(monkeypatch):
         session_timeout=300, session_lifetime=3600, cookie_secure=False
     )
     assert str(settings.gateway_url) == "http://127.0.0.1:9000/"
+
+
+def test_the_session_limits_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SECURITY__MAX_SESSIONS", "500")
+    monkeypatch.setenv("SECURITY__MAX_SESSIONS_PER_USER", "2")
+    monkeypatch.setenv("SECURITY__FORM_TIMEOUT", "600")
+    security = Settings().security
+    assert (security.max_sessions, security.max_sessions_per_user) == (500, 2)
+    assert security.form_timeout == 600
+
+
+@pytest.mark.parametrize("name", ["MAX_SESSIONS", "MAX_SESSIONS_PER_USER", "FORM_TIMEOUT"])
+def test_a_session_limit_of_zero_is_refused(monkeypatch, name):
+    monkeypatch.setenv(f"SECURITY__{name}", "0")
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings()
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "soon"])

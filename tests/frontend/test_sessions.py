@@ -10,49 +10,99 @@ def store(clock: Clock) -> MemorySessionStore:
     return MemorySessionStore(idle_timeout=60, lifetime=600, clock=clock)
 
 
-async def signed_in(store: MemorySessionStore, token: str = "gateway-jwt") -> Session:
-    session = await store.create()
-    session.hold(
+async def signed_in(
+    store: MemorySessionStore, token: str = "gateway-jwt", username: str = "alice"
+) -> Session:
+    return await store.create(
+        username=username,
         access_token=token,
         token_expires_at=0.0,
-        username="alice",
         roles=("portfolio",),
         services=("portfolio",),
     )
-    await store.save(session)
-    return session
+
+
+def small_store(clock: Clock, *, total: int = 10000, per_user: int = 5) -> MemorySessionStore:
+    return MemorySessionStore(
+        idle_timeout=60,
+        lifetime=600,
+        max_sessions=total,
+        max_sessions_per_user=per_user,
+        clock=clock,
+    )
 
 
 class TestCreate:
     async def test_a_new_session_has_random_url_safe_id_and_csrf_token(self, store):
-        first, second = await store.create(), await store.create()
+        first, second = await signed_in(store), await signed_in(store)
         assert first.id != second.id
         assert first.csrf_token != second.csrf_token
         assert len(first.id) >= 43  # 32 random bytes, base64url
         assert first.id.replace("-", "").replace("_", "").isalnum()
 
-    async def test_a_new_session_is_anonymous(self, store):
-        session = await store.create()
-        assert not session.is_authenticated
-        with pytest.raises(ValueError, match="no gateway token"):
-            session.bearer()
+    async def test_a_new_session_holds_the_users_token(self, store):
+        session = await signed_in(store, token="the-gateway-jwt")
+        assert session.is_authenticated
+        assert session.bearer() == "the-gateway-jwt"
+        assert (await store.get(session.id)).username == "alice"
 
-    async def test_the_oldest_sessions_give_way_beyond_the_limit(self, clock):
-        store = MemorySessionStore(idle_timeout=60, lifetime=600, max_sessions=2, clock=clock)
-        oldest = await store.create()
-        await store.create()
-        await store.create()
+    async def test_the_least_recently_used_give_way_beyond_the_limit(self, clock):
+        store = small_store(clock, total=2)
+        oldest = await signed_in(store, username="alice")
+        used = await signed_in(store, username="bob")
+        clock.advance(1)
+        await store.save(oldest, touch=True)  # alice's is now the most recently used
+        newest = await signed_in(store, username="carol")
         assert len(store) == 2
-        assert await store.get(oldest.id) is None
+        assert await store.get(used.id) is None
+        assert await store.get(oldest.id) is not None
+        assert await store.get(newest.id) is not None
 
-    async def test_anonymous_sessions_give_way_before_signed_in_ones(self, clock):
-        store = MemorySessionStore(idle_timeout=60, lifetime=600, max_sessions=2, clock=clock)
-        user = await signed_in(store)
-        anonymous = await store.create()
-        for _ in range(5):  # a flood of login page loads
-            await store.create()
-        assert await store.get(user.id) is not None
-        assert await store.get(anonymous.id) is None
+    async def test_the_session_being_created_never_gives_way(self, clock):
+        store = small_store(clock, total=3, per_user=100)
+        for n in range(20):  # one user signing in over and over fills the store
+            await signed_in(store, username="heavy", token=f"jwt-{n}")
+            clock.advance(1)
+        newest = await signed_in(store, username="victim")
+        assert len(store) == 3
+        assert await store.get(newest.id) is not None
+
+    async def test_a_user_holds_at_most_the_per_user_cap_the_oldest_ending_first(self, clock):
+        store = small_store(clock, per_user=2)
+        other = await signed_in(store, username="bob")
+        first = await signed_in(store, username="alice")
+        clock.advance(1)
+        second = await signed_in(store, username="alice")
+        clock.advance(1)
+        await store.save(first, touch=True)  # recent use does not save the oldest sign-in
+        third = await signed_in(store, username="alice")
+        assert await store.get(first.id) is None
+        assert await store.get(second.id) is not None
+        assert await store.get(third.id) is not None
+        assert await store.get(other.id) is not None, "another user's session stays"
+
+    async def test_an_ended_session_frees_its_place_in_the_users_count(self, clock):
+        store = small_store(clock, per_user=2)
+        first = await signed_in(store)
+        await store.delete((await signed_in(store)).id)
+        second = await signed_in(store)
+        assert await store.get(first.id) is not None, "the deleted session freed its place"
+        clock.advance(60)  # both idle out
+        third, fourth = await signed_in(store), await signed_in(store)
+        assert await store.get(second.id) is None
+        assert await store.get(third.id) is not None
+        assert await store.get(fourth.id) is not None
+        assert len(store) == 2
+
+    async def test_saving_cannot_move_a_session_to_another_user(self, clock):
+        store = small_store(clock, per_user=1)
+        session = await signed_in(store, username="alice")
+        session.username = "mallory"
+        await store.save(session)
+        assert (await store.get(session.id)).username == "alice"
+        newest = await signed_in(store, username="alice")
+        assert await store.get(session.id) is None
+        assert await store.get(newest.id) is not None
 
 
 class TestIdleTimeout:
@@ -157,8 +207,9 @@ class TestCookieSigner:
             lambda v: v.split(".")[0],
             lambda v: "",
             lambda v: ".",
+            lambda v: v[:-2] + "éé",
         ],
-        ids=["changed-id", "changed-signature", "no-signature", "empty", "dot-only"],
+        ids=["changed-id", "changed-signature", "no-signature", "empty", "dot-only", "non-ascii"],
     )
     def test_a_tampered_cookie_is_refused(self, tamper):
         signer = CookieSigner(SESSION_SECRET)
@@ -171,14 +222,14 @@ class TestCookieSigner:
 
 class TestCsrf:
     async def test_the_session_token_matches(self, store):
-        session = await store.create()
+        session = await signed_in(store)
         assert csrf_matches(session, session.csrf_token)
 
-    @pytest.mark.parametrize("submitted", [None, "", "wrong", "x" * 43])
+    @pytest.mark.parametrize("submitted", [None, "", "wrong", "x" * 43, "é" * 43])
     async def test_anything_else_does_not(self, store, submitted):
-        session = await store.create()
+        session = await signed_in(store)
         assert not csrf_matches(session, submitted)
 
     async def test_another_sessions_token_does_not(self, store):
-        mine, theirs = await store.create(), await store.create()
+        mine, theirs = await signed_in(store), await signed_in(store)
         assert not csrf_matches(mine, theirs.csrf_token)

@@ -6,8 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from services.frontend.csrf import FormPass, FormPassSigner
 from services.frontend.deps import (
     GatewayDep,
+    OptionalFormPass,
     OptionalSession,
     StoreDep,
 )
@@ -18,7 +20,13 @@ from services.frontend.errors import (
     SessionExpiredError,
 )
 from services.frontend.gateway import Gateway, TokenGrant
-from services.frontend.pages import clear_session_cookie, redirect, render, set_session_cookie
+from services.frontend.pages import (
+    clear_session_cookie,
+    redirect,
+    render,
+    set_form_pass_cookie,
+    set_session_cookie,
+)
 from services.frontend.sessions import Session, SessionStore, csrf_matches
 from shared.errors import ErrorCode
 
@@ -63,20 +71,22 @@ def status_of_failure(error: FrontendError) -> int:
 
 async def form_page(
     request: Request,
-    store: SessionStore,
     session: Session | None,
+    form_pass: FormPass | None,
     template: str,
-    *,
-    status_code: int = 200,
     **context: Any,
 ) -> Response:
-    """Render a public form, starting a session first so the form has a CSRF token."""
-    fresh = session is None
-    if session is None:
-        session = await store.create()
-    page = await render(request, template, session=session, status_code=status_code, **context)
-    if fresh:
-        set_session_cookie(page, request, session)
+    """Render a public form with the session's CSRF token, or else with a signed form pass.
+
+    Nothing is stored for a browser before it signs in: its cookie carries the pass, renewed
+    on each load but keeping its nonce, so the same form open in another tab still works.
+    """
+    if session is not None and session.is_authenticated:
+        return await render(request, template, session=session, **context)
+    signer: FormPassSigner = request.app.state.form_signer
+    fresh = signer.renew(form_pass) if form_pass is not None else signer.issue()
+    page = await render(request, template, csrf_token=fresh.nonce, **context)
+    set_form_pass_cookie(page, request, fresh)
     return page
 
 
@@ -94,16 +104,14 @@ async def sign_in(
         await store.delete(previous.id)
         if previous.is_authenticated:
             await revoke(gateway, previous)
-    session = await store.create()
-    session.hold(
+    session = await store.create(
+        username=identity.username,
         access_token=grant.access_token,
         token_expires_at=grant.expires_at,
-        username=identity.username,
         roles=identity.roles,
         services=identity.services,
+        flash=flash,
     )
-    session.flash = flash
-    await store.save(session)
     response = redirect("/dashboard")
     set_session_cookie(response, request, session)
     return response
@@ -148,8 +156,8 @@ async def home(session: OptionalSession) -> Response:
 @router.get("/login")
 async def login_page(
     request: Request,
-    store: StoreDep,
     session: OptionalSession,
+    form_pass: OptionalFormPass,
     expired: bool = False,
     logged_out: bool = False,
     form_expired: bool = False,
@@ -164,7 +172,7 @@ async def login_page(
         notice = "Your session expired. Please sign in again."
     elif logged_out:
         notice = "You are signed out."
-    return await form_page(request, store, session, "login.html", notice=notice)
+    return await form_page(request, session, form_pass, "login.html", notice=notice)
 
 
 @router.post("/login")
@@ -173,52 +181,62 @@ async def login(
     store: StoreDep,
     gateway: GatewayDep,
     session: OptionalSession,
+    form_pass: OptionalFormPass,
     username: FormText = "",
     password: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
     """Exchange the password for a gateway token and start a new session."""
-    if session is None:
-        # No session cookie came with the form: it idled out, or the post is cross-site
-        # (SameSite=Lax withholds the cookie). Never answer with a new cookie here: it would
-        # replace, and so end, a session the browser still holds. The login page decides.
+    if session is not None:
+        # A signed-in browser is shown no login form: its cookie holds a session, no pass.
+        raise CsrfError()
+    if form_pass is None:
+        # No genuine, unexpired form pass came with the form: it expired, is forged or
+        # another frontend's, or the post is cross-site (SameSite=Lax withholds the cookie).
+        # Never answer with a new cookie here: it would replace, and so end, a session the
+        # browser still holds. The login page decides.
         return redirect("/login?form_expired=1")
-    if not csrf_matches(session, csrf_token):
+    form: dict[str, Any] = {"username": username, "csrf_token": form_pass.nonce}
+    if not form_pass.matches(csrf_token):
         error = "The login form expired. Please try again."
-        return await render(
-            request, "login.html", session=session, status_code=403, error=error, username=username
-        )
-    username = username.strip()
+        return await render(request, "login.html", status_code=403, error=error, **form)
+    username = form["username"] = username.strip()
     if not username or not password:
         error = "Enter your username and password."
-        return await render(
-            request, "login.html", session=session, status_code=400, error=error, username=username
-        )
+        return await render(request, "login.html", status_code=400, error=error, **form)
     try:
         grant = await gateway.login(username, password, client=browser_address(request))
     except FrontendError as exc:
         if isinstance(exc, GatewayError) and exc.code == ErrorCode.PASSWORD_EXPIRED:
-            session.pending_username = username
-            await store.save(session)
-            return redirect("/password/rotate")
+            # Still nothing server-side: the pass names whose password is to be changed.
+            signer: FormPassSigner = request.app.state.form_signer
+            response = redirect("/password/rotate")
+            set_form_pass_cookie(response, request, signer.issue(pending_username=username))
+            return response
         return await render(
             request,
             "login.html",
-            session=session,
             status_code=status_of_failure(exc),
             error=failure_message(exc, LOGIN_MESSAGES),
-            username=username,
+            **form,
         )
-    return await sign_in(request, store, gateway, session, grant)
+    return await sign_in(request, store, gateway, None, grant)
 
 
 @router.get("/password/rotate")
-async def rotate_page(request: Request, store: StoreDep, session: OptionalSession) -> Response:
+async def rotate_page(
+    request: Request, session: OptionalSession, form_pass: OptionalFormPass
+) -> Response:
     """Show the password rotation form (current password, new one twice)."""
-    expired = session is not None and session.pending_username is not None
-    username = (session.pending_username or session.username or "") if session else ""
+    pending = form_pass.pending_username if form_pass is not None else None
+    username = pending or (session.username if session is not None else None) or ""
     return await form_page(
-        request, store, session, "password_rotate.html", username=username, expired=expired
+        request,
+        session,
+        form_pass,
+        "password_rotate.html",
+        username=username,
+        expired=pending is not None,
     )
 
 
@@ -228,6 +246,7 @@ async def rotate_password(
     store: StoreDep,
     gateway: GatewayDep,
     session: OptionalSession,
+    form_pass: OptionalFormPass,
     username: FormText = "",
     current_password: FormText = "",
     new_password: FormText = "",
@@ -235,9 +254,16 @@ async def rotate_password(
     csrf_token: FormText = "",
 ) -> Response:
     """Rotate the password at the gateway, then sign in with the new one."""
-    session = check_csrf(session, csrf_token)
+    context: dict[str, Any] = {}
+    if session is not None:
+        check_csrf(session, csrf_token)
+    elif form_pass is not None and form_pass.matches(csrf_token):
+        context["csrf_token"] = form_pass.nonce
+    else:
+        raise CsrfError()
     username = username.strip()
-    context = {"username": username, "expired": session.pending_username is not None}
+    expired = form_pass is not None and form_pass.pending_username is not None
+    context.update(username=username, expired=expired)
     error = None
     if not username or not current_password or not new_password:
         error = "Fill in your username, current password and new password."

@@ -3,28 +3,40 @@
 What needs the gateway's answers is in test_with_gateway.py against the real processes.
 """
 
+import time
+
 import httpx
 import pytest
 
-from tests.frontend.conftest import running_frontend
+from services.frontend.csrf import FormPassSigner
+from tests.frontend.conftest import SESSION_SECRET, running_frontend
 from tests.frontend.stack import PASSWORD
 
 
 class TestLoginPage:
-    async def test_the_login_page_starts_a_session_for_its_csrf_token(self, frontend):
+    async def test_the_login_form_token_is_bound_to_a_signed_pass_in_the_cookie(self, frontend):
         response = await frontend.client.get("/login")
         assert response.status_code == 200
-        session = await frontend.store.get(frontend.session_id())
-        assert session is not None
-        assert not session.is_authenticated
-        assert f'name="csrf_token" value="{session.csrf_token}"' in response.text
+        form_pass = frontend.form_pass()
+        assert form_pass is not None
+        assert form_pass.pending_username is None
+        assert f'name="csrf_token" value="{form_pass.nonce}"' in response.text
+        assert frontend.session_id() is None, "the cookie holds a pass, not a session"
 
-    async def test_the_session_cookie_is_httponly_and_samesite_lax(self, frontend):
+    async def test_the_login_page_keeps_nothing_server_side(self, frontend):
+        for _ in range(500):
+            frontend.client.cookies.clear()
+            assert (await frontend.client.get("/login")).status_code == 200
+        await frontend.csrf("/password/rotate")
+        assert len(frontend.store) == 0
+
+    async def test_the_cookie_is_httponly_samesite_lax_and_short_lived(self, frontend):
         cookie = (await frontend.client.get("/login")).headers["set-cookie"]
         assert cookie.startswith("lct_session=")
         assert "HttpOnly" in cookie
         assert "SameSite=lax" in cookie
         assert "Path=/" in cookie
+        assert "Max-Age=1800" in cookie
         assert "Secure" not in cookie, "a local run over plain HTTP turns Secure off"
 
     async def test_the_cookie_is_secure_and_host_only_by_default(self):
@@ -34,16 +46,10 @@ class TestLoginPage:
         assert "Secure" in cookie
         assert "Domain" not in cookie
 
-    async def test_the_cookie_holds_nothing_but_the_signed_session_id(self, frontend):
-        await frontend.client.get("/login")
-        value = frontend.client.cookies[frontend.cookie_name]
-        session = await frontend.store.get(frontend.session_id())
-        assert value.split(".")[0] == session.id
-        assert session.csrf_token not in value
-
-    async def test_reloading_keeps_the_same_session(self, frontend):
+    async def test_reloading_keeps_the_same_token(self, frontend):
         first = await frontend.csrf()
         assert await frontend.csrf() == first
+        assert frontend.form_pass().nonce == first
 
     async def test_the_expired_flag_tells_the_user_why(self, frontend):
         response = await frontend.client.get("/login?expired=1")
@@ -55,12 +61,18 @@ class TestLoginPage:
         assert response.status_code == 303
         assert response.headers["location"] == "/dashboard"
 
-    async def test_a_forged_cookie_gets_a_new_session(self, frontend):
+    @pytest.mark.parametrize("path", ["/login", "/dashboard"])
+    async def test_a_cookie_with_non_ascii_characters_counts_as_none(self, frontend, path):
+        cookie = f"{frontend.cookie_name}=abc.\u00e9\u00e9".encode("latin-1")
+        response = await frontend.client.get(path, headers={"Cookie": cookie})
+        assert response.status_code == (200 if path == "/login" else 303)
+
+    async def test_a_forged_cookie_gets_a_fresh_form(self, frontend):
         frontend.set_cookie("made-up-id.made-up-signature")
         response = await frontend.client.get("/login")
         assert response.status_code == 200
-        assert frontend.session_id() is not None
-        assert frontend.session_id() != "made-up-id"
+        assert frontend.form_pass() is not None
+        assert len(frontend.store) == 0
 
 
 class TestLoginForm:
@@ -70,13 +82,39 @@ class TestLoginForm:
         assert response.status_code == 403
         assert "form expired" in response.text
 
-    async def test_a_login_with_another_sessions_token_is_refused(self, frontend):
-        await frontend.csrf()
-        other = await frontend.store.create()
+    async def test_a_login_with_another_forms_token_is_refused(self, frontend):
+        other = await frontend.csrf()
+        frontend.client.cookies.clear()
+        mine = await frontend.csrf()
+        assert other != mine
         response = await frontend.client.post(
-            "/login", data={"username": "a", "password": "b", "csrf_token": other.csrf_token}
+            "/login", data={"username": "a", "password": "b", "csrf_token": other}
         )
         assert response.status_code == 403
+        assert f'value="{mine}"' in response.text, "the re-shown form works"
+
+    async def test_an_expired_pass_is_sent_to_a_fresh_form(self, frontend):
+        an_hour_ago = FormPassSigner(
+            SESSION_SECRET, lifetime=1800, clock=lambda: time.time() - 3600
+        )
+        issued = an_hour_ago.issue()
+        frontend.set_cookie(an_hour_ago.sign(issued))
+        token = issued.nonce
+        response = await frontend.client.post(
+            "/login", data={"username": "a", "password": "b", "csrf_token": token}
+        )
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?form_expired=1"
+
+    async def test_a_signed_in_browser_posting_the_login_form_is_refused(self, frontend):
+        session = await frontend.signed_in()
+        response = await frontend.client.post(
+            "/login",
+            data={"username": "a", "password": "b", "csrf_token": session.csrf_token},
+        )
+        assert response.status_code == 403
+        assert "set-cookie" not in response.headers
+        assert await frontend.store.get(session.id) is not None
 
     async def test_a_login_without_any_session_is_sent_to_a_fresh_form(self, frontend):
         response = await frontend.client.post(
@@ -89,12 +127,12 @@ class TestLoginForm:
         assert page.status_code == 200
         assert "login form expired" in page.text
         assert 'name="csrf_token"' in page.text
-        assert frontend.session_id() is not None
+        assert frontend.form_pass() is not None
 
     async def test_a_cookieless_login_post_does_not_replace_a_live_session(self, frontend):
         # A cross-site form post arrives without the SameSite=Lax cookie; answering it with a
         # new cookie would sign the victim out.
-        await frontend.csrf()
+        await frontend.signed_in()
         before = frontend.session_id()
         cookies = frontend.client.cookies
         frontend.client.cookies = {}
@@ -133,6 +171,28 @@ class TestPasswordRotationForm:
             data={"username": "a", "current_password": "x", "new_password": "y"},
         )
         assert response.status_code == 403
+
+    async def test_a_rotation_without_a_pass_is_refused(self, frontend):
+        token = await frontend.csrf("/password/rotate")
+        frontend.client.cookies.clear()
+        response = await frontend.client.post(
+            "/password/rotate",
+            data={
+                "username": "a",
+                "current_password": "x",
+                "new_password": "y",
+                "new_password_confirm": "y",
+                "csrf_token": token,
+            },
+        )
+        assert response.status_code == 403
+
+    async def test_a_signed_in_user_gets_the_form_with_the_sessions_token(self, frontend):
+        session = await frontend.signed_in(username="alice")
+        response = await frontend.client.get("/password/rotate")
+        assert f'name="csrf_token" value="{session.csrf_token}"' in response.text
+        assert 'value="alice"' in response.text
+        assert "set-cookie" not in response.headers
 
     async def test_new_passwords_that_differ_are_refused_before_asking_the_gateway(self, frontend):
         data = {
@@ -194,8 +254,8 @@ class TestLoginThroughTheGateway:
         assert response.status_code == 303
         assert response.headers["location"] == "/dashboard"
         session = await live.session()
-        assert session.id != anonymous_id, "login must rotate the session id"
-        assert await live.store.get(anonymous_id) is None
+        assert anonymous_id is None, "nothing is stored before the password checks out"
+        assert session.id != live.client.cookies.get(live.cookie_name), "only its signed id"
         assert session.username == username
         assert session.roles == ("trading",)
         assert session.services == ("trading",)
@@ -217,7 +277,8 @@ class TestLoginThroughTheGateway:
         for response in (wrong, unknown):
             assert response.status_code == 401
             assert "Wrong username or password." in response.text
-        assert not (await live.session()).is_authenticated
+        assert await live.session() is None
+        assert len(live.store) == 0
 
     async def test_a_deactivated_account_is_told_so(self, live, stack):
         username = stack.user("trading")
@@ -248,7 +309,9 @@ class TestExpiredPassword:
         form = await live.client.get("/password/rotate")
         assert "Your password has expired" in form.text
         assert f'value="{username}"' in form.text
-        assert not (await live.session()).is_authenticated
+        assert await live.session() is None
+        assert live.form_pass().pending_username == username
+        assert len(live.store) == 0
 
     async def test_rotating_the_password_signs_in_with_the_new_one(self, live, stack):
         username = stack.user("trading", expired=True)
