@@ -43,6 +43,11 @@ PASSWORD_LABEL = "one-time password:"  # noqa: S105  # nosec B105
 READY_LINE = "stack ready"
 
 Say = Callable[[str], None]
+# Every process, every launch (compose, the image and the tests use the same): no uvicorn
+# access log, whose request line holds the query string (the gateway writes its own JSON
+# access log without it), and no WebSocket support, since nothing serves one and uvicorn
+# logs every handshake with its query string.
+UVICORN_ARGS = ("--no-access-log", "--ws", "none")
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class StackProcess:
     def command(self, port: int, python: str = "python") -> str:
         """Return the shell command honcho runs; `exec` so signals reach uvicorn itself."""
         stub_env = f"env STUB_SERVICE_NAME={self.name} " if self.stub else ""
-        extra = "".join(f" {arg}" for arg in self.uvicorn_args)
+        extra = "".join(f" {arg}" for arg in (*UVICORN_ARGS, *self.uvicorn_args))
         return f"exec {stub_env}{python} -m uvicorn {self.app} --host {HOST} --port {port}{extra}"
 
 

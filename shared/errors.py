@@ -29,6 +29,8 @@ class ErrorCode(StrEnum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     SERVICE_UNAVAILABLE = "service_unavailable"
     INTERNAL_ERROR = "internal_error"
+    CREDENTIALS_IN_QUERY = "credentials_in_query"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
 
 
 # The status each code answers with unless a caller has a reason to choose another
@@ -51,6 +53,8 @@ DEFAULT_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UPSTREAM_TIMEOUT: 504,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.CREDENTIALS_IN_QUERY: 400,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
 }
 
 

@@ -15,6 +15,7 @@ from services.api_gateway.proxy import ProxyApp, ProxyMount
 from services.api_gateway.routes import routers
 from services.api_gateway.runtime import open_runtime
 from shared.errors import StartupErrorMiddleware
+from shared.redirects import use_relative_slash_redirects
 
 
 def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
     )
     for router in routers:
         app.include_router(router)
+    use_relative_slash_redirects(app.router)
     # `/api/...` is a raw ASGI app reached before FastAPI's routing and dependencies.
     app.add_middleware(ProxyMount, proxy=ProxyApp("/api"))
     app.add_middleware(AccessLogMiddleware)

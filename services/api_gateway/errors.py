@@ -109,6 +109,25 @@ class InvalidRequest(GatewayError):
     code = ErrorCode.VALIDATION_ERROR
 
 
+class CredentialsInQuery(GatewayError):
+    """A credential sent as a query parameter, where every log and proxy would see it."""
+
+    code = ErrorCode.CREDENTIALS_IN_QUERY
+
+
+class MethodNotAllowed(GatewayError):
+    """A method the proxy does not forward (TRACE, CONNECT, anything unknown)."""
+
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow}
+
+
 class WeakPassword(InvalidRequest):
     """The identity service refused the new password."""
 
@@ -165,6 +184,8 @@ HTTP_STATUS: dict[type[GatewayError], int] = {
     Forbidden: 403,
     UnknownService: 404,
     NotFound: 404,
+    CredentialsInQuery: 400,
+    MethodNotAllowed: 405,
     Conflict: 409,
     WeakPassword: 422,
     InvalidRequest: 422,

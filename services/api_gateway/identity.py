@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from services.api_gateway.errors import (
     IDENTITY_ERRORS,
+    AccountInactive,
     GatewayError,
     InvalidCredentials,
     TooManyAttempts,
@@ -45,7 +46,14 @@ class IdentityClient:
 
     async def verify_api_key(self, api_key: str) -> tuple[dict[str, Any], str]:
         """Check an API key; return the user JSON and the key id."""
-        body = await self._call("POST", "/internal/identity/api-keys/verify", {"api_key": api_key})
+        try:
+            body = await self._call(
+                "POST", "/internal/identity/api-keys/verify", {"api_key": api_key}
+            )
+        except AccountInactive:
+            # Answered like an unknown key, whatever the identity service says: "inactive"
+            # would confirm to whoever holds a leaked key that it is a real one.
+            raise InvalidCredentials("invalid credentials") from None
         return dict(body["user"]), str(body["key_id"])
 
     async def rotate_password(

@@ -7,9 +7,9 @@ cost more than the proxying itself in the benchmark.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import aiohttp
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,9 +18,11 @@ from yarl import URL
 from services.api_gateway.config import Settings
 from services.api_gateway.context import request_context
 from services.api_gateway.errors import (
+    CredentialsInQuery,
     Forbidden,
     GatewayError,
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
     UnknownService,
     UpstreamNotReady,
@@ -29,6 +31,7 @@ from services.api_gateway.errors import (
     error_json,
     status_for,
 )
+from services.api_gateway.locations import LOCATION_HEADERS, public_locations
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS
 from shared.roles import SERVICES, Service
 
@@ -69,6 +72,37 @@ REQUEST_DROP = HOP_BY_HOP | {
 }
 # uvicorn adds its own date and server headers; x-request-id is ours.
 RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
+# Methods the proxy forwards; TRACE, CONNECT and made-up ones are answered 405 here.
+PROXY_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+# Query parameters that carry a credential (compared lower-case, `-` read as `_`): a
+# query string ends up in logs, browser history and Referer headers, so the gateway
+# refuses the request instead of forwarding it.
+CREDENTIAL_PARAMETERS = frozenset(
+    {
+        b"access_token",
+        b"api_key",
+        b"apikey",
+        b"auth",
+        b"auth_token",
+        b"authorization",
+        b"bearer",
+        b"client_secret",
+        b"current_password",
+        b"id_token",
+        b"jwt",
+        b"new_password",
+        b"passwd",
+        b"password",
+        b"pwd",
+        b"refresh_token",
+        b"secret",
+        b"service_token",
+        b"token",
+        b"x_api_key",
+        b"x_service_token",
+    }
+)
 BUFFER_LIMIT = 256 * 1024
 CHUNK_SIZE = 64 * 1024
 
@@ -116,8 +150,23 @@ async def send_error(send: Send, exc: GatewayError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def credential_parameter(query: bytes) -> str | None:
+    """Return the name of a credential the query string carries, or None."""
+    # `;` separates parameters too for some frameworks.
+    for field in query.replace(b";", b"&").split(b"&"):
+        name = field.partition(b"=")[0]
+        if b"%" in name or b"+" in name:
+            name = unquote_to_bytes(name.replace(b"+", b" "))
+        # `api-key`, `API_KEY` and PHP-style `api_key[]` all reach some framework as a key.
+        name = name.strip().lower().replace(b"-", b"_").partition(b"[")[0]
+        if name in CREDENTIAL_PARAMETERS:
+            return name.decode()
+    return None
+
+
 class ProxyMount:
-    """Send `/api/...` straight to the proxy, everything else on to FastAPI.
+    """Refuse credentials in a query string; send `/api/...` straight to the proxy and
+    everything else on to FastAPI.
 
     A Starlette `Mount` would do the same after FastAPI's router has tried every route,
     which costs more per request than the proxying itself.
@@ -129,10 +178,22 @@ class ProxyMount:
         self._prefix = proxy.prefix + "/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self._prefix):
-            await self.proxy(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            if scope["query_string"]:
+                parameter = credential_parameter(scope["query_string"])
+                if parameter is not None:
+                    await send_error(
+                        send,
+                        CredentialsInQuery(
+                            f"credentials must not be sent in the query string (found "
+                            f"{parameter!r}); send them in the Authorization or X-API-Key header"
+                        ),
+                    )
+                    return
+            if scope["path"].startswith(self._prefix):
+                await self.proxy(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class ProxyApp:
@@ -158,6 +219,10 @@ class ProxyApp:
             return
 
     async def _forward(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in PROXY_METHODS:
+            raise MethodNotAllowed(
+                f"the gateway does not forward this method; allowed: {ALLOW}", allow=ALLOW
+            )
         context = request_context(scope)
         authorization = api_key = connection = None
         for name, value in scope["headers"]:
@@ -200,7 +265,9 @@ class ProxyApp:
                 data=body,
                 allow_redirects=False,
             ) as response:
-                await _relay(response, scope, send)
+                await _relay(
+                    response, scope, send, runtime.upstream_urls, service, f"{self.prefix}/{name}"
+                )
         except ClientGone:
             raise
         except RuntimeError as exc:
@@ -289,13 +356,26 @@ async def _stream_body(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-async def _relay(response: aiohttp.ClientResponse, scope: Scope, send: Send) -> None:
+async def _relay(
+    response: aiohttp.ClientResponse,
+    scope: Scope,
+    send: Send,
+    upstream_urls: Mapping[Service, str],
+    service: Service,
+    public_prefix: str,
+) -> None:
     drop = RESPONSE_DROP
+    locations = False
     for name, value in response.raw_headers:
-        if name.lower() == b"connection":
+        lowered = name.lower()
+        if lowered == b"connection":
             drop = drop | {token.strip().lower() for token in value.split(b",")}
+        elif lowered in LOCATION_HEADERS:
+            locations = True
     headers = [(name.lower(), value) for name, value in response.raw_headers]
     headers = [(name, value) for name, value in headers if name not in drop]
+    if locations:
+        headers = public_locations(headers, upstream_urls, service, public_prefix)
     start: Message = {"type": "http.response.start", "status": response.status, "headers": headers}
     length = response.content_length
     if scope["method"] == "HEAD" or (length is not None and length <= BUFFER_LIMIT):

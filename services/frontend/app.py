@@ -43,6 +43,7 @@ from services.frontend.sessions import (
     SessionStore,
 )
 from shared.errors import ErrorCode, StartupErrorMiddleware, error_body
+from shared.redirects import use_relative_slash_redirects
 
 HTTP_CODES = {405: "method_not_allowed", 500: ErrorCode.INTERNAL_ERROR}
 
@@ -175,6 +176,7 @@ def create_app(
     app.add_middleware(StartupErrorMiddleware, prefix="frontend refused to start: ")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
+    use_relative_slash_redirects(app.router)
     app.add_exception_handler(LoginRequiredError, session_error)
     app.add_exception_handler(SessionExpiredError, session_error)
     app.add_exception_handler(FrontendError, frontend_error)

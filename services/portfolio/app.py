@@ -57,7 +57,9 @@ def create_app(
     app = FastAPI(title="LegacyCoinTrader portfolio", lifespan=lifespan)
     app.state.settings = settings
     app.include_router(routes.router)
-    app.include_router(identity_routes.router)
+    # The internal identity API stays out of /openapi.json, which the gateway proxies to
+    # any portfolio user; its own document is /internal/identity/openapi.json (service token).
+    app.include_router(identity_routes.router, include_in_schema=False)
     app.include_router(portfolio_routes.router)
     app.add_middleware(StartupErrorMiddleware)
     app.add_exception_handler(PortfolioError, routes.domain_error_handler)

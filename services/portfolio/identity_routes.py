@@ -1,9 +1,11 @@
 """The internal identity API the gateway calls (`/internal/identity/*`, X-Service-Token)."""
 
 from datetime import datetime
-from typing import Annotated
+from functools import cache
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.openapi.utils import get_openapi
 
 from services.portfolio.deps import IdentityDep, ServiceTokenDep
 from services.portfolio.schemas import (
@@ -80,3 +82,19 @@ async def access_changes(
 ) -> AccessChangesOut:
     """List users whose live access must end, changed at or after `since` (ISO 8601)."""
     return await identity.access_changes(since, limit=limit)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi() -> dict[str, Any]:
+    """Return the OpenAPI document of this internal API (never part of `/openapi.json`)."""
+    return _document()
+
+
+@cache
+def _document() -> dict[str, Any]:
+    return get_openapi(
+        title="LegacyCoinTrader identity service (internal)",
+        version="1.0.0",
+        summary="Called by the gateway with X-Service-Token; never reachable through it.",
+        routes=router.routes,
+    )

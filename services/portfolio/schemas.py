@@ -6,9 +6,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from services.portfolio.models import MONEY_SCALE
@@ -169,7 +176,29 @@ def decimal_text(value: Decimal) -> str:
 
 # Exact in, exact out: decimals travel as JSON strings.
 DecimalText = Annotated[Decimal, PlainSerializer(decimal_text, return_type=str, when_used="json")]
-Amount = Annotated[Decimal, Field(gt=0, le=MAX_AMOUNT, decimal_places=MONEY_SCALE)]
+# Python's Decimal also reads other scripts' digits ("١٢٣"), underscores ("1_000"),
+# exponents and surrounding blanks; an amount string is plain ASCII decimal notation only.
+PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+AMOUNT_RULE = 'a decimal string of ASCII digits with an optional fraction, such as "12.5"'
+
+
+def _plain_decimal(value: object) -> object:
+    if isinstance(value, str) and not PLAIN_DECIMAL.fullmatch(value):
+        raise PydanticCustomError("decimal_format", f"must be {AMOUNT_RULE}")
+    return value
+
+
+def _amount_schema(schema: dict[str, Any]) -> None:
+    for choice in schema.get("anyOf", ()):
+        if choice.get("type") == "string":
+            choice["pattern"] = f"^{PLAIN_DECIMAL.pattern}$"
+
+
+Amount = Annotated[
+    Decimal,
+    Field(gt=0, le=MAX_AMOUNT, decimal_places=MONEY_SCALE, json_schema_extra=_amount_schema),
+    BeforeValidator(_plain_decimal),
+]
 
 
 class Side(StrEnum):

@@ -210,11 +210,11 @@ class IdentityService:
         async with self.database.sessions() as session:
             account = await store.get_user_by_api_key_hash(session, key_hash)
         # The index found the row; compare in constant time anyway so a lookup that
-        # matched loosely (collation, padding) can never pass.
-        if account is None or not hmac.compare_digest(account.api_key_hash or "", key_hash):
+        # matched loosely (collation, padding) can never pass. A deactivated holder's key
+        # reads exactly like an unknown key: saying "inactive" would confirm the key exists.
+        matches = account is not None and hmac.compare_digest(account.api_key_hash or "", key_hash)
+        if account is None or not matches or not account.is_active:
             raise InvalidCredentialsError("invalid API key")
-        if not account.is_active:
-            raise AccountInactiveError()
         return self._user(account)
 
     async def get_user(self, username: str) -> User:

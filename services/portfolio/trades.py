@@ -40,6 +40,8 @@ Clock = Callable[[], datetime]
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,200}")
 CURSOR_PATTERN = re.compile(r"[1-9][0-9]{0,18}")
+# Trade ids are BIGINT: a larger cursor would overflow the database driver (a 500).
+MAX_CURSOR = 2**63 - 1
 
 
 def utcnow() -> datetime:
@@ -134,7 +136,7 @@ def parse_cursor(raw: str | None) -> int | None:
     """Return the trade id a cursor from `next_cursor` stands for."""
     if raw is None:
         return None
-    if not CURSOR_PATTERN.fullmatch(raw):
+    if not CURSOR_PATTERN.fullmatch(raw) or int(raw) > MAX_CURSOR:
         raise InvalidTradeError("cursor", "must be a next_cursor value from an earlier page")
     return int(raw)
 

@@ -3,6 +3,7 @@ import hashlib
 
 import pytest
 
+from services.api_gateway.proxy import credential_parameter
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS
 from shared.roles import ROLES, SERVICES, can_access
 from tests.api_gateway.conftest import running_gateway
@@ -265,3 +266,30 @@ async def test_non_idempotent_request_is_not_retried_when_the_upstream_drops_it(
     assert response.json()["error"]["code"] == "upstream_unavailable"
     assert len(received) == 1
     assert received[0].startswith(b"POST /orders ")
+
+
+# --- credentials in the query string ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        (b"api_key=k", "api_key"),
+        (b"limit=5&ACCESS_TOKEN=t", "access_token"),
+        (b"Api-Key=k", "api_key"),
+        (b"%70assword=p", "password"),
+        (b"a=1;token=t", "token"),
+        (b"api_key[]=k", "api_key"),
+        (b"password", "password"),
+        (b"+token+=t", "token"),
+    ],
+)
+def test_a_credential_parameter_is_found_however_spelled(query, found):
+    assert credential_parameter(query) == found
+
+
+@pytest.mark.parametrize(
+    "query", [b"limit=5", b"tokens=1", b"key=abc", b"sort=password", b"=token", b"&&", b"%zz=1"]
+)
+def test_ordinary_parameters_are_not_taken_for_credentials(query):
+    assert credential_parameter(query) is None

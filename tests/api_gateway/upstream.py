@@ -6,6 +6,7 @@ says which service the request was meant for; the assertion is verified for that
 - `/<service>/status/<n>`: answers status n
 - `/<service>/bytes/<n>`: streams n bytes without a Content-Length
 - `/<service>/slow/<seconds>`: answers after a pause
+- `/<service>/redirect?to=<url>`: answers 302 with `Location: <url>`
 - anything else: echoes method, path, query, headers, body digest and the verified caller
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import os
+from urllib.parse import parse_qs
 
 from shared.assertion import ASSERTION_HEADER, AssertionVerifier, InvalidAssertionError
 from shared.roles import SERVICES
@@ -87,6 +89,10 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": b""})
         else:
             await _json(send, status, {"status": status})
+        return
+    if rest[:1] == ["redirect"]:
+        location = parse_qs(scope["query_string"].decode("latin-1"))["to"][0]
+        await _json(send, 302, {"to": location}, extra_headers=[(b"location", location.encode())])
         return
     if rest[:1] == ["slow"]:
         await asyncio.sleep(float(rest[1]))

@@ -74,3 +74,12 @@ def gateway_schema(fuzz_stack: FuzzStack) -> schemathesis.BaseSchema:
 @pytest.fixture(scope="session")
 def portfolio_schema(fuzz_stack: FuzzStack) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(fuzz_stack.portfolio_url + "/openapi.json")
+
+
+@pytest.fixture(scope="session")
+def identity_schema(fuzz_stack: FuzzStack) -> schemathesis.BaseSchema:
+    """The internal identity API's own document (left out of the public one)."""
+    return schemathesis.openapi.from_url(
+        fuzz_stack.portfolio_url + "/internal/identity/openapi.json",
+        headers={"X-Service-Token": fuzz_stack.service_token},
+    )

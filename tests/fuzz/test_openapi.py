@@ -1,5 +1,6 @@
-"""schemathesis against the gateway's and the portfolio service's own OpenAPI documents:
-no 5xx, and every answer conforms to the documented status codes, types and schemas.
+"""schemathesis against the OpenAPI documents of the gateway, the portfolio API and the
+internal identity API: no 5xx, and every answer conforms to the documented status codes,
+types and schemas.
 
 Driven through hypothesis directly (schemathesis' pytest plugin does not load under this
 pytest), one bounded run per operation; every operation's failure is reported together.
@@ -20,7 +21,7 @@ CHECKS = [
     checks.content_type_conformance,
     checks.response_schema_conformance,
 ]
-# Bounded: both schemas run in well under two minutes on two shared cores.
+# Bounded: the three schemas together run in well under two minutes on two shared cores.
 FUZZ = settings(
     max_examples=50,
     deadline=None,
@@ -60,4 +61,9 @@ def test_gateway_api_conforms_to_its_schema(fuzz_stack, gateway_schema):
 
 def test_portfolio_api_conforms_to_its_schema(fuzz_stack, portfolio_schema):
     failures = fuzz(portfolio_schema, fuzz_stack.portfolio_url, fuzz_stack.portfolio_headers)
+    assert not failures, "\n\n".join(f"{k}\n{v}" for k, v in failures.items())
+
+
+def test_identity_api_conforms_to_its_schema(fuzz_stack, identity_schema):
+    failures = fuzz(identity_schema, fuzz_stack.portfolio_url, fuzz_stack.portfolio_headers)
     assert not failures, "\n\n".join(f"{k}\n{v}" for k, v in failures.items())

@@ -180,12 +180,14 @@ async def test_unknown_api_key_is_401(client):
     assert_error(response, 401, "invalid_credentials")
 
 
-async def test_deactivated_users_api_key_is_403(client, identity):
+async def test_deactivated_users_api_key_answers_like_an_unknown_key(client, identity):
     await identity.create_user("frank", PASSWORD, ["market"])
     key = (await identity.rotate_api_key("frank")).api_key
     await client.post("/internal/identity/users/frank/deactivate")
     response = await client.post("/internal/identity/api-keys/verify", json={"api_key": key})
-    assert_error(response, 403, "account_inactive")
+    unknown = await client.post("/internal/identity/api-keys/verify", json={"api_key": "k" * 64})
+    assert_error(response, 401, "invalid_credentials")
+    assert response.json() == unknown.json()
 
 
 # POST /internal/identity/password/rotate

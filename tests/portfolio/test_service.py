@@ -358,11 +358,11 @@ async def test_legacy_alias_is_used_when_the_primary_is_absent(database, setting
     assert (await identity.rotate_api_key("dina")).api_key == "a" * 40
 
 
-async def test_deactivated_users_key_is_refused_as_inactive(identity):
+async def test_deactivated_users_key_is_refused_like_an_unknown_key(identity):
     await identity.create_user("emil", PASSWORD, ["market"])
     key = (await identity.rotate_api_key("emil")).api_key
     await identity.deactivate_user("emil")
-    with pytest.raises(AccountInactiveError):
+    with pytest.raises(InvalidCredentialsError, match=r"^invalid API key$"):
         await identity.verify_api_key(key)
 
 

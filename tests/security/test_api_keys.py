@@ -1,17 +1,19 @@
 """API keys: lookup cost independent of the number of users, one key never held by two
-users, and the next key read from the secrets store afresh at every rotation."""
+users, a deactivated holder's key indistinguishable from an unknown one, and the next key
+read from the secrets store afresh at every rotation."""
 
 import asyncio
 import secrets
 import threading
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from services.portfolio.config import PortfolioSettings
-from services.portfolio.errors import ApiKeyInUseError
+from services.portfolio.errors import ApiKeyInUseError, InvalidCredentialsError
 from services.portfolio.identity import PortfolioIdentityService
 from shared.secrets import SecretsManager
 from shared.secrets.config import SecretsSettings
@@ -96,6 +98,47 @@ def test_the_key_lookup_uses_the_index_on_a_large_table(statements):
             identity.close()
     assert "ix_user_accounts_api_key_hash" in query_plan, query_plan
     assert "Seq Scan" not in query_plan, query_plan
+
+
+def answer(response: httpx.Response) -> tuple[int, object, str | None]:
+    return response.status_code, response.json(), response.headers.get("www-authenticate")
+
+
+def test_a_deactivated_users_key_reads_exactly_like_an_unknown_key(stack, statements, monkeypatch):
+    name, key = stack.user("trading", api_key=True)
+    assert key is not None
+    stack.identity.deactivate_user(name)  # before the gateway ever saw (and cached) the key
+    unknown = secrets.token_hex(32)
+    with httpx.Client(base_url=stack.gateway_url) as client:
+        gateway = {
+            k: answer(client.get("/api/trading/orders", headers={"X-API-Key": k}))
+            for k in (key, unknown)
+        }
+    assert gateway[key][0] == 401
+    assert gateway[key] == gateway[unknown]
+    token = {"X-Service-Token": stack.env["IDENTITY_SERVICE_TOKEN"]}
+    with httpx.Client(base_url=stack.portfolio_url, headers=token) as client:
+        identity = {
+            k: answer(client.post("/internal/identity/api-keys/verify", json={"api_key": k}))
+            for k in (key, unknown)
+        }
+    assert identity[key][0] == 401
+    assert identity[key] == identity[unknown]
+    # The same work either way (counted, not timed): one indexed lookup, no hashing.
+    work = Argon2Work(monkeypatch)
+
+    def refused(api_key: str) -> None:
+        with pytest.raises(InvalidCredentialsError) as caught:
+            stack.identity.verify_api_key(api_key)
+        assert str(caught.value) == "invalid API key"
+
+    shapes = {
+        k: [statement for statement, _ in statements.during(lambda k=k: refused(k))]
+        for k in (key, unknown)
+    }
+    assert len(shapes[key]) == 1
+    assert shapes[key] == shapes[unknown]
+    assert work.count == 0
 
 
 def test_one_key_is_never_given_to_a_second_user(stack):

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,6 +40,7 @@ class ServerProcess:
         health_path: str = "/healthz",
         log_path: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        command: Sequence[str] | None = None,
     ) -> None:
         self.app = app
         self.port = port or free_port()
@@ -48,6 +49,8 @@ class ServerProcess:
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
         self.extra_args = extra_args
+        # Run exactly this command line (e.g. a launch command of the stack) instead.
+        self.command = list(command) if command is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
 
@@ -63,9 +66,13 @@ class ServerProcess:
             "--port",
             str(self.port),
             "--no-access-log",
+            "--ws",
+            "none",
             *UVICORN_ARGS.get(self.app, ()),
             *self.extra_args,
         ]
+        if self.command is not None:
+            cmd = self.command
         if self.log_path is not None:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
