@@ -20,6 +20,7 @@ from services.api_gateway.identity import IdentityClient
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.state import GatewayState
 from services.api_gateway.tokens import IssuedToken, TokenService
+from shared.usernames import username_label
 
 if TYPE_CHECKING:
     from services.api_gateway.sync import AccessStamps
@@ -107,16 +108,22 @@ class Authenticator:
     async def _throttled(
         self, username: str, client: str | None, *, attempts: str
     ) -> AsyncIterator[None]:
-        """Guard a password check: refuse while the account or the client address has too
-        many recent failures, count a wrong password against both, clear the account's count
-        when the check passes. `attempts` names them in the refusal ("too many failed ...")."""
-        account = f"account:{username.strip().lower()}"
+        """Guard a password check: take an attempt against the account and the client
+        address before the password is checked, refusing while either has used up its
+        limit; a wrong password keeps the attempt, a success gives it back and clears the
+        account, any other outcome gives both back. `attempts` names them in the refusal.
+
+        Taking the attempt first matters: a limit checked before and counted after the
+        password check lets every attempt that arrives while the first ones run through.
+        """
+        account = f"account:{username_label(username)}"
         address = f"address:{client or 'unknown'}"
-        retry_after = await self._state.login_retry_after(
+        retry_after = await self._state.reserve_login_attempt(
             {
                 account: self._settings.gateway_login_max_attempts,
                 address: self._settings.gateway_login_max_attempts_per_address,
-            }
+            },
+            self._settings.gateway_login_window_seconds,
         )
         if retry_after is not None:
             raise TooManyAttempts(
@@ -125,11 +132,13 @@ class Authenticator:
         try:
             yield
         except InvalidCredentials:
-            await self._state.record_login_failure(
-                (account, address), self._settings.gateway_login_window_seconds
-            )
             # One message whatever was wrong, so it cannot tell which usernames exist.
             raise InvalidCredentials("invalid username or password") from None
+        except Exception:
+            # Not a wrong password (identity service down, expired password, ...).
+            await self._state.refund_login_attempt((account, address))
+            raise
+        await self._state.refund_login_attempt((address,))
         await self._state.clear_login_failures(account)
 
     async def login(self, username: str, password: str, *, client: str | None) -> Login:

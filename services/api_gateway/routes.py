@@ -39,6 +39,7 @@ from services.api_gateway.schemas import (
     UsersResponse,
 )
 from shared.roles import services_for
+from shared.usernames import username_label
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -99,7 +100,8 @@ async def issue_token(request: Request, runtime: RuntimeDep, context: ContextDep
     )
     issued = login.issued
     context.principal = Principal(
-        username=credentials.username,
+        # The account's canonical name, never the spelling presented (the access log's user).
+        username=username_label(credentials.username),
         roles=tuple(login.roles),
         auth_method=AuthMethod.PASSWORD,
         jti=issued.jti,

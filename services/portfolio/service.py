@@ -2,8 +2,6 @@
 
 import hmac
 import logging
-import re
-import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,16 +26,19 @@ from services.portfolio.schemas import AccessChange, AccessChangesOut, ApiKeyRot
 from services.portfolio.throttle import Throttle, UnknownNameThrottle
 from shared.roles import UnknownRoleError, parse_roles
 from shared.secrets import SecretsManager
+from shared.usernames import InvalidUsernameError, normalize_username
 
 logger = logging.getLogger("services.portfolio.identity")
 
 Clock = Callable[[], datetime]
 
-USERNAME_PATTERN = re.compile(r"[a-z0-9._@-]{3,64}")
 NEW_API_KEY_SECRET = "PORTFOLIO_NEW_API_KEY"  # noqa: S105  # nosec B105 - a secret's name
 # A change is stamped before its transaction commits; the feed's watermark stays this far
 # behind the clock so a change that commits late is still read (the gateway dedupes).
 CHANGE_FEED_GRACE = timedelta(seconds=2)
+# A reservation refused by the database but not by the row read right after it (a login
+# succeeded in between) is tried again this often before the attempt is refused.
+_RESERVE_TRIES = 3
 
 
 def utcnow() -> datetime:
@@ -45,16 +46,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def normalize_username(username: str) -> str:
+def _canonical(username: str) -> str:
     """Return the canonical form of a username, or raise `InvalidInputError`."""
-    if not isinstance(username, str):
-        raise InvalidInputError("the username must be a string")
-    name = unicodedata.normalize("NFKC", username.strip()).lower()
-    if not USERNAME_PATTERN.fullmatch(name):
-        raise InvalidInputError(
-            "the username must be 3 to 64 characters of a-z, 0-9, '.', '_', '@' and '-'"
-        )
-    return name
+    try:
+        return normalize_username(username)
+    except InvalidUsernameError as exc:
+        raise InvalidInputError(str(exc)) from None
 
 
 def _roles(roles: Iterable[str]) -> list[str]:
@@ -95,7 +92,7 @@ class IdentityService:
         must_change_password: bool = False,
     ) -> User:
         """Create a user with an Argon2id-hashed password."""
-        name = normalize_username(username)
+        name = _canonical(username)
         role_names = _roles(roles)
         check_password_policy(password, self.settings)
         password_hash = await self._hasher.hash(password)
@@ -126,15 +123,18 @@ class IdentityService:
 
     async def authenticate(self, username: str, password: str) -> User:
         """Check a password; refuse inactive accounts and expired passwords after it checks out."""
-        account = await self._check_password(username, password)
+        account = await self._check_password(username, password, on_success=self._login_stamp)
         if not account.is_active:
             raise AccountInactiveError()
         if self._password_expired(account):
             raise PasswordExpiredError()
-        now = self._clock()
-        async with self.database.sessions.begin() as session:
-            updated = await store.update_user(session, account.username, last_login_at=now)
-        return self._user(updated or account)
+        return self._user(account)
+
+    def _login_stamp(self, account: UserAccount) -> dict[str, object]:
+        # A login refused after its password checks out (inactive, expired) is no login.
+        if not account.is_active or self._password_expired(account):
+            return {}
+        return {"last_login_at": self._clock()}
 
     async def rotate_password(
         self, username: str, current_password: str, new_password: str
@@ -163,7 +163,7 @@ class IdentityService:
 
     async def rotate_api_key(self, username: str, new_api_key: str | None = None) -> ApiKeyRotation:
         """Give a user a new API key (argument, else the secrets layer, else a random one)."""
-        name = normalize_username(username)
+        name = _canonical(username)
         async with self._secrets_manager() as manager:
             api_key, generated = await self._next_api_key(new_api_key, manager)
             apikeys.check(api_key)
@@ -219,7 +219,7 @@ class IdentityService:
 
     async def get_user(self, username: str) -> User:
         """Return one user."""
-        name = normalize_username(username)
+        name = _canonical(username)
         async with self.database.sessions() as session:
             account = await store.get_user(session, name)
         if account is None:
@@ -273,7 +273,7 @@ class IdentityService:
         return AccessChangesOut(changes=changes, until=max(since, settled))
 
     async def _update(self, username: str, **values: object) -> User:
-        name = normalize_username(username)
+        name = _canonical(username)
         now = self._clock()
         async with self.database.sessions.begin() as session:
             # Every `_update` (deactivation, roles) ends live access: stamp it for the feed.
@@ -285,53 +285,84 @@ class IdentityService:
         logger.info("updated %s of %s", ", ".join(sorted(values)), name)
         return self._user(updated)
 
-    async def _check_password(self, username: str, password: str) -> UserAccount:
-        """Return the account if the password matches; count and throttle failures."""
+    async def _check_password(
+        self,
+        username: str,
+        password: str,
+        *,
+        on_success: Callable[[UserAccount], dict[str, object]] | None = None,
+    ) -> UserAccount:
+        """Return the account if the password matches; count and throttle failures.
+
+        The attempt is counted before the password is checked, not after it fails:
+        otherwise every attempt arriving while the first ones are still hashing would pass
+        a count that none of them has raised yet. `on_success` adds columns to the write
+        that clears the count, so a login costs one commit more than before, not two.
+        """
         try:
-            name = normalize_username(username)
+            name = _canonical(username)
         except InvalidInputError:
             await self._hasher.verify_dummy(password)
             raise InvalidCredentialsError() from None
         now = self._clock()
-        async with self.database.sessions() as session:
-            account = await store.get_user(session, name)
-        throttled_until = (
-            account.throttled_until if account else self._unknown.throttled_until(name)
-        )
-        if throttled_until is not None and now < throttled_until:
-            # The password is not even checked while the account is throttled.
-            raise TooManyAttemptsError((throttled_until - now).total_seconds())
+        account = await self._reserve_attempt(name, now)
         if account is None:
             # Always run the hasher so timing does not reveal whether the user exists.
             await self._hasher.verify_dummy(password)
-            self._unknown.count_failure(name, now)
             raise InvalidCredentialsError()
         valid, new_hash = await self._hasher.verify(password, account.password_hash)
         if not valid:
-            await self._count_failure(account.username, now)
-            raise InvalidCredentialsError()
-        if new_hash is not None or account.failed_login_count or account.throttled_until:
-            values: dict[str, object] = {"failed_login_count": 0, "throttled_until": None}
-            if new_hash is not None:
-                # A legacy bcrypt hash (or weaker Argon2 parameters): upgrade it now
-                # that we hold the password.
-                values["password_hash"] = new_hash
-            async with self.database.sessions.begin() as session:
-                account = await store.update_user(session, account.username, **values) or account
-        return account
-
-    async def _count_failure(self, username: str, now: datetime) -> None:
-        async with self.database.sessions.begin() as session:
-            failures = await store.count_failed_login(session, username)
-            delay = self._throttle.delay(failures)
+            # The attempt was counted (and any refusal it earns begun) when it was reserved.
+            delay = self._throttle.delay(account.failed_login_count)
             if delay is not None:
-                await store.update_user(session, username, throttled_until=now + delay)
                 logger.warning(
                     "%d consecutive failed logins for %s; refusing it for %s",
-                    failures,
-                    username,
+                    account.failed_login_count,
+                    account.username,
                     delay,
                 )
+            raise InvalidCredentialsError()
+        values: dict[str, object] = {
+            "failed_login_count": 0,
+            "throttled_until": None,
+            **(on_success(account) if on_success is not None else {}),
+        }
+        if new_hash is not None:
+            # A legacy bcrypt hash (or weaker Argon2 parameters): upgrade it now that we
+            # hold the password.
+            values["password_hash"] = new_hash
+        async with self.database.sessions.begin() as session:
+            account = await store.update_user(session, account.username, **values) or account
+        return account
+
+    async def _reserve_attempt(self, name: str, now: datetime) -> UserAccount | None:
+        """Count one attempt against `name` and return its account (None: no such account),
+        or raise `TooManyAttemptsError` while the name is refused, counting nothing.
+
+        Counting and the refusal the attempt would earn if it failed are one transaction,
+        so concurrent attempts queue on the row and at most the threshold get through.
+        """
+        for _ in range(_RESERVE_TRIES):
+            async with self.database.sessions.begin() as session:
+                counted = await store.reserve_login_attempt(session, name, now)
+                if counted is not None:
+                    delay = self._throttle.delay(counted.failed_login_count)
+                    if delay is None:
+                        return counted
+                    refused = await store.update_user(session, name, throttled_until=now + delay)
+                    return refused or counted
+                account = await store.get_user(session, name)
+            if account is None:
+                # No await between the unknown-name throttle's check and its count.
+                until = self._unknown.reserve(name, now)
+                if until is None:
+                    return None
+                raise TooManyAttemptsError((until - now).total_seconds())
+            if account.throttled_until is not None and now < account.throttled_until:
+                # The password is not even checked while the account is throttled.
+                raise TooManyAttemptsError((account.throttled_until - now).total_seconds())
+            # A login that succeeded meanwhile lifted the refusal: count against it again.
+        raise TooManyAttemptsError(1)
 
     def _password_expired(self, account: UserAccount) -> bool:
         expires_at = self._password_expires_at(account)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, select, text, update
+from sqlalchemy import event, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
@@ -243,16 +243,26 @@ async def update_user(session: AsyncSession, username: str, **values: Any) -> Us
     return result.one_or_none()
 
 
-async def count_failed_login(session: AsyncSession, username: str) -> int:
-    """Add one to the account's consecutive failures atomically and return the new count."""
-    result = await session.execute(
+async def reserve_login_attempt(
+    session: AsyncSession, username: str, now: datetime
+) -> UserAccount | None:
+    """Count one login attempt against an account that is not refused at `now`, in one
+    conditional UPDATE, and return the account as counted; None if it is refused or absent.
+
+    The row stays locked until the transaction ends (PostgreSQL's row lock, SQLite's write
+    lock), so a concurrent attempt waits and then sees this one's count.
+    """
+    result = await session.scalars(
         update(UserAccount)
-        .where(UserAccount.username == username)
+        .where(
+            UserAccount.username == username,
+            or_(UserAccount.throttled_until.is_(None), UserAccount.throttled_until <= now),
+        )
         .values(failed_login_count=UserAccount.failed_login_count + 1)
-        .returning(UserAccount.failed_login_count)
-        .execution_options(synchronize_session=False)
+        .returning(UserAccount)
+        .execution_options(populate_existing=True, synchronize_session=False)
     )
-    return result.scalar_one_or_none() or 0
+    return result.one_or_none()
 
 
 async def lock_for_writing(session: AsyncSession) -> None:

@@ -52,17 +52,22 @@ class UnknownNameThrottle:
         self._capacity = capacity
         self._attempts: OrderedDict[str, _Attempts] = OrderedDict()
 
-    def throttled_until(self, name: str) -> datetime | None:
-        """Return when the name may be tried again, if it is throttled at all."""
-        attempts = self._attempts.get(name)
-        return attempts.until if attempts is not None else None
+    def reserve(self, name: str, now: datetime) -> datetime | None:
+        """Count one attempt against the name before its password is checked, or return
+        until when the name is refused (and count nothing).
 
-    def count_failure(self, name: str, now: datetime) -> None:
-        """Count one more failure against the name."""
+        No await between the check and the count: concurrent attempts on the event loop
+        each see the ones before them. The refusal the attempt would earn if it failed
+        starts now, so attempts still being checked cannot slip past it.
+        """
         attempts = self._attempts.pop(name, None) or _Attempts()
+        if attempts.until is not None and now < attempts.until:
+            self._attempts[name] = attempts
+            return attempts.until
         attempts.failures += 1
         delay = self._throttle.delay(attempts.failures)
         attempts.until = now + delay if delay is not None else None
         self._attempts[name] = attempts
         while len(self._attempts) > self._capacity:
             self._attempts.popitem(last=False)
+        return None

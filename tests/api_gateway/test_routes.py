@@ -152,6 +152,29 @@ async def test_logins_are_throttled_per_client_address(make_settings, keys, port
         assert (await login(gateway, name)).status_code == 200
 
 
+async def test_successful_logins_use_up_no_attempt(make_settings, keys, portfolio):
+    name, _ = portfolio.user("trading")
+    settings = make_settings(
+        portfolio_service_url=portfolio.url,
+        gateway_login_max_attempts=2,
+        gateway_login_max_attempts_per_address=2,
+    )
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        statuses = [(await login(gateway, name)).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+
+
+async def test_logins_the_identity_service_never_judged_use_up_no_attempt(make_settings, keys):
+    settings = make_settings(
+        portfolio_service_url=f"http://127.0.0.1:{free_port()}",
+        gateway_login_max_attempts=2,
+        gateway_login_max_attempts_per_address=2,
+    )
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        statuses = [(await login(gateway, "alice")).status_code for _ in range(5)]
+    assert statuses == [502] * 5
+
+
 async def test_login_with_the_identity_service_down_is_503_not_a_hang(make_settings, keys):
     settings = make_settings(portfolio_service_url=f"http://127.0.0.1:{free_port()}")
     async with running_gateway(settings, keys.secrets()) as gateway:

@@ -1,5 +1,6 @@
 """The login throttle: 5 failures, then a doubling refusal capped at 15 minutes."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -151,3 +152,67 @@ async def test_password_rotation_counts_failures_too(identity):
             await identity.rotate_password("ivan", WRONG, "a brand new passphrase")
     with pytest.raises(TooManyAttemptsError):
         await identity.rotate_password("ivan", PASSWORD, "a brand new passphrase")
+
+
+GUESSES = 40
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def counting_identity(database, settings, clock) -> tuple[IdentityService, CountingHasher]:
+    hasher = CountingHasher(settings)
+    identity = IdentityService(
+        database, settings, secrets_manager=env_secrets(), clock=clock, hasher=hasher
+    )
+    return identity, hasher
+
+
+async def guess_at_once(identity, operation: str, username: str, passwords: list[str]) -> list:
+    if operation == "login":
+        calls = [identity.authenticate(username, password) for password in passwords]
+    else:
+        calls = [
+            identity.rotate_password(username, password, NEW_PASSWORD) for password in passwords
+        ]
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+@pytest.mark.parametrize("operation", ["login", "rotate"])
+async def test_concurrent_guesses_check_at_most_the_threshold_of_passwords(
+    database, settings, clock, operation
+):
+    identity, hasher = counting_identity(database, settings, clock)
+    await identity.create_user("judy", PASSWORD, ["trading"])
+    before = hasher.checks
+    results = await guess_at_once(identity, operation, "judy", [WRONG] * GUESSES)
+    checked = hasher.checks - before
+    refused = [r for r in results if isinstance(r, TooManyAttemptsError)]
+    assert checked <= settings.login_throttle_threshold
+    assert len(refused) == GUESSES - checked
+    assert all(r.retry_after >= 1 for r in refused)
+    # The guesses that were checked used up the account: even the right password waits.
+    with pytest.raises(TooManyAttemptsError):
+        await identity.authenticate("judy", PASSWORD)
+
+
+async def test_concurrent_guesses_at_an_unknown_name_are_throttled_like_a_real_one(
+    database, settings, clock
+):
+    identity, hasher = counting_identity(database, settings, clock)
+    before = hasher.checks
+    results = await guess_at_once(identity, "login", "nobody-here", [WRONG] * GUESSES)
+    checked = hasher.checks - before
+    refused = [r for r in results if isinstance(r, TooManyAttemptsError)]
+    assert checked <= settings.login_throttle_threshold
+    assert len(refused) == GUESSES - checked
+
+
+async def test_a_right_password_among_concurrent_guesses_clears_the_count(
+    database, settings, clock
+):
+    identity, _ = counting_identity(database, settings, clock)
+    await identity.create_user("kim", PASSWORD, ["trading"])
+    results = await guess_at_once(identity, "login", "kim", [PASSWORD] * 3)
+    assert [r.username for r in results] == ["kim"] * 3
+    # Three reservations, three successes: nothing is left counted against the account.
+    await fail(identity, "kim", settings.login_throttle_threshold - 1)
+    assert (await identity.authenticate("kim", PASSWORD)).username == "kim"

@@ -53,11 +53,15 @@ class GatewayState(Protocol):
     def condition(self) -> StateCondition:
         """Describe the backend and whether it answers (for `/readyz`)."""
 
-    async def login_retry_after(self, limits: Mapping[str, int]) -> float | None:
-        """Return seconds to wait if any throttle key reached its limit, else None."""
+    async def reserve_login_attempt(
+        self, limits: Mapping[str, int], window_seconds: float
+    ) -> float | None:
+        """Count one attempt against every throttle key in one atomic step, unless a key
+        has reached its limit: then count nothing and return the seconds to wait."""
 
-    async def record_login_failure(self, keys: tuple[str, ...], window_seconds: float) -> None:
-        """Count a failed login against each key for the window."""
+    async def refund_login_attempt(self, keys: tuple[str, ...]) -> None:
+        """Give back an attempt reserved against each key that turned out not to be a
+        wrong password (a success, or an error before the password was judged)."""
 
     async def clear_login_failures(self, key: str) -> None:
         """Forget the failures of one key (after a successful login)."""

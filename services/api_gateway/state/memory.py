@@ -39,9 +39,24 @@ class MemoryState:
             else:
                 del self._issued[subject]
 
-    async def login_retry_after(self, limits: Mapping[str, int]) -> float | None:
+    async def reserve_login_attempt(
+        self, limits: Mapping[str, int], window_seconds: float
+    ) -> float | None:
+        # No await from the check to the count: concurrent logins see each other's attempts.
         now = time.time()
         self._sweep(now)
+        wait = self.login_wait(limits, now)
+        if wait is not None:
+            return wait
+        for key in limits:
+            count, until = self._failures.get(key, (0, 0.0))
+            if until <= now:
+                count, until = 0, now + window_seconds
+            self._failures[key] = (count + 1, until)
+        return None
+
+    def login_wait(self, limits: Mapping[str, int], now: float) -> float | None:
+        """Return seconds to wait if any key reached its limit at `now`, else None."""
         wait = 0.0
         for key, limit in limits.items():
             count, until = self._failures.get(key, (0, 0.0))
@@ -49,13 +64,12 @@ class MemoryState:
                 wait = max(wait, until - now)
         return wait or None
 
-    async def record_login_failure(self, keys: tuple[str, ...], window_seconds: float) -> None:
+    async def refund_login_attempt(self, keys: tuple[str, ...]) -> None:
         now = time.time()
         for key in keys:
             count, until = self._failures.get(key, (0, 0.0))
-            if until <= now:
-                count, until = 0, now + window_seconds
-            self._failures[key] = (count + 1, until)
+            if until > now and count > 0:
+                self._failures[key] = (count - 1, until)
 
     async def clear_login_failures(self, key: str) -> None:
         self._failures.pop(key, None)

@@ -47,29 +47,41 @@ USAGE_LIST_LIMIT: Final = 1000
 PENDING_LIMIT: Final = 50_000
 DOWN_ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
 
-_RECORD_FAILURE = """
--- KEYS: throttle counters. ARGV[1]: window (ms). The expiry is set in the same atomic
--- step as the first count, so a counter never lives without one.
+_RESERVE_ATTEMPT = """
+-- KEYS: throttle counters. ARGV[1]: window (ms), ARGV[i + 1]: the limit of KEYS[i].
+-- Counts one attempt against every key unless one has reached its limit; then counts
+-- nothing and returns the longest wait (ms). 0: counted. One script, so concurrent logins
+-- on any replica see each other's attempts, and a counter never lives without an expiry.
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count >= tonumber(ARGV[i + 1]) then
+    local ttl = redis.call('PTTL', key)
+    if ttl < 0 then
+      redis.call('PEXPIRE', key, ARGV[1])
+      ttl = tonumber(ARGV[1])
+    end
+    wait = math.max(wait, ttl, 1)
+  end
+end
+if wait > 0 then return wait end
 for _, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 or redis.call('PTTL', key) < 0 then
+  if redis.call('INCR', key) == 1 or redis.call('PTTL', key) < 0 then
     redis.call('PEXPIRE', key, ARGV[1])
   end
 end
 return 0
 """
 
-_RETRY_AFTER = """
--- KEYS: throttle counters, ARGV: their limits. Returns the longest wait (ms), 0 for none.
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local count = tonumber(redis.call('GET', key) or '0')
-  if count >= tonumber(ARGV[i]) then
-    local ttl = redis.call('PTTL', key)
-    if ttl > wait then wait = ttl end
+_REFUND_ATTEMPT = """
+-- KEYS: throttle counters. Takes one attempt back from each that still counts any
+-- (DECR keeps the expiry).
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then
+    redis.call('DECR', key)
   end
 end
-return wait
+return 0
 """
 
 _TRACK_ISSUED = """
@@ -153,8 +165,8 @@ class RedisState:
         self._reason = ""
         self._pending: deque[Op] = deque(maxlen=PENDING_LIMIT)
         self._probe: asyncio.Task[None] | None = None
-        self._record_failure = client.register_script(_RECORD_FAILURE)
-        self._retry_after = client.register_script(_RETRY_AFTER)
+        self._reserve_attempt = client.register_script(_RESERVE_ATTEMPT)
+        self._refund_attempt = client.register_script(_REFUND_ATTEMPT)
         self._track_token = client.register_script(_TRACK_ISSUED)
         self._revoke_subject = client.register_script(_REVOKE_SUBJECT)
         self._cache_api_key = client.register_script(_CACHE_API_KEY)
@@ -260,21 +272,27 @@ class RedisState:
 
     # --- login throttling ------------------------------------------------------------
 
-    async def login_retry_after(self, limits: Mapping[str, int]) -> float | None:
-        # Failures counted in memory while Redis was down still count until they expire.
-        local = await self._memory.login_retry_after(limits)
+    async def reserve_login_attempt(
+        self, limits: Mapping[str, int], window_seconds: float
+    ) -> float | None:
+        # Attempts counted in memory while Redis was down still count until they expire.
+        local = self._memory.login_wait(limits, time.time())
+        if local is not None:
+            return local
         keys = [self._key("throttle", key) for key in limits]
-        shared = await self._shared(lambda: self._retry_after(keys, list(limits.values())))
-        wait = 0.0 if isinstance(shared, _Unavailable) else int(shared) / 1000
-        wait = max(wait, local or 0.0)
-        return wait or None
-
-    async def record_login_failure(self, keys: tuple[str, ...], window_seconds: float) -> None:
-        names = [self._key("throttle", key) for key in keys]
-        window_ms = max(1, math.ceil(window_seconds * 1000))
-        shared = await self._shared(lambda: self._record_failure(names, [window_ms]))
+        args = [max(1, math.ceil(window_seconds * 1000)), *limits.values()]
+        shared = await self._shared(lambda: self._reserve_attempt(keys, args))
         if isinstance(shared, _Unavailable):
-            await self._memory.record_login_failure(keys, window_seconds)
+            return await self._memory.reserve_login_attempt(limits, window_seconds)
+        return int(shared) / 1000 or None
+
+    async def refund_login_attempt(self, keys: tuple[str, ...]) -> None:
+        # Given back where it is counted now: across an outage's edge that may be the other
+        # store, and a refund never takes a count below zero, so at worst one attempt moves.
+        names = [self._key("throttle", key) for key in keys]
+        shared = await self._shared(lambda: self._refund_attempt(names))
+        if isinstance(shared, _Unavailable):
+            await self._memory.refund_login_attempt(keys)
 
     async def clear_login_failures(self, key: str) -> None:
         await self._memory.clear_login_failures(key)

@@ -16,25 +16,56 @@ def principal(username: str = "alice") -> Principal:
 async def test_login_is_throttled_once_a_key_reaches_its_limit(state):
     limits = {"account:alice": 2, "address:10.0.0.1": 10}
     for _ in range(2):
-        assert await state.login_retry_after(limits) is None
-        await state.record_login_failure(("account:alice", "address:10.0.0.1"), 60)
-    retry_after = await state.login_retry_after(limits)
+        assert await state.reserve_login_attempt(limits, 60) is None
+    retry_after = await state.reserve_login_attempt(limits, 60)
     assert retry_after is not None
     assert 0 < retry_after <= 60
 
 
+async def test_a_refused_attempt_counts_against_no_key(state):
+    await state.reserve_login_attempt({"account:alice": 1}, 60)
+    assert await state.reserve_login_attempt({"account:alice": 1, "address:a": 2}, 60) is not None
+    # The refusal took nothing from the address: it still has both attempts.
+    for _ in range(2):
+        assert await state.reserve_login_attempt({"address:a": 2}, 60) is None
+    assert await state.reserve_login_attempt({"address:a": 2}, 60) is not None
+
+
+async def test_concurrent_reservations_never_pass_the_limit(state):
+    limits = {"account:alice": 5, "address:10.0.0.1": 20}
+    waits = await asyncio.gather(*(state.reserve_login_attempt(limits, 60) for _ in range(40)))
+    assert waits.count(None) == 5
+    assert all(wait is not None and 0 < wait <= 60 for wait in waits if wait is not None)
+
+
+async def test_a_refunded_attempt_can_be_taken_again(state):
+    limits = {"account:alice": 2, "address:a": 10}
+    for _ in range(2):
+        assert await state.reserve_login_attempt(limits, 60) is None
+    await state.refund_login_attempt(("account:alice", "address:a"))
+    assert await state.reserve_login_attempt(limits, 60) is None
+    assert await state.reserve_login_attempt(limits, 60) is not None
+
+
+async def test_a_refund_never_takes_a_count_below_zero(state):
+    for _ in range(3):
+        await state.refund_login_attempt(("account:alice",))
+    assert await state.reserve_login_attempt({"account:alice": 1}, 60) is None
+    assert await state.reserve_login_attempt({"account:alice": 1}, 60) is not None
+
+
 async def test_throttle_window_passes(state):
-    await state.record_login_failure(("account:alice",), 0.05)
-    assert await state.login_retry_after({"account:alice": 1}) is not None
+    await state.reserve_login_attempt({"account:alice": 1}, 0.05)
+    assert await state.reserve_login_attempt({"account:alice": 1}, 0.05) is not None
     await asyncio.sleep(0.1)
-    assert await state.login_retry_after({"account:alice": 1}) is None
+    assert await state.reserve_login_attempt({"account:alice": 1}, 0.05) is None
 
 
 async def test_successful_login_clears_the_account_failures_only(state):
-    await state.record_login_failure(("account:alice", "address:a"), 60)
+    await state.reserve_login_attempt({"account:alice": 1, "address:a": 1}, 60)
     await state.clear_login_failures("account:alice")
-    assert await state.login_retry_after({"account:alice": 1}) is None
-    assert await state.login_retry_after({"address:a": 1}) is not None
+    assert await state.reserve_login_attempt({"account:alice": 1}, 60) is None
+    assert await state.reserve_login_attempt({"address:a": 1}, 60) is not None
 
 
 async def test_revoked_token_stays_revoked(state):

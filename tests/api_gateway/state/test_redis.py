@@ -45,7 +45,7 @@ async def eventually(check, timeout: float = 15.0) -> None:
 async def test_every_key_the_backend_writes_has_an_expiry(redis_prefix):
     state = await replica(SHARED_REDIS_URL, redis_prefix)
     try:
-        await state.record_login_failure(("account:alice", "address:10.0.0.1"), 300)
+        await state.reserve_login_attempt({"account:alice": 5, "address:10.0.0.1": 5}, 300)
         await state.track_token(subject="alice", jti="j1", expires_at=time.time() + 900)
         await state.revoke_token("j2", time.time() + 900)
         await state.track_token(subject="bob", jti="j3", expires_at=time.time() + 900)
@@ -60,14 +60,18 @@ async def test_every_key_the_backend_writes_has_an_expiry(redis_prefix):
         assert {key: client.ttl(key) for key in keys if client.ttl(key) <= 0} == {}
 
 
-async def test_concurrent_failures_are_all_counted(redis_prefix):
+async def test_concurrent_attempts_on_two_replicas_never_pass_the_limit(redis_prefix):
     replicas = [await replica(SHARED_REDIS_URL, redis_prefix) for _ in range(2)]
+    limits = {"account:alice": 7, "address:10.0.0.1": 100}
     try:
-        await asyncio.gather(
-            *(replicas[i % 2].record_login_failure(("account:alice",), 300) for i in range(40))
+        waits = await asyncio.gather(
+            *(replicas[i % 2].reserve_login_attempt(limits, 300) for i in range(40))
         )
-        assert await replicas[0].login_retry_after({"account:alice": 41}) is None
-        assert await replicas[1].login_retry_after({"account:alice": 40}) is not None
+        assert waits.count(None) == 7
+        # The refused attempts counted nothing, against either key.
+        with redis.Redis.from_url(SHARED_REDIS_URL, decode_responses=True) as client:
+            counts = [client.get(f"{redis_prefix}throttle:{key}") for key in limits]
+        assert counts == ["7", "7"]
     finally:
         for state in replicas:
             await state.close()
@@ -108,9 +112,9 @@ async def test_redis_down_keeps_auth_working_in_memory_and_logs_once(tmp_path, c
         assert state.condition().available
         server.stop()
         for attempt in range(5):
-            await state.record_login_failure(("account:alice",), 300)
+            assert await state.reserve_login_attempt({"account:alice": 5}, 300) is None
             await state.cache_api_key(f"h{attempt}", api_key_principal(), ttl=60)
-        assert await state.login_retry_after({"account:alice": 5}) is not None
+        assert await state.reserve_login_attempt({"account:alice": 5}, 300) is not None
         assert await state.cached_api_key("h0") == api_key_principal()
         await state.revoke_token("j1", time.time() + 900)
         assert await state.is_token_revoked("j1")
@@ -149,6 +153,22 @@ async def test_redis_back_is_used_again_and_gets_what_was_owed(tmp_path, caplog)
         server.stop()
 
 
+async def test_attempts_counted_while_redis_was_down_still_count_once_it_is_back(tmp_path):
+    server = RedisServer(tmp_path).start()
+    state = await replica(server.url, "lct-test:")
+    limits = {"account:alice": 3}
+    try:
+        server.stop()
+        for _ in range(3):
+            assert await state.reserve_login_attempt(limits, 300) is None
+        server.start()
+        await eventually(lambda: asyncio.sleep(0, state.condition().available))
+        assert await state.reserve_login_attempt(limits, 300) is not None
+    finally:
+        await state.close()
+        server.stop()
+
+
 def test_a_malformed_redis_url_refuses_start_up_without_showing_it():
     url = "redis://:hunter2-secret@127.0.0.1:notaport/0"
     with pytest.raises(StartupError, match="GATEWAY_STATE_URL") as caught:
@@ -164,7 +184,7 @@ async def test_a_refused_password_is_logged_as_down_without_the_password(tmp_pat
         )
         try:
             assert not state.condition().available
-            assert await state.login_retry_after({"account:alice": 1}) is None
+            assert await state.reserve_login_attempt({"account:alice": 1}, 300) is None
         finally:
             await state.close()
     assert caplog.records
