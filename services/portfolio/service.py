@@ -134,6 +134,14 @@ class IdentityService:
         now = self._clock()
         async with self.database.sessions.begin() as session:
             updated = await store.update_user(session, account.username, last_login_at=now)
+        if updated is not None:
+            # The check ran on a row read before hashing: a rotation or a deactivation that
+            # committed meanwhile wins. (One committing later finds the login holding this
+            # password's `password_changed_at`, which the gateway's tokens carry.)
+            if updated.password_changed_at != account.password_changed_at:
+                raise InvalidCredentialsError()
+            if not updated.is_active:
+                raise AccountInactiveError()
         return self._user(updated or account)
 
     async def rotate_password(
@@ -358,6 +366,7 @@ class IdentityService:
             password_expires_at=self._password_expires_at(account),
             api_key_id=account.api_key_id,
             api_key_last_rotated_at=account.api_key_last_rotated_at,
+            access_changed_at=account.access_changed_at,
         )
 
     async def _next_api_key(

@@ -22,6 +22,7 @@ USER_FIELDS = {
     "password_expires_at",
     "api_key_id",
     "api_key_last_rotated_at",
+    "access_changed_at",
 }
 
 
