@@ -9,8 +9,10 @@ holds back the answer to the racing login until the change has been made.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,6 +20,7 @@ import pytest
 
 from tests.security.conftest import PASSWORD, Stack
 from tests.support.holding_proxy import HoldingProxy
+from tests.support.servers import GATEWAY_APP, ServerProcess
 
 NEW_PASSWORD = "a brand new attack-suite passphrase"
 SYNC_SECONDS = "0.3"
@@ -72,9 +75,23 @@ def assert_refused(response: httpx.Response) -> None:
 
 
 @pytest.fixture
-def proxy(stack: Stack):
+def proxy(stack: Stack) -> Iterator[HoldingProxy]:
     with HoldingProxy(urlsplit(stack.portfolio_url).port or 80) as running:
         yield running
+
+
+@contextmanager
+def gateway_behind(stack: Stack, proxy: HoldingProxy, sync_seconds: str) -> Iterator[str]:
+    """Run a gateway reaching the identity service through `proxy`; yield its URL."""
+    name = f"gateway-{uuid.uuid4().hex[:6]}"
+    env = {
+        **stack.env,
+        "PORTFOLIO_SERVICE_URL": proxy.url,
+        "GATEWAY_IDENTITY_SYNC_SECONDS": sync_seconds,
+        "GATEWAY_LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "100000",
+    }
+    with ServerProcess(GATEWAY_APP, env=env, log_path=stack.logs / f"{name}.log") as gateway:
+        yield gateway.url
 
 
 @pytest.mark.parametrize("kind", CHANGES)
@@ -82,13 +99,17 @@ def test_a_login_racing_a_change_made_through_this_gateway_is_refused_at_once(
     stack: Stack, proxy: HoldingProxy, kind: str
 ) -> None:
     # No change feed: only what the gateway notes of its own changes can refuse the token.
-    gateway = stack.gateway(PORTFOLIO_SERVICE_URL=proxy.url, GATEWAY_IDENTITY_SYNC_SECONDS="0")
+    with gateway_behind(stack, proxy, sync_seconds="0") as gateway:
+        run_through_the_gateway(stack, proxy, gateway, kind)
+
+
+def run_through_the_gateway(stack: Stack, proxy: HoldingProxy, gateway: str, kind: str) -> None:
     admin, _ = stack.user("admin")
-    admin_headers = bearer(login(gateway.url, admin))
+    admin_headers = bearer(login(gateway, admin))
     name, _ = stack.user("trading")
 
     def change() -> None:
-        with httpx.Client(base_url=gateway.url, timeout=PATIENCE_SECONDS) as client:
+        with httpx.Client(base_url=gateway, timeout=PATIENCE_SECONDS) as client:
             if kind == "rotation":
                 response = client.post(
                     "/auth/password/rotate",
@@ -106,25 +127,27 @@ def test_a_login_racing_a_change_made_through_this_gateway_is_refused_at_once(
                 )
         assert response.status_code == 200, response.text
 
-    raced = racing_login(proxy, gateway.url, name, change)
+    raced = racing_login(proxy, gateway, name, change)
     # The password did check out before the change: the login itself succeeded.
-    assert_refused(me(gateway.url, bearer(raced)))
-    after = login(gateway.url, name, NEW_PASSWORD if kind == "rotation" else PASSWORD)
+    assert_refused(me(gateway, bearer(raced)))
+    after = login(gateway, name, NEW_PASSWORD if kind == "rotation" else PASSWORD)
     if kind == "deactivation":
         assert after.status_code == 403
     else:
-        assert me(gateway.url, bearer(after)).status_code == 200
+        assert me(gateway, bearer(after)).status_code == 200
 
 
 @pytest.mark.parametrize("kind", CHANGES)
 def test_a_login_racing_a_change_made_in_the_identity_store_is_refused_after_the_sync(
     stack: Stack, proxy: HoldingProxy, kind: str
 ) -> None:
-    gateway = stack.gateway(
-        PORTFOLIO_SERVICE_URL=proxy.url, GATEWAY_IDENTITY_SYNC_SECONDS=SYNC_SECONDS
-    )
+    with gateway_behind(stack, proxy, sync_seconds=SYNC_SECONDS) as gateway:
+        run_in_the_store(stack, proxy, gateway, kind)
+
+
+def run_in_the_store(stack: Stack, proxy: HoldingProxy, gateway: str, kind: str) -> None:
     name, _ = stack.user("trading")
-    before = bearer(login(gateway.url, name))
+    before = bearer(login(gateway, name))
 
     def change() -> None:
         # Straight into the store, as the operations guide does: the gateway learns of it
@@ -136,10 +159,10 @@ def test_a_login_racing_a_change_made_in_the_identity_store_is_refused_after_the
         else:
             stack.identity.set_roles(name, ["market"])
 
-    raced = bearer(racing_login(proxy, gateway.url, name, change))
-    assert_refused(eventually_refused(gateway.url, before))
+    raced = bearer(racing_login(proxy, gateway, name, change))
+    assert_refused(eventually_refused(gateway, before))
     # The feed has been applied: the racing login's token is refused with no grace.
-    assert_refused(me(gateway.url, raced))
+    assert_refused(me(gateway, raced))
     if kind != "deactivation":
-        after = login(gateway.url, name, NEW_PASSWORD if kind == "rotation" else PASSWORD)
-        assert me(gateway.url, bearer(after)).status_code == 200
+        after = login(gateway, name, NEW_PASSWORD if kind == "rotation" else PASSWORD)
+        assert me(gateway, bearer(after)).status_code == 200

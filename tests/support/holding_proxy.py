@@ -116,8 +116,8 @@ class HoldingProxy:
 
         try:
             await asyncio.gather(to_upstream(), to_client())
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a peer went away, or the proxy is stopping
         finally:
             upstream_writer.close()
             client_writer.close()
