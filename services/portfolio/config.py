@@ -41,6 +41,9 @@ class PortfolioSettings(BaseSettings):
     hashing_memory_mib: PositiveInt = 256
     hashing_queue: Annotated[int, Field(ge=0)] = 8
     hashing_max_wait_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # The nice level of hashing threads (Linux): a storm takes the cores other requests
+    # leave idle instead of competing with them. 0 keeps the normal priority.
+    hashing_niceness: Annotated[int, Field(ge=0, le=19)] = 10
 
     # After `threshold` consecutive failures an account is refused for base * 2**(n - threshold)
     # seconds, capped, so a victim of a guessing attack waits minutes, never forever.

@@ -1,9 +1,12 @@
 """Password hashing (Argon2id, legacy bcrypt verified and upgraded) and the password policy."""
 
 import contextlib
+import os
 import secrets
+import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar, TypeVarTuple
 
 import anyio
@@ -20,6 +23,14 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
+def _lower_priority(niceness: int) -> None:
+    # Per thread on Linux (Argon2's lane threads inherit it); elsewhere, or when refused,
+    # the hash runs at normal priority.
+    if niceness:
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+
 class HashingSlots:
     """Run at most `size` password hashes at once; `queue` more wait up to `max_wait` seconds.
 
@@ -28,7 +39,7 @@ class HashingSlots:
     waiting past `max_wait`, gets `IdentityBusyError` at once instead of hanging.
     """
 
-    def __init__(self, *, size: int, queue: int, max_wait: float) -> None:
+    def __init__(self, *, size: int, queue: int, max_wait: float, niceness: int = 0) -> None:
         self.size = size
         self._queue = queue
         self._max_wait = max_wait
@@ -37,6 +48,15 @@ class HashingSlots:
         # Threads of their own: hashing never takes the default thread limiter's tokens,
         # which the app's other blocking work (sync dependencies) needs during a storm.
         self._threads = anyio.CapacityLimiter(size)
+        # The work itself runs on threads of its own at `niceness`, so that in a storm it
+        # takes the cores other requests leave idle instead of competing with them; the
+        # anyio thread waits for it, so a cancelled caller still holds its slot.
+        self._pool = ThreadPoolExecutor(
+            max_workers=size,
+            thread_name_prefix="password-hashing",
+            initializer=_lower_priority,
+            initargs=(niceness,),
+        )
 
     @property
     def running(self) -> int:
@@ -53,9 +73,12 @@ class HashingSlots:
         await self._acquire()
         try:
             # Not abandoned on cancellation: the slot is held until the hash ends.
-            return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
+            return await anyio.to_thread.run_sync(self._on_pool, func, *args, limiter=self._threads)
         finally:
             self._release()
+
+    def _on_pool(self, func: Callable[[*Ts], T], *args: *Ts) -> T:
+        return self._pool.submit(func, *args).result()
 
     async def _acquire(self) -> None:
         if self._free:
@@ -98,6 +121,7 @@ class PasswordHasher:
             size=settings.hashing_slots(),
             queue=settings.hashing_queue,
             max_wait=settings.hashing_max_wait_seconds,
+            niceness=settings.hashing_niceness,
         )
         self._hash = PasswordHash(
             (

@@ -1,5 +1,6 @@
 """Password hashing: Argon2id, legacy bcrypt verified and upgraded at the next login."""
 
+import os
 import threading
 from typing import ClassVar
 
@@ -228,3 +229,18 @@ async def test_every_password_check_takes_a_slot(sqlite_url):
             with pytest.raises(IdentityBusyError):
                 await check
         gate.release.set()
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priority is Linux's")
+async def test_hashes_run_at_a_lower_priority_than_the_rest_of_the_process(sqlite_url):
+    hasher = PasswordHasher(make_settings(sqlite_url, hashing_niceness=10))
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = niceness()
+    assert await hasher.slots.run(niceness) == max(base, 10)
+    assert niceness() == base
+    assert await anyio.to_thread.run_sync(niceness) == base
+    plain = PasswordHasher(make_settings(sqlite_url, hashing_niceness=0))
+    assert await plain.slots.run(niceness) == base

@@ -63,14 +63,31 @@ class Target:
         return self.portfolio.process.pid
 
 
+@pytest.fixture(
+    params=[None, "4"],
+    ids=["slots-from-cores", "slots-from-memory"],
+)
+def slots_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The default slot count of this machine, and the most the default memory budget
+    allows (4 x 64 MiB in 256 MiB): what a machine with many cores gets."""
+    return {} if request.param is None else {"PORTFOLIO_HASHING_CONCURRENCY": request.param}
+
+
 @pytest.fixture
-def target(stack: Stack, database_url: str, tmp_path: Path) -> Iterator[Target]:
+def target(
+    stack: Stack, database_url: str, slots_env: dict[str, str], tmp_path: Path
+) -> Iterator[Target]:
     with ExitStack() as exit_stack:
         identity = fast_identity(database_url)
         exit_stack.callback(identity.close)
         trader = f"storm-{uuid.uuid4().hex[:8]}"
         identity.create_user(trader, PASSWORD, roles=["portfolio"])
-        env = {**stack.env, "PORTFOLIO_DATABASE_URL": database_url, **DEFAULT_ARGON2_ENV}
+        env = {
+            **stack.env,
+            "PORTFOLIO_DATABASE_URL": database_url,
+            **DEFAULT_ARGON2_ENV,
+            **slots_env,
+        }
         portfolio = exit_stack.enter_context(
             ServerProcess(PORTFOLIO_APP, env=env, log_path=tmp_path / "portfolio.log")
         )
@@ -119,6 +136,7 @@ async def test_a_login_storm_stays_under_the_memory_ceiling_and_other_calls_keep
         me_seconds: list[float] = []
         me_statuses: list[int] = []
         trade_statuses: list[int] = []
+        trade_seconds: list[float] = []
         rss_samples: list[float] = []
 
         async def token_calls() -> None:
@@ -131,11 +149,13 @@ async def test_a_login_storm_stays_under_the_memory_ceiling_and_other_calls_keep
 
         async def trades() -> None:
             while not storm_over.is_set():
+                started = time.perf_counter()
                 response = await client.post(
                     "/api/portfolio/trades",
                     json={"symbol": "BTC-USD", "side": "buy", "quantity": "0.01", "price": "100"},
                     headers={**bearer, "Idempotency-Key": uuid.uuid4().hex},
                 )
+                trade_seconds.append(time.perf_counter() - started)
                 trade_statuses.append(response.status_code)
                 await asyncio.sleep(0.05)
 
@@ -157,9 +177,11 @@ async def test_a_login_storm_stays_under_the_memory_ceiling_and_other_calls_keep
                 storm_over.set()
 
         background = [asyncio.create_task(work()) for work in (token_calls, trades, sample_memory)]
+        storm_started = time.perf_counter()
         answers, admitted = await asyncio.gather(
             storm(), login_until_admitted(client, target.trader)
         )
+        storm_seconds = time.perf_counter() - storm_started
         storm_over.set()
         await asyncio.gather(*background)
 
@@ -172,15 +194,17 @@ async def test_a_login_storm_stays_under_the_memory_ceiling_and_other_calls_keep
         f"{statuses.count(401)} answered 401, {len(busy)} answered 503; "
         f"/auth/me p99 {p99(me_seconds) * 1000:.0f} ms, "
         f"median {statistics.median(me_seconds) * 1000:.0f} ms over {len(me_seconds)} calls; "
-        f"{len(trade_statuses)} trades"
+        f"trades p99 {p99(trade_seconds) * 1000:.0f} ms over {len(trade_seconds)}; "
+        f"storm answered in {storm_seconds:.1f} s"
     )
     assert peak_mib <= CEILING_MIB, f"the portfolio process peaked at {peak_mib:.0f} MiB"
-    # Every failed login got an answer: the wrong password, or a quick "busy, retry".
+    # Every failed login got an answer: the wrong password, or a quick "busy, retry"
+    # (how many fit depends on how fast this machine hashes right now).
     assert set(statuses) <= {401, 503}, statuses
-    assert statuses.count(401) >= 1
     for answer in busy:
         assert answer.json()["error"]["code"] == "identity_busy"
         assert int(answer.headers["Retry-After"]) >= 1
+    # A real user's login fits in (honouring Retry-After) while the storm lasts.
     assert admitted.status_code == 200, admitted.text
     # Calls that need no password check are never turned away by the storm.
     assert me_statuses
