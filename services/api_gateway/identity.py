@@ -140,7 +140,7 @@ def _identity_error(response: httpx.Response, body: object) -> GatewayError:
     if code == "identity_busy":
         seconds = _busy_retry_after(response)
         return IdentityBusy(
-            f"the identity service is busy checking other passwords; "
+            "the identity service is busy checking other passwords; "
             f"try again in {max(1, math.ceil(seconds))} seconds",
             retry_after=seconds,
         )
