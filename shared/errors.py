@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    IDENTITY_BUSY = "identity_busy"
     INTERNAL_ERROR = "internal_error"
     CREDENTIALS_IN_QUERY = "credentials_in_query"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -52,6 +53,7 @@ DEFAULT_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UPSTREAM_UNAVAILABLE: 502,
     ErrorCode.UPSTREAM_TIMEOUT: 504,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.IDENTITY_BUSY: 503,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.CREDENTIALS_IN_QUERY: 400,
     ErrorCode.METHOD_NOT_ALLOWED: 405,

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from services.api_gateway.config import Settings
@@ -19,7 +20,7 @@ from services.api_gateway.errors import (
 from services.api_gateway.identity import IdentityClient
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.state import GatewayState
-from services.api_gateway.tokens import IssuedToken, TokenService
+from services.api_gateway.tokens import IssuedToken, TokenService, epoch_micros
 from shared.usernames import username_label
 
 if TYPE_CHECKING:
@@ -44,6 +45,16 @@ def api_key_hash(api_key: str) -> str:
 
 def _user_roles(user: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(role) for role in user.get("roles") or ())
+
+
+def _password_version(user: Mapping[str, Any]) -> int | None:
+    """Return the version of the password a login proved, from the identity service's
+    answer (None if it does not say: the token then gets the strict `iat` check)."""
+    try:
+        changed_at = datetime.fromisoformat(str(user["password_changed_at"]))
+    except (KeyError, ValueError):
+        return None
+    return epoch_micros(changed_at) if changed_at.tzinfo is not None else None
 
 
 class Authenticator:
@@ -153,7 +164,9 @@ class Authenticator:
                 ) from None
         name = str(user["username"])
         roles = list(_user_roles(user))
-        issued = self._tokens.issue(username=name, roles=roles)
+        issued = self._tokens.issue(
+            username=name, roles=roles, password_version=_password_version(user)
+        )
         await self._state.track_token(subject=name, jti=issued.jti, expires_at=issued.expires_at)
         return Login(issued=issued, roles=roles)
 
@@ -170,8 +183,17 @@ class Authenticator:
         """Rotate a password (throttled like a login); revoke the user's live tokens."""
         async with self._throttled(username, client, attempts="attempts"):
             user = await self._identity.rotate_password(username, current_password, new_password)
-        await self.forget_user(str(user["username"]))
+        await self.end_access(user)
         return user
+
+    async def end_access(self, user: Mapping[str, Any]) -> None:
+        """After a change made through this gateway (rotation, deactivation, roles), answered
+        with the changed `user`: end the access obtained before it, at once."""
+        # A login that checked the old credentials just before the change committed has its
+        # token tracked only after the revocation below: the stamp refuses that one too.
+        if self._stamps is not None:
+            self._stamps.record_user(user)
+        await self.forget_user(str(user["username"]))
 
     async def forget_user(self, username: str) -> None:
         """Make a user's existing tokens and cached API key stop working at once."""

@@ -167,6 +167,19 @@ class UpstreamNotReady(UpstreamError):
     """The upstream answered that it is not ready, or the gateway is shutting down."""
 
 
+class IdentityBusy(UpstreamError):
+    """The identity service has no password-hashing capacity left; retry after a moment."""
+
+    code = ErrorCode.IDENTITY_BUSY
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, retry_after=self.retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class UpstreamTimeout(UpstreamError):
     """The upstream did not answer in time."""
 
@@ -191,6 +204,7 @@ HTTP_STATUS: dict[type[GatewayError], int] = {
     InvalidRequest: 422,
     TooManyAttempts: 429,
     UpstreamTimeout: 504,
+    IdentityBusy: 503,
     UpstreamNotReady: 503,
     UpstreamUnavailable: 502,
     GatewayError: 500,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ from services.api_gateway.errors import (
     IDENTITY_ERRORS,
     AccountInactive,
     GatewayError,
+    IdentityBusy,
     InvalidCredentials,
     TooManyAttempts,
     UpstreamNotReady,
@@ -121,6 +123,15 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _busy_retry_after(response: httpx.Response) -> float:
+    try:
+        seconds = float(response.headers.get("Retry-After", "1"))
+    except ValueError:
+        return 1.0
+    # A busy identity service frees up in seconds: a finite, short wait whatever it said.
+    return min(max(seconds, 1.0), 60.0) if math.isfinite(seconds) else 1.0
+
+
 def _identity_error(response: httpx.Response, body: object) -> GatewayError:
     error = body.get("error") if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
@@ -134,6 +145,13 @@ def _identity_error(response: httpx.Response, body: object) -> GatewayError:
         except (TypeError, ValueError):
             seconds = 60.0
         return TooManyAttempts("too many attempts; try again later", retry_after=seconds)
+    if code == "identity_busy":
+        seconds = _busy_retry_after(response)
+        return IdentityBusy(
+            "the identity service is busy checking other passwords; "
+            f"try again in {max(1, math.ceil(seconds))} seconds",
+            retry_after=seconds,
+        )
     if response.status_code == 401 and code in ("invalid_token", "not_authenticated"):
         # Our service token was refused: a deployment fault, not the caller's.
         return UpstreamNotReady("the identity service refused the gateway's service token")

@@ -26,6 +26,9 @@ class Principal:
     jti: str | None = None
     expires_at: float | None = None
     issued_at: float | None = None
+    # When the password the token was obtained with was set (microseconds since the epoch);
+    # None for API keys and for tokens issued before the gateway wrote it.
+    password_version: int | None = None
     services: frozenset[Service] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -212,7 +212,7 @@ async def list_users(runtime: RuntimeDep) -> UsersResponse:
 async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
     """Deactivate a user; their tokens and API key stop working here at once."""
     user = await runtime.identity.deactivate_user(username)
-    await runtime.authenticator.forget_user(str(user.get("username", username)))
+    await runtime.authenticator.end_access({"username": username, **user})
     return UserResponse(user=UserOut.model_validate(user))
 
 
@@ -225,7 +225,7 @@ async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
 async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> UserResponse:
     """Replace a user's roles; tokens carrying the old roles stop working at once."""
     user = await runtime.identity.set_roles(username, body.roles)
-    await runtime.authenticator.forget_user(str(user.get("username", username)))
+    await runtime.authenticator.end_access({"username": username, **user})
     return UserResponse(user=UserOut.model_validate(user))
 
 

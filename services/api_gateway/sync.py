@@ -6,9 +6,11 @@ replica polls `GET /internal/identity/changes` in the background and, per change
 
 - remembers the change in `AccessStamps`, which `Authenticator.bearer` consults with one
   dict lookup (no extra round trip): an inactive user's tokens, tokens whose roles are no
-  longer the user's, and tokens issued before the user's last password change are
-  refused. Tokens issued *after* it (a login following a rotation) keep working, and an
-  API-key rotation ends the old key, not the user's tokens.
+  longer the user's, and tokens obtained with a password older than the user's current
+  one are refused. A token carries the version (microseconds) of the password its login
+  proved, so a login that checked the old password just before a rotation committed is
+  refused even when its token was signed after the rotation; a login with the new
+  password keeps working, and an API-key rotation ends the old key, not the user's tokens.
 - drops the user's cached API-key verifications in the shared state, so the next request
   asks the identity service again (a rotated key or an inactive account is refused).
 - for a deactivation also revokes every tracked token in the shared state
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from services.api_gateway.errors import GatewayError
 from services.api_gateway.identity import IdentityClient
 from services.api_gateway.principal import Principal
 from services.api_gateway.state import GatewayState
+from services.api_gateway.tokens import epoch_micros
 
 logger = logging.getLogger("services.api_gateway.sync")
 
@@ -54,16 +56,28 @@ class AccessChange:
     is_active: bool
     roles: frozenset[str]
     changed_at: float  # epoch seconds, the identity service's clock
-    password_changed_at: float | None = None
+    # The user's password version (`password_changed_at` in microseconds since the epoch).
+    password_version: int | None = None
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> AccessChange:
         """Read one feed entry, or raise `FeedFormatError`."""
+        return cls._read(entry, "changed_at")
+
+    @classmethod
+    def from_user(cls, user: Mapping[str, Any]) -> AccessChange:
+        """Read the user the identity service answered a change with, or raise
+        `FeedFormatError`: the change as the feed will report it."""
+        stamp = "access_changed_at" if user.get("access_changed_at") else "updated_at"
+        return cls._read(user, stamp)
+
+    @classmethod
+    def _read(cls, entry: Mapping[str, Any], stamp: str) -> AccessChange:
         try:
             username = entry["username"]
             is_active = entry["is_active"]
             roles = entry["roles"]
-            changed_at = datetime.fromisoformat(str(entry["changed_at"]))
+            changed_at = datetime.fromisoformat(str(entry[stamp]))
             password_at = entry.get("password_changed_at")
             password_changed_at = (
                 None if password_at is None else datetime.fromisoformat(str(password_at))
@@ -82,8 +96,8 @@ class AccessChange:
             is_active=is_active,
             roles=frozenset(str(role) for role in roles),
             changed_at=changed_at.timestamp(),
-            password_changed_at=(
-                password_changed_at.timestamp()
+            password_version=(
+                epoch_micros(password_changed_at)
                 if password_changed_at is not None and password_changed_at.tzinfo is not None
                 else None
             ),
@@ -108,19 +122,31 @@ class AccessStamps:
         self._stamps[change.username] = change
         return True
 
+    def record_user(self, user: Mapping[str, Any]) -> bool:
+        """Remember a change made through this gateway from the user it answered with;
+        False if the answer cannot be read or the change is not newer."""
+        try:
+            return self.record(AccessChange.from_user(user))
+        except FeedFormatError:
+            logger.warning("identity sync: cannot read the changed user; the feed will tell")
+            return False
+
     def refuses(self, principal: Principal) -> bool:
-        """Tell whether a bearer token predates its user's last access change."""
+        """Tell whether a bearer token was obtained with access its user no longer has."""
         stamp = self._stamps.get(principal.username)
         if stamp is None:
             return False
         if not stamp.is_active or stamp.roles != frozenset(principal.roles):
             return True
-        if stamp.password_changed_at is None:
+        if stamp.password_version is None:
             return False  # the feed did not say: roles and activity were checked above
-        # `iat` has whole seconds: a token from the rotation's own second is kept, so a
-        # login right after a password rotation is not logged out by the feed.
+        if principal.password_version is not None:
+            # No grace: any password other than the current one is an old one.
+            return principal.password_version < stamp.password_version
+        # A token from before the gateway wrote the version has only `iat`, whole seconds:
+        # strict, so one issued in the change's own second is refused too.
         issued_at = principal.issued_at
-        return issued_at is None or issued_at < math.floor(stamp.password_changed_at)
+        return issued_at is None or issued_at * 1_000_000 <= stamp.password_version
 
     def prune(self, now: float) -> None:
         """Forget stamps older than any token that could predate them."""

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -17,6 +18,16 @@ from shared.keys import key_id, load_private_key, load_public_key, public_jwk
 
 ALGORITHMS = ["EdDSA"]
 REQUIRED_CLAIMS = ["sub", "roles", "iat", "nbf", "exp", "iss", "aud", "jti"]
+# The password's version: when the password the login proved was set, in integer
+# microseconds since the epoch. A token whose version is older than the user's last
+# password change is refused, whatever second it was issued in.
+PASSWORD_VERSION_CLAIM = "pwv"  # noqa: S105  # nosec B105 - a claim name
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Return an aware datetime as whole microseconds since the epoch (exact, no float)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +66,14 @@ class TokenService:
         self._cache_size = cache_size
 
     def issue(
-        self, *, username: str, roles: Iterable[str], now: float | None = None
+        self,
+        *,
+        username: str,
+        roles: Iterable[str],
+        password_version: int | None = None,
+        now: float | None = None,
     ) -> IssuedToken:
-        """Sign a token for a user who just proved their password."""
+        """Sign a token for a user who just proved the password of `password_version`."""
         issued = int(time.time() if now is None else now)
         expires = issued + self.ttl_seconds
         jti = uuid.uuid4().hex
@@ -71,6 +87,8 @@ class TokenService:
             "aud": self.audience,
             "jti": jti,
         }
+        if password_version is not None:
+            claims[PASSWORD_VERSION_CLAIM] = password_version
         token = jwt.encode(
             claims, self._key, algorithm="EdDSA", headers={"kid": self.kid, "typ": "JWT"}
         )
@@ -142,6 +160,11 @@ class TokenService:
             raise InvalidToken("the access token's roles claim must be a list of strings")
         if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
             raise InvalidToken("the access token's sub and jti claims must be strings")
+        version = claims.get(PASSWORD_VERSION_CLAIM)
+        if version is not None and (type(version) is not int or version < 0):
+            raise InvalidToken(
+                f"the access token's {PASSWORD_VERSION_CLAIM} claim must be a whole number"
+            )
         return Principal(
             username=claims["sub"],
             roles=tuple(roles),
@@ -149,4 +172,5 @@ class TokenService:
             jti=claims["jti"],
             expires_at=float(claims["exp"]),
             issued_at=float(claims["iat"]),
+            password_version=version,
         )

@@ -1,5 +1,6 @@
 """Settings of the portfolio service, read from `PORTFOLIO_*` environment variables."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -32,8 +33,36 @@ class PortfolioSettings(BaseSettings):
     argon2_memory_cost: Annotated[int, Field(ge=8)] = 65536  # KiB
     argon2_parallelism: PositiveInt = 4
 
+    # Each Argon2id run holds `argon2_memory_cost` KiB and keeps `argon2_parallelism` cores
+    # busy: at most `hashing_concurrency` run at once (unset: as many as the cores carry and
+    # `hashing_memory_mib` holds), `hashing_queue` more wait up to `hashing_max_wait_seconds`,
+    # the rest are answered 503 identity_busy at once.
+    hashing_concurrency: PositiveInt | None = None
+    hashing_memory_mib: PositiveInt = 256
+    hashing_queue: Annotated[int, Field(ge=0)] = 8
+    hashing_max_wait_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # The nice level of hashing threads (Linux): a storm takes the cores other requests
+    # leave idle instead of competing with them. 0 keeps the normal priority.
+    hashing_niceness: Annotated[int, Field(ge=0, le=19)] = 10
+
     # After `threshold` consecutive failures an account is refused for base * 2**(n - threshold)
     # seconds, capped, so a victim of a guessing attack waits minutes, never forever.
     login_throttle_threshold: PositiveInt = 5
     login_throttle_base_seconds: Annotated[float, Field(gt=0)] = 30.0
     login_throttle_max_seconds: Annotated[float, Field(gt=0)] = 900.0
+
+    def hashing_slots(self) -> int:
+        """Return how many password hashes may run at once."""
+        if self.hashing_concurrency is not None:
+            return self.hashing_concurrency
+        by_memory = self.hashing_memory_mib * 1024 // self.argon2_memory_cost
+        by_cores = _cores() // self.argon2_parallelism
+        return max(1, min(by_cores, by_memory))
+
+
+def _cores() -> int:
+    # The cores this process may run on (a CPU-pinned container has fewer than the host).
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -42,6 +42,17 @@ class TooManyAttemptsError(IdentityError):
         super().__init__(f"too many failed login attempts; try again in {self.retry_after} seconds")
 
 
+class IdentityBusyError(IdentityError):
+    """Every password-hashing slot and queue place is taken; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(
+            "the identity service is busy checking other passwords; "
+            f"try again in {self.retry_after} seconds"
+        )
+
+
 class UserNotFoundError(IdentityError):
     """No user by that name."""
 
@@ -152,6 +163,7 @@ ERROR_CODES: dict[type[PortfolioError], ErrorCode] = {
     AccountInactiveError: ErrorCode.ACCOUNT_INACTIVE,
     PasswordExpiredError: ErrorCode.PASSWORD_EXPIRED,
     TooManyAttemptsError: ErrorCode.TOO_MANY_ATTEMPTS,
+    IdentityBusyError: ErrorCode.IDENTITY_BUSY,
     UserNotFoundError: ErrorCode.NOT_FOUND,
     UserExistsError: ErrorCode.CONFLICT,
     ApiKeyInUseError: ErrorCode.CONFLICT,

@@ -1,8 +1,15 @@
 """Password hashing (Argon2id, legacy bcrypt verified and upgraded) and the password policy."""
 
 import contextlib
+import os
 import secrets
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar, TypeVarTuple
 
+import anyio
 import anyio.to_thread
 from pwdlib import PasswordHash
 from pwdlib.exceptions import PwdlibError
@@ -10,13 +17,112 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from services.portfolio.config import PortfolioSettings
-from services.portfolio.errors import WeakPasswordError
+from services.portfolio.errors import IdentityBusyError, WeakPasswordError
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+def _lower_priority(niceness: int) -> None:
+    # Per thread on Linux (Argon2's lane threads inherit it); elsewhere, or when refused,
+    # the hash runs at normal priority.
+    if niceness:
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+
+class HashingSlots:
+    """Run at most `size` password hashes at once; `queue` more wait up to `max_wait` seconds.
+
+    An Argon2id run holds its whole memory cost while it runs, so these slots, not the
+    number of callers, bound the process's memory. A caller finding the queue full, or
+    waiting past `max_wait`, gets `IdentityBusyError` at once instead of hanging.
+    """
+
+    def __init__(self, *, size: int, queue: int, max_wait: float, niceness: int = 0) -> None:
+        self.size = size
+        self._queue = queue
+        self._max_wait = max_wait
+        self._free = size
+        self._waiters: deque[anyio.Event] = deque()
+        # Threads of their own: hashing never takes the default thread limiter's tokens,
+        # which the app's other blocking work (sync dependencies) needs during a storm.
+        self._threads = anyio.CapacityLimiter(size)
+        # The work itself runs on threads of its own at `niceness`, so that in a storm it
+        # takes the cores other requests leave idle instead of competing with them; the
+        # anyio thread waits for it, so a cancelled caller still holds its slot.
+        self._pool = ThreadPoolExecutor(
+            max_workers=size,
+            thread_name_prefix="password-hashing",
+            initializer=_lower_priority,
+            initargs=(niceness,),
+        )
+
+    @property
+    def running(self) -> int:
+        """How many slots are taken."""
+        return self.size - self._free
+
+    @property
+    def waiting(self) -> int:
+        """How many callers wait for a slot."""
+        return len(self._waiters)
+
+    async def run(self, func: Callable[[*Ts], T], *args: *Ts) -> T:
+        """Reserve a slot, then run `func(*args)` on a worker thread."""
+        await self._acquire()
+        try:
+            # Not abandoned on cancellation: the slot is held until the hash ends.
+            return await anyio.to_thread.run_sync(self._on_pool, func, *args, limiter=self._threads)
+        finally:
+            self._release()
+
+    def _on_pool(self, func: Callable[[*Ts], T], *args: *Ts) -> T:
+        return self._pool.submit(func, *args).result()
+
+    async def _acquire(self) -> None:
+        if self._free:
+            self._free -= 1
+            return
+        if len(self._waiters) >= self._queue:
+            raise IdentityBusyError(self._max_wait)
+        granted = anyio.Event()
+        self._waiters.append(granted)
+        try:
+            with anyio.fail_after(self._max_wait):
+                await granted.wait()
+        except TimeoutError:
+            self._abandon(granted)
+            raise IdentityBusyError(self._max_wait) from None
+        except BaseException:
+            self._abandon(granted)
+            raise
+
+    def _abandon(self, granted: anyio.Event) -> None:
+        if granted.is_set():
+            self._release()  # handed a slot just as the wait ended: pass it on
+        else:
+            self._waiters.remove(granted)
+
+    def _release(self) -> None:
+        # Straight to the longest waiter, so a newcomer never overtakes the queue.
+        if self._waiters:
+            self._waiters.popleft().set()
+        else:
+            self._free += 1
 
 
 class PasswordHasher:
-    """Hash and verify passwords on worker threads, never on the event loop."""
+    """Hash and verify passwords on worker threads, never on the event loop, in bounded
+    number (`HashingSlots`)."""
 
     def __init__(self, settings: PortfolioSettings) -> None:
+        self.slots = HashingSlots(
+            size=settings.hashing_slots(),
+            queue=settings.hashing_queue,
+            max_wait=settings.hashing_max_wait_seconds,
+            niceness=settings.hashing_niceness,
+        )
         self._hash = PasswordHash(
             (
                 Argon2Hasher(
@@ -30,16 +136,16 @@ class PasswordHasher:
 
     async def hash(self, password: str) -> str:
         """Return an Argon2id hash of the password."""
-        return await anyio.to_thread.run_sync(self._hash.hash, password)
+        return await self.slots.run(self._hash.hash, password)
 
     async def verify(self, password: str, stored_hash: str) -> tuple[bool, str | None]:
         """Check a password; also return a new hash when the stored one is outdated."""
-        return await anyio.to_thread.run_sync(self._verify, password, stored_hash)
+        return await self.slots.run(self._verify, password, stored_hash)
 
     async def verify_dummy(self, password: str) -> None:
         """Spend the work of one check, for callers with no account to check against."""
         # Hashing with the primary parameters costs what verifying a stored hash costs.
-        await anyio.to_thread.run_sync(self._dummy_check, password)
+        await self.slots.run(self._dummy_check, password)
 
     def _dummy_check(self, password: str) -> None:
         # A password that cannot be hashed (a lone surrogate) still gets the same answer.

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.portfolio.deps import DatabaseDep
 from services.portfolio.errors import (
+    IdentityBusyError,
     InvalidTradeError,
     PortfolioError,
     TooManyAttemptsError,
@@ -44,7 +45,7 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
     code, status = error_code(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
-    if isinstance(exc, TooManyAttemptsError):
+    if isinstance(exc, TooManyAttemptsError | IdentityBusyError):
         extra["retry_after"] = exc.retry_after
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, InvalidTradeError):

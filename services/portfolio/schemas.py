@@ -62,6 +62,9 @@ class User(BaseModel):
     password_expires_at: datetime | None
     api_key_id: str | None
     api_key_last_rotated_at: datetime | None
+    # The last change that ended live access (rotation, deactivation, roles, API key): the
+    # gateway stamps a change it made itself with this, as the change feed would.
+    access_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -13,6 +14,7 @@ from services.portfolio.config import PortfolioSettings
 from services.portfolio.errors import (
     AccountInactiveError,
     ApiKeyInUseError,
+    IdentityBusyError,
     InvalidCredentialsError,
     InvalidInputError,
     PasswordExpiredError,
@@ -272,7 +274,7 @@ class IdentityService:
             return AccessChangesOut(changes=changes, until=max(last, since), more=last > since)
         return AccessChangesOut(changes=changes, until=max(since, settled))
 
-    async def _update(self, username: str, **values: object) -> User:
+    async def _update(self, username: str, **values: Any) -> User:
         name = _canonical(username)
         now = self._clock()
         async with self.database.sessions.begin() as session:
@@ -310,7 +312,13 @@ class IdentityService:
             # Always run the hasher so timing does not reveal whether the user exists.
             await self._hasher.verify_dummy(password)
             raise InvalidCredentialsError()
-        valid, new_hash = await self._hasher.verify(password, account.password_hash)
+        try:
+            valid, new_hash = await self._hasher.verify(password, account.password_hash)
+        except IdentityBusyError:
+            # No password was checked: the attempt reserved for it is given back.
+            async with self.database.sessions.begin() as session:
+                await store.refund_login_attempt(session, account.username)
+            raise
         if not valid:
             # The attempt was counted (and any refusal it earns begun) when it was reserved.
             delay = self._throttle.delay(account.failed_login_count)
@@ -322,7 +330,7 @@ class IdentityService:
                     delay,
                 )
             raise InvalidCredentialsError()
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "failed_login_count": 0,
             "throttled_until": None,
             **(on_success(account) if on_success is not None else {}),
@@ -332,8 +340,18 @@ class IdentityService:
             # hold the password.
             values["password_hash"] = new_hash
         async with self.database.sessions.begin() as session:
-            account = await store.update_user(session, account.username, **values) or account
-        return account
+            # Only if the password checked is still the account's: a rotation that committed
+            # while this one was hashing wins (and an upgraded old hash never overwrites the
+            # new one). A deactivation shows in the row returned, which the caller checks.
+            updated = await store.update_user(
+                session,
+                account.username,
+                expect={"password_changed_at": account.password_changed_at},
+                **values,
+            )
+        if updated is None:
+            raise InvalidCredentialsError()
+        return updated
 
     async def _reserve_attempt(self, name: str, now: datetime) -> UserAccount | None:
         """Count one attempt against `name` and return its account (None: no such account),
@@ -389,6 +407,7 @@ class IdentityService:
             password_expires_at=self._password_expires_at(account),
             api_key_id=account.api_key_id,
             api_key_last_rotated_at=account.api_key_last_rotated_at,
+            access_changed_at=account.access_changed_at,
         )
 
     async def _next_api_key(

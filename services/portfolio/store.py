@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -231,16 +231,34 @@ async def add_user(session: AsyncSession, account: UserAccount) -> UserAccount:
     return account
 
 
-async def update_user(session: AsyncSession, username: str, **values: Any) -> UserAccount | None:
-    """Set columns of one account and return it as stored, or None if there is none."""
+async def update_user(
+    session: AsyncSession,
+    username: str,
+    *,
+    expect: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> UserAccount | None:
+    """Set columns of one account and return it as stored, or None if there is none (or,
+    with `expect`, if any of those columns no longer holds the value given)."""
+    conditions = [getattr(UserAccount, column) == value for column, value in (expect or {}).items()]
     result = await session.scalars(
         update(UserAccount)
-        .where(UserAccount.username == username)
+        .where(UserAccount.username == username, *conditions)
         .values(**values)
         .returning(UserAccount)
         .execution_options(populate_existing=True, synchronize_session=False)
     )
     return result.one_or_none()
+
+
+async def refund_login_attempt(session: AsyncSession, username: str) -> None:
+    """Give back one attempt counted by `reserve_login_attempt` (never below zero)."""
+    await session.execute(
+        update(UserAccount)
+        .where(UserAccount.username == username, UserAccount.failed_login_count > 0)
+        .values(failed_login_count=UserAccount.failed_login_count - 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def reserve_login_attempt(

@@ -31,9 +31,7 @@ async def test_every_request_gets_a_line_and_no_line_holds_a_secret(
         await gateway.client.post(
             "/auth/token", data={"username": name, "password": "wrong " + PASSWORD}
         )
-        await gateway.client.get(
-            "/api/trading/x?api_key=" + api_key, headers={"X-API-Key": api_key}
-        )
+        await gateway.client.get("/api/trading/x?note=" + api_key, headers={"X-API-Key": api_key})
         await gateway.client.get(
             "/api/trading/y", headers={"Authorization": f"Bearer {token}", "X-Request-ID": "req-7"}
         )

@@ -1,13 +1,19 @@
 import base64
 import json
 import time
+from datetime import UTC, datetime
 
 import jwt
 import pytest
 
 from services.api_gateway.errors import InvalidToken, TokenExpired
 from services.api_gateway.principal import AuthMethod
-from services.api_gateway.tokens import REQUIRED_CLAIMS, TokenService
+from services.api_gateway.tokens import (
+    PASSWORD_VERSION_CLAIM,
+    REQUIRED_CLAIMS,
+    TokenService,
+    epoch_micros,
+)
 from shared.keys import generate_private_key, load_private_key, public_key_text
 
 ISSUER = "test-gateway"
@@ -159,6 +165,30 @@ def test_token_with_roles_that_are_not_a_list_is_rejected():
     key = generate_private_key()
     with pytest.raises(InvalidToken, match="roles"):
         service(key).verify(forge(claims(roles="admin"), key))
+
+
+def test_a_token_carries_the_version_of_the_password_its_login_proved():
+    tokens = service()
+    changed_at = datetime(2025, 1, 15, 12, 0, 0, 1, tzinfo=UTC)
+    version = epoch_micros(changed_at)
+    assert version == 1736942400_000001
+    issued = tokens.issue(username="alice", roles=["trading"], password_version=version)
+    payload = jwt.decode(issued.token, options={"verify_signature": False})
+    assert payload[PASSWORD_VERSION_CLAIM] == version
+    assert tokens.verify(issued.token).password_version == version
+    # Without a version (an identity service that does not say): no claim, None.
+    unversioned = tokens.issue(username="alice", roles=["trading"]).token
+    assert PASSWORD_VERSION_CLAIM not in jwt.decode(
+        unversioned, options={"verify_signature": False}
+    )
+    assert tokens.verify(unversioned).password_version is None
+
+
+@pytest.mark.parametrize("version", ["1736942400000001", 1.5, True, -1, [1]])
+def test_a_token_with_a_malformed_password_version_is_rejected(version):
+    key = generate_private_key()
+    with pytest.raises(InvalidToken, match=PASSWORD_VERSION_CLAIM):
+        service(key).verify(forge(claims(**{PASSWORD_VERSION_CLAIM: version}), key))
 
 
 def test_garbage_is_rejected_as_malformed():

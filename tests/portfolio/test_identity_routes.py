@@ -1,12 +1,14 @@
 """The internal identity API (`/internal/identity/*`), in-process, per docs/CONTRACTS.md."""
 
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
-from tests.portfolio.conftest import PASSWORD
+from tests.portfolio.conftest import PASSWORD, make_settings
 from tests.portfolio.http import SERVICE_TOKEN, open_client
 
 USER_FIELDS = {
@@ -20,6 +22,7 @@ USER_FIELDS = {
     "password_expires_at",
     "api_key_id",
     "api_key_last_rotated_at",
+    "access_changed_at",
 }
 
 
@@ -130,6 +133,30 @@ async def test_repeated_failures_answer_429_with_retry_after(client, identity):
     error = assert_error(response, 429, "too_many_attempts")
     assert 1 <= error["retry_after"] <= 30
     assert response.headers["Retry-After"] == str(error["retry_after"])
+
+
+async def test_a_login_finding_every_hashing_slot_taken_answers_503_identity_busy(sqlite_url):
+    settings = make_settings(sqlite_url, hashing_concurrency=1, hashing_queue=0)
+    async with open_client(settings) as (app, client):
+        hasher = app.state.identity._hasher
+        await app.state.identity.create_user("erin", PASSWORD, ["trading"])
+        held = threading.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(hasher.slots.run, held.wait, 30)
+            while hasher.slots.running < 1:
+                await anyio.sleep(0.01)
+            for name in ("erin", "nobody-here"):
+                response = await client.post(
+                    "/internal/identity/authenticate", json={"username": name, "password": PASSWORD}
+                )
+                error = assert_error(response, 503, "identity_busy")
+                assert error["retry_after"] >= 1
+                assert response.headers["Retry-After"] == str(error["retry_after"])
+            held.set()
+        response = await client.post(
+            "/internal/identity/authenticate", json={"username": "erin", "password": PASSWORD}
+        )
+        assert response.status_code == 200
 
 
 @pytest.mark.parametrize(

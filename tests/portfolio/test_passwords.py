@@ -1,14 +1,17 @@
 """Password hashing: Argon2id, legacy bcrypt verified and upgraded at the next login."""
 
+import os
 import threading
 from typing import ClassVar
 
+import anyio
+import anyio.to_thread
 import bcrypt
 import pytest
 
 from services.portfolio import store
-from services.portfolio.errors import InvalidCredentialsError, WeakPasswordError
-from services.portfolio.passwords import PasswordHasher, check_password_policy
+from services.portfolio.errors import IdentityBusyError, InvalidCredentialsError, WeakPasswordError
+from services.portfolio.passwords import HashingSlots, PasswordHasher, check_password_policy
 from tests.portfolio.conftest import PASSWORD, make_settings
 
 
@@ -104,3 +107,140 @@ async def test_passwords_are_checked_off_the_event_loop(sqlite_url):
     await hasher.verify_dummy(PASSWORD)
     assert len(hasher.threads) == 2
     assert threading.get_ident() not in hasher.threads
+
+
+# Bounded hashing: slots, a short queue, a quick refusal past it
+
+
+class Gate:
+    """A blocking job held on its worker thread until released."""
+
+    def __init__(self) -> None:
+        self.started = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def job(self, value: int) -> int:
+        self.started.release()
+        self.release.wait(timeout=30)
+        return value
+
+    async def wait_started(self, count: int) -> None:
+        for _ in range(count):
+            assert await anyio.to_thread.run_sync(self.started.acquire, True, 30)
+
+
+async def test_slots_run_a_bounded_number_queue_a_few_and_refuse_the_rest_at_once():
+    slots = HashingSlots(size=2, queue=1, max_wait=30)
+    gate = Gate()
+    async with anyio.create_task_group() as group:
+        results: list[int] = []
+
+        async def run(value: int) -> None:
+            results.append(await slots.run(gate.job, value))
+
+        for value in (1, 2, 3):
+            group.start_soon(run, value)
+        await gate.wait_started(2)
+        while slots.waiting < 1:
+            await anyio.sleep(0.01)
+        with anyio.fail_after(5):  # refused at once, not after max_wait
+            with pytest.raises(IdentityBusyError) as caught:
+                await slots.run(gate.job, 4)
+        assert caught.value.retry_after == 30
+        gate.release.set()
+    assert sorted(results) == [1, 2, 3]
+
+
+async def test_a_queued_caller_waits_at_most_max_wait():
+    slots = HashingSlots(size=1, queue=4, max_wait=0.2)
+    gate = Gate()
+    async with anyio.create_task_group() as group:
+        group.start_soon(slots.run, gate.job, 1)
+        await gate.wait_started(1)
+        with pytest.raises(IdentityBusyError) as caught:
+            await slots.run(gate.job, 2)
+        assert caught.value.retry_after == 1
+        assert slots.waiting == 0
+        gate.release.set()
+    # The slot came back: the next caller runs at once.
+    gate.release.set()
+    assert await slots.run(gate.job, 3) == 3
+
+
+async def test_a_cancelled_waiter_leaves_no_slot_behind():
+    slots = HashingSlots(size=1, queue=4, max_wait=30)
+    gate = Gate()
+    async with anyio.create_task_group() as group:
+        group.start_soon(slots.run, gate.job, 1)
+        await gate.wait_started(1)
+        with anyio.move_on_after(0.1):
+            await slots.run(gate.job, 2)
+        assert slots.waiting == 0
+        gate.release.set()
+    assert await slots.run(gate.job, 3) == 3
+
+
+async def test_hashing_leaves_the_default_thread_limiter_to_other_blocking_work(sqlite_url):
+    slots = HashingSlots(size=2, queue=0, max_wait=1)
+    gate = Gate()
+    default = anyio.to_thread.current_default_thread_limiter()
+    async with anyio.create_task_group() as group:
+        group.start_soon(slots.run, gate.job, 1)
+        group.start_soon(slots.run, gate.job, 2)
+        await gate.wait_started(2)
+        # Blocked hashes hold none of the default tokens the app's sync dependencies use.
+        assert default.borrowed_tokens == 0
+        assert await anyio.to_thread.run_sync(lambda: 7) == 7
+        gate.release.set()
+
+
+@pytest.mark.parametrize(
+    ("memory_kib", "parallelism", "cores", "slots"),
+    [
+        (65536, 4, 2, 1),  # the default cost on two cores: one run fills them
+        (65536, 4, 16, 4),  # memory-bound: 4 x 64 MiB fill the 256 MiB budget
+        (65536, 1, 64, 4),
+        (1024, 1, 8, 8),  # cheap hashes: core-bound
+        (1024 * 1024, 1, 8, 1),  # one run over the budget still runs, alone
+    ],
+)
+def test_slots_default_to_what_the_cores_and_memory_budget_carry(
+    sqlite_url, monkeypatch, memory_kib, parallelism, cores, slots
+):
+    monkeypatch.setattr("services.portfolio.config._cores", lambda: cores)
+    settings = make_settings(
+        sqlite_url, argon2_memory_cost=memory_kib, argon2_parallelism=parallelism
+    )
+    assert settings.hashing_slots() == slots
+    assert make_settings(sqlite_url, hashing_concurrency=3).hashing_slots() == 3
+
+
+async def test_every_password_check_takes_a_slot(sqlite_url):
+    hasher = PasswordHasher(make_settings(sqlite_url, hashing_concurrency=1, hashing_queue=0))
+    gate = Gate()
+    async with anyio.create_task_group() as group:
+        group.start_soon(hasher.slots.run, gate.job, 1)
+        await gate.wait_started(1)
+        for check in (
+            hasher.hash(PASSWORD),
+            hasher.verify(PASSWORD, "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"),
+            hasher.verify_dummy(PASSWORD),
+        ):
+            with pytest.raises(IdentityBusyError):
+                await check
+        gate.release.set()
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priority is Linux's")
+async def test_hashes_run_at_a_lower_priority_than_the_rest_of_the_process(sqlite_url):
+    hasher = PasswordHasher(make_settings(sqlite_url, hashing_niceness=10))
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = niceness()
+    assert await hasher.slots.run(niceness) == max(base, 10)
+    assert niceness() == base
+    assert await anyio.to_thread.run_sync(niceness) == base
+    plain = PasswordHasher(make_settings(sqlite_url, hashing_niceness=0))
+    assert await plain.slots.run(niceness) == base

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from services.portfolio.errors import (
     UserNotFoundError,
     WeakPasswordError,
 )
+from services.portfolio.passwords import PasswordHasher
 from services.portfolio.service import IdentityService
 from shared.roles import ROLES
 from tests.portfolio.conftest import PASSWORD, Clock, env_secrets
@@ -260,6 +262,59 @@ async def test_deactivated_user_cannot_log_in_once_the_password_checks_out(ident
         await identity.authenticate("trent", "wrong password here")
     with pytest.raises(AccountInactiveError):
         await identity.rotate_password("trent", PASSWORD, NEW_PASSWORD)
+
+
+class RacingHasher(PasswordHasher):
+    """The real hasher, running `race` once right after a password checks out."""
+
+    race: Callable[[], Awaitable[object]] | None = None
+
+    async def verify(self, password: str, stored_hash: str) -> tuple[bool, str | None]:
+        result = await super().verify(password, stored_hash)
+        race, self.race = self.race, None
+        if race is not None and result[0]:
+            await race()
+        return result
+
+
+@pytest.fixture
+def racing(database, settings, clock) -> tuple[IdentityService, RacingHasher]:
+    hasher = RacingHasher(settings)
+    return IdentityService(
+        database, settings, secrets_manager=env_secrets(), clock=clock, hasher=hasher
+    ), hasher
+
+
+async def test_a_login_whose_password_is_rotated_while_it_is_checked_is_refused(
+    racing, identity, clock
+):
+    service, hasher = racing
+    await identity.create_user("uma", PASSWORD, ["trading"])
+
+    async def rotate() -> None:
+        clock.advance(microseconds=1)  # the same second: precision, not a grace period
+        await identity.rotate_password("uma", PASSWORD, NEW_PASSWORD)
+
+    hasher.race = rotate
+    with pytest.raises(InvalidCredentialsError):
+        await service.authenticate("uma", PASSWORD)
+    user = await service.authenticate("uma", NEW_PASSWORD)
+    assert user.password_changed_at == clock.now
+    assert user.access_changed_at == clock.now
+
+
+async def test_a_login_whose_account_is_deactivated_while_it_is_checked_is_refused(
+    racing, identity
+):
+    service, hasher = racing
+    await identity.create_user("vic", PASSWORD, ["trading"])
+
+    async def deactivate() -> None:
+        await identity.deactivate_user("vic")
+
+    hasher.race = deactivate
+    with pytest.raises(AccountInactiveError):
+        await service.authenticate("vic", PASSWORD)
 
 
 # API keys
