@@ -15,6 +15,7 @@ from services.api_gateway.proxy import ProxyApp, ProxyMount
 from services.api_gateway.routes import routers
 from services.api_gateway.runtime import open_runtime
 from shared.errors import StartupErrorMiddleware
+from shared.limits import BodyLimit
 
 
 def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
     )
     for router in routers:
         app.include_router(router)
+    # Inside ProxyMount: the gateway's own endpoints read small bodies; the proxy streams.
+    app.add_middleware(BodyLimit)
     # `/api/...` is a raw ASGI app reached before FastAPI's routing and dependencies.
     app.add_middleware(ProxyMount, proxy=ProxyApp("/api"))
     app.add_middleware(AccessLogMiddleware)

@@ -21,6 +21,7 @@ from services.frontend.errors import (
     FrontendError,
     LoginRequiredError,
     PageNotFoundError,
+    PayloadTooLargeError,
     SessionExpiredError,
     status_of,
 )
@@ -42,6 +43,7 @@ from services.frontend.sessions import (
     SessionStore,
 )
 from shared.errors import ErrorCode, StartupErrorMiddleware, error_body
+from shared.limits import BodyLimit
 
 HTTP_CODES = {405: "method_not_allowed", 500: ErrorCode.INTERNAL_ERROR}
 
@@ -97,11 +99,13 @@ async def frontend_error(request: Request, exc: Exception) -> Response:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    """Answer unknown paths and wrong methods in the common error shape."""
+    """Answer unknown paths, wrong methods and oversized forms in the common error shape."""
     if not isinstance(exc, StarletteHTTPException):
         raise exc  # registered for this type only; never reached otherwise
     if exc.status_code == 404:
         return await frontend_error(request, PageNotFoundError())
+    if exc.status_code == 413:
+        return await frontend_error(request, PayloadTooLargeError(str(exc.detail)))
     code = HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
@@ -168,6 +172,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.templates = build_templates()
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(StartupErrorMiddleware, prefix="frontend refused to start: ")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

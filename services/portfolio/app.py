@@ -19,6 +19,7 @@ from services.portfolio.trades import TradeBook
 from shared.assertion import AssertionVerifier
 from shared.errors import StartupErrorMiddleware
 from shared.keys import KeyFormatError
+from shared.limits import BodyLimit
 from shared.roles import Service
 from shared.secrets import SecretsError, SecretsManager
 
@@ -59,6 +60,7 @@ def create_app(
     app.include_router(routes.router)
     app.include_router(identity_routes.router)
     app.include_router(portfolio_routes.router)
+    app.add_middleware(BodyLimit)
     app.add_middleware(StartupErrorMiddleware)
     app.add_exception_handler(PortfolioError, routes.domain_error_handler)
     app.add_exception_handler(RequestValidationError, routes.validation_error_handler)

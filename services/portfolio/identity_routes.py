@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.portfolio.deps import IdentityDep, ServiceTokenDep
+from services.portfolio.deps import IdentityDep, ServiceTokenRoute
 from services.portfolio.schemas import (
     AccessChangesOut,
     ApiKeyIn,
@@ -21,7 +21,7 @@ from services.portfolio.schemas import (
 router = APIRouter(
     prefix="/internal/identity",
     tags=["identity"],
-    dependencies=[ServiceTokenDep],
+    route_class=ServiceTokenRoute,
     responses=error_responses(401, 403, 404, 409, 422, 429, 503),
 )
 
