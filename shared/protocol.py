@@ -38,8 +38,10 @@ class HeadTooLarge(Exception):
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing a request head larger than the caps.
 
-    The callbacks run for every request, so they stay few and small: `on_url` and
-    `on_header` replace uvicorn's (same body, plus the count) rather than wrap them.
+    Parser callbacks run for every request, so the count rides on as few of them as it can:
+    `on_url` and `on_header` replace uvicorn's (the same body plus the count) rather than
+    wrap them, and the count restarts at a message's first header field, where uvicorn has
+    just begun a new header list.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -81,29 +83,27 @@ class HttpProtocol(HttpToolsProtocol):
         if self._stalled_bytes > MAX_HEAD_BYTES:
             self._refuse(_head_too_large())
 
-    def on_message_begin(self) -> None:
-        self._head_bytes = 0
-        super().on_message_begin()
-
     def on_url(self, url: bytes) -> None:
-        self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD_BYTES:
+        self.url += url
+        if len(self.url) > MAX_HEAD_BYTES:
             raise HeadTooLarge(
                 414,
                 ErrorCode.URI_TOO_LONG,
                 f"the request target is longer than {MAX_HEAD_BYTES} bytes",
             )
-        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Trailers of a chunked body land here too, and count against the same caps.
-        self._head_bytes += len(name) + len(value)
-        if len(self.headers) >= MAX_HEADERS:
+        headers = self.headers
+        if not headers:
+            self._head_bytes = len(self.url)
+        elif len(headers) >= MAX_HEADERS:
             raise HeadTooLarge(
                 431,
                 ErrorCode.HEADERS_TOO_LARGE,
                 f"the request has more than {MAX_HEADERS} header fields",
             )
+        self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_HEAD_BYTES:
             raise _head_too_large()
         # uvicorn's own on_header from here on.
@@ -112,19 +112,11 @@ class HttpProtocol(HttpToolsProtocol):
         value = value.rstrip(b" \t")
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
-        self.headers.append((name, value))
+        headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         self._body_seen = True
         super().on_body(body)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self._refusal is not None and not self.transport.is_closing():
-            if self.cycle.response_complete:
-                self._send_refusal(self._refusal)
-            else:
-                self.flow.pause_reading()  # pipelined requests are still being answered
 
     def _refuse(self, refusal: HeadTooLarge) -> None:
         self._refusal = refusal
@@ -142,9 +134,17 @@ class HttpProtocol(HttpToolsProtocol):
             else:
                 self._send_refusal(refusal)
         else:
-            # Requests before this one on the connection are still being answered; the
-            # refusal follows their responses (`on_response_complete`).
+            # Requests before this one on the connection are still being answered (the
+            # latest of them last): the refusal follows its response.
             self.flow.pause_reading()
+            answered = cycle.on_response
+
+            def then_refuse() -> None:
+                answered()
+                if not self.transport.is_closing():
+                    self._send_refusal(refusal)
+
+            cycle.on_response = then_refuse
 
     def _send_refusal(self, refusal: HeadTooLarge) -> None:
         body = json.dumps(error_body(refusal.code, refusal.message)).encode()
