@@ -22,7 +22,6 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
 
 _CONTENT_LENGTH = b"content-length"
-_CLOSE = (b"connection", b"close")
 
 
 class PayloadTooLarge(HTTPException):
@@ -48,8 +47,12 @@ class BodyLimit:
     The app still decides when to read, so it can refuse a caller without credentials
     before a byte of the body is read. Its first read fails at once when Content-Length
     declares too much (before uvicorn sends `100 Continue`), and a chunked body fails as
-    soon as the bytes received pass the cap. The answer then closes the connection, so the
-    rest of the body is never waited for.
+    soon as the bytes received pass the cap.
+
+    The connection stays open: uvicorn drops the rest of the body as it arrives, holding
+    none of it. Closing instead, with the body still coming, makes the kernel reset the
+    connection, and a client still sending (a browser posting a form, the gateway's proxy
+    streaming to portfolio) then often sees the reset instead of the 413.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
@@ -78,16 +81,13 @@ class BodyLimit:
                     raise PayloadTooLarge(limit)
             return message
 
-        async def closing_send(message: Message) -> None:
+        async def watched_send(message: Message) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                if exceeded:
-                    message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+            started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, closing_send)
+            await self.app(scope, limited_receive, watched_send)
         except PayloadTooLarge as exc:
             # Only apps without an HTTPException handler (raw ASGI apps) let it get here.
             if started:
@@ -96,7 +96,7 @@ class BodyLimit:
 
 
 async def send_payload_too_large(send: Send, exc: PayloadTooLarge) -> None:
-    """Answer 413 with the JSON error body, closing the connection."""
+    """Answer 413 with the JSON error body."""
     body = json.dumps(error_body(ErrorCode.PAYLOAD_TOO_LARGE, str(exc.detail))).encode()
     await send(
         {
@@ -105,7 +105,6 @@ async def send_payload_too_large(send: Send, exc: PayloadTooLarge) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                _CLOSE,
             ],
         }
     )

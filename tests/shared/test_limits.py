@@ -77,7 +77,6 @@ async def test_a_body_within_the_cap_is_read():
     await BodyLimit(read_all, max_bytes=CAP)(peer.scope, peer.receive, peer.send)
     assert peer.status == 200
     assert peer.sent[1]["body"] == str(CAP).encode()
-    assert b"connection" not in peer.headers
 
 
 async def test_a_declared_length_over_the_cap_is_refused_before_any_read():
@@ -85,7 +84,6 @@ async def test_a_declared_length_over_the_cap_is_refused_before_any_read():
     await BodyLimit(read_all, max_bytes=CAP)(peer.scope, peer.receive, peer.send)
     assert peer.reads == 0
     assert peer.status == 413
-    assert peer.headers[b"connection"] == b"close"
     assert peer.json()["error"]["code"] == "payload_too_large"
     assert str(CAP) in peer.json()["error"]["message"]
 
@@ -95,16 +93,13 @@ async def test_a_streamed_body_is_refused_as_soon_as_the_count_passes_the_cap():
     await BodyLimit(read_all, max_bytes=CAP)(peer.scope, peer.receive, peer.send)
     assert peer.reads == 3  # 1200 bytes: the third chunk passed the cap
     assert peer.status == 413
-    assert peer.headers[b"connection"] == b"close"
 
 
-async def test_an_app_answering_without_reading_keeps_its_answer_and_closes():
+async def test_an_app_answering_without_reading_keeps_its_answer():
     peer = Peer([b"a" * 10], length(10 * CAP))
     await BodyLimit(answer_unread, max_bytes=CAP)(peer.scope, peer.receive, peer.send)
     assert peer.reads == 0
     assert peer.status == 401
-    # The declared body is never read, so the connection cannot be reused.
-    assert peer.headers[b"connection"] == b"close"
 
 
 async def test_a_refusal_after_the_answer_started_is_not_hidden():
@@ -152,7 +147,7 @@ async def client() -> AsyncIterator[AsyncClient]:
 async def test_a_route_reading_too_much_gets_the_413_from_its_handler(client, path):
     response = await client.post(path, json={"pad": "x" * CAP})
     assert response.status_code == 413
-    assert response.headers["connection"] == "close"
+    assert response.json() == {"code": "413"}
 
 
 async def test_a_route_reading_a_chunked_body_too_large_gets_413(client):
