@@ -40,4 +40,4 @@ RUN mkdir -p /app/var && chown app:app /app/var
 USER 10001:10001
 EXPOSE 8000
 # Every service listens on 0.0.0.0 inside its own container; compose sets the command.
-CMD ["python", "-m", "uvicorn", "services.api_gateway.app:app", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers", "--no-access-log", "--ws", "none"]
+CMD ["python", "-m", "uvicorn", "services.api_gateway.app:app", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers", "--no-access-log", "--ws", "none", "--http", "shared.protocol:HttpProtocol"]

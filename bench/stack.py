@@ -18,7 +18,8 @@ from tests.support.servers import ServerProcess, free_port
 
 USERNAME = "bench-user"
 PASSWORD = "bench password that is long enough"  # noqa: S105  # nosec B105 - throwaway account
-FAST_SERVER = ("--loop", "uvloop", "--http", "httptools")
+# ServerProcess already picks the HTTP protocol every service runs with (httptools-based).
+FAST_SERVER = ("--loop", "uvloop")
 
 NGINX_CONF = """\
 worker_processes 1;

@@ -33,6 +33,7 @@ from honcho.printer import Message, Printer
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from shared.protocol import UVICORN_HTTP  # noqa: E402 - needs the repository on sys.path
 from shared.roles import Service  # noqa: E402 - needs the repository on sys.path
 
 HOST = "127.0.0.1"
@@ -41,6 +42,8 @@ ADMIN_USERNAME = "admin"
 ADMIN_ROLES = ["admin"]
 PASSWORD_LABEL = "one-time password:"  # noqa: S105  # nosec B105
 READY_LINE = "stack ready"
+# Every process runs with the HTTP protocol that caps the request head.
+SERVER_ARGS = ("--http", UVICORN_HTTP)
 
 Say = Callable[[str], None]
 # Every process, every launch (compose, the image and the tests use the same): no uvicorn
@@ -78,7 +81,7 @@ class StackProcess:
     def command(self, port: int, python: str = "python") -> str:
         """Return the shell command honcho runs; `exec` so signals reach uvicorn itself."""
         stub_env = f"env STUB_SERVICE_NAME={self.name} " if self.stub else ""
-        extra = "".join(f" {arg}" for arg in (*UVICORN_ARGS, *self.uvicorn_args))
+        extra = "".join(f" {arg}" for arg in (*UVICORN_ARGS, *SERVER_ARGS, *self.uvicorn_args))
         return f"exec {stub_env}{python} -m uvicorn {self.app} --host {HOST} --port {port}{extra}"
 
 

@@ -25,6 +25,9 @@ class ErrorCode(StrEnum):
     VALIDATION_ERROR = "validation_error"
     WEAK_PASSWORD = "weak_password"  # noqa: S105  # nosec B105 - an error code
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    URI_TOO_LONG = "uri_too_long"
+    HEADERS_TOO_LARGE = "headers_too_large"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     SERVICE_UNAVAILABLE = "service_unavailable"
@@ -50,6 +53,9 @@ DEFAULT_STATUS: dict[ErrorCode, int] = {
     ErrorCode.VALIDATION_ERROR: 422,
     ErrorCode.WEAK_PASSWORD: 422,
     ErrorCode.TOO_MANY_ATTEMPTS: 429,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.URI_TOO_LONG: 414,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
     ErrorCode.UPSTREAM_UNAVAILABLE: 502,
     ErrorCode.UPSTREAM_TIMEOUT: 504,
     ErrorCode.SERVICE_UNAVAILABLE: 503,

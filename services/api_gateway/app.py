@@ -16,6 +16,7 @@ from services.api_gateway.routes import routers
 from services.api_gateway.runtime import open_runtime
 from shared.errors import StartupErrorMiddleware
 from shared.redirects import use_relative_slash_redirects
+from shared.limits import BodyLimit
 
 
 def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
     for router in routers:
         app.include_router(router)
     use_relative_slash_redirects(app.router)
+    # Inside ProxyMount: the gateway's own endpoints read small bodies; the proxy streams.
+    app.add_middleware(BodyLimit)
     # `/api/...` is a raw ASGI app reached before FastAPI's routing and dependencies.
     app.add_middleware(ProxyMount, proxy=ProxyApp("/api"))
     app.add_middleware(AccessLogMiddleware)

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from shared import errors as shared_errors
 from shared.errors import ErrorCode, error_body
+from shared.limits import nested_too_deeply
 
 
 class GatewayError(Exception):
@@ -270,11 +271,20 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
     return _json_error(InvalidRequest(describe_validation_errors(exc.errors())), request)
 
 
+HTTP_CODES: dict[int, str] = {
+    404: ErrorCode.NOT_FOUND,
+    405: "method_not_allowed",
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+}
+
+
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
-    """Answer Starlette's own errors (unknown path, wrong method) as JSON."""
+    """Answer Starlette's own errors (unknown path, wrong method, oversized body) as JSON."""
     if not isinstance(exc, StarletteHTTPException):
         raise exc
-    code = {404: ErrorCode.NOT_FOUND, 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    if nested_too_deeply(exc):
+        return _json_error(InvalidRequest("the JSON body nests too deeply"), request)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
     message = "no such path" if exc.status_code == 404 else str(exc.detail)
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 

@@ -75,7 +75,7 @@ async def _token_request(request: Request) -> TokenRequest:
     else:
         try:
             data = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidRequest(
                 'the body must be JSON {"username", "password"} or an OAuth2 password form'
             ) from None

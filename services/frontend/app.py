@@ -22,6 +22,7 @@ from services.frontend.errors import (
     FrontendError,
     LoginRequiredError,
     PageNotFoundError,
+    PayloadTooLargeError,
     SessionExpiredError,
     status_of,
 )
@@ -44,6 +45,7 @@ from services.frontend.sessions import (
 )
 from shared.errors import ErrorCode, StartupErrorMiddleware, error_body
 from shared.redirects import use_relative_slash_redirects
+from shared.limits import BodyLimit
 
 HTTP_CODES = {405: "method_not_allowed", 500: ErrorCode.INTERNAL_ERROR}
 
@@ -99,11 +101,13 @@ async def frontend_error(request: Request, exc: Exception) -> Response:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    """Answer unknown paths and wrong methods in the common error shape."""
+    """Answer unknown paths, wrong methods and oversized forms in the common error shape."""
     if not isinstance(exc, StarletteHTTPException):
         raise exc  # registered for this type only; never reached otherwise
     if exc.status_code == 404:
         return await frontend_error(request, PageNotFoundError())
+    if exc.status_code == 413:
+        return await frontend_error(request, PayloadTooLargeError(str(exc.detail)))
     code = HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
@@ -172,6 +176,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.templates = build_templates()
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(StartupErrorMiddleware, prefix="frontend refused to start: ")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -55,6 +55,13 @@ class PageNotFoundError(FrontendError):
     message = "no such page"
 
 
+class PayloadTooLargeError(FrontendError):
+    """A form post larger than the frontend reads."""
+
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+    message = "the form is too large"
+
+
 class GatewayError(FrontendError):
     """The gateway answered with an error body."""
 
@@ -87,6 +94,7 @@ STATUS: dict[type[FrontendError], int] = {
     SessionExpiredError: 401,
     CsrfError: 403,
     PageNotFoundError: 404,
+    PayloadTooLargeError: 413,
     GatewayUnavailableError: 502,
     GatewayTimeoutError: 504,
     FrontendError: 500,

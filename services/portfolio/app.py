@@ -19,6 +19,7 @@ from services.portfolio.trades import TradeBook
 from shared.assertion import AssertionVerifier
 from shared.errors import StartupErrorMiddleware
 from shared.keys import KeyFormatError
+from shared.limits import BodyLimit
 from shared.roles import Service
 from shared.secrets import SecretsError, SecretsManager
 
@@ -61,6 +62,7 @@ def create_app(
     # any portfolio user; its own document is /internal/identity/openapi.json (service token).
     app.include_router(identity_routes.router, include_in_schema=False)
     app.include_router(portfolio_routes.router)
+    app.add_middleware(BodyLimit)
     app.add_middleware(StartupErrorMiddleware)
     app.add_exception_handler(PortfolioError, routes.domain_error_handler)
     app.add_exception_handler(RequestValidationError, routes.validation_error_handler)

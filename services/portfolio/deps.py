@@ -2,16 +2,17 @@
 
 import hmac
 import json
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Annotated, Any, NoReturn
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import SecretStr, ValidationError
 
 from services.portfolio.errors import (
     AssertionRejectedError,
-    InvalidTradeError,
     NoPortfolioRoleError,
     NotAuthenticatedError,
     ServiceTokenError,
@@ -21,6 +22,7 @@ from services.portfolio.service import IdentityService
 from services.portfolio.store import Database
 from services.portfolio.trades import TradeBook
 from shared.assertion import AssertionVerifier, Caller, InvalidAssertionError
+from shared.limits import PayloadTooLarge
 from shared.roles import Service, can_access
 
 
@@ -36,15 +38,29 @@ def get_database(request: Request) -> Database:
     return database
 
 
-def require_service_token(
-    request: Request,
-    x_service_token: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> None:
+def require_service_token(request: Request) -> None:
     """Admit only callers presenting the internal service token (constant-time compare)."""
     expected: SecretStr = request.app.state.service_token
-    presented = (x_service_token or "").encode()
+    presented = request.headers.get("x-service-token", "").encode()
     if not hmac.compare_digest(presented, expected.get_secret_value().encode()):
         raise ServiceTokenError()
+
+
+class ServiceTokenRoute(APIRoute):
+    """A route that checks the service token before anything else, the body included.
+
+    FastAPI reads and parses a route's body before it runs the route's dependencies, so a
+    dependency would let any caller make the service read a body.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            require_service_token(request)
+            return await handler(request)
+
+        return guarded
 
 
 def get_trade_book(request: Request) -> TradeBook:
@@ -85,7 +101,7 @@ async def read_trade(request: Request) -> TradeIn:
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_TRADE_BODY_BYTES:
-            raise InvalidTradeError("body", f"must be at most {MAX_TRADE_BODY_BYTES} bytes")
+            raise PayloadTooLarge(MAX_TRADE_BODY_BYTES)
     if not raw.strip():
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "required"}])
     try:
@@ -102,7 +118,6 @@ async def read_trade(request: Request) -> TradeIn:
 
 IdentityDep = Annotated[IdentityService, Depends(get_identity)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
-ServiceTokenDep = Depends(require_service_token)
 TradeBookDep = Annotated[TradeBook, Depends(get_trade_book)]
 CallerDep = Annotated[Caller, Depends(require_caller)]
 TradeInDep = Annotated[TradeIn, Depends(read_trade)]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.openapi.utils import get_openapi
 
-from services.portfolio.deps import IdentityDep, ServiceTokenDep
+from services.portfolio.deps import IdentityDep, ServiceTokenRoute
 from services.portfolio.schemas import (
     AccessChangesOut,
     ApiKeyIn,
@@ -23,7 +23,7 @@ from services.portfolio.schemas import (
 router = APIRouter(
     prefix="/internal/identity",
     tags=["identity"],
-    dependencies=[ServiceTokenDep],
+    route_class=ServiceTokenRoute,
     responses=error_responses(401, 403, 404, 409, 422, 429, 503),
 )
 

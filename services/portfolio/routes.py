@@ -19,6 +19,7 @@ from services.portfolio.errors import (
 from services.portfolio.schemas import error_responses
 from services.portfolio.store import Database
 from shared.errors import ErrorCode, error_body
+from shared.limits import nested_too_deeply
 
 logger = logging.getLogger("services.portfolio")
 
@@ -80,11 +81,22 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     )
 
 
+HTTP_CODES: dict[int, str] = {
+    404: ErrorCode.NOT_FOUND,
+    405: "method_not_allowed",
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+}
+
+
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Answer routing errors (404, 405) in the JSON error body."""
+    """Answer routing errors (404, 405) and oversized bodies (413) in the JSON error body."""
     if not isinstance(exc, StarletteHTTPException):
         return await unexpected_error_handler(request, exc)
-    code = {404: ErrorCode.NOT_FOUND, 405: "method_not_allowed"}.get(exc.status_code, "error")
+    if nested_too_deeply(exc):
+        # Answered like any other body that is not JSON (as `read_trade` does).
+        invalid = [{"type": "json_invalid", "loc": ("body",), "msg": "invalid JSON"}]
+        return await validation_error_handler(request, RequestValidationError(invalid))
+    code = HTTP_CODES.get(exc.status_code, "error")
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
     )

@@ -241,8 +241,8 @@ async def test_a_body_that_is_not_a_json_object_is_refused(any_client, raw, mess
 async def test_an_oversized_body_is_refused_unread(any_client):
     raw = b'{"symbol": "BTC-USD", "pad": "' + b"x" * 20_000 + b'"}'
     response = await any_client.post("/trades", content=raw, headers=as_caller())
-    assert response.status_code == 422
-    assert response.json()["error"]["fields"] == ["body"]
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
     assert "16384 bytes" in response.json()["error"]["message"]
 
 

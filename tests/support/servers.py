@@ -14,6 +14,8 @@ from typing import BinaryIO
 
 import httpx
 
+from shared.protocol import UVICORN_HTTP
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_APP = "services.api_gateway.app:app"
 # uvicorn would take the client address from X-Forwarded-For whenever the peer is
@@ -68,6 +70,9 @@ class ServerProcess:
             "--no-access-log",
             "--ws",
             "none",
+            # Every service runs with the protocol that caps the request head.
+            "--http",
+            UVICORN_HTTP,
             *UVICORN_ARGS.get(self.app, ()),
             *self.extra_args,
         ]
@@ -96,6 +101,15 @@ class ServerProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.app} did not become healthy on {self.url}; log: {self.log_path}")
+
+    def peak_memory_kib(self) -> int:
+        """Return the process's peak resident memory so far (VmHWM), in KiB."""
+        if self.process is None:
+            raise RuntimeError(f"{self.app} is not running")
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
+        )
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
