@@ -15,8 +15,8 @@ from services.api_gateway.proxy import ProxyApp, ProxyMount
 from services.api_gateway.routes import routers
 from services.api_gateway.runtime import open_runtime
 from shared.errors import StartupErrorMiddleware
-from shared.redirects import use_relative_slash_redirects
 from shared.limits import BodyLimit
+from shared.redirects import use_relative_slash_redirects
 
 
 def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:

@@ -44,8 +44,8 @@ from services.frontend.sessions import (
     SessionStore,
 )
 from shared.errors import ErrorCode, StartupErrorMiddleware, error_body
-from shared.redirects import use_relative_slash_redirects
 from shared.limits import BodyLimit
+from shared.redirects import use_relative_slash_redirects
 
 HTTP_CODES = {405: "method_not_allowed", 500: ErrorCode.INTERNAL_ERROR}
 
