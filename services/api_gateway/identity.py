@@ -123,6 +123,11 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+# The identity store refuses an account for at most 15 minutes by default; a day bounds any
+# setting, and a `Retry-After` the gateway passes on.
+MAX_THROTTLE_SECONDS = 86_400.0
+
+
 def _busy_retry_after(response: httpx.Response) -> float:
     try:
         seconds = float(response.headers.get("Retry-After", "1"))
@@ -144,6 +149,8 @@ def _identity_error(response: httpx.Response, body: object) -> GatewayError:
             seconds = float(retry)
         except (TypeError, ValueError):
             seconds = 60.0
+        # Whatever the identity service sent, a finite wait no longer than its longest refusal.
+        seconds = min(max(seconds, 1.0), MAX_THROTTLE_SECONDS) if math.isfinite(seconds) else 60.0
         return TooManyAttempts("too many attempts; try again later", retry_after=seconds)
     if code == "identity_busy":
         seconds = _busy_retry_after(response)

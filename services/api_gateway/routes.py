@@ -89,7 +89,7 @@ async def _token_request(request: Request) -> TokenRequest:
     "/token",
     response_model=TokenResponse,
     summary="Log in with a password and get an access token",
-    responses=_errors(401, 403, 422, 429, 502, 503, 504),
+    responses=_errors(400, 401, 403, 413, 422, 429, 502, 503, 504),
     openapi_extra=_TOKEN_BODY,
 )
 async def issue_token(request: Request, runtime: RuntimeDep, context: ContextDep) -> TokenResponse:
@@ -150,7 +150,7 @@ async def me(principal: CurrentPrincipal) -> MeResponse:
     "/password/rotate",
     response_model=PasswordRotateResponse,
     summary="Replace a password (also when it has expired)",
-    responses=_errors(401, 403, 422, 429, 502, 503, 504),
+    responses=_errors(400, 401, 403, 413, 422, 429, 502, 503, 504),
 )
 async def rotate_password(
     body: PasswordRotateRequest, runtime: RuntimeDep, context: ContextDep
@@ -220,7 +220,7 @@ async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
     "/users/{username}/roles",
     response_model=UserResponse,
     summary="Replace a user's roles",
-    responses=_errors(401, 403, 404, 422, 502, 503, 504),
+    responses=_errors(401, 403, 404, 413, 422, 502, 503, 504),
 )
 async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> UserResponse:
     """Replace a user's roles; tokens carrying the old roles stop working at once."""

@@ -3,7 +3,12 @@
 import httpx
 import pytest
 
-from services.api_gateway.errors import IdentityBusy, UpstreamUnavailable, status_for
+from services.api_gateway.errors import (
+    IdentityBusy,
+    TooManyAttempts,
+    UpstreamUnavailable,
+    status_for,
+)
 from services.api_gateway.identity import _identity_error
 
 
@@ -33,3 +38,25 @@ def test_a_busy_answer_gets_a_short_finite_retry_after_whatever_was_sent(sent, k
 def test_another_503_is_still_upstream_unavailable():
     response = answer(503, "service_unavailable")
     assert isinstance(_identity_error(response, response.json()), UpstreamUnavailable)
+
+
+@pytest.mark.parametrize(
+    ("body_retry", "header", "kept"),
+    [
+        (None, "30", "30"),
+        ("inf", None, "60"),
+        ("nan", None, "60"),
+        (None, "inf", "60"),
+        ("1e300", None, "86400"),
+        ("-5", None, "1"),
+        ("soon", None, "60"),
+    ],
+)
+def test_a_throttled_answer_gets_a_finite_retry_after_whatever_was_sent(body_retry, header, kept):
+    body = {"error": {"code": "too_many_attempts", "message": "slow down"}}
+    if body_retry is not None:
+        body["error"]["retry_after"] = body_retry
+    response = httpx.Response(429, json=body, headers={"Retry-After": header} if header else {})
+    error = _identity_error(response, response.json())
+    assert isinstance(error, TooManyAttempts)
+    assert error.headers() == {"Retry-After": kept}
