@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from services.api_gateway.identity import IdentityClient
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.state import GatewayState
 from services.api_gateway.tokens import IssuedToken, TokenService, epoch_micros
+from shared import apikeys
 from shared.usernames import username_label
 
 if TYPE_CHECKING:
@@ -36,11 +36,6 @@ class Login:
 
     issued: IssuedToken
     roles: list[str]
-
-
-def api_key_hash(api_key: str) -> str:
-    """Return the hash the identity store and the gateway cache key an API key by."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
 
 
 def _user_roles(user: Mapping[str, Any]) -> tuple[str, ...]:
@@ -99,7 +94,7 @@ class Authenticator:
         """Verify an API key through the identity service, cached briefly by its hash."""
         if len(api_key) > _MAX_CREDENTIAL_LENGTH:
             raise InvalidCredentials("invalid credentials")
-        key_hash = api_key_hash(api_key)
+        key_hash = apikeys.digest(api_key)
         cached = await self._state.cached_api_key(key_hash)
         if cached is not None:
             return cached

@@ -1,10 +1,12 @@
 """API keys: high-entropy secrets stored as a SHA-256 digest, looked up by that digest."""
 
-import hashlib
 import re
 import secrets
 
 from services.portfolio.errors import InvalidInputError
+from shared.apikeys import digest, key_id
+
+__all__ = ["check", "digest", "generate", "has_valid_form", "key_id"]
 
 MIN_LENGTH = 32
 MAX_LENGTH = 1024
@@ -15,16 +17,6 @@ PATTERN = re.compile(r"[\x21-\x7e]+")
 def generate() -> str:
     """Return a new random API key (64 hex characters, 256 bits)."""
     return secrets.token_hex(32)
-
-
-def digest(api_key: str) -> str:
-    """Return the SHA-256 hex digest an API key is stored and looked up by."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
-
-
-def key_id(key_digest: str) -> str:
-    """Return the public id of an API key: the first 16 hex characters of its digest."""
-    return key_digest[:16]
 
 
 def has_valid_form(api_key: object) -> bool:
