@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from shared.secrets.config import ProviderName, SecretsSettings
 from shared.secrets.errors import InvalidSecretError, MissingSecretError, SecretsUnavailableError
-from shared.secrets.providers import SecretStore, build_store
 from shared.secrets.registry import Consumer, ManagedSecret, SecretRegistry
+from shared.secrets.stores import SecretStore, create_store
 
 logger = logging.getLogger("shared.secrets")
 
@@ -73,7 +73,7 @@ class SecretsManager:
         )
         self._clock = clock
         self._environ: Mapping[str, str] = environ if environ is not None else os.environ
-        self._store = build_store(self.settings)
+        self._store = create_store(self.settings)
         self._cache: dict[str, _CacheEntry] = {}
         self._reads: dict[SecretStore, asyncio.Future[Mapping[str, str]]] = {}
 
@@ -159,7 +159,7 @@ class SecretsManager:
         # Store clients may be bound to the loop that opened them, so each blocking call
         # uses a store of its own in a loop of its own; the cache is shared.
         async def once() -> T:
-            store = build_store(self.settings)
+            store = create_store(self.settings)
             try:
                 return await work(store)
             finally:

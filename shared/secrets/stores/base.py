@@ -1,9 +1,4 @@
-"""Where secrets are stored: the `SecretStore` protocol and the factory of the configured one.
-
-`env` has no store (values come from the environment only); `vault` is `VaultStore`
-(shared/secrets/vault.py), `aws` is `AwsStore` (shared/secrets/aws.py). Their client
-libraries are imported only when that provider is configured.
-"""
+"""The interface of a secrets store, and the helpers the stores share."""
 
 from __future__ import annotations
 
@@ -12,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from shared.secrets.config import SecretsSettings
 from shared.secrets.errors import SecretsConfigError
 
 logger = logging.getLogger("shared.secrets")
@@ -36,20 +30,8 @@ class SecretStore(Protocol):
         ...
 
 
-def build_store(settings: SecretsSettings) -> SecretStore | None:
-    """Return the store `SECRETS_PROVIDER` names; None for `env`."""
-    if settings.secrets_provider == "vault":
-        from shared.secrets.vault import VaultStore
-
-        return VaultStore(settings)
-    if settings.secrets_provider == "aws":
-        from shared.secrets.aws import AwsStore
-
-        return AwsStore(settings)
-    return None
-
-
 def missing_settings(provider: str, pairs: tuple[tuple[str, object], ...]) -> SecretsConfigError:
+    """Name every variable `provider` needs, and which of those `pairs` left unset."""
     needed = ", ".join(variable for variable, _ in pairs)
     missing = ", ".join(variable for variable, value in pairs if not value)
     return SecretsConfigError(f"SECRETS_PROVIDER={provider} needs {needed}; not set: {missing}")
@@ -65,6 +47,7 @@ def display_url(url: str) -> str:
 
 
 def string_values(document: Mapping[str, Any], location: str) -> dict[str, str]:
+    """Keep the entries whose value is a string; log (never show) each one dropped."""
     values: dict[str, str] = {}
     for key, value in document.items():
         if isinstance(value, str):

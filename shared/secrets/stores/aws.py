@@ -24,7 +24,7 @@ from botocore.exceptions import (
 
 from shared.secrets.config import SecretsSettings
 from shared.secrets.errors import SecretsConfigError, SecretsUnavailableError
-from shared.secrets.providers import display_url, missing_settings, string_values
+from shared.secrets.stores.base import display_url, missing_settings, string_values
 
 
 class AwsStore:

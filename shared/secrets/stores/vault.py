@@ -14,7 +14,7 @@ import requests.exceptions
 
 from shared.secrets.config import SecretsSettings
 from shared.secrets.errors import SecretsConfigError, SecretsUnavailableError
-from shared.secrets.providers import display_url, missing_settings, string_values
+from shared.secrets.stores.base import display_url, missing_settings, string_values
 
 logger = logging.getLogger("shared.secrets")
 
