@@ -12,7 +12,8 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-# Dependencies first, read from pyproject.toml alone, so a code change reuses this layer.
+# Dependencies first, read from pyproject.toml alone, so a code change reuses this layer:
+# the runtime ones only, not the dev extras (the local runner honcho, the test tools).
 COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && pip install --upgrade pip \

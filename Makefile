@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@$(PY) scripts/write_dev_env.py .env
 
 run: install .env
-	@$(PY) scripts/run_stack.py
+	@$(PY) -m devstack
 
 # Starts PostgreSQL and Redis if they are down; installs Chromium, nginx and wrk if missing.
 services:
@@ -35,9 +35,9 @@ test-fast: install
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy shared services scripts bench docker
+	@$(VENV)/bin/mypy shared services scripts bench docker devstack
 	@# bandit warns on every '# nosec B105 - reason' comment it parses; only findings matter.
-	@set -o pipefail; $(VENV)/bin/bandit -q -r shared services bench scripts docker 2>&1 \
+	@set -o pipefail; $(VENV)/bin/bandit -q -r shared services bench scripts docker devstack 2>&1 \
 		| { grep -v '\bWARNING\b' || true; }
 	@$(PY) scripts/audit.py
 

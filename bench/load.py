@@ -34,10 +34,10 @@ from tempfile import TemporaryDirectory
 import aiohttp
 
 from bench.stack import FAST_SERVER, service_env
+from devstack.databases import SHARED_REDIS_URL, delete_prefix, postgres_database, unique_prefix
+from devstack.launch import GATEWAY_APP
+from devstack.servers import ServerProcess
 from shared.roles import SERVICES, Service
-from tests.support.databases import postgres_database
-from tests.support.redis_server import SHARED_REDIS_URL, delete_prefix, unique_prefix
-from tests.support.servers import GATEWAY_APP, ServerProcess
 
 PASSWORD = "load test password that is long enough"  # noqa: S105  # nosec B105 - throwaway
 STUBS = [service for service in SERVICES if service is not Service.PORTFOLIO]

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import httpx
 
+from devstack.ports import free_port
+from devstack.servers import ServerProcess
 from shared.secrets.generate import generate_secrets
-from tests.support.servers import ServerProcess, free_port
 
 USERNAME = "bench-user"
 PASSWORD = "bench password that is long enough"  # noqa: S105  # nosec B105 - throwaway account
-# ServerProcess already picks the HTTP protocol every service runs with (httptools-based).
+# ServerProcess already launches with the flags of devstack.launch (the httptools-based
+# protocol that caps the request head); these add the faster event loop.
 FAST_SERVER = ("--loop", "uvloop")
 
 NGINX_CONF = """\

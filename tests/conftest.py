@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.databases import postgres_database, sqlite_database
+from devstack.databases import postgres_database, sqlite_database
 
 
 @pytest.fixture(

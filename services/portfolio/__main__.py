@@ -2,21 +2,32 @@
 
 Passwords are prompted for (new ones twice) or, when stdin is not a terminal, read from
 stdin one per line; never from the command line, where `ps` and shell history would see them.
+
+`create-first-admin` creates `admin` (role admin) with a one-time password it prints once,
+which must be changed at first login, only when the database has no user at all.
+
+Exit status: 0 done (for `create-first-admin` also when the database already has users and
+nothing was created), 1 an error (one line on stderr; nothing was changed), 2 a usage error.
 """
 
 import argparse
 import getpass
 import logging
+import secrets
+import string
 import sys
 from collections.abc import Callable, Sequence
 
 from services.portfolio.errors import IdentityError
 from services.portfolio.identity import PortfolioIdentityService
 from services.portfolio.schemas import User
-from shared.roles import ROLES
+from shared.roles import ROLES, Role
 from shared.secrets import SecretsError
 
 ROLE_HELP = "a role to grant (repeat for several): " + ", ".join(ROLES)
+FIRST_ADMIN = "admin"
+FIRST_ADMIN_ROLES = [Role.ADMIN.value]
+ONE_TIME_PASSWORD_LABEL = "one-time password:"  # noqa: S105  # nosec B105 - a label
 
 
 class CommandError(Exception):
@@ -110,6 +121,38 @@ def set_roles(identity: PortfolioIdentityService, args: argparse.Namespace) -> N
     print(f"set roles of {_describe(user)}")
 
 
+def one_time_password() -> str:
+    """Return a random password with lower, upper, digit and punctuation, 24 characters."""
+    punctuation = "-_.!"
+    alphabet = string.ascii_letters + string.digits + punctuation
+    while True:
+        password = "".join(secrets.choice(alphabet) for _ in range(24))
+        if (
+            any(c.islower() for c in password)
+            and any(c.isupper() for c in password)
+            and any(c.isdigit() for c in password)
+            and any(c in punctuation for c in password)
+        ):
+            return password
+
+
+def create_first_admin(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Create `admin` with a one-time password when the database has no user; print it once."""
+    existing = identity.list_users()
+    if existing:
+        print(f"the database already has {len(existing)} user(s); no admin user created")
+        return
+    password = one_time_password()
+    identity.create_user(FIRST_ADMIN, password, FIRST_ADMIN_ROLES, must_change_password=True)
+    where = f"at {args.login_url} " if args.login_url else ""
+    print(f"new database: created user '{FIRST_ADMIN}' with roles {FIRST_ADMIN_ROLES}")
+    print(f"  {ONE_TIME_PASSWORD_LABEL} {password}   (shown this once, never again)")
+    print(
+        f"  log in {where}and choose a new password: it must be changed at first login "
+        "(or POST /auth/password/rotate on the gateway)"
+    )
+
+
 Command = Callable[[PortfolioIdentityService, argparse.Namespace], None]
 
 
@@ -150,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("set-roles", set_roles, "replace a user's roles")
     sub.add_argument("username")
     sub.add_argument("--role", action="append", required=True, help=ROLE_HELP)
+    sub = add(
+        "create-first-admin",
+        create_first_admin,
+        "on a database with no user, create 'admin' (role admin) with a one-time password, "
+        "printed once, to change at first login",
+    )
+    sub.add_argument("--login-url", help="where the admin signs in (only printed)")
+    sub.epilog = (
+        "exit status: 0 when created, and when the database already has users (nothing is "
+        "created); 1 on an error, one line on stderr"
+    )
     return parser
 
 

@@ -11,13 +11,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from devstack.databases import postgres_database
+from devstack.servers import ServerProcess
 from services.api_gateway.app import create_app
 from services.api_gateway.config import GatewaySecrets, Settings
 from services.api_gateway.runtime import Runtime
 from shared.keys import generate_private_key, load_private_key, public_key_text
 from shared.roles import SERVICES
-from tests.support.databases import postgres_database
-from tests.support.servers import ServerProcess
 
 PASSWORD = "correct horse battery staple"
 # Fast Argon2 for tests only; production keeps the library defaults.

@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
+from devstack import REPO_ROOT
+from devstack.ports import free_port
 from shared.keys import generate_private_key
-from tests.support.servers import REPO_ROOT, free_port
 
 SECRETS = {
     "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),

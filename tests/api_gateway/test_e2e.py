@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from devstack.servers import ServerProcess
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS
 from tests.api_gateway.conftest import PASSWORD
-from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

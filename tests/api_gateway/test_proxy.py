@@ -3,12 +3,12 @@ import hashlib
 
 import pytest
 
+from devstack.ports import free_port
 from services.api_gateway.proxy import credential_parameter
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS
 from shared.roles import ROLES, SERVICES, can_access
 from tests.api_gateway.conftest import running_gateway
 from tests.api_gateway.upstream import pattern
-from tests.support.servers import free_port
 
 ROLE_CASES = [
     *(pytest.param([role.value], id=role.value) for role in ROLES),

@@ -5,9 +5,9 @@ from datetime import datetime
 import jwt
 import pytest
 
+from devstack.ports import free_port
 from shared.roles import ROLES, SERVICES, services_for
 from tests.api_gateway.conftest import PASSWORD, running_gateway
-from tests.support.servers import free_port
 
 
 def sha256_hex(text: str) -> str:

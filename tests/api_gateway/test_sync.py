@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from devstack.databases import SHARED_REDIS_URL, shared_prefix
+from devstack.servers import ServerProcess
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.sync import AccessChange, AccessStamps
 from tests.api_gateway.conftest import FAST_ARGON2, PASSWORD, Gateway, running_gateway
-from tests.support.redis_server import SHARED_REDIS_URL, shared_prefix
-from tests.support.servers import ServerProcess
 
 SYNC_SECONDS = 0.2
 # A bound on waiting for the sync, far above a couple of intervals; never a speed assertion.

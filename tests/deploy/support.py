@@ -1,4 +1,4 @@
-"""Load the repository's scripts (not a package) as modules for the deploy tests."""
+"""Load the repository's scripts (not packages) as modules for the deploy tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from tests.support.servers import REPO_ROOT
+from devstack import REPO_ROOT
 
 
 def load_script(relative: str) -> ModuleType:
@@ -25,8 +25,3 @@ def load_script(relative: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def load_run_stack() -> ModuleType:
-    """Return scripts/run_stack.py as a module."""
-    return load_script("scripts/run_stack.py")

@@ -11,16 +11,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from devstack import REPO_ROOT
+from devstack.processes import PROCESSES
 from shared.roles import Service
 from shared.secrets.registry import SecretRegistry
-from tests.deploy.support import load_run_stack
-from tests.support.servers import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -91,8 +92,7 @@ class TestServices:
         assert set(services) == EXPECTED_SERVICES
 
     def test_compose_runs_the_same_apps_as_make_run(self, services):
-        run_stack = load_run_stack()
-        local = {process.name: process.app for process in run_stack.PROCESSES}
+        local = {process.name: process.app for process in PROCESSES}
         in_compose = {name: uvicorn_target(services[name]) for name in APP_SERVICES}
         assert {name: target[0] for name, target in in_compose.items() if target} == local
 
@@ -338,6 +338,14 @@ class TestDockerfile:
     @pytest.mark.parametrize("pattern", [".env", ".venv/", ".git/", "var/", "tests/"])
     def test_build_context_leaves_out_secrets_and_local_state(self, pattern):
         assert pattern in DOCKERIGNORE.read_text().splitlines()
+
+    def test_the_image_carries_no_local_runner(self):
+        pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+        assert not any(dep.startswith("honcho") for dep in pyproject["project"]["dependencies"])
+        assert any(
+            dep.startswith("honcho") for dep in pyproject["project"]["optional-dependencies"]["dev"]
+        )
+        assert "devstack/" in DOCKERIGNORE.read_text().splitlines()
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")

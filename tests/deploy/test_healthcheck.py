@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.servers import REPO_ROOT, free_port
+from devstack import REPO_ROOT
+from devstack.ports import free_port
 
 SCRIPT = REPO_ROOT / "docker" / "healthcheck.py"
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack import REPO_ROOT
 from shared.keys import load_private_key, load_public_key, public_key_text
 from shared.secrets.registry import SecretRegistry
 from tests.deploy.support import load_script
-from tests.support.servers import REPO_ROOT
 from tests.support.vault_server import VaultTestDouble
 
 vault_init = load_script("docker/vault_init.py")

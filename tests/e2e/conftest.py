@@ -1,6 +1,6 @@
 """The whole stack as `make run` starts it, once per module, on PostgreSQL and free ports.
 
-`scripts/run_stack.py` itself runs as a subprocess: a temporary env file of freshly
+`python -m devstack` itself runs as a subprocess: a temporary env file of freshly
 generated secrets (`SECRETS_PROVIDER=env`, what `make run` writes to `.env`), one
 `LCT_<NAME>_PORT` per process, and `PORTFOLIO_DATABASE_URL` on a fresh PostgreSQL database.
 """
@@ -12,18 +12,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from devstack.databases import postgres_database
+from devstack.processes import PROCESSES
+from services.portfolio.__main__ import ONE_TIME_PASSWORD_LABEL
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.identity import PortfolioIdentityService
-from tests.deploy.support import load_run_stack, load_script
-from tests.support.databases import postgres_database
+from tests.deploy.support import load_script
 from tests.support.runner import StackRunner, distinct_free_ports
 
-run_stack: ModuleType = load_run_stack()
-write_dev_env: ModuleType = load_script("scripts/write_dev_env.py")
+write_dev_env = load_script("scripts/write_dev_env.py")
 
 PASSWORD = "a long enough e2e passphrase"
 # Cheap Argon2id: the suite shares two cores with everything else; production keeps the defaults.
@@ -76,7 +76,7 @@ class Stack:
 
     def one_time_passwords(self) -> list[str]:
         """Every password the runner printed for the first admin."""
-        label = run_stack.PASSWORD_LABEL
+        label = ONE_TIME_PASSWORD_LABEL
         return [line.split(label, 1)[1].split()[0] for line in self.runner.lines if label in line]
 
 
@@ -88,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(write_dev_env.render())
-    names = [process.name for process in run_stack.PROCESSES]
+    names = [process.name for process in PROCESSES]
     ports = dict(zip(names, distinct_free_ports(len(names)), strict=True))
     access_log = directory / "access.log"
     with postgres_database() as database_url:
@@ -103,9 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "GATEWAY_ACCESS_LOG": str(access_log),
             }
         )
-        env.update(
-            {process.port_variable: str(ports[process.name]) for process in run_stack.PROCESSES}
-        )
+        env.update({process.port_variable: str(ports[process.name]) for process in PROCESSES})
         runner = StackRunner(env, env_file)
         try:
             runner.wait_for("Ctrl-C stops everything.")

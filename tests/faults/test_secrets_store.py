@@ -9,12 +9,15 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
+from devstack import REPO_ROOT
+from devstack.launch import GATEWAY_APP
+from devstack.ports import free_port
+from devstack.servers import ServerProcess
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.identity import PortfolioIdentityService
 from shared.secrets import SecretsError, SecretsManager
 from shared.secrets.config import SecretsSettings
 from tests.faults.conftest import BOUND_SECONDS, PASSWORD
-from tests.support.servers import GATEWAY_APP, REPO_ROOT, ServerProcess, free_port
 from tests.support.vault_server import VaultTestDouble
 
 pytestmark = pytest.mark.e2e

@@ -12,12 +12,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from devstack.ports import free_port
 from services.frontend.app import create_app
 from services.frontend.config import SecuritySettings, Settings
 from services.frontend.csrf import FormPass, FormPassSigner
 from services.frontend.sessions import CookieSigner, MemorySessionStore, Session
 from tests.frontend.stack import PASSWORD, Stack, start_stack
-from tests.support.servers import free_port
 
 SESSION_SECRET = SecretStr("test-session-secret-with-32-bytes-or-more")
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -11,9 +11,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.databases import postgres_database
+from devstack.launch import GATEWAY_APP
+from devstack.servers import ServerProcess
 from services.portfolio.identity import PortfolioIdentityService
-from tests.support.databases import postgres_database
-from tests.support.servers import GATEWAY_APP, ServerProcess
 from tests.support.stack import fast_identity, stack_env, start_portfolio_and_stub
 
 PASSWORD = "a long enough test password"

@@ -4,9 +4,11 @@ import sys
 import pytest
 from pydantic import SecretStr
 
+from devstack import REPO_ROOT
+from devstack.ports import free_port
+from devstack.servers import ServerProcess
 from services.frontend.app import create_app
 from services.frontend.errors import StartupRefusedError
-from tests.support.servers import REPO_ROOT, ServerProcess, free_port
 
 SECRET_NAMES = ("SESSION_SECRET_KEY", "FLASK_SECRET_KEY", "FRONTEND_SESSION_SECRET")
 

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
+from devstack import REPO_ROOT
+from devstack.servers import ServerProcess
 from tests.frontend.stack import PASSWORD, Stack
-from tests.support.servers import REPO_ROOT, ServerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.postgres]
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import pytest
 import schemathesis
 
+from devstack.launch import GATEWAY_APP
+from devstack.servers import ServerProcess
 from shared.assertion import AssertionSigner
-from tests.support.servers import GATEWAY_APP, ServerProcess
 from tests.support.stack import fast_identity, service_urls, stack_env, start_portfolio_and_stub
 
 ADMIN = "fuzz-admin"

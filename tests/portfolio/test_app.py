@@ -5,14 +5,14 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from devstack.databases import POSTGRES_URL
+from devstack.servers import ServerProcess
 from services.portfolio.app import create_app
 from services.portfolio.errors import ConfigurationError
 from services.portfolio.identity import PortfolioIdentityService
 from tests.portfolio.callers import ASSERTION_PUBLIC_KEY
 from tests.portfolio.conftest import CHEAP_ARGON2_ENV, PASSWORD, env_secrets, make_settings
 from tests.portfolio.http import SERVICE_TOKEN, open_client
-from tests.support.databases import POSTGRES_URL
-from tests.support.servers import ServerProcess
 
 
 async def test_healthz_and_readyz(settings):

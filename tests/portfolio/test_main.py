@@ -7,9 +7,11 @@ import sys
 
 import pytest
 
+from devstack import REPO_ROOT
+from devstack.ports import free_port
+from services.portfolio.__main__ import ONE_TIME_PASSWORD_LABEL, one_time_password
 from services.portfolio.identity import PortfolioIdentityService
 from tests.portfolio.conftest import CHEAP_ARGON2_ENV, PASSWORD, make_settings
-from tests.support.servers import REPO_ROOT
 
 
 @pytest.fixture
@@ -188,3 +190,60 @@ def test_unreachable_database_is_one_line(cli):
     assert done.returncode == 1
     assert done.stderr.startswith("error: cannot reach the SQLite database /nonexistent-dir/x.db")
     assert done.stderr.count("\n") == 1
+
+
+class TestCreateFirstAdmin:
+    def test_prints_a_password_to_change_on_a_new_database_and_nothing_after(self, cli):
+        first = cli("create-first-admin")
+        second = cli("create-first-admin")
+        assert first.returncode == 0, first.stderr
+        lines = first.stdout.splitlines()
+        assert lines[0] == "new database: created user 'admin' with roles ['admin']"
+        assert lines[1].startswith(f"  {ONE_TIME_PASSWORD_LABEL} ")
+        assert lines[2].startswith("  log in and choose a new password")
+        password = lines[1].split(ONE_TIME_PASSWORD_LABEL, 1)[1].split()[0]
+        with identity_for(cli.url) as identity:
+            admin = identity.get_user("admin")
+        assert admin.roles == ["admin"]
+        assert admin.must_change_password
+        assert second.returncode == 0, second.stderr
+        assert second.stdout == "the database already has 1 user(s); no admin user created\n"
+        assert password not in second.stdout
+
+    def test_says_where_to_log_in(self, cli):
+        done = cli("create-first-admin", "--login-url", "http://127.0.0.1:8080/")
+        assert done.returncode == 0, done.stderr
+        assert "log in at http://127.0.0.1:8080/ and choose a new password" in done.stdout
+
+    def test_creates_nothing_when_any_user_exists(self, cli):
+        seed(cli.url, "ops", "portfolio")
+        done = cli("create-first-admin")
+        assert done.returncode == 0, done.stderr
+        assert ONE_TIME_PASSWORD_LABEL not in done.stdout
+        with identity_for(cli.url) as identity:
+            assert [user.username for user in identity.list_users()] == ["ops"]
+
+    def test_unreachable_database_is_one_line_with_status_1(self, cli):
+        url = f"postgresql+asyncpg://nobody:sekrit@127.0.0.1:{free_port()}/x"
+        done = cli(
+            "create-first-admin",
+            extra_env={"PORTFOLIO_DATABASE_URL": url, "PORTFOLIO_DATABASE_CONNECT_TIMEOUT": "2"},
+        )
+        assert done.returncode == 1
+        assert done.stdout == ""
+        assert done.stderr.startswith("error: cannot reach the PostgreSQL database")
+        assert done.stderr.count("\n") == 1
+        assert "sekrit" not in done.stderr
+
+
+class TestOneTimePassword:
+    def test_has_every_character_class_and_24_characters(self):
+        password = one_time_password()
+        assert len(password) == 24
+        assert any(c.islower() for c in password)
+        assert any(c.isupper() for c in password)
+        assert any(c.isdigit() for c in password)
+        assert any(c in "-_.!" for c in password)
+
+    def test_is_different_every_time(self):
+        assert len({one_time_password() for _ in range(20)}) == 20

@@ -12,13 +12,13 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, insert, inspect, text
 
+from devstack import REPO_ROOT
 from services.portfolio import apikeys, migrations
 from services.portfolio.config import DEFAULT_DATABASE_URL, PortfolioSettings
 from services.portfolio.errors import ConfigurationError, DatabaseUnavailableError
 from services.portfolio.models import Base, UserAccount
 from services.portfolio.store import Database, describe_database
 from tests.portfolio.conftest import PASSWORD, make_settings
-from tests.support.servers import REPO_ROOT
 
 HEAD = ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from devstack.servers import ServerProcess
 from tests.portfolio.callers import ASSERTION_PUBLIC_KEY, as_caller
 from tests.portfolio.http import SERVICE_TOKEN
-from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from devstack.databases import postgres_database
+from devstack.servers import ServerProcess
 from services.portfolio.identity import PortfolioIdentityService
 from tests.portfolio.conftest import PASSWORD, make_settings
-from tests.support.databases import postgres_database
-from tests.support.servers import ServerProcess
 from tests.support.stack import stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]

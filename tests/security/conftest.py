@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from devstack.databases import postgres_database
+from devstack.launch import GATEWAY_APP
+from devstack.servers import ServerProcess
 from services.portfolio.identity import PortfolioIdentityService
-from tests.support.databases import postgres_database
-from tests.support.servers import GATEWAY_APP, ServerProcess
 from tests.support.stack import fast_identity, service_urls, stack_env, start_portfolio_and_stub
 
 PASSWORD = "a long enough attack-suite password"

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from devstack.launch import GATEWAY_APP
+from devstack.servers import ServerProcess
 from tests.security.conftest import PASSWORD, Stack
 from tests.support.holding_proxy import HoldingProxy
-from tests.support.servers import GATEWAY_APP, ServerProcess
 
 NEW_PASSWORD = "a brand new attack-suite passphrase"
 SYNC_SECONDS = "0.3"

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from devstack.databases import postgres_database
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.errors import ApiKeyInUseError, InvalidCredentialsError
 from services.portfolio.identity import PortfolioIdentityService
@@ -19,7 +20,6 @@ from shared.secrets import SecretsManager
 from shared.secrets.config import SecretsSettings
 from tests.security.conftest import PASSWORD
 from tests.security.test_enumeration import Argon2Work
-from tests.support.databases import postgres_database
 from tests.support.vault_server import VaultTestDouble
 
 FAST = {"argon2_time_cost": 1, "argon2_memory_cost": 1024, "argon2_parallelism": 1}

@@ -5,12 +5,13 @@ import re
 import pytest
 import yaml
 
-from tests.deploy.support import load_run_stack
-from tests.support.servers import REPO_ROOT
+from devstack import REPO_ROOT
+from devstack.environment import stack_environment
+from devstack.ports import resolve_ports
+from devstack.processes import PROCESSES
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-run_stack = load_run_stack()
 APP_SERVICES = [name for name, svc in SERVICES.items() if svc.get("image", "").startswith("legacy")]
 
 
@@ -66,7 +67,7 @@ def gateway_commands() -> dict[str, str]:
             for line in (REPO_ROOT / "Procfile").read_text().splitlines()
             if line.startswith("gateway:")
         ),
-        "run_stack": next(p for p in run_stack.PROCESSES if p.name == "gateway").command(8000),
+        "devstack": next(p for p in PROCESSES if p.name == "gateway").command(8000),
     }
 
 
@@ -79,7 +80,7 @@ def test_the_gateway_never_lets_uvicorn_believe_forwarded_headers(where):
 
 
 def test_the_local_runner_trusts_only_loopback_for_forwarded_addresses():
-    ports = run_stack.resolve_ports({})
-    assert run_stack.stack_environment({}, ports)["GATEWAY_TRUSTED_PROXIES"] == "127.0.0.1/32"
+    ports = resolve_ports({})
+    assert stack_environment({}, ports)["GATEWAY_TRUSTED_PROXIES"] == "127.0.0.1/32"
     chosen = {"GATEWAY_TRUSTED_PROXIES": "10.1.2.3/32"}
-    assert run_stack.stack_environment(chosen, ports)["GATEWAY_TRUSTED_PROXIES"] == "10.1.2.3/32"
+    assert stack_environment(chosen, ports)["GATEWAY_TRUSTED_PROXIES"] == "10.1.2.3/32"

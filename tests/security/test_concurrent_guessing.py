@@ -16,11 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.databases import SHARED_REDIS_URL, shared_prefix, sqlite_database
+from devstack.servers import ServerProcess
 from services.portfolio.identity import PortfolioIdentityService
 from tests.security.conftest import PASSWORD, Stack
-from tests.support.databases import sqlite_database
-from tests.support.redis_server import SHARED_REDIS_URL, shared_prefix
-from tests.support.servers import ServerProcess
 from tests.support.stack import PORTFOLIO_APP, fast_identity
 
 WRONG = "not the password, just a guess"

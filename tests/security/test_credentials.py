@@ -7,8 +7,10 @@ import sys
 import httpx
 import pytest
 
+from devstack import REPO_ROOT
+from devstack.launch import GATEWAY_APP
+from devstack.ports import free_port
 from tests.deploy.support import load_script
-from tests.support.servers import GATEWAY_APP, REPO_ROOT, free_port
 
 GUESSES = ["", "changeme", "change_me_now!", "secret", "token", "admin", "password", "x" * 40]
 

@@ -7,10 +7,11 @@ import sys
 import pytest
 from sqlalchemy.engine import make_url
 
+from devstack import REPO_ROOT
+from devstack.ports import free_port
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.errors import DatabaseUnavailableError
 from services.portfolio.identity import PortfolioIdentityService
-from tests.support.servers import REPO_ROOT, free_port
 
 
 def unreachable_urls(stack) -> dict[str, str]:

@@ -18,10 +18,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from devstack.servers import ServerProcess
 from services.frontend.csrf import FormPassSigner
 from services.frontend.sessions import COOKIE_NAME
 from tests.security.conftest import PASSWORD, Stack
-from tests.support.servers import ServerProcess
 
 FRONTEND_APP = "services.frontend.app:app"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.servers import ServerProcess
 from tests.security.conftest import PASSWORD, Stack
-from tests.support.servers import ServerProcess
 from tests.support.stack import PORTFOLIO_APP, fast_identity
 
 # The production cost (64 MiB per run): what the storm is about.

@@ -5,9 +5,9 @@ import sys
 
 import httpx
 
+from devstack.ports import free_port
 from tests.security.conftest import DATABASE_PASSWORD, PASSWORD
 from tests.security.test_jwt import claims, signed
-from tests.support.servers import free_port
 
 
 def drive(stack) -> dict[str, str]:

@@ -3,7 +3,6 @@ prints a query string in its logs, however it was launched."""
 
 import base64
 import contextlib
-import json
 import os
 import secrets
 import shlex
@@ -13,12 +12,12 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from tests.deploy.support import load_run_stack
+from devstack.environment import stack_environment
+from devstack.ports import free_port
+from devstack.processes import PROCESSES
+from devstack.servers import ServerProcess
 from tests.security.conftest import PASSWORD
-from tests.security.test_compose_defaults import SERVICES as COMPOSE_SERVICES
-from tests.support.servers import REPO_ROOT, ServerProcess, free_port
-
-run_stack = load_run_stack()
+from tests.support.launches import launch_commands
 
 QUERIES = [
     "api_key={}",
@@ -78,28 +77,6 @@ def test_ordinary_query_parameters_are_still_forwarded(stack):
 # --- what the processes print --------------------------------------------------------------
 
 
-def launch_commands() -> dict[str, list[str]]:
-    """Every way the repository starts a service: compose, the image, the local runner."""
-    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
-    commands = {
-        f"compose {name}": list(service["command"])
-        for name, service in COMPOSE_SERVICES.items()
-        if "uvicorn" in service.get("command", [])
-    }
-    commands["Dockerfile CMD"] = json.loads(
-        next(line for line in dockerfile.splitlines() if line.startswith("CMD ")).removeprefix(
-            "CMD "
-        )
-    )
-    for line in (REPO_ROOT / "Procfile").read_text().splitlines():
-        if "uvicorn" in line:
-            name, _, command = line.partition(":")
-            commands[f"Procfile {name}"] = shlex.split(command)
-    for process in run_stack.PROCESSES:
-        commands[f"run_stack {process.name}"] = shlex.split(process.command(process.default_port))
-    return commands
-
-
 @pytest.mark.parametrize("where", list(launch_commands()))
 def test_every_launch_command_turns_off_uvicorns_request_lines(where):
     command = launch_commands()[where]
@@ -128,8 +105,8 @@ def websocket_handshake(client: httpx.Client, url: str) -> None:
 
 
 def test_no_process_prints_a_query_string_however_launched(stack, tmp_path):
-    ports = {process.name: free_port() for process in run_stack.PROCESSES}
-    env = run_stack.stack_environment({**stack.env, "GATEWAY_ACCESS_LOG": "stdout"}, ports)
+    ports = {process.name: free_port() for process in PROCESSES}
+    env = stack_environment({**stack.env, "GATEWAY_ACCESS_LOG": "stdout"}, ports)
     marks: list[str] = []
 
     def mark() -> str:
@@ -138,7 +115,7 @@ def test_no_process_prints_a_query_string_however_launched(stack, tmp_path):
 
     with ExitStack() as processes:
         urls = {}
-        for process in run_stack.PROCESSES:
+        for process in PROCESSES:
             if process.name not in LAUNCHED:
                 continue
             argv = shlex.split(process.command(ports[process.name], python=sys.executable))

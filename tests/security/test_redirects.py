@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.servers import GATEWAY_APP, ServerProcess
+from devstack.launch import GATEWAY_APP
+from devstack.servers import ServerProcess
 
 EVIL = "evil.example"
 

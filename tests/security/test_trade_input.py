@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from devstack.databases import postgres_database, sqlite_database
+from devstack.servers import ServerProcess
 from shared.assertion import AssertionSigner
-from tests.support.databases import postgres_database, sqlite_database
-from tests.support.servers import ServerProcess
 from tests.support.stack import PORTFOLIO_APP, fast_identity, stack_env
 
 TRADE = {"symbol": "BTC-USD", "side": "buy", "quantity": "1", "price": "100"}

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.servers import ServerProcess
 from shared.limits import MAX_HEAD_BYTES, MAX_HEADERS
 from tests.support.raw_http import Connection, Response, chunked, request
-from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

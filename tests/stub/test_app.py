@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
+from devstack import REPO_ROOT
+from devstack.ports import free_port
 from shared.keys import generate_private_key, load_private_key, public_key_text
-from tests.support.servers import REPO_ROOT, free_port
 
 PUBLIC_KEY = public_key_text(load_private_key(generate_private_key()))
 

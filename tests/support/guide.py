@@ -10,7 +10,7 @@ import os
 import subprocess
 from collections.abc import Mapping
 
-from tests.support.servers import REPO_ROOT
+from devstack import REPO_ROOT
 
 GUIDE_CREATE_USER = """\
 python - <<'PY'

@@ -18,7 +18,7 @@ import contextlib
 import threading
 from dataclasses import dataclass, field
 
-from tests.support.servers import free_port
+from devstack.ports import free_port
 
 # Bounds every wait of the proxy itself, so a forgotten release never hangs the suite.
 PATIENCE_SECONDS = 60.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from moto.server import ThreadedMotoServer
 
-from tests.support.servers import free_port
+from devstack.ports import free_port
 
 # Fake credentials for the test environment only; moto accepts any.
 FAKE_AWS_CREDENTIALS = {

@@ -1,44 +1,15 @@
-"""Redis for tests: a key prefix on the shared server, or a private server a test may kill."""
+"""A private Redis server a test may kill (key prefixes on the shared one: `devstack.databases`)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
-from tests.support.servers import free_port
-
-# The shared server every test may use; never stopped by a test.
-SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def unique_prefix() -> str:
-    """Return a key prefix no other test run uses."""
-    return f"lct-test:{uuid.uuid4().hex[:12]}:"
-
-
-def delete_prefix(url: str, prefix: str) -> None:
-    """Delete every key under `prefix`."""
-    with redis.Redis.from_url(url) as client:
-        keys = list(client.scan_iter(match=prefix + "*", count=500))
-        if keys:
-            client.delete(*keys)
-
-
-@contextmanager
-def shared_prefix() -> Iterator[str]:
-    """Yield a fresh prefix on the shared Redis and delete its keys afterwards."""
-    prefix = unique_prefix()
-    try:
-        yield prefix
-    finally:
-        delete_prefix(SHARED_REDIS_URL, prefix)
+from devstack.ports import free_port
 
 
 class RedisServer:

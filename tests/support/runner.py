@@ -1,4 +1,4 @@
-"""`scripts/run_stack.py` (what `make run` calls) as a subprocess, its output read line by line."""
+"""`python -m devstack` (what `make run` calls) as a subprocess, its output read line by line."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import REPO_ROOT, free_port
+from devstack import REPO_ROOT
+from devstack.ports import free_port
 
-RUN_STACK = REPO_ROOT / "scripts" / "run_stack.py"
+DEVSTACK = [sys.executable, "-m", "devstack"]
 STARTED = re.compile(r"system\s+\| (?P<name>\S+) started \(pid=(?P<pid>\d+)\)")
 
 
@@ -35,8 +36,7 @@ class StackRunner:
     def __init__(self, env: Mapping[str, str], env_file: Path, *, timeout: float = 120) -> None:
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                str(RUN_STACK),
+                *DEVSTACK,
                 "--env-file",
                 str(env_file),
                 "--timeout",
@@ -75,10 +75,10 @@ class StackRunner:
             except queue.Empty:
                 continue
             if line is None:
-                pytest.fail(f"run_stack ended before {text!r}:\n{self.output}")
+                pytest.fail(f"devstack ended before {text!r}:\n{self.output}")
             if text in line:
                 return
-        pytest.fail(f"no {text!r} from run_stack:\n{self.output}")
+        pytest.fail(f"no {text!r} from devstack:\n{self.output}")
 
     def children(self) -> dict[str, int]:
         """Return the pid of every process honcho said it started, by name."""
@@ -122,3 +122,18 @@ def wait_until_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
         time.sleep(0.2)
         alive = [pid for pid in alive if running(pid)]
     return alive
+
+
+def run_devstack(
+    env: Mapping[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the runner to its end (a refusal, `--procfile`); return what it printed."""
+    return subprocess.run(
+        [*DEVSTACK, *args],
+        cwd=REPO_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

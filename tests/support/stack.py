@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
+from devstack.servers import ServerProcess
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.identity import PortfolioIdentityService
 from shared.roles import SERVICES
 from shared.secrets.generate import generate_secrets
-from tests.support.servers import ServerProcess
 
 PORTFOLIO_APP = "services.portfolio.app:app"
 STUB_APP = "services.stub.app:app"

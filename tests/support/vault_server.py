@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.servers import free_port
+from devstack.ports import free_port
 
 
 def _now() -> str:

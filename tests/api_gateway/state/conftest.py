@@ -4,8 +4,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from devstack.databases import SHARED_REDIS_URL, shared_prefix
 from services.api_gateway.state import GatewayState, MemoryState, create_state
-from tests.support.redis_server import SHARED_REDIS_URL, shared_prefix
 
 
 @pytest.fixture

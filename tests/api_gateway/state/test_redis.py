@@ -7,11 +7,12 @@ import time
 import pytest
 import redis
 
+from devstack.databases import SHARED_REDIS_URL
 from services.api_gateway.errors import StartupError
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.state import ApiKeyUse, create_state
 from services.api_gateway.state.redis import RedisState
-from tests.support.redis_server import SHARED_REDIS_URL, RedisServer
+from tests.support.redis_server import RedisServer
 
 FAR = 10**10
 

@@ -7,10 +7,11 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
+from devstack.databases import SHARED_REDIS_URL, shared_prefix
+from devstack.launch import GATEWAY_APP
+from devstack.servers import ServerProcess
 from shared.roles import SERVICES
 from tests.api_gateway.conftest import PASSWORD
-from tests.support.redis_server import SHARED_REDIS_URL, shared_prefix
-from tests.support.servers import GATEWAY_APP, ServerProcess
 
 
 def sha256_hex(text: str) -> str:

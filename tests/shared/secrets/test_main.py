@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from tests.support.servers import REPO_ROOT, free_port
+from devstack import REPO_ROOT
+from devstack.ports import free_port
 from tests.support.vault_server import VaultTestDouble
 
 TOKEN = "vault-token-for-cli-tests"

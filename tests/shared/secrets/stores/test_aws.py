@@ -8,9 +8,9 @@ import boto3
 import pytest
 from pydantic import SecretStr
 
+from devstack.ports import free_port
 from shared.secrets import SecretRegistry, SecretsManager, SecretsSettings, SecretsUnavailableError
 from tests.support.moto_server import FAKE_AWS_CREDENTIALS, MotoServer
-from tests.support.servers import free_port
 
 REGION = "eu-west-1"
 LONG = "a" * 40

@@ -4,13 +4,13 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
+from devstack.ports import free_port
 from shared.secrets import (
     SecretRegistry,
     SecretsManager,
     SecretsSettings,
     SecretsUnavailableError,
 )
-from tests.support.servers import free_port
 from tests.support.vault_server import VaultTestDouble
 
 TOKEN = "vault-token-for-store-tests"

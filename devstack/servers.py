@@ -1,12 +1,10 @@
-"""Start real uvicorn processes on free loopback ports for end-to-end tests."""
+"""One uvicorn process on a free loopback port, for the tests and the bench."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
+import subprocess  # nosec B404 - starts our own services with a fixed argv
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,20 +12,9 @@ from typing import BinaryIO
 
 import httpx
 
-from shared.protocol import UVICORN_HTTP
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GATEWAY_APP = "services.api_gateway.app:app"
-# uvicorn would take the client address from X-Forwarded-For whenever the peer is
-# 127.0.0.1, bypassing GATEWAY_TRUSTED_PROXIES: the gateway always runs without that.
-UVICORN_ARGS: dict[str, tuple[str, ...]] = {GATEWAY_APP: ("--no-proxy-headers",)}
-
-
-def free_port() -> int:
-    """Return a loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from devstack import REPO_ROOT
+from devstack.launch import HOST, uvicorn_command
+from devstack.ports import free_port
 
 
 class ServerProcess:
@@ -46,7 +33,7 @@ class ServerProcess:
     ) -> None:
         self.app = app
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{HOST}:{self.port}"
         self.health_path = health_path
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
@@ -56,32 +43,19 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
 
+    @property
+    def argv(self) -> list[str]:
+        """Return the command line the process runs."""
+        if self.command is not None:
+            return self.command
+        return [*uvicorn_command(self.app, host=HOST, port=self.port), *self.extra_args]
+
     def start(self, timeout: float = 30.0) -> ServerProcess:
         """Start the process and wait until its health endpoint answers 200."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            self.app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--no-access-log",
-            "--ws",
-            "none",
-            # Every service runs with the protocol that caps the request head.
-            "--http",
-            UVICORN_HTTP,
-            *UVICORN_ARGS.get(self.app, ()),
-            *self.extra_args,
-        ]
-        if self.command is not None:
-            cmd = self.command
         if self.log_path is not None:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            cmd,
+        self.process = subprocess.Popen(  # noqa: S603  # nosec B603 - our argv, no shell
+            self.argv,
             cwd=REPO_ROOT,
             env=self.env,
             stdout=self._log or subprocess.DEVNULL,

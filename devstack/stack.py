@@ -1,0 +1,65 @@
+"""The whole stack under honcho: start every process, watch it come up, stop it all together."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from honcho.printer import Printer
+
+from devstack import REPO_ROOT
+from devstack.environment import load_environment, stack_environment
+from devstack.errors import StackError
+from devstack.manager import StackManager
+from devstack.ports import busy_port_messages, resolve_ports
+from devstack.processes import PROCESSES
+from devstack.watcher import StartupWatcher
+
+PROGRAM = "devstack"
+
+
+def run(env_file: Path, timeout: float) -> int:
+    """Start the stack and block until it stops; return the exit status."""
+    environ = load_environment(env_file)
+    ports = resolve_ports(environ)
+    busy = busy_port_messages(ports)
+    if busy:
+        raise StackError(*busy)
+    present = [process for process in PROCESSES if process.present]
+    if not present:
+        raise StackError("no service module is in this checkout; nothing to start")
+    env = stack_environment(environ, ports)
+
+    printer = Printer(sys.stdout)
+    watcher: StartupWatcher | None = None
+
+    def start_watcher() -> None:
+        if watcher is not None:
+            watcher.start()
+
+    manager = StackManager(printer, start_watcher)
+    for process in PROCESSES:
+        if not process.present:
+            manager.say(f"skipping {process.name}: {process.module} is not in this checkout")
+    for process in present:
+        port = ports[process.name]
+        manager.say(
+            f"{process.name}: {process.command(port, python='python').removeprefix('exec ')}"
+        )
+        manager.add_process(
+            process.name, process.command(port, sys.executable), env=env, cwd=REPO_ROOT
+        )
+    # The admin step runs the identity store's command with the same environment: same database.
+    watcher = StartupWatcher(manager, present, ports, env, timeout)
+    manager.loop()
+    manager.stopping.set()
+    if watcher.failed:
+        return 1
+    returncode = int(manager.returncode or 0)
+    if returncode not in (0, 130, 143):  # not Ctrl-C or SIGTERM: a process ended by itself
+        print(
+            f"{PROGRAM}: a process exited with status {returncode}, so everything was stopped; "
+            "its lines above say why",
+            file=sys.stderr,
+        )
+    return returncode
