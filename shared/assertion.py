@@ -6,7 +6,6 @@ assertion key before trusting who is calling. Client-sent identity headers are n
 trusted; only this header, and only after verification.
 """
 
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,13 +14,14 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from shared import jwts
+from shared.clock import epoch_seconds
 from shared.keys import key_id, load_private_key, load_public_key
 
 ASSERTION_HEADER = "x-identity-assertion"
 REQUEST_ID_HEADER = "x-request-id"
 ISSUER = "legacycointrader-gateway"
 TOKEN_TYPE = "lct-assertion+jwt"  # noqa: S105  # nosec B105 - a JOSE `typ`, not a credential
-ALGORITHMS = ["EdDSA"]
 DEFAULT_TTL_SECONDS = 60
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "roles", "auth", "iat", "exp"]
 
@@ -44,6 +44,15 @@ IDENTITY_HEADERS = frozenset(
         "x-service-token",
     }
 )
+
+
+# Why an assertion does not verify, in this module's words; anything else gives PyJWT's reason.
+_REFUSALS: dict[type[jwts.JwtError], str] = {
+    jwts.MalformedJwt: "malformed identity assertion",
+    jwts.WrongType: "not an identity assertion",
+    jwts.UnknownKey: "identity assertion signed by an unknown key",
+    jwts.Expired: "identity assertion expired",
+}
 
 
 class InvalidAssertionError(Exception):
@@ -84,7 +93,7 @@ class AssertionSigner:
         now: float | None = None,
     ) -> tuple[str, float]:
         """Return a signed assertion and the time it expires."""
-        issued = int(now if now is not None else time.time())
+        issued = int(now if now is not None else epoch_seconds())
         expires = issued + self.ttl_seconds
         claims: dict[str, Any] = {
             "iss": ISSUER,
@@ -99,7 +108,10 @@ class AssertionSigner:
         if key_id is not None:
             claims["kid"] = key_id
         token = jwt.encode(
-            claims, self._key, algorithm="EdDSA", headers={"kid": self._kid, "typ": TOKEN_TYPE}
+            claims,
+            self._key,
+            algorithm=jwts.ALGORITHM,
+            headers={"kid": self._kid, "typ": TOKEN_TYPE},
         )
         return token, float(expires)
 
@@ -118,7 +130,7 @@ class AssertionVerifier:
         keys = [load_public_key(k) if isinstance(k, str) else k for k in public_keys]
         if not keys:
             raise ValueError("at least one gateway assertion public key is required")
-        self._keys = {key_id(k): k for k in keys}
+        self._keys = jwts.KeyRing(keys)
         self.audience = audience
         self._leeway = leeway_seconds
         self._cache: OrderedDict[str, Caller] = OrderedDict()
@@ -128,7 +140,7 @@ class AssertionVerifier:
         """Return the caller named by a valid assertion, or raise `InvalidAssertionError`."""
         if not token:
             raise InvalidAssertionError("missing identity assertion")
-        current = time.time() if now is None else now
+        current = epoch_seconds() if now is None else now
         cached = self._cache.get(token)
         if cached is not None:
             if cached.expires_at + self._leeway > current:
@@ -148,28 +160,18 @@ class AssertionVerifier:
 
     def _decode(self, token: str) -> Caller:
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise InvalidAssertionError("malformed identity assertion") from exc
-        if header.get("typ") != TOKEN_TYPE:
-            raise InvalidAssertionError("not an identity assertion")
-        key = self._keys.get(str(header.get("kid")))
-        if key is None:
-            raise InvalidAssertionError("identity assertion signed by an unknown key")
-        try:
-            claims = jwt.decode(
+            claims = jwts.decode(
                 token,
-                key,
-                algorithms=ALGORITHMS,
+                self._keys,
                 audience=self.audience,
                 issuer=ISSUER,
+                required=REQUIRED_CLAIMS,
                 leeway=self._leeway,
-                options={"require": REQUIRED_CLAIMS},
+                typ=TOKEN_TYPE,
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise InvalidAssertionError("identity assertion expired") from exc
-        except jwt.PyJWTError as exc:
-            raise InvalidAssertionError(f"invalid identity assertion: {exc}") from exc
+        except jwts.JwtError as exc:
+            reason = _REFUSALS.get(type(exc)) or f"invalid identity assertion: {exc}"
+            raise InvalidAssertionError(reason) from exc
         roles = claims["roles"]
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise InvalidAssertionError("identity assertion roles must be a list of strings")

@@ -7,10 +7,11 @@ import json
 import logging
 import queue
 import sys
-import time
 from datetime import UTC, datetime
 from logging.handlers import QueueListener, WatchedFileHandler
 from typing import Any
+
+from shared.clock import epoch_seconds
 
 LOGGER_NAME = "lct.gateway.access"
 
@@ -89,7 +90,7 @@ class AccessLog:
 
     def write(self, entry: dict[str, Any]) -> None:
         """Queue one line; never blocks (JSON and the write happen in the writer thread)."""
-        entry["time"] = time.time()
+        entry["time"] = epoch_seconds()
         self._pending.append(entry)
         if len(self._pending) >= BATCH_SIZE:
             self.flush()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from services.api_gateway.principal import Principal
 from shared.assertion import AssertionSigner
+from shared.clock import epoch_seconds
 from shared.roles import Service
 
 
@@ -28,7 +28,7 @@ class AssertionCache:
             principal.key_id,
             service,
         )
-        now = time.time()
+        now = epoch_seconds()
         hit = self._cache.get(key)
         if hit is not None and hit[1] > now:
             return hit[0]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
+from services.api_gateway.accounts import IdentityUser
 from services.api_gateway.config import Settings
 from services.api_gateway.errors import (
     InvalidCredentials,
@@ -18,13 +17,11 @@ from services.api_gateway.errors import (
 )
 from services.api_gateway.identity import IdentityClient
 from services.api_gateway.principal import AuthMethod, Principal
+from services.api_gateway.stamps import AccessStamps
 from services.api_gateway.state import GatewayState
-from services.api_gateway.tokens import IssuedToken, TokenService, epoch_micros
+from services.api_gateway.tokens import IssuedToken, TokenService
 from shared import apikeys
 from shared.usernames import username_label
-
-if TYPE_CHECKING:
-    from services.api_gateway.sync import AccessStamps
 
 ROTATE_PATH = "/auth/password/rotate"
 _MAX_CREDENTIAL_LENGTH = 4096
@@ -36,20 +33,6 @@ class Login:
 
     issued: IssuedToken
     roles: list[str]
-
-
-def _user_roles(user: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(str(role) for role in user.get("roles") or ())
-
-
-def _password_version(user: Mapping[str, Any]) -> int | None:
-    """Return the version of the password a login proved, from the identity service's
-    answer (None if it does not say: the token then gets the strict `iat` check)."""
-    try:
-        changed_at = datetime.fromisoformat(str(user["password_changed_at"]))
-    except (KeyError, ValueError):
-        return None
-    return epoch_micros(changed_at) if changed_at.tzinfo is not None else None
 
 
 class Authenticator:
@@ -98,12 +81,12 @@ class Authenticator:
         cached = await self._state.cached_api_key(key_hash)
         if cached is not None:
             return cached
-        user, key_id = await self._identity.verify_api_key(api_key)
+        verified = await self._identity.verify_api_key(api_key)
         principal = Principal(
-            username=str(user["username"]),
-            roles=_user_roles(user),
+            username=verified.user.username,
+            roles=verified.user.roles,
             auth_method=AuthMethod.API_KEY,
-            key_id=key_id,
+            key_id=verified.key_id,
         )
         await self._state.cache_api_key(
             key_hash, principal, self._settings.gateway_api_key_cache_seconds
@@ -157,12 +140,13 @@ class Authenticator:
                     f"the password has expired; set a new one with POST {ROTATE_PATH}",
                     rotate_url=ROTATE_PATH,
                 ) from None
-        name = str(user["username"])
-        roles = list(_user_roles(user))
+        roles = list(user.roles)
         issued = self._tokens.issue(
-            username=name, roles=roles, password_version=_password_version(user)
+            username=user.username, roles=roles, password_version=user.password_version
         )
-        await self._state.track_token(subject=name, jti=issued.jti, expires_at=issued.expires_at)
+        await self._state.track_token(
+            subject=user.username, jti=issued.jti, expires_at=issued.expires_at
+        )
         return Login(issued=issued, roles=roles)
 
     async def logout(self, principal: Principal, token: str) -> None:
@@ -174,21 +158,21 @@ class Authenticator:
 
     async def rotate_password(
         self, username: str, current_password: str, new_password: str, *, client: str | None
-    ) -> dict[str, Any]:
+    ) -> IdentityUser:
         """Rotate a password (throttled like a login); revoke the user's live tokens."""
         async with self._throttled(username, client, attempts="attempts"):
             user = await self._identity.rotate_password(username, current_password, new_password)
         await self.end_access(user)
         return user
 
-    async def end_access(self, user: Mapping[str, Any]) -> None:
+    async def end_access(self, user: IdentityUser) -> None:
         """After a change made through this gateway (rotation, deactivation, roles), answered
         with the changed `user`: end the access obtained before it, at once."""
         # A login that checked the old credentials just before the change committed has its
         # token tracked only after the revocation below: the stamp refuses that one too.
         if self._stamps is not None:
             self._stamps.record_user(user)
-        await self.forget_user(str(user["username"]))
+        await self.forget_user(user.username)
 
     async def forget_user(self, username: str) -> None:
         """Make a user's existing tokens and cached API key stop working at once."""

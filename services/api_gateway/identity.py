@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr
+from pydantic import TypeAdapter, ValidationError
 
+from services.api_gateway.accounts import AccessChangePage, ApiKeyVerification, IdentityUser
 from services.api_gateway.errors import (
     IDENTITY_ERRORS,
     AccountInactive,
@@ -23,31 +24,31 @@ from services.api_gateway.errors import (
 
 SERVICE_TOKEN_HEADER = "X-Service-Token"  # noqa: S105  # nosec B105 - a header name
 
+T = TypeVar("T")
+_USER = TypeAdapter(IdentityUser)
+_USERS = TypeAdapter(list[IdentityUser])
+_VERIFICATION = TypeAdapter(ApiKeyVerification)
+
 
 class IdentityClient:
-    """Call the identity service with the shared service token; map its errors to ours."""
+    """Call the identity service; map its errors to ours and its answers to typed models.
 
-    def __init__(self, *, base_url: str, service_token: SecretStr, timeout: float) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={SERVICE_TOKEN_HEADER: service_token.get_secret_value()},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-            follow_redirects=False,
-        )
+    `client` is the pooled HTTP client the runtime opens (and closes) for the identity
+    service: its base URL and service-token header are set there.
+    """
 
-    async def aclose(self) -> None:
-        """Close the pooled connections."""
-        await self._client.aclose()
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
 
-    async def authenticate(self, username: str, password: str) -> dict[str, Any]:
-        """Check a password; return the user JSON."""
+    async def authenticate(self, username: str, password: str) -> IdentityUser:
+        """Check a password; return the user."""
         body = await self._call(
             "POST", "/internal/identity/authenticate", {"username": username, "password": password}
         )
-        return dict(body["user"])
+        return _read(_USER, body.get("user"), "a user")
 
-    async def verify_api_key(self, api_key: str) -> tuple[dict[str, Any], str]:
-        """Check an API key; return the user JSON and the key id."""
+    async def verify_api_key(self, api_key: str) -> ApiKeyVerification:
+        """Check an API key; return its user and key id."""
         try:
             body = await self._call(
                 "POST", "/internal/identity/api-keys/verify", {"api_key": api_key}
@@ -56,12 +57,12 @@ class IdentityClient:
             # Answered like an unknown key, whatever the identity service says: "inactive"
             # would confirm to whoever holds a leaked key that it is a real one.
             raise InvalidCredentials("invalid credentials") from None
-        return dict(body["user"]), str(body["key_id"])
+        return _read(_VERIFICATION, body, "an API-key verification")
 
     async def rotate_password(
         self, username: str, current_password: str, new_password: str
-    ) -> dict[str, Any]:
-        """Replace a password (also when it has expired); return the user JSON."""
+    ) -> IdentityUser:
+        """Replace a password (also when it has expired); return the user."""
         body = await self._call(
             "POST",
             "/internal/identity/password/rotate",
@@ -71,29 +72,32 @@ class IdentityClient:
                 "new_password": new_password,
             },
         )
-        return dict(body["user"])
+        return _read(_USER, body.get("user"), "a user")
 
-    async def list_users(self) -> list[dict[str, Any]]:
-        """Return every user JSON."""
+    async def list_users(self) -> list[IdentityUser]:
+        """Return every user."""
         body = await self._call("GET", "/internal/identity/users")
-        return list(body["users"])
+        return _read(_USERS, body.get("users"), "a user list")
 
-    async def deactivate_user(self, username: str) -> dict[str, Any]:
-        """Deactivate a user; return the user JSON."""
+    async def deactivate_user(self, username: str) -> IdentityUser:
+        """Deactivate a user; return the user."""
         body = await self._call("POST", f"/internal/identity/users/{_segment(username)}/deactivate")
-        return dict(body["user"])
+        return _read(_USER, body.get("user"), "a user")
 
-    async def set_roles(self, username: str, roles: list[str]) -> dict[str, Any]:
-        """Replace a user's roles; return the user JSON."""
+    async def set_roles(self, username: str, roles: list[str]) -> IdentityUser:
+        """Replace a user's roles; return the user."""
         body = await self._call(
             "PUT", f"/internal/identity/users/{_segment(username)}/roles", {"roles": roles}
         )
-        return dict(body["user"])
+        return _read(_USER, body.get("user"), "a user")
 
-    async def access_changes(self, since: str | None) -> dict[str, Any]:
-        """Return one page of the change feed from `since` (the first page without it)."""
+    async def access_changes(self, since: str | None) -> AccessChangePage:
+        """Return one page of the change feed from `since` (the first page without it), or
+        raise `FeedFormatError` if the answer is not a change page."""
         query = "" if since is None else f"?since={quote(since, safe='')}"
-        return await self._call("GET", f"/internal/identity/changes{query}")
+        return AccessChangePage.from_json(
+            await self._call("GET", f"/internal/identity/changes{query}")
+        )
 
     async def ready(self) -> bool:
         """Tell whether the identity service answers its readiness probe."""
@@ -121,6 +125,17 @@ class IdentityClient:
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
+
+
+def _read(model: TypeAdapter[T], value: object, what: str) -> T:
+    try:
+        return model.validate_python(value)
+    except ValidationError:
+        # A contract the two services no longer share: the gateway's fault to report, not
+        # the caller's (and never the answer itself, which may hold account details).
+        raise UpstreamUnavailable(
+            f"the identity service answered {what} the gateway cannot read"
+        ) from None
 
 
 # The identity store refuses an account for at most 15 minutes by default; a day bounds any

@@ -15,6 +15,7 @@ from services.api_gateway.context import (
 )
 from services.api_gateway.principal import AuthMethod
 from services.api_gateway.state import ApiKeyUse
+from shared.clock import epoch_seconds
 
 if TYPE_CHECKING:
     from services.api_gateway.runtime import Runtime
@@ -82,6 +83,6 @@ async def _record(runtime: Runtime, scope: Scope, context: RequestContext) -> No
                 service=context.service,
                 status=status,
                 client=context.client,
-                at=time.time(),
+                at=epoch_seconds(),
             )
         )

@@ -15,7 +15,6 @@ import aiohttp
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
-from services.api_gateway.config import Settings
 from services.api_gateway.context import request_context
 from services.api_gateway.errors import (
     CredentialsInQuery,
@@ -117,25 +116,6 @@ UPSTREAM_ERRORS: tuple[tuple[type[BaseException], type[GatewayError], str], ...]
 
 class ClientGone(Exception):
     """The caller disconnected before its request body arrived."""
-
-
-def upstream_session(settings: Settings) -> aiohttp.ClientSession:
-    """Return the pooled client for one downstream service (one per service)."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(
-            limit=settings.gateway_upstream_max_connections, keepalive_timeout=30
-        ),
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            connect=settings.gateway_upstream_timeout_seconds,  # includes waiting for the pool
-            sock_connect=settings.gateway_upstream_connect_timeout_seconds,
-            sock_read=settings.gateway_upstream_timeout_seconds,
-        ),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-    )
 
 
 async def send_error(send: Send, exc: GatewayError) -> None:

@@ -162,7 +162,7 @@ async def rotate_password(
         body.new_password.get_secret_value(),
         client=context.client,
     )
-    return PasswordRotateResponse.model_validate(user, from_attributes=False)
+    return PasswordRotateResponse.model_validate(user, from_attributes=True)
 
 
 @admin.get(
@@ -200,7 +200,9 @@ async def api_key_usage(runtime: RuntimeDep) -> ApiKeyUsageResponse:
 async def list_users(runtime: RuntimeDep) -> UsersResponse:
     """List users through the identity service."""
     users = await runtime.identity.list_users()
-    return UsersResponse(users=[UserOut.model_validate(user) for user in users])
+    return UsersResponse(
+        users=[UserOut.model_validate(user, from_attributes=True) for user in users]
+    )
 
 
 @admin.post(
@@ -212,8 +214,8 @@ async def list_users(runtime: RuntimeDep) -> UsersResponse:
 async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
     """Deactivate a user; their tokens and API key stop working here at once."""
     user = await runtime.identity.deactivate_user(username)
-    await runtime.authenticator.end_access({"username": username, **user})
-    return UserResponse(user=UserOut.model_validate(user))
+    await runtime.authenticator.end_access(user)
+    return UserResponse(user=UserOut.model_validate(user, from_attributes=True))
 
 
 @admin.put(
@@ -225,8 +227,8 @@ async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
 async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> UserResponse:
     """Replace a user's roles; tokens carrying the old roles stop working at once."""
     user = await runtime.identity.set_roles(username, body.roles)
-    await runtime.authenticator.end_access({"username": username, **user})
-    return UserResponse(user=UserOut.model_validate(user))
+    await runtime.authenticator.end_access(user)
+    return UserResponse(user=UserOut.model_validate(user, from_attributes=True))
 
 
 @health.get("/healthz", response_model=Health, response_model_exclude_none=True, summary="Liveness")

@@ -8,16 +8,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+import httpx
 
 from services.api_gateway.access_log import AccessLog
 from services.api_gateway.assertions import AssertionCache
 from services.api_gateway.auth import Authenticator
 from services.api_gateway.config import GatewaySecrets, Settings, load_secrets, load_settings
 from services.api_gateway.errors import StartupError
-from services.api_gateway.identity import IdentityClient
-from services.api_gateway.proxy import upstream_session
+from services.api_gateway.identity import SERVICE_TOKEN_HEADER, IdentityClient
+from services.api_gateway.stamps import SKEW_MARGIN_SECONDS, AccessStamps
 from services.api_gateway.state import GatewayState, create_state
-from services.api_gateway.sync import SKEW_MARGIN_SECONDS, AccessStamps, IdentitySync
+from services.api_gateway.sync import IdentitySync
 from services.api_gateway.tokens import TokenService
 from shared.assertion import AssertionSigner
 from shared.keys import KeyFormatError
@@ -38,6 +39,36 @@ class Runtime:
     upstream_urls: dict[Service, str]
     access_log: AccessLog
     sync: IdentitySync
+
+
+def upstream_session(settings: Settings) -> aiohttp.ClientSession:
+    """Return the pooled client for one downstream service (one per service)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=settings.gateway_upstream_max_connections, keepalive_timeout=30
+        ),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=settings.gateway_upstream_timeout_seconds,  # includes waiting for the pool
+            sock_connect=settings.gateway_upstream_connect_timeout_seconds,
+            sock_read=settings.gateway_upstream_timeout_seconds,
+        ),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+    )
+
+
+def identity_http(settings: Settings, secrets: GatewaySecrets) -> httpx.AsyncClient:
+    """Return the pooled client for the identity service, carrying the service token."""
+    timeout = settings.gateway_identity_timeout_seconds
+    return httpx.AsyncClient(
+        base_url=settings.portfolio_service_url,
+        headers={SERVICE_TOKEN_HEADER: secrets.identity_service_token.get_secret_value()},
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+        follow_redirects=False,
+    )
 
 
 def _keys(settings: Settings, secrets: GatewaySecrets) -> tuple[TokenService, AssertionSigner]:
@@ -86,18 +117,15 @@ async def open_runtime(
         prefix=settings.gateway_state_prefix,
         timeout=settings.gateway_state_timeout_seconds,
     )
-    identity = IdentityClient(
-        base_url=settings.portfolio_service_url,
-        service_token=secrets.identity_service_token,
-        timeout=settings.gateway_identity_timeout_seconds,
-    )
+    identity_client = identity_http(settings, secrets)
+    identity = IdentityClient(identity_client)
     access_log = AccessLog(settings.gateway_access_log)
     upstreams = {service: upstream_session(settings) for service in SERVICES}
     try:
         await state.start()
         access_log.start()
     except OSError as exc:
-        await _close(identity, upstreams, state)
+        await _close(identity_client, upstreams, state)
         raise StartupError(
             f"gateway cannot start: GATEWAY_ACCESS_LOG cannot be opened ({exc.strerror})"
         ) from None
@@ -131,12 +159,14 @@ async def open_runtime(
         yield runtime
     finally:
         await sync.stop()
-        await _close(identity, upstreams, state)
+        await _close(identity_client, upstreams, state)
         access_log.stop()
 
 
 async def _close(
-    identity: IdentityClient, upstreams: dict[Service, aiohttp.ClientSession], state: GatewayState
+    identity: httpx.AsyncClient,
+    upstreams: dict[Service, aiohttp.ClientSession],
+    state: GatewayState,
 ) -> None:
     await asyncio.gather(
         identity.aclose(),

@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.api_gateway.errors import InvalidToken, TokenExpired
 from services.api_gateway.principal import AuthMethod, Principal
-from shared.keys import key_id, load_private_key, load_public_key, public_jwk
+from shared import jwts
+from shared.clock import epoch_seconds
+from shared.keys import key_id, load_private_key, load_public_key
 
-ALGORITHMS = ["EdDSA"]
 REQUIRED_CLAIMS = ["sub", "roles", "iat", "nbf", "exp", "iss", "aud", "jti"]
 # The password's version: when the password the login proved was set, in integer
 # microseconds since the epoch. A token whose version is older than the user's last
 # password change is refused, whatever second it was issued in.
 PASSWORD_VERSION_CLAIM = "pwv"  # noqa: S105  # nosec B105 - a claim name
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def epoch_micros(moment: datetime) -> int:
-    """Return an aware datetime as whole microseconds since the epoch (exact, no float)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+# Why a token does not verify, in the caller's words (expiry and missing claims apart).
+_REFUSALS: dict[type[jwts.JwtError], str] = {
+    jwts.MalformedJwt: "the access token is malformed",
+    jwts.AlgorithmRefused: "the access token uses an algorithm this gateway does not accept",
+    jwts.UnknownKey: "the access token was signed by a key this gateway does not know",
+    jwts.WrongAudience: "the access token is not meant for this gateway",
+    jwts.WrongIssuer: "the access token was not issued by this gateway",
+    jwts.NotYetValid: "the access token is not valid yet",
+    jwts.BadSignature: "the access token signature does not verify",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +57,9 @@ class TokenService:
     ) -> None:
         self._key = load_private_key(private_key)
         self.kid = key_id(self._key)
-        self._public: dict[str, Ed25519PublicKey] = {self.kid: self._key.public_key()}
-        for text in previous_public_keys:
-            previous = load_public_key(text)
-            self._public.setdefault(key_id(previous), previous)
+        self._keys = jwts.KeyRing(
+            [self._key.public_key(), *(load_public_key(text) for text in previous_public_keys)]
+        )
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
@@ -74,7 +75,7 @@ class TokenService:
         now: float | None = None,
     ) -> IssuedToken:
         """Sign a token for a user who just proved the password of `password_version`."""
-        issued = int(time.time() if now is None else now)
+        issued = int(epoch_seconds() if now is None else now)
         expires = issued + self.ttl_seconds
         jti = uuid.uuid4().hex
         claims: dict[str, Any] = {
@@ -90,20 +91,20 @@ class TokenService:
         if password_version is not None:
             claims[PASSWORD_VERSION_CLAIM] = password_version
         token = jwt.encode(
-            claims, self._key, algorithm="EdDSA", headers={"kid": self.kid, "typ": "JWT"}
+            claims, self._key, algorithm=jwts.ALGORITHM, headers={"kid": self.kid, "typ": "JWT"}
         )
         return IssuedToken(token=token, jti=jti, issued_at=issued, expires_at=expires)
 
     def verify(self, token: str, *, now: float | None = None) -> Principal:
         """Return the caller a valid, unexpired token names (revocation is checked by the caller)."""
-        current = time.time() if now is None else now
+        current = epoch_seconds() if now is None else now
         cached = self._cache.get(token)
         if cached is not None:
             if cached.expires_at is not None and cached.expires_at > current:
                 return cached
             del self._cache[token]
             raise TokenExpired("the access token has expired; request a new one at /auth/token")
-        principal = self._decode(token, current)
+        principal = self._decode(token)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 # Drop the oldest entry; dicts keep insertion order.
@@ -117,44 +118,26 @@ class TokenService:
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Return the public keys that verify our tokens, current first."""
-        return {"keys": [public_jwk(key) for key in self._public.values()]}
+        return {"keys": self._keys.jwks()}
 
-    def _decode(self, token: str, now: float) -> Principal:
+    def _decode(self, token: str) -> Principal:
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidToken("the access token is malformed") from None
-        if header.get("alg") not in ALGORITHMS:
-            raise InvalidToken("the access token uses an algorithm this gateway does not accept")
-        key = self._public.get(str(header.get("kid")))
-        if key is None:
-            raise InvalidToken("the access token was signed by a key this gateway does not know")
-        try:
-            claims = jwt.decode(
+            claims = jwts.decode(
                 token,
-                key,
-                algorithms=ALGORITHMS,
+                self._keys,
                 audience=self.audience,
                 issuer=self.issuer,
+                required=REQUIRED_CLAIMS,
                 leeway=0,
-                options={"require": REQUIRED_CLAIMS},
             )
-        except jwt.ExpiredSignatureError:
+        except jwts.Expired:
             raise TokenExpired(
                 "the access token has expired; request a new one at /auth/token"
             ) from None
-        except jwt.InvalidAudienceError:
-            raise InvalidToken("the access token is not meant for this gateway") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidToken("the access token was not issued by this gateway") from None
-        except jwt.MissingRequiredClaimError as exc:
+        except jwts.MissingClaim as exc:
             raise InvalidToken(f"the access token lacks the {exc.claim!r} claim") from None
-        except jwt.ImmatureSignatureError:
-            raise InvalidToken("the access token is not valid yet") from None
-        except jwt.InvalidSignatureError:
-            raise InvalidToken("the access token signature does not verify") from None
-        except jwt.PyJWTError:
-            raise InvalidToken("the access token is invalid") from None
+        except jwts.JwtError as exc:
+            raise InvalidToken(_REFUSALS.get(type(exc), "the access token is invalid")) from None
         roles = claims["roles"]
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise InvalidToken("the access token's roles claim must be a list of strings")

@@ -1,15 +1,123 @@
-"""How the identity service's refusals become the gateway's answers."""
+"""The identity client: typed answers from an injected HTTP client, and how the identity
+service's refusals become the gateway's answers."""
+
+import json
+from collections.abc import Callable
 
 import httpx
 import pytest
 
+from services.api_gateway.accounts import (
+    AccessChange,
+    AccessChangePage,
+    ApiKeyVerification,
+    FeedFormatError,
+    IdentityUser,
+)
 from services.api_gateway.errors import (
     IdentityBusy,
+    InvalidCredentials,
     TooManyAttempts,
     UpstreamUnavailable,
     status_for,
 )
-from services.api_gateway.identity import _identity_error
+from services.api_gateway.identity import IdentityClient, _identity_error
+
+USER = {
+    "username": "alice",
+    "roles": ["trading"],
+    "is_active": True,
+    "must_change_password": False,
+    "created_at": "2025-01-01T00:00:00+00:00",
+    "updated_at": "2025-01-15T12:00:00.000002+00:00",
+    "last_login_at": None,
+    "password_changed_at": "2025-01-15T12:00:00.000001+00:00",
+    "password_expires_at": None,
+    "api_key_id": "0123456789abcdef",
+    "api_key_last_rotated_at": None,
+    "access_changed_at": "2025-01-15T12:00:00.000002+00:00",
+}
+UNTIL = "2025-01-15T12:00:01+00:00"
+CHANGE = {**USER, "changed_at": USER["access_changed_at"]}
+
+
+def identity(answer: Callable[[httpx.Request], httpx.Response]) -> IdentityClient:
+    """An identity client whose HTTP client answers with `answer`, no network."""
+    transport = httpx.MockTransport(answer)
+    return IdentityClient(httpx.AsyncClient(transport=transport, base_url="http://identity"))
+
+
+def the_identity_service(request: httpx.Request) -> httpx.Response:
+    """Answer like the identity service's internal API."""
+    path = request.url.path
+    if path == "/internal/identity/api-keys/verify":
+        return httpx.Response(200, json={"user": USER, "key_id": USER["api_key_id"]})
+    if path == "/internal/identity/users":
+        return httpx.Response(200, json={"users": [USER]})
+    if path == "/internal/identity/changes":
+        return httpx.Response(200, json={"changes": [CHANGE], "until": UNTIL, "more": False})
+    return httpx.Response(200, json={"user": USER})
+
+
+async def test_every_answer_is_a_typed_model():
+    client = identity(the_identity_service)
+    user = IdentityUser.model_validate(USER)
+    assert await client.authenticate("alice", "pw") == user
+    assert await client.rotate_password("alice", "pw", "new pw") == user
+    assert await client.deactivate_user("alice") == user
+    assert await client.set_roles("alice", ["trading"]) == user
+    assert await client.list_users() == [user]
+    assert await client.verify_api_key("k") == ApiKeyVerification(
+        user=user, key_id="0123456789abcdef"
+    )
+    assert await client.access_changes(None) == AccessChangePage(
+        changes=[AccessChange.from_json(CHANGE)], until=UNTIL
+    )
+    assert user.password_version == 1736942400_000001
+
+
+async def test_the_calls_go_where_the_identity_service_expects_them():
+    seen: list[tuple[str, str, object]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        seen.append((request.method, str(request.url), body))
+        return the_identity_service(request)
+
+    client = identity(record)
+    await client.set_roles("a/b c", ["market"])
+    await client.access_changes("2025-01-15T12:00:00+00:00")
+    assert seen == [
+        ("PUT", "http://identity/internal/identity/users/a%2Fb%20c/roles", {"roles": ["market"]}),
+        (
+            "GET",
+            "http://identity/internal/identity/changes?since=2025-01-15T12%3A00%3A00%2B00%3A00",
+            None,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "user", [{"roles": ["trading"], "is_active": True}, {**USER, "roles": "admin"}, None]
+)
+async def test_a_user_the_gateway_cannot_read_is_an_upstream_error(user):
+    client = identity(lambda _: httpx.Response(200, json={"user": user}))
+    with pytest.raises(UpstreamUnavailable, match="cannot read") as caught:
+        await client.authenticate("alice", "pw")
+    assert status_for(caught.value) == 502
+
+
+async def test_a_change_page_the_gateway_cannot_read_is_a_feed_format_error():
+    client = identity(lambda _: httpx.Response(200, json={"changes": "none", "until": UNTIL}))
+    with pytest.raises(FeedFormatError):
+        await client.access_changes(None)
+
+
+async def test_an_inactive_account_is_answered_like_an_unknown_api_key():
+    body = {"error": {"code": "account_inactive", "message": "the account is inactive"}}
+    client = identity(lambda _: httpx.Response(403, json=body))
+    with pytest.raises(InvalidCredentials, match=r"^invalid credentials$"):
+        await client.verify_api_key("k")
 
 
 def answer(status: int, code: str, **headers: str) -> httpx.Response:

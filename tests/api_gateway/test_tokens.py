@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 import jwt
 import pytest
 
+from services.api_gateway.accounts import epoch_micros
 from services.api_gateway.errors import InvalidToken, TokenExpired
 from services.api_gateway.principal import AuthMethod
 from services.api_gateway.tokens import (
     PASSWORD_VERSION_CLAIM,
     REQUIRED_CLAIMS,
     TokenService,
-    epoch_micros,
 )
 from shared.keys import generate_private_key, load_private_key, public_key_text
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from services.api_gateway.principal import Principal
 from services.api_gateway.state.base import ApiKeyUsage, ApiKeyUse, StateCondition
+from shared.clock import epoch_seconds
 
 
 class MemoryState:
@@ -43,7 +44,7 @@ class MemoryState:
         self, limits: Mapping[str, int], window_seconds: float
     ) -> float | None:
         # No await from the check to the count: concurrent logins see each other's attempts.
-        now = time.time()
+        now = epoch_seconds()
         self._sweep(now)
         wait = self.login_wait(limits, now)
         if wait is not None:
@@ -65,7 +66,7 @@ class MemoryState:
         return wait or None
 
     async def refund_login_attempt(self, keys: tuple[str, ...]) -> None:
-        now = time.time()
+        now = epoch_seconds()
         for key in keys:
             count, until = self._failures.get(key, (0, 0.0))
             if until > now and count > 0:
@@ -75,7 +76,7 @@ class MemoryState:
         self._failures.pop(key, None)
 
     async def track_token(self, *, subject: str, jti: str, expires_at: float) -> None:
-        self._sweep(time.time())
+        self._sweep(epoch_seconds())
         self._issued.setdefault(subject, {})[jti] = expires_at
 
     async def revoke_token(self, jti: str, expires_at: float) -> None:
@@ -99,7 +100,7 @@ class MemoryState:
 
     async def cache_api_key(self, key_hash: str, principal: Principal, ttl: float) -> None:
         if ttl > 0:
-            self._sweep(time.time())
+            self._sweep(epoch_seconds())
             self._api_keys[key_hash] = (principal, time.monotonic() + ttl)
 
     async def invalidate_api_keys(self, username: str) -> None:

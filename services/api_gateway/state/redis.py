@@ -34,6 +34,7 @@ from services.api_gateway.errors import StartupError
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.state.base import ApiKeyUsage, ApiKeyUse, StateCondition
 from services.api_gateway.state.memory import MemoryState
+from shared.clock import epoch_seconds
 
 logger = logging.getLogger("services.api_gateway.state")
 
@@ -161,7 +162,7 @@ class RedisState:
         self._probe_interval = probe_interval
         self._memory = MemoryState()
         self._up = True
-        self._since = time.time()
+        self._since = epoch_seconds()
         self._reason = ""
         self._pending: deque[Op] = deque(maxlen=PENDING_LIMIT)
         self._probe: asyncio.Task[None] | None = None
@@ -225,7 +226,7 @@ class RedisState:
         if not self._up:
             return
         self._up = False
-        self._since = time.time()
+        self._since = epoch_seconds()
         self._reason = type(exc).__name__
         # Logged once per transition, never per request; never the URL (it may hold a password).
         logger.warning(
@@ -249,7 +250,7 @@ class RedisState:
                 continue
             # No await between the last replayed call and this: nothing new can queue up.
             self._up = True
-            self._since = time.time()
+            self._since = epoch_seconds()
             logger.warning("gateway state: Redis answers again; shared state restored")
             return
 
@@ -276,7 +277,7 @@ class RedisState:
         self, limits: Mapping[str, int], window_seconds: float
     ) -> float | None:
         # Attempts counted in memory while Redis was down still count until they expire.
-        local = self._memory.login_wait(limits, time.time())
+        local = self._memory.login_wait(limits, epoch_seconds())
         if local is not None:
             return local
         keys = [self._key("throttle", key) for key in limits]
@@ -304,11 +305,11 @@ class RedisState:
         # Also in memory, so this replica can still revoke a user's tokens while Redis is down.
         await self._memory.track_token(subject=subject, jti=jti, expires_at=expires_at)
         key = self._key("issued", subject)
-        await self._shared(lambda: self._track_token([key], [jti, expires_at, time.time()]))
+        await self._shared(lambda: self._track_token([key], [jti, expires_at, epoch_seconds()]))
 
     async def revoke_token(self, jti: str, expires_at: float) -> None:
         await self._memory.revoke_token(jti, expires_at)
-        if expires_at <= time.time():
+        if expires_at <= epoch_seconds():
             return  # already expired: refused anyway
         key = self._key("revoked", jti)
         await self._shared_or_owed(
@@ -318,7 +319,7 @@ class RedisState:
     async def revoke_subject(self, subject: str) -> None:
         await self._memory.revoke_subject(subject)
         key, revoked = self._key("issued", subject), self._key("revoked", "")
-        await self._shared_or_owed(lambda: self._revoke_subject([key], [revoked, time.time()]))
+        await self._shared_or_owed(lambda: self._revoke_subject([key], [revoked, epoch_seconds()]))
 
     async def is_token_revoked(self, jti: str) -> bool:
         if await self._memory.is_token_revoked(jti):
