@@ -188,3 +188,11 @@ def test_unreachable_database_is_one_line(cli):
     assert done.returncode == 1
     assert done.stderr.startswith("error: cannot reach the SQLite database /nonexistent-dir/x.db")
     assert done.stderr.count("\n") == 1
+
+
+def test_a_bad_setting_is_one_line(cli):
+    done = cli("list-users", extra_env={"PORTFOLIO_PASSWORD_ROTATION_DAYS": "abc"})
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the portfolio service cannot start: ")
+    assert "PORTFOLIO_PASSWORD_ROTATION_DAYS" in done.stderr
+    assert done.stderr.count("\n") == 1
