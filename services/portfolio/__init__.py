@@ -1,1 +1,2 @@
-"""The portfolio service: the identity store (users, passwords, API keys) and its HTTP API."""
+"""The portfolio service: the identity store (`accounts`) and positions and trades
+(`trading`) over one database, behind one HTTP app."""

@@ -18,9 +18,9 @@ import string
 import sys
 from collections.abc import Callable, Sequence
 
-from services.portfolio.errors import IdentityError
+from services.portfolio.accounts.schemas import User
+from services.portfolio.errors import PortfolioError
 from services.portfolio.identity import PortfolioIdentityService
-from services.portfolio.schemas import User
 from shared.roles import ROLES, Role
 from shared.secrets import SecretsError
 
@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with PortfolioIdentityService() as identity:
             args.handler(identity, args)
-    except (IdentityError, SecretsError, CommandError) as exc:
+    except (PortfolioError, SecretsError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,15 +1,25 @@
-"""Settings of the portfolio service, read from `PORTFOLIO_*` environment variables."""
+"""Settings of the portfolio service, read from `PORTFOLIO_*` environment variables, and the
+secrets it needs at start-up."""
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.portfolio.errors import ConfigurationError
+from shared.secrets import SecretsError, SecretsManager
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATABASE_PATH = REPO_ROOT / "var" / "portfolio.db"
 DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_PATH}"
+
+ENV_PREFIX = "PORTFOLIO_"
+SERVICE_TOKEN_SECRET = "IDENTITY_SERVICE_TOKEN"  # noqa: S105  # nosec B105 - a secret's name
+ASSERTION_KEY_SECRET = "GATEWAY_ASSERTION_PUBLIC_KEY"  # noqa: S105  # nosec B105 - a secret's name
+CANNOT_START = "the portfolio service cannot start"
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -17,7 +27,7 @@ PositiveInt = Annotated[int, Field(ge=1)]
 class PortfolioSettings(BaseSettings):
     """Where the identity store lives and the rules it enforces."""
 
-    model_config = SettingsConfigDict(env_prefix="PORTFOLIO_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # A URL may carry a password: kept out of reprs and logs.
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
@@ -66,3 +76,49 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioSecrets:
+    """The managed secrets the service needs; values stay wrapped until used."""
+
+    service_token: SecretStr
+    assertion_public_key: SecretStr
+
+    def __repr__(self) -> str:
+        return "PortfolioSecrets(<redacted>)"
+
+
+def load_settings() -> PortfolioSettings:
+    """Read the settings from the environment, naming each bad variable in one line."""
+    try:
+        return PortfolioSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"{CANNOT_START}: {problems}") from None
+
+
+def open_secrets() -> SecretsManager:
+    """Open the secrets layer the environment configures."""
+    try:
+        return SecretsManager.from_environment()
+    except SecretsError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+async def load_secrets(manager: SecretsManager | None = None) -> PortfolioSecrets:
+    """Resolve the service token and the gateway's assertion key through the secrets layer
+    (`manager`, else one opened from the environment for this call)."""
+    if manager is None:
+        async with open_secrets() as opened:
+            return await load_secrets(opened)
+    try:
+        return PortfolioSecrets(
+            service_token=await manager.require(SERVICE_TOKEN_SECRET),
+            assertion_public_key=await manager.require(ASSERTION_KEY_SECRET),
+        )
+    except SecretsError as exc:
+        raise ConfigurationError(f"{CANNOT_START}: {exc}") from None

@@ -1,12 +1,48 @@
-"""Errors of the portfolio service; one root, and the code each answers with over HTTP."""
+"""Errors of the portfolio service: one root, the code each answers with over HTTP, and the
+exception handlers that write them (and every other failure) as the JSON error body."""
 
+import logging
 import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from shared.errors import DEFAULT_STATUS, ErrorCode, StartupError
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import DEFAULT_STATUS, ErrorCode, StartupError, error_body
+from shared.limits import nested_too_deeply
+
+if TYPE_CHECKING:
+    from services.portfolio.runtime import Runtime
+
+logger = logging.getLogger("services.portfolio")
 
 
 class PortfolioError(Exception):
     """Something the portfolio service refuses; the message is safe to show a caller."""
+
+    def extra(self) -> dict[str, Any]:
+        """Return the keys this error adds to the JSON error body."""
+        return {}
+
+    def headers(self) -> dict[str, str]:
+        """Return the response headers this error needs besides the body."""
+        return {}
+
+
+class ConfigurationError(PortfolioError, StartupError):
+    """The service cannot start: a required setting or secret is missing or wrong."""
+
+
+class DatabaseUnavailableError(PortfolioError):
+    """The configured database cannot be reached (never falls back to another one)."""
+
+
+# The identity store (accounts).
 
 
 class IdentityError(PortfolioError):
@@ -41,6 +77,12 @@ class TooManyAttemptsError(IdentityError):
         self.retry_after = max(1, math.ceil(retry_after))
         super().__init__(f"too many failed login attempts; try again in {self.retry_after} seconds")
 
+    def extra(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class IdentityBusyError(IdentityError):
     """Every password-hashing slot and queue place is taken; retry after `retry_after` seconds."""
@@ -51,6 +93,12 @@ class IdentityBusyError(IdentityError):
             "the identity service is busy checking other passwords; "
             f"try again in {self.retry_after} seconds"
         )
+
+    def extra(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UserNotFoundError(IdentityError):
@@ -88,12 +136,7 @@ class ServiceTokenError(IdentityError):
         super().__init__("a valid X-Service-Token header is required")
 
 
-class DatabaseUnavailableError(IdentityError):
-    """The configured database cannot be reached (never falls back to another one)."""
-
-
-class ConfigurationError(IdentityError, StartupError):
-    """The service cannot start: a required setting or secret is missing or wrong."""
+# Positions and trades (trading).
 
 
 class TradingError(PortfolioError):
@@ -126,6 +169,9 @@ class InvalidTradeError(TradingError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+    def extra(self) -> dict[str, Any]:
+        return {"fields": [self.field]}
 
 
 class InsufficientPositionError(InvalidTradeError):
@@ -170,8 +216,6 @@ ERROR_CODES: dict[type[PortfolioError], ErrorCode] = {
     InvalidInputError: ErrorCode.VALIDATION_ERROR,
     ServiceTokenError: ErrorCode.INVALID_TOKEN,
     WeakPasswordError: ErrorCode.WEAK_PASSWORD,
-    DatabaseUnavailableError: ErrorCode.SERVICE_UNAVAILABLE,
-    ConfigurationError: ErrorCode.INTERNAL_ERROR,
     IdentityError: ErrorCode.INTERNAL_ERROR,
     NotAuthenticatedError: ErrorCode.NOT_AUTHENTICATED,
     AssertionRejectedError: ErrorCode.INVALID_TOKEN,
@@ -179,6 +223,8 @@ ERROR_CODES: dict[type[PortfolioError], ErrorCode] = {
     InvalidTradeError: ErrorCode.VALIDATION_ERROR,
     PositionNotFoundError: ErrorCode.NOT_FOUND,
     IdempotencyKeyReusedError: ErrorCode.CONFLICT,
+    DatabaseUnavailableError: ErrorCode.SERVICE_UNAVAILABLE,
+    ConfigurationError: ErrorCode.INTERNAL_ERROR,
     PortfolioError: ErrorCode.INTERNAL_ERROR,
 }
 
@@ -189,3 +235,120 @@ def error_code(exc: PortfolioError) -> tuple[ErrorCode, int]:
         if isinstance(exc, kind):
             return code, DEFAULT_STATUS[code]
     return ErrorCode.INTERNAL_ERROR, 500
+
+
+# The JSON error body, as OpenAPI documents it.
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code and a readable message (extra keys may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The JSON error body every endpoint answers with."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """Document the error statuses of a router in its OpenAPI description."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+# Exception handlers.
+
+
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a domain error with its code and status from the errors table."""
+    if not isinstance(exc, PortfolioError):
+        return await unexpected_error_handler(request, exc)
+    code, status = error_code(exc)
+    return JSONResponse(
+        error_body(code, str(exc), **exc.extra()), status_code=status, headers=exc.headers()
+    )
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer FastAPI's 422 in the JSON error body, naming each bad field (never its value)."""
+    if not isinstance(exc, RequestValidationError):
+        return await unexpected_error_handler(request, exc)
+    problems: list[str] = []
+    fields: list[str] = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
+        if error.get("type") == "json_invalid":
+            problems.append("the request body is not valid JSON")
+            continue
+        field = ".".join(location) or "body"
+        fields.append(field)
+        if field == "body" and error.get("type") == "missing":
+            problems.append("a JSON request body is required")
+        elif field == "body":
+            problems.append("the request body must be a JSON object")
+        else:
+            message = str(error.get("msg", "invalid"))
+            # Only the first letter: messages may name symbols such as BTC-USD.
+            problems.append(f"{field}: {message[:1].lower()}{message[1:]}")
+    message = "invalid request: " + "; ".join(problems)
+    return JSONResponse(
+        error_body(ErrorCode.VALIDATION_ERROR, message, fields=fields), status_code=422
+    )
+
+
+HTTP_CODES: dict[int, str] = {
+    404: ErrorCode.NOT_FOUND,
+    405: "method_not_allowed",
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer routing errors (404, 405) and oversized bodies (413) in the JSON error body."""
+    if not isinstance(exc, StarletteHTTPException):
+        return await unexpected_error_handler(request, exc)
+    if nested_too_deeply(exc):
+        # Answered like any other body that is not JSON (as `read_trade` does).
+        invalid = [{"type": "json_invalid", "loc": ("body",), "msg": "invalid JSON"}]
+        return await validation_error_handler(request, RequestValidationError(invalid))
+    code = HTTP_CODES.get(exc.status_code, "error")
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a lost database with 503 naming it (never its password); other failures 500."""
+    runtime: Runtime = request.app.state.runtime
+    unavailable = await runtime.database.diagnose(exc)
+    if unavailable is None:
+        return await unexpected_error_handler(request, exc)
+    logger.error("%s", unavailable)
+    return JSONResponse(
+        error_body(ErrorCode.SERVICE_UNAVAILABLE, str(unavailable)), status_code=503
+    )
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer anything else with 500 and no stack trace."""
+    logger.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return JSONResponse(
+        error_body(ErrorCode.INTERNAL_ERROR, "internal error; see the service log"),
+        status_code=500,
+    )
+
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
+    PortfolioError: domain_error_handler,
+    RequestValidationError: validation_error_handler,
+    StarletteHTTPException: http_error_handler,
+    DBAPIError: database_error_handler,
+    OSError: database_error_handler,
+    Exception: unexpected_error_handler,
+}

@@ -15,10 +15,10 @@ from typing import Any, Self, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import SecretStr
 
-from services.portfolio.config import PortfolioSettings
-from services.portfolio.schemas import ApiKeyRotation, User
-from services.portfolio.service import IdentityService
-from services.portfolio.store import Database
+from services.portfolio.accounts.schemas import ApiKeyRotation, User
+from services.portfolio.accounts.service import IdentityService
+from services.portfolio.config import PortfolioSettings, load_settings
+from services.portfolio.db import Database
 from shared.secrets import SecretsManager
 
 T = TypeVar("T")
@@ -36,7 +36,7 @@ class PortfolioIdentityService:
         *,
         secrets_manager: SecretsManager | None = None,
     ) -> None:
-        settings = settings if settings is not None else PortfolioSettings()
+        settings = settings if settings is not None else load_settings()
         if database_url is not None:
             settings = settings.model_copy(update={"database_url": SecretStr(database_url)})
         self.settings = settings

@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
+from services.portfolio.accounts.service import IdentityService
 from services.portfolio.config import PortfolioSettings
-from services.portfolio.service import IdentityService
-from services.portfolio.store import Database
+from services.portfolio.db import Database
 from shared.secrets import SecretsManager, SecretsSettings
 
 PASSWORD = "correct horse battery"

@@ -26,7 +26,7 @@ async def test_healthz_and_readyz(settings):
 async def test_start_up_applies_the_migrations(settings):
     async with open_client(settings) as (app, client):
         assert (await client.get("/internal/identity/users")).json() == {"users": []}
-        await app.state.identity.create_user("first", PASSWORD, ["trading"])
+        await app.state.runtime.identity.create_user("first", PASSWORD, ["trading"])
 
 
 @pytest.mark.parametrize("environ", [{}, {"IDENTITY_SERVICE_TOKEN": ""}])

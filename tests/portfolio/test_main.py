@@ -247,3 +247,11 @@ class TestOneTimePassword:
 
     def test_is_different_every_time(self):
         assert len({one_time_password() for _ in range(20)}) == 20
+
+
+def test_a_bad_setting_is_one_line(cli):
+    done = cli("list-users", extra_env={"PORTFOLIO_PASSWORD_ROTATION_DAYS": "abc"})
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the portfolio service cannot start: ")
+    assert "PORTFOLIO_PASSWORD_ROTATION_DAYS" in done.stderr
+    assert done.stderr.count("\n") == 1

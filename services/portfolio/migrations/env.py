@@ -2,7 +2,10 @@
 
 from alembic import context
 
-from services.portfolio.models import Base
+# One history for both domains: every table must be on the metadata before it is compared.
+from services.portfolio.accounts import models as _accounts_models  # noqa: F401
+from services.portfolio.db import Base
+from services.portfolio.trading import models as _trading_models  # noqa: F401
 
 connection = context.config.attributes.get("connection")
 if connection is None:

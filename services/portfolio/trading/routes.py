@@ -7,15 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from services.portfolio.deps import CallerDep, TradeBookDep, TradeInDep
-from services.portfolio.schemas import (
+from services.portfolio.errors import error_responses
+from services.portfolio.trading.deps import CallerDep, TradeBookDep, TradeInDep
+from services.portfolio.trading.schemas import (
     PositionBody,
     PositionsOut,
     SummaryOut,
     TradeIn,
     TradePage,
     TradeReceipt,
-    error_responses,
 )
 
 REPLAYED_HEADER = "Idempotent-Replayed"

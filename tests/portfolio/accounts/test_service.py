@@ -8,7 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from services.portfolio import apikeys, store
+from services.portfolio.accounts import store
+from services.portfolio.accounts.passwords import PasswordHasher
+from services.portfolio.accounts.service import IdentityService
 from services.portfolio.errors import (
     AccountInactiveError,
     ApiKeyInUseError,
@@ -20,8 +22,7 @@ from services.portfolio.errors import (
     UserNotFoundError,
     WeakPasswordError,
 )
-from services.portfolio.passwords import PasswordHasher
-from services.portfolio.service import IdentityService
+from shared.apikeys import digest
 from shared.roles import ROLES
 from tests.portfolio.conftest import PASSWORD, Clock, env_secrets
 
@@ -325,13 +326,13 @@ async def test_explicit_api_key_is_stored_as_its_sha256_and_verifies(identity, d
     await identity.create_user("victor", PASSWORD, ["market"])
     result = await identity.rotate_api_key("victor", key)
     assert result.api_key == key
-    assert result.user.api_key_id == apikeys.digest(key)[:16]
+    assert result.user.api_key_id == digest(key)[:16]
     assert result.stored_at is None
     assert not result.generated
     async with database.sessions() as session:
         account = await store.get_user(session, "victor")
     assert account is not None
-    assert account.api_key_hash == apikeys.digest(key)
+    assert account.api_key_hash == digest(key)
     assert key not in (account.api_key_hash, account.api_key_id)
     verified = await identity.verify_api_key(key)
     assert verified.username == "victor"

@@ -39,7 +39,7 @@ def client(app_client):
 
 @pytest.fixture
 def identity(app_client):
-    return app_client[0].state.identity
+    return app_client[0].state.runtime.identity
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> Any:
@@ -138,8 +138,8 @@ async def test_repeated_failures_answer_429_with_retry_after(client, identity):
 async def test_a_login_finding_every_hashing_slot_taken_answers_503_identity_busy(sqlite_url):
     settings = make_settings(sqlite_url, hashing_concurrency=1, hashing_queue=0)
     async with open_client(settings) as (app, client):
-        hasher = app.state.identity._hasher
-        await app.state.identity.create_user("erin", PASSWORD, ["trading"])
+        hasher = app.state.runtime.identity._hasher
+        await app.state.runtime.identity.create_user("erin", PASSWORD, ["trading"])
         held = threading.Event()
         async with anyio.create_task_group() as group:
             group.start_soon(hasher.slots.run, held.wait, 30)

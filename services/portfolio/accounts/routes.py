@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.openapi.utils import get_openapi
 
-from services.portfolio.deps import IdentityDep, ServiceTokenRoute
-from services.portfolio.schemas import (
+from services.portfolio.accounts.deps import IdentityDep, ServiceTokenRoute
+from services.portfolio.accounts.schemas import (
     AccessChangesOut,
     ApiKeyIn,
     ApiKeyVerified,
@@ -17,8 +17,8 @@ from services.portfolio.schemas import (
     RolesIn,
     UserOut,
     UsersOut,
-    error_responses,
 )
+from services.portfolio.errors import error_responses
 
 router = APIRouter(
     prefix="/internal/identity",

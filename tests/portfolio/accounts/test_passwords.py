@@ -9,9 +9,13 @@ import anyio.to_thread
 import bcrypt
 import pytest
 
-from services.portfolio import store
+from services.portfolio.accounts import store
+from services.portfolio.accounts.passwords import (
+    HashingSlots,
+    PasswordHasher,
+    check_password_policy,
+)
 from services.portfolio.errors import IdentityBusyError, InvalidCredentialsError, WeakPasswordError
-from services.portfolio.passwords import HashingSlots, PasswordHasher, check_password_policy
 from tests.portfolio.conftest import PASSWORD, make_settings
 
 

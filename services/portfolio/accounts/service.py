@@ -4,13 +4,23 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from services.portfolio import apikeys, store
+from services.portfolio.accounts import apikeys, store
+from services.portfolio.accounts.models import UserAccount
+from services.portfolio.accounts.passwords import PasswordHasher, check_password_policy
+from services.portfolio.accounts.schemas import (
+    AccessChange,
+    AccessChangesOut,
+    ApiKeyRotation,
+    User,
+)
+from services.portfolio.accounts.throttle import Throttle, UnknownNameThrottle
 from services.portfolio.config import PortfolioSettings
+from services.portfolio.db import Database
 from services.portfolio.errors import (
     AccountInactiveError,
     ApiKeyInUseError,
@@ -22,17 +32,13 @@ from services.portfolio.errors import (
     UserExistsError,
     UserNotFoundError,
 )
-from services.portfolio.models import UserAccount
-from services.portfolio.passwords import PasswordHasher, check_password_policy
-from services.portfolio.schemas import AccessChange, AccessChangesOut, ApiKeyRotation, User
-from services.portfolio.throttle import Throttle, UnknownNameThrottle
+from shared.apikeys import digest, key_id
+from shared.clock import Clock, utcnow
 from shared.roles import UnknownRoleError, parse_roles
 from shared.secrets import SecretsManager
 from shared.usernames import InvalidUsernameError, normalize_username
 
 logger = logging.getLogger("services.portfolio.identity")
-
-Clock = Callable[[], datetime]
 
 NEW_API_KEY_SECRET = "PORTFOLIO_NEW_API_KEY"  # noqa: S105  # nosec B105 - a secret's name
 # A change is stamped before its transaction commits; the feed's watermark stays this far
@@ -41,11 +47,6 @@ CHANGE_FEED_GRACE = timedelta(seconds=2)
 # A reservation refused by the database but not by the row read right after it (a login
 # succeeded in between) is tried again this often before the attempt is refused.
 _RESERVE_TRIES = 3
-
-
-def utcnow() -> datetime:
-    """Return the current time in UTC."""
-    return datetime.now(UTC)
 
 
 def _canonical(username: str) -> str:
@@ -70,7 +71,7 @@ class IdentityService:
 
     def __init__(
         self,
-        database: store.Database,
+        database: Database,
         settings: PortfolioSettings,
         *,
         secrets_manager: SecretsManager | None = None,
@@ -169,7 +170,7 @@ class IdentityService:
         async with self._secrets_manager() as manager:
             api_key, generated = await self._next_api_key(new_api_key, manager)
             apikeys.check(api_key)
-            key_hash = apikeys.digest(api_key)
+            key_hash = digest(api_key)
             now = self._clock()
             async with self.database.sessions() as session:
                 holder = await store.get_user_by_api_key_hash(session, key_hash)
@@ -184,7 +185,7 @@ class IdentityService:
                         session,
                         name,
                         api_key_hash=key_hash,
-                        api_key_id=apikeys.key_id(key_hash),
+                        api_key_id=key_id(key_hash),
                         api_key_last_rotated_at=now,
                         updated_at=now,
                         access_changed_at=now,
@@ -208,7 +209,7 @@ class IdentityService:
         """Return the active user holding this API key."""
         if not apikeys.has_valid_form(api_key):
             raise InvalidCredentialsError("invalid API key")
-        key_hash = apikeys.digest(api_key)
+        key_hash = digest(api_key)
         async with self.database.sessions() as session:
             account = await store.get_user_by_api_key_hash(session, key_hash)
         # The index found the row; compare in constant time anyway so a lookup that

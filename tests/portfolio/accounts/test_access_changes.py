@@ -4,8 +4,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from services.portfolio.accounts.service import CHANGE_FEED_GRACE
 from services.portfolio.errors import InvalidCredentialsError, InvalidInputError
-from services.portfolio.service import CHANGE_FEED_GRACE
 from tests.portfolio.conftest import PASSWORD, Clock
 from tests.portfolio.http import open_client
 
@@ -168,7 +168,7 @@ async def test_a_naive_since_is_refused(identity):
 @pytest.fixture
 async def http(settings):
     async with open_client(settings) as (app, client):
-        yield app.state.identity, client
+        yield app.state.runtime.identity, client
 
 
 async def test_the_endpoint_answers_the_feed_as_json(http):

@@ -5,10 +5,10 @@ from datetime import timedelta
 
 import pytest
 
+from services.portfolio.accounts.passwords import PasswordHasher
+from services.portfolio.accounts.service import IdentityService
+from services.portfolio.accounts.throttle import Throttle
 from services.portfolio.errors import InvalidCredentialsError, TooManyAttemptsError
-from services.portfolio.passwords import PasswordHasher
-from services.portfolio.service import IdentityService
-from services.portfolio.throttle import Throttle
 from tests.portfolio.conftest import PASSWORD, env_secrets
 
 WRONG = "definitely the wrong one"

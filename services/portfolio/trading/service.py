@@ -1,23 +1,21 @@
-"""Positions and trades: average-cost accounting and booking trades exactly once."""
+"""The trade book: every user's positions and trades, each trade booked exactly once."""
 
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
 from sqlalchemy.exc import IntegrityError
 
-from services.portfolio import store
+from services.portfolio.db import MONEY_CONTEXT, Database
 from services.portfolio.errors import (
     IdempotencyKeyReusedError,
-    InsufficientPositionError,
     InvalidTradeError,
     PositionNotFoundError,
 )
-from services.portfolio.models import MONEY_CONTEXT, MONEY_LIMIT, MONEY_QUANTUM, Position, Trade
-from services.portfolio.schemas import (
+from services.portfolio.trading import store
+from services.portfolio.trading.booking import Book, apply_trade, fit
+from services.portfolio.trading.models import Position, Trade
+from services.portfolio.trading.schemas import (
     SYMBOL_RULE,
     CurrencyTotals,
     PositionOut,
@@ -29,92 +27,17 @@ from services.portfolio.schemas import (
     TradePage,
     TradeReceipt,
     canonical_symbol,
-    decimal_text,
     quote_currency,
 )
+from shared.clock import Clock, utcnow
 
 logger = logging.getLogger("services.portfolio.trades")
-
-Clock = Callable[[], datetime]
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,200}")
 CURSOR_PATTERN = re.compile(r"[1-9][0-9]{0,18}")
 # Trade ids are BIGINT: a larger cursor would overflow the database driver (a 500).
 MAX_CURSOR = 2**63 - 1
-
-
-def utcnow() -> datetime:
-    """Return the current time in UTC."""
-    return datetime.now(UTC)
-
-
-def fit(value: Decimal, field: str = "quantity") -> Decimal:
-    """Round to the stored 18 places (half to even), or refuse what the columns cannot hold."""
-    rounded = value.quantize(MONEY_QUANTUM, context=MONEY_CONTEXT)
-    if rounded.copy_abs() >= MONEY_LIMIT:
-        raise InvalidTradeError(
-            field, "the resulting amount is too large to store (at most 20 integer digits)"
-        )
-    # Never a negative zero in the ledger.
-    return rounded.copy_abs() if rounded.is_zero() else rounded
-
-
-@dataclass(frozen=True, slots=True)
-class Book:
-    """A position's numbers: units held, what they cost in total, P&L realised so far."""
-
-    quantity: Decimal
-    cost_basis: Decimal
-    realized_pnl: Decimal
-
-    @property
-    def average_cost(self) -> Decimal | None:
-        """What one unit held cost on average; None when nothing is held."""
-        if self.quantity.is_zero():
-            return None
-        with localcontext(MONEY_CONTEXT):
-            return fit(self.cost_basis / self.quantity, "price")
-
-
-def apply_trade(
-    book: Book, *, symbol: str, side: Side, quantity: Decimal, price: Decimal
-) -> tuple[Book, Decimal | None]:
-    """Return the book after a trade and the P&L a sell realises (None for a buy).
-
-    Average cost: a buy adds quantity * price to the cost basis; a sell realises
-    (price - average cost) * quantity and takes the average cost of what it sold off the
-    basis, so the average cost of what remains is unchanged. Short selling is refused.
-    """
-    with localcontext(MONEY_CONTEXT):
-        fit(quantity * price)  # the trade's value must be storable too
-        if side is Side.BUY:
-            return (
-                Book(
-                    quantity=fit(book.quantity + quantity),
-                    cost_basis=fit(book.cost_basis + quantity * price),
-                    realized_pnl=book.realized_pnl,
-                ),
-                None,
-            )
-        if quantity > book.quantity:
-            raise InsufficientPositionError(
-                symbol, decimal_text(book.quantity), decimal_text(quantity)
-            )
-        if quantity == book.quantity:
-            # Closing: exactly the whole basis goes, no rounding left behind.
-            cost_sold = book.cost_basis
-        else:
-            cost_sold = fit(book.cost_basis * quantity / book.quantity)
-        realized = fit((price - book.cost_basis / book.quantity) * quantity, "price")
-        return (
-            Book(
-                quantity=fit(book.quantity - quantity),
-                cost_basis=fit(book.cost_basis - cost_sold),
-                realized_pnl=fit(book.realized_pnl + realized, "price"),
-            ),
-            realized,
-        )
 
 
 def check_idempotency_key(key: str | None) -> str | None:
@@ -144,7 +67,7 @@ def parse_cursor(raw: str | None) -> int | None:
 class TradeBook:
     """Every user's positions and trades, over one database."""
 
-    def __init__(self, database: store.Database, *, clock: Clock = utcnow) -> None:
+    def __init__(self, database: Database, *, clock: Clock = utcnow) -> None:
         self.database = database
         self._clock = clock
 

@@ -1,12 +1,10 @@
-"""API keys: high-entropy secrets stored as a SHA-256 digest, looked up by that digest."""
+"""API keys: what a new key must look like, and how a random one is made (the digest a key is
+stored and looked up by is `shared.apikeys`)."""
 
 import re
 import secrets
 
 from services.portfolio.errors import InvalidInputError
-from shared.apikeys import digest, key_id
-
-__all__ = ["check", "digest", "generate", "has_valid_form", "key_id"]
 
 MIN_LENGTH = 32
 MAX_LENGTH = 1024

@@ -1,0 +1,43 @@
+"""The table of user accounts."""
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.portfolio.db import Base, UTCDateTime
+
+
+class UserAccount(Base):
+    """A user of the system, with hashed credentials only."""
+
+    __tablename__ = "user_accounts"
+    __table_args__ = (
+        Index("ix_user_accounts_username", "username", unique=True),
+        # API keys are looked up by hash: one unique index, never a scan.
+        Index("ix_user_accounts_api_key_hash", "api_key_hash", unique=True),
+        # The change feed reads by this column: a range scan, never the whole table.
+        Index("ix_user_accounts_access_changed_at", "access_changed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    is_active: Mapped[bool]
+    must_change_password: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    api_key_hash: Mapped[str | None] = mapped_column(String(64))
+    api_key_id: Mapped[str | None] = mapped_column(String(16))
+    api_key_last_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_login_count: Mapped[int] = mapped_column(Integer, default=0)
+    throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped with every change that must end live access (deactivation, roles, rotations);
+    # never by a login. The gateway polls it through the change feed.
+    access_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    def __repr__(self) -> str:
+        return f"UserAccount(username={self.username!r})"

@@ -1,0 +1,114 @@
+"""What the identity store hands out and what its internal API accepts."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Generous caps on request fields so a request cannot make the service hash megabytes;
+# the password policy itself (12..1024 by default) answers `weak_password`.
+Username = Annotated[str, Field(min_length=1, max_length=256)]
+Password = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class User(BaseModel):
+    """A user as everybody outside the store sees it: never a hash."""
+
+    model_config = ConfigDict(frozen=True)
+
+    username: str
+    roles: list[str]
+    is_active: bool
+    must_change_password: bool
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+    password_changed_at: datetime
+    password_expires_at: datetime | None
+    api_key_id: str | None
+    api_key_last_rotated_at: datetime | None
+    # The last change that ended live access (rotation, deactivation, roles, API key): the
+    # gateway stamps a change it made itself with this, as the change feed would.
+    access_changed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRotation:
+    """The outcome of `rotate_api_key`: the user and the new key, in clear text this once."""
+
+    user: User
+    api_key: str = field(repr=False)
+    # Where the secrets layer stored the new key (None: no managed store, e.g. `env`).
+    stored_at: str | None = None
+    # True when no key was supplied anywhere and the store generated one.
+    generated: bool = False
+
+
+class Credentials(BaseModel):
+    """Body of `POST /internal/identity/authenticate`."""
+
+    username: Username
+    password: Password
+
+
+class ApiKeyIn(BaseModel):
+    """Body of `POST /internal/identity/api-keys/verify`."""
+
+    api_key: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class PasswordRotationIn(BaseModel):
+    """Body of `POST /internal/identity/password/rotate`."""
+
+    username: Username
+    current_password: Password
+    new_password: Password
+
+
+class RolesIn(BaseModel):
+    """Body of `PUT /internal/identity/users/{username}/roles`."""
+
+    roles: Annotated[list[str], Field(max_length=64)]
+
+
+class UserOut(BaseModel):
+    """`{"user": ...}`."""
+
+    user: User
+
+
+class UsersOut(BaseModel):
+    """`{"users": [...]}`."""
+
+    users: list[User]
+
+
+class AccessChange(BaseModel):
+    """One user whose live access must end: what the gateway needs to act on it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    username: str
+    is_active: bool
+    roles: list[str]
+    changed_at: datetime
+    api_key_id: str | None
+    # Tokens issued before this are stale; an API-key rotation alone leaves them alone.
+    password_changed_at: datetime
+
+
+class AccessChangesOut(BaseModel):
+    """`{"changes": [...], "until": ..., "more": ...}`: poll again with `since=until`."""
+
+    changes: list[AccessChange]
+    until: datetime
+    # True when the page was full: poll again at once instead of waiting.
+    more: bool = False
+
+
+class ApiKeyVerified(BaseModel):
+    """`{"user": ..., "key_id": ...}`."""
+
+    user: User
+    key_id: str
