@@ -138,7 +138,8 @@ class ServiceError(Exception):
         return {}
 
 
-# A service's errors and their HTTP status, most specific first.
+# A service's errors and their HTTP status. `status_for` walks an error's MRO, so a subclass
+# left out answers with its nearest listed parent's status.
 StatusTable = dict[type[ServiceError], int]
 
 
@@ -205,7 +206,7 @@ def describe_validation_errors(errors: Iterable[Mapping[str, Any]]) -> str:
             message = str(error.get("msg", "invalid"))
             # Only the first letter: messages may name symbols such as BTC-USD.
             problems.append(f"{field}: {message[:1].lower()}{message[1:]}")
-    return "invalid request: " + "; ".join(problems) if problems else "invalid request"
+    return ("invalid request: " + "; ".join(problems)) if problems else "invalid request"
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
