@@ -13,6 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ErrorCode, error_body
 
+# Re-exported: the portfolio's handlers import it from here until they use the shared ones.
+from shared.errors import nested_too_deeply as nested_too_deeply
+
 # Every body a service reads itself is a few short fields: credentials, roles, a form. The
 # gateway's proxy streams `/api/...` bodies to the downstream services and has no such cap.
 MAX_BODY_BYTES = 64 * 1024
@@ -30,15 +33,6 @@ class PayloadTooLarge(HTTPException):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"the request body is larger than {max_bytes} bytes")
         self.max_bytes = max_bytes
-
-
-def nested_too_deeply(exc: BaseException) -> bool:
-    """Tell whether a body failed to parse because its JSON nests deeper than the parser goes.
-
-    FastAPI answers any body it cannot parse, other than invalid JSON, with a 400 raised
-    from the parser's error; a `RecursionError` there means the JSON was too deep.
-    """
-    return isinstance(exc.__cause__, RecursionError)
 
 
 class BodyLimit:

@@ -1,35 +1,28 @@
-"""Gateway errors: one root, one code each, their HTTP status in one table."""
+"""Gateway errors: one root, one code each, their HTTP status in one table, the handlers."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
 from shared import errors as shared_errors
-from shared.errors import ErrorCode, error_body
-from shared.limits import nested_too_deeply
+from shared.errors import (
+    ErrorCode,
+    Handler,
+    ServiceError,
+    StatusTable,
+    error_body,
+    exception_handlers,
+)
+from shared.errors import describe_validation_errors as describe_validation_errors  # for routes
 
 
-class GatewayError(Exception):
+class GatewayError(ServiceError):
     """Something the gateway answers with a JSON error instead of a result."""
 
-    code: ErrorCode = ErrorCode.INTERNAL_ERROR
-
     def __init__(self, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extra = extra
-
-    def headers(self) -> dict[str, str]:
-        """Return the response headers this error needs besides the body."""
-        return {}
+        super().__init__(message, **extra)
 
 
 class StartupError(shared_errors.StartupError):
@@ -188,7 +181,7 @@ class UpstreamTimeout(UpstreamError):
 
 
 # Most specific first; `status_for` walks the class's MRO, so subclasses may be left out.
-HTTP_STATUS: dict[type[GatewayError], int] = {
+HTTP_STATUS: StatusTable = {
     NotAuthenticated: 401,
     InvalidCredentials: 401,
     TokenExpired: 401,
@@ -214,14 +207,11 @@ HTTP_STATUS: dict[type[GatewayError], int] = {
 
 def status_for(exc: GatewayError) -> int:
     """Return the HTTP status of an error from the table."""
-    for cls in type(exc).__mro__:
-        if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]
-    return 500
+    return shared_errors.status_for(exc, HTTP_STATUS)
 
 
 def error_json(exc: GatewayError) -> bytes:
-    """Return the JSON body of an error."""
+    """Return the JSON body of an error (for the proxy, which answers without FastAPI)."""
     return json.dumps(
         error_body(exc.code, exc.message, **exc.extra), separators=(",", ":")
     ).encode()
@@ -240,63 +230,4 @@ IDENTITY_ERRORS: dict[str, type[GatewayError]] = {
 }
 
 
-def describe_validation_errors(errors: Iterable[Mapping[str, Any]]) -> str:
-    """Name each bad field and what is wrong with it (never the value sent)."""
-    parts = []
-    for error in errors:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-        parts.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "the request is invalid"
-
-
-def _json_error(exc: GatewayError, request: Request) -> JSONResponse:
-    return JSONResponse(
-        error_body(exc.code, exc.message, **exc.extra),
-        status_code=status_for(exc),
-        headers=exc.headers(),
-    )
-
-
-async def handle_gateway_error(request: Request, exc: Exception) -> Response:
-    """Answer a gateway error with its status and JSON body."""
-    if not isinstance(exc, GatewayError):
-        raise exc
-    return _json_error(exc, request)
-
-
-async def handle_validation_error(request: Request, exc: Exception) -> Response:
-    """Answer a request FastAPI could not validate, naming the fields."""
-    if not isinstance(exc, RequestValidationError):
-        raise exc
-    return _json_error(InvalidRequest(describe_validation_errors(exc.errors())), request)
-
-
-HTTP_CODES: dict[int, str] = {
-    404: ErrorCode.NOT_FOUND,
-    405: "method_not_allowed",
-    413: ErrorCode.PAYLOAD_TOO_LARGE,
-}
-
-
-async def handle_http_exception(request: Request, exc: Exception) -> Response:
-    """Answer Starlette's own errors (unknown path, wrong method, oversized body) as JSON."""
-    if not isinstance(exc, StarletteHTTPException):
-        raise exc
-    if nested_too_deeply(exc):
-        return _json_error(InvalidRequest("the JSON body nests too deeply"), request)
-    code = HTTP_CODES.get(exc.status_code, "http_error")
-    message = "no such path" if exc.status_code == 404 else str(exc.detail)
-    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
-
-
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    """Answer a bug with a bare 500: no trace, no detail (uvicorn logs the exception)."""
-    return JSONResponse(error_body(ErrorCode.INTERNAL_ERROR, "internal error"), status_code=500)
-
-
-EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
-    GatewayError: handle_gateway_error,
-    RequestValidationError: handle_validation_error,
-    StarletteHTTPException: handle_http_exception,
-    Exception: handle_unexpected,
-}
+EXCEPTION_HANDLERS: dict[type[Exception], Handler] = exception_handlers(HTTP_STATUS)

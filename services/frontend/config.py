@@ -1,4 +1,7 @@
-"""Frontend settings: session timeouts, cookie flags, where the gateway is."""
+"""Frontend settings (session timeouts, cookie flags, where the gateway is) and the secret it
+needs at start-up."""
+
+from dataclasses import dataclass
 
 from pydantic import (
     AnyHttpUrl,
@@ -10,7 +13,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.frontend.errors import StartupRefusedError
+from services.frontend.errors import StartupError
 from shared.errors import settings_problems
 from shared.secrets import SecretsError, SecretsManager
 
@@ -47,31 +50,41 @@ class Settings(BaseSettings):
     status_poll_seconds: PositiveInt = 60
 
 
-def load_settings() -> Settings:
-    """Read the settings from the environment, naming every bad variable in one line."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = settings_problems(exc, delimiter="__")
-        raise StartupRefusedError(f"invalid settings: {problems}") from None
-
-
 def check_session_secret(secret: SecretStr) -> SecretStr:
     """Refuse a session secret shorter than 32 bytes."""
     if len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
-        raise StartupRefusedError(
+        raise StartupError(
             f"{SESSION_SECRET_NAME} is shorter than {MIN_SECRET_BYTES} bytes; "
             "provision at least 32 random bytes in the secrets store"
         )
     return secret
 
 
-async def load_session_secret() -> SecretStr:
+@dataclass(frozen=True, slots=True)
+class FrontendSecrets:
+    """The managed secret the frontend needs; refused at once when it is too short."""
+
+    session_secret: SecretStr
+
+    def __post_init__(self) -> None:
+        check_session_secret(self.session_secret)
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, naming every bad variable in one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = settings_problems(exc, delimiter="__")
+        raise StartupError(f"invalid settings: {problems}") from None
+
+
+async def load_secrets() -> FrontendSecrets:
     """Resolve the session secret (or an alias) through the secrets layer, or refuse to start."""
     try:
         async with SecretsManager.from_environment() as manager:
             secret = await manager.require(SESSION_SECRET_NAME)
     except SecretsError as exc:
         # The layer's messages name the secret, its aliases and the store, never a value.
-        raise StartupRefusedError(str(exc)) from None
-    return check_session_secret(secret)
+        raise StartupError(str(exc)) from None
+    return FrontendSecrets(session_secret=secret)

@@ -3,55 +3,52 @@
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.templating import Jinja2Templates
 
-from services.frontend.config import Settings
 from services.frontend.csrf import FormPass, FormPassSigner
 from services.frontend.errors import CsrfError, LoginRequiredError, SessionExpiredError
 from services.frontend.gateway import Gateway
-from services.frontend.sessions import CookieSigner, Session, SessionStore, csrf_matches
+from services.frontend.pages import runtime_of
+from services.frontend.runtime import Runtime
+from services.frontend.sessions import Session, SessionStore, csrf_matches
 
 
-def get_settings(request: Request) -> Settings:
-    """Return the settings the app was built with."""
-    settings: Settings = request.app.state.settings
-    return settings
+def get_runtime(request: Request) -> Runtime:
+    """Return the runtime the lifespan built."""
+    return runtime_of(request)
 
 
-def get_store(request: Request) -> SessionStore:
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_store(runtime: RuntimeDep) -> SessionStore:
     """Return the session store."""
-    store: SessionStore = request.app.state.sessions
-    return store
+    return runtime.sessions
 
 
-def get_gateway(request: Request) -> Gateway:
+def get_gateway(runtime: RuntimeDep) -> Gateway:
     """Return the gateway client opened by the lifespan."""
-    gateway: Gateway = request.app.state.gateway
-    return gateway
+    return runtime.gateway
 
 
-def get_templates(request: Request) -> Jinja2Templates:
-    """Return the page templates."""
-    templates: Jinja2Templates = request.app.state.templates
-    return templates
+def get_form_signer(runtime: RuntimeDep) -> FormPassSigner:
+    """Return the signer of the form passes given before sign-in."""
+    return runtime.form_signer
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[SessionStore, Depends(get_store)]
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
-TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
+FormSignerDep = Annotated[FormPassSigner, Depends(get_form_signer)]
 
 
-async def optional_session(request: Request, store: StoreDep) -> Session | None:
+async def optional_session(request: Request, runtime: RuntimeDep) -> Session | None:
     """Return the browser's live session, if its cookie is genuine and the session lives."""
-    signer: CookieSigner = request.app.state.cookie_signer
-    value = request.cookies.get(request.app.state.cookie_name)
-    session_id = signer.unsign(value) if value else None
+    value = request.cookies.get(runtime.cookie_name)
+    session_id = runtime.cookie_signer.unsign(value) if value else None
     # Remembered so an error handler can destroy the session and tell "expired" from "never".
     request.state.session_id = session_id
     if session_id is None:
         return None
-    session = await store.get(session_id)
+    session = await runtime.sessions.get(session_id)
     request.state.session_gone = session is None
     return session
 
@@ -59,11 +56,10 @@ async def optional_session(request: Request, store: StoreDep) -> Session | None:
 OptionalSession = Annotated[Session | None, Depends(optional_session)]
 
 
-async def optional_form_pass(request: Request) -> FormPass | None:
+async def optional_form_pass(request: Request, runtime: RuntimeDep) -> FormPass | None:
     """Return the signed form pass the browser's cookie holds before sign-in, if genuine."""
-    signer: FormPassSigner = request.app.state.form_signer
-    value = request.cookies.get(request.app.state.cookie_name)
-    return signer.unsign(value) if value else None
+    value = request.cookies.get(runtime.cookie_name)
+    return runtime.form_signer.unsign(value) if value else None
 
 
 OptionalFormPass = Annotated[FormPass | None, Depends(optional_form_pass)]

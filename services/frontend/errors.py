@@ -1,30 +1,48 @@
-"""Frontend errors: one root, and the HTTP status each answers with."""
+"""Frontend errors: one root, their HTTP status in one table, and the handlers that answer a
+browser with a page and the page's own script with the JSON error body."""
+
+from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import ErrorCode, StartupError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from services.frontend.pages import clear_session_cookie, redirect, render, runtime_of
+from shared import errors as shared_errors
+from shared.errors import (
+    FRAMEWORK_HANDLERS,
+    ErrorCode,
+    Handler,
+    ServiceError,
+    StatusTable,
+    handle_unexpected,
+    service_error_response,
+    status_for,
+)
 
 SESSION_EXPIRED = "session_expired"
 CSRF_FAILED = "csrf_failed"
 
 
-class FrontendError(Exception):
+class FrontendError(ServiceError):
     """Root of every frontend error."""
 
-    code: str = ErrorCode.INTERNAL_ERROR
-    message: str = "something went wrong"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.message)
-        self.message = message or self.message
+    message = "something went wrong"
 
 
-class StartupRefusedError(FrontendError, StartupError):
-    """The frontend cannot start: a required secret is missing or too weak."""
+class StartupError(shared_errors.StartupError):
+    """The frontend cannot start: a setting is wrong, or the session secret missing or weak."""
 
 
 class SessionError(FrontendError):
-    """The browser has no usable session."""
+    """The browser has no usable session; a script is told where to sign in."""
+
+    login_url = "/login"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, login_url=self.login_url)
 
 
 class LoginRequiredError(SessionError):
@@ -39,6 +57,7 @@ class SessionExpiredError(SessionError):
 
     code = SESSION_EXPIRED
     message = "your session expired; sign in again"
+    login_url = "/login?expired=1"
 
 
 class CsrfError(FrontendError):
@@ -63,15 +82,18 @@ class PayloadTooLargeError(FrontendError):
 
 
 class GatewayError(FrontendError):
-    """The gateway answered with an error body."""
+    """The gateway answered with an error body; its status and code are passed on as they are."""
+
+    status: int
 
     def __init__(
-        self, status: int, code: str, message: str, extra: dict[str, Any] | None = None
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
-        self.extra = extra or {}
+        # The gateway's extra keys (`retry_after`, ...): read here, not repeated to our callers.
+        self.details = details or {}
 
 
 class GatewayUnavailableError(FrontendError):
@@ -88,8 +110,8 @@ class GatewayTimeoutError(FrontendError):
     message = "the gateway did not answer in time; try again shortly"
 
 
-# Most specific first: the first class an error is an instance of decides its status.
-STATUS: dict[type[FrontendError], int] = {
+# Most specific first; a `GatewayError` answers with the gateway's own status.
+HTTP_STATUS: StatusTable = {
     LoginRequiredError: 401,
     SessionExpiredError: 401,
     CsrfError: 403,
@@ -101,8 +123,66 @@ STATUS: dict[type[FrontendError], int] = {
 }
 
 
-def status_of(error: FrontendError) -> int:
-    """Return the HTTP status an error answers with."""
-    if isinstance(error, GatewayError):
-        return error.status
-    return next(status for kind, status in STATUS.items() if isinstance(error, kind))
+def wants_json(request: Request) -> bool:
+    """Tell a page's own background request (JSON) from a page load (HTML)."""
+    accept = request.headers.get("accept", "")
+    return request.url.path.startswith("/session/") or (
+        "application/json" in accept and "text/html" not in accept
+    )
+
+
+async def handle_session_error(request: Request, exc: Exception) -> Response:
+    """End the session (if any) and send the browser to the login page."""
+    if not isinstance(exc, SessionError):
+        return await handle_frontend_error(request, exc)
+    session_id = getattr(request.state, "session_id", None)
+    if session_id is not None:
+        await runtime_of(request).sessions.delete(session_id)
+    response: Response
+    if wants_json(request):
+        response = service_error_response(exc, HTTP_STATUS)
+    else:
+        response = redirect(exc.login_url)
+    clear_session_cookie(response, request)
+    return response
+
+
+async def handle_frontend_error(request: Request, exc: Exception) -> Response:
+    """Answer a frontend or gateway error as JSON or as an error page."""
+    if not isinstance(exc, FrontendError):
+        return await handle_unexpected(request, exc)
+    if wants_json(request):
+        return service_error_response(exc, HTTP_STATUS)
+    status = status_for(exc, HTTP_STATUS)
+    session = None
+    session_id = getattr(request.state, "session_id", None)
+    if session_id is not None:
+        session = await runtime_of(request).sessions.get(session_id)
+    return await render(
+        request,
+        "error.html",
+        session=session,
+        status_code=status,
+        status=status,
+        code=exc.code,
+        message=exc.message,
+    )
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Answer an unknown page and an oversized form like our own errors, the rest as JSON."""
+    if not isinstance(exc, HTTPException):
+        return await handle_unexpected(request, exc)
+    if exc.status_code == 404:
+        return await handle_frontend_error(request, PageNotFoundError())
+    if exc.status_code == 413:
+        return await handle_frontend_error(request, PayloadTooLargeError(str(exc.detail)))
+    return await shared_errors.handle_http_exception(request, exc)
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
+    SessionError: handle_session_error,
+    FrontendError: handle_frontend_error,
+    **FRAMEWORK_HANDLERS,
+    HTTPException: handle_http_exception,
+}

@@ -87,12 +87,12 @@ def _error(response: httpx.Response) -> GatewayError:
             "upstream_error",
             f"the gateway answered HTTP {response.status_code}",
         )
-    extra = {k: v for k, v in error.items() if k not in {"code", "message"}}
+    details = {k: v for k, v in error.items() if k not in {"code", "message"}}
     return GatewayError(
         response.status_code,
         str(error.get("code", "upstream_error")),
         str(error.get("message", "")),
-        extra,
+        details,
     )
 
 

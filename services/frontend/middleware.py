@@ -3,6 +3,8 @@
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.frontend.runtime import Runtime
+
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
@@ -40,7 +42,8 @@ class SecurityHeaders:
             return
         static = str(scope["path"]).startswith("/static/")
         # HSTS only where cookies are Secure, i.e. not on a local plain-HTTP run.
-        hsts = scope["app"].state.settings.security.cookie_secure
+        runtime: Runtime = scope["app"].state.runtime
+        hsts = runtime.settings.security.cookie_secure
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

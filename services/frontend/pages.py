@@ -1,81 +1,27 @@
-"""Rendering: the Jinja2 environment, its filters, and the context every page shares."""
+"""Rendering a page, and the cookies and redirects a page answers with."""
 
-import json
+from __future__ import annotations
+
 import time
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from services.frontend.csrf import FormPass, FormPassSigner
-from services.frontend.gateway import epoch
-from services.frontend.sessions import Session, SessionStore
+from services.frontend.csrf import FormPass
+from services.frontend.sessions import Session
 from shared.roles import is_admin
 
-TEMPLATES_DIR = Path(__file__).parent / "templates"
-STATIC_DIR = Path(__file__).parent / "static"
+if TYPE_CHECKING:
+    # For annotations only: the runtime holds the gateway client, whose errors are rendered
+    # here, so importing it for real would import this module again.
+    from services.frontend.runtime import Runtime
 
 
-def when(value: object) -> str:
-    """Format a timestamp (epoch seconds or ISO 8601) as UTC, or a dash."""
-    seconds = epoch(value)
-    if seconds is None:
-        return "—"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def when_short(value: object) -> str:
-    """Format a timestamp as UTC to the minute, for tables whose heading says UTC."""
-    seconds = epoch(value)
-    if seconds is None:
-        return "—"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def iso(value: object) -> str:
-    """Format a timestamp as ISO 8601 UTC for a `datetime` attribute."""
-    seconds = epoch(value)
-    if seconds is None:
-        return ""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
-
-
-def days_since(value: object) -> str:
-    """Say how many whole days ago a timestamp was."""
-    seconds = epoch(value)
-    if seconds is None:
-        return "—"
-    days = int((time.time() - seconds) // 86400)
-    return "today" if days <= 0 else f"{days} day{'s' if days != 1 else ''}"
-
-
-def is_past(value: object) -> bool:
-    """Tell whether a timestamp lies in the past."""
-    seconds = epoch(value)
-    return seconds is not None and seconds <= time.time()
-
-
-def pretty_json(value: object) -> str:
-    """Indent a JSON value for a <pre> block."""
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
-
-
-def build_templates() -> Jinja2Templates:
-    """Return the page templates with their filters (autoescaped HTML)."""
-    templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-    templates.env.filters.update(
-        when=when,
-        when_short=when_short,
-        iso=iso,
-        days_since=days_since,
-        is_past=is_past,
-        pretty_json=pretty_json,
-    )
-    templates.env.globals["epoch"] = epoch
-    return templates
+def runtime_of(request: Request) -> Runtime:
+    """Return the runtime the lifespan built."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 async def render(
@@ -87,8 +33,8 @@ async def render(
     **context: Any,
 ) -> HTMLResponse:
     """Render a page; signed-in pages also get the menu and the session's deadlines."""
-    templates: Jinja2Templates = request.app.state.templates
-    store: SessionStore = request.app.state.sessions
+    runtime = runtime_of(request)
+    store = runtime.sessions
     signed_in = session is not None and session.is_authenticated
     flash = session.pop_flash() if session is not None else None
     if session is not None and flash is not None:
@@ -106,44 +52,48 @@ async def render(
             token_expires_at=session.token_expires_at,
             idle_expires_at=store.idle_deadline(session),
             server_now=time.time(),
-            poll_seconds=request.app.state.settings.status_poll_seconds,
+            poll_seconds=runtime.settings.status_poll_seconds,
         )
-    return templates.TemplateResponse(request, name, {**shared, **context}, status_code=status_code)
+    return runtime.templates.TemplateResponse(
+        request, name, {**shared, **context}, status_code=status_code
+    )
 
 
 def set_session_cookie(response: Response, request: Request, session: Session) -> None:
     """Give the browser the signed id of its session (HttpOnly, SameSite=Lax)."""
+    runtime = runtime_of(request)
     response.set_cookie(
-        request.app.state.cookie_name,
-        request.app.state.cookie_signer.sign(session.id),
+        runtime.cookie_name,
+        runtime.cookie_signer.sign(session.id),
         httponly=True,
         samesite="lax",
-        secure=request.app.state.settings.security.cookie_secure,
+        secure=runtime.settings.security.cookie_secure,
         path="/",
     )
 
 
 def set_form_pass_cookie(response: Response, request: Request, form_pass: FormPass) -> None:
     """Give the browser the signed pass of the form it is shown, in place of a session."""
-    signer: FormPassSigner = request.app.state.form_signer
+    runtime = runtime_of(request)
     response.set_cookie(
-        request.app.state.cookie_name,
-        signer.sign(form_pass),
-        max_age=signer.lifetime,
+        runtime.cookie_name,
+        runtime.form_signer.sign(form_pass),
+        max_age=runtime.form_signer.lifetime,
         httponly=True,
         samesite="lax",
-        secure=request.app.state.settings.security.cookie_secure,
+        secure=runtime.settings.security.cookie_secure,
         path="/",
     )
 
 
 def clear_session_cookie(response: Response, request: Request) -> None:
     """Tell the browser to drop its session cookie."""
+    runtime = runtime_of(request)
     response.delete_cookie(
-        request.app.state.cookie_name,
+        runtime.cookie_name,
         httponly=True,
         samesite="lax",
-        secure=request.app.state.settings.security.cookie_secure,
+        secure=runtime.settings.security.cookie_secure,
         path="/",
     )
 

@@ -7,32 +7,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.stub.config import StubSettings, load_public_keys, load_settings
+from services.stub.config import StubSecrets, StubSettings
 from services.stub.echo import EchoApp
-from services.stub.errors import EXCEPTION_HANDLERS, StartupError
+from services.stub.errors import EXCEPTION_HANDLERS
 from services.stub.routes import router
-from shared.assertion import AssertionVerifier
+from services.stub.runtime import open_runtime
 from shared.errors import StartupErrorMiddleware
-from shared.keys import KeyFormatError
 
 
-def create_app(
-    settings: StubSettings | None = None, public_keys: list[str] | None = None
-) -> FastAPI:
+def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None = None) -> FastAPI:
     """Build a stub; settings and the assertion key are read at start-up when not given."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resolved = settings if settings is not None else load_settings()
-        keys = public_keys if public_keys is not None else await load_public_keys()
-        try:
-            app.state.verifier = AssertionVerifier(keys, audience=resolved.stub_service_name)
-        except (KeyFormatError, ValueError):
-            raise StartupError(
-                "stub cannot start: GATEWAY_ASSERTION_PUBLIC_KEY is not an Ed25519 public key"
-            ) from None
-        app.state.service = resolved.stub_service_name.value
-        yield
+        async with open_runtime(settings, secrets) as runtime:
+            app.state.runtime = runtime
+            yield
 
     # No /docs or /openapi.json of its own: every path but /healthz is the echo, which
     # refuses a caller without a valid assertion.

@@ -1,6 +1,8 @@
-"""Stub settings: which service this process plays, and the gateway's assertion key."""
+"""Stub settings (which service this process plays) and the key it needs at start-up."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +32,13 @@ class StubSettings(BaseSettings):
         return str(value).strip().lower()
 
 
+@dataclass(frozen=True, slots=True)
+class StubSecrets:
+    """What a stub resolves through the secrets layer: the gateway's assertion public key."""
+
+    assertion_public_key: str
+
+
 def load_settings() -> StubSettings:
     """Read the settings, naming a bad variable in one line."""
     try:
@@ -38,11 +47,11 @@ def load_settings() -> StubSettings:
         raise StartupError(f"stub cannot start: {settings_problems(exc)}") from None
 
 
-async def load_public_keys() -> list[str]:
-    """Return the gateway's assertion public key, through the shared secrets layer."""
+async def load_secrets() -> StubSecrets:
+    """Resolve the gateway's assertion public key through the shared secrets layer."""
     try:
         async with SecretsManager.from_environment() as manager:
             key = await manager.require("GATEWAY_ASSERTION_PUBLIC_KEY")
     except SecretsError as exc:
         raise StartupError(f"stub cannot start: {exc}") from None
-    return [key.get_secret_value()]
+    return StubSecrets(assertion_public_key=key.get_secret_value())

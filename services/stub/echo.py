@@ -10,13 +10,9 @@ import json
 
 from starlette.types import Receive, Scope, Send
 
-from shared.assertion import (
-    ASSERTION_HEADER,
-    REQUEST_ID_HEADER,
-    AssertionVerifier,
-    InvalidAssertionError,
-)
-from shared.errors import ErrorCode, error_body
+from services.stub.errors import AssertionRefused
+from services.stub.runtime import Runtime
+from shared.assertion import ASSERTION_HEADER, REQUEST_ID_HEADER, InvalidAssertionError
 
 _ASSERTION = ASSERTION_HEADER.encode()
 _REQUEST_ID = REQUEST_ID_HEADER.encode()
@@ -43,7 +39,7 @@ class EchoApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        verifier: AssertionVerifier = scope["app"].state.verifier
+        runtime: Runtime = scope["app"].state.runtime
         assertion = request_id = None
         for name, value in scope["headers"]:
             if name == _ASSERTION:
@@ -55,10 +51,10 @@ class EchoApp:
         while message.get("more_body"):
             message = await receive()
         try:
-            caller = verifier.verify(assertion)
+            caller = runtime.verifier.verify(assertion)
         except InvalidAssertionError as exc:
-            await _send_json(send, 401, error_body(ErrorCode.INVALID_TOKEN, f"refused: {exc}"))
-            return
+            # Answered by the app's handler, like any other error.
+            raise AssertionRefused(f"refused: {exc}") from None
         await _send_json(
             send,
             200,

@@ -1,33 +1,28 @@
-"""Stub errors: refusing to start, and JSON bodies for framework errors."""
+"""Stub errors: one root, their HTTP status in one table, the handlers, and refusing to start."""
 
 from __future__ import annotations
 
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
 from shared import errors as shared_errors
-from shared.errors import ErrorCode, error_body
+from shared.errors import ErrorCode, Handler, ServiceError, StatusTable, exception_handlers
+
+
+class StubError(ServiceError):
+    """Something a stub answers with a JSON error instead of the echo."""
+
+
+class AssertionRefused(StubError):
+    """The gateway's identity assertion is missing, forged, expired or for another service."""
+
+    code = ErrorCode.INVALID_TOKEN
 
 
 class StartupError(shared_errors.StartupError):
     """The stub cannot start: its service name or the assertion key is missing or wrong."""
 
 
-async def handle_http_exception(request: Request, exc: Exception) -> Response:
-    """Answer Starlette's own errors as JSON."""
-    if not isinstance(exc, StarletteHTTPException):
-        raise exc
-    code = ErrorCode.NOT_FOUND if exc.status_code == 404 else "http_error"
-    return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
-
-
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    """Answer a bug with a bare 500 and no trace."""
-    return JSONResponse(error_body(ErrorCode.INTERNAL_ERROR, "internal error"), status_code=500)
-
-
-EXCEPTION_HANDLERS = {
-    StarletteHTTPException: handle_http_exception,
-    Exception: handle_unexpected,
+HTTP_STATUS: StatusTable = {
+    AssertionRefused: 401,
+    StubError: 500,
 }
+
+EXCEPTION_HANDLERS: dict[type[Exception], Handler] = exception_handlers(HTTP_STATUS)

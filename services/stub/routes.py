@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
+from services.stub.deps import RuntimeDep
 from services.stub.schemas import Health
 
 router = APIRouter()
 
 
 @router.get("/healthz", response_model=Health)
-async def healthz(request: Request) -> Health:
+async def healthz(runtime: RuntimeDep) -> Health:
     """Answer while the process runs (no assertion needed)."""
-    return Health(status="ok", service=request.app.state.service)
+    return Health(status="ok", service=runtime.service)

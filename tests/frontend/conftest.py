@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from devstack.ports import free_port
 from services.frontend.app import create_app
-from services.frontend.config import SecuritySettings, Settings
+from services.frontend.config import FrontendSecrets, SecuritySettings, Settings
 from services.frontend.csrf import FormPass, FormPassSigner
 from services.frontend.sessions import CookieSigner, MemorySessionStore, Session
 from tests.frontend.stack import PASSWORD, Stack, start_stack
@@ -47,7 +47,7 @@ class Frontend:
 
     @property
     def cookie_name(self) -> str:
-        return str(self.app.state.cookie_name)
+        return str(self.app.state.runtime.cookie_name)
 
     def session_id(self) -> str | None:
         value = self.client.cookies.get(self.cookie_name)
@@ -75,7 +75,7 @@ class Frontend:
     def form_pass(self) -> FormPass | None:
         """Return the signed form pass the client's cookie holds before sign-in."""
         value = self.client.cookies.get(self.cookie_name)
-        signer: FormPassSigner = self.app.state.form_signer
+        signer: FormPassSigner = self.app.state.runtime.form_signer
         return signer.unsign(value) if value else None
 
     def set_cookie(self, value: str) -> None:
@@ -129,7 +129,7 @@ async def running_frontend(
     store = MemorySessionStore(
         idle_timeout=session_timeout, lifetime=session_lifetime, clock=clock or time.time
     )
-    app = create_app(settings, session_secret=SESSION_SECRET, session_store=store)
+    app = create_app(settings, FrontendSecrets(SESSION_SECRET), session_store=store)
     base_url = "https://frontend.test" if cookie_secure else "http://frontend.test"
     async with (
         app.router.lifespan_context(app),

@@ -2,13 +2,14 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from services.frontend.config import (
+    FrontendSecrets,
     SecuritySettings,
     Settings,
     check_session_secret,
-    load_session_secret,
+    load_secrets,
     load_settings,
 )
-from services.frontend.errors import StartupRefusedError
+from services.frontend.errors import StartupError
 
 SECRET_NAMES = ("SESSION_SECRET_KEY", "FLASK_SECRET_KEY", "FRONTEND_SESSION_SECRET")
 
@@ -79,25 +80,30 @@ def test_a_secret_of_32_bytes_is_accepted():
 
 
 def test_a_secret_shorter_than_32_bytes_is_refused_without_showing_it():
-    with pytest.raises(StartupRefusedError, match="SESSION_SECRET_KEY is shorter than 32") as info:
+    with pytest.raises(StartupError, match="SESSION_SECRET_KEY is shorter than 32") as info:
         check_session_secret(SecretStr("tiny-secret-value"))
     assert "tiny-secret-value" not in str(info.value)
 
 
+def test_secrets_built_directly_are_checked_the_same_way():
+    with pytest.raises(StartupError, match="shorter than 32 bytes"):
+        FrontendSecrets(SecretStr("tiny-secret-value"))
+
+
 async def test_the_secret_comes_from_the_secrets_layer(bare_environment):
     bare_environment.setenv("SESSION_SECRET_KEY", "s" * 40)
-    assert (await load_session_secret()).get_secret_value() == "s" * 40
+    assert (await load_secrets()).session_secret.get_secret_value() == "s" * 40
 
 
 @pytest.mark.parametrize("alias", ["FLASK_SECRET_KEY", "FRONTEND_SESSION_SECRET"])
 async def test_an_alias_of_the_secret_is_enough(bare_environment, alias):
     bare_environment.setenv(alias, "a" * 40)
-    assert (await load_session_secret()).get_secret_value() == "a" * 40
+    assert (await load_secrets()).session_secret.get_secret_value() == "a" * 40
 
 
 async def test_a_missing_secret_names_itself_its_aliases_and_the_provider(bare_environment):
-    with pytest.raises(StartupRefusedError) as info:
-        await load_session_secret()
+    with pytest.raises(StartupError) as info:
+        await load_secrets()
     message = str(info.value)
     for name in SECRET_NAMES:
         assert name in message
@@ -107,12 +113,12 @@ async def test_a_missing_secret_names_itself_its_aliases_and_the_provider(bare_e
 
 async def test_a_short_secret_from_the_environment_is_refused(bare_environment):
     bare_environment.setenv("SESSION_SECRET_KEY", "short-secret")
-    with pytest.raises(StartupRefusedError, match="shorter than") as info:
-        await load_session_secret()
+    with pytest.raises(StartupError, match="shorter than") as info:
+        await load_secrets()
     assert "short-secret" not in str(info.value)
 
 
 def test_load_settings_names_each_bad_variable(monkeypatch):
     monkeypatch.setenv("SECURITY__SESSION_LIFETIME", "-1")
-    with pytest.raises(StartupRefusedError, match="SECURITY__SESSION_LIFETIME"):
+    with pytest.raises(StartupError, match="SECURITY__SESSION_LIFETIME"):
         load_settings()

@@ -8,7 +8,7 @@ import httpx
 from pydantic import SecretStr
 
 from services.frontend.app import create_app
-from services.frontend.config import SecuritySettings, Settings
+from services.frontend.config import FrontendSecrets, SecuritySettings, Settings
 from services.frontend.sessions import MemorySessionStore
 from tests.frontend.conftest import CSRF_FIELD
 from tests.security.conftest import PASSWORD
@@ -102,7 +102,7 @@ async def test_browsers_behind_the_frontend_are_throttled_each_on_their_own_addr
     settings = Settings(gateway_url=gateway.url, security=SecuritySettings(cookie_secure=False))
     app = create_app(
         settings,
-        session_secret=SecretStr("s" * 40),
+        FrontendSecrets(SecretStr("s" * 40)),
         session_store=MemorySessionStore(idle_timeout=600, lifetime=3600),
     )
     async with app.router.lifespan_context(app):

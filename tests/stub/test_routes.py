@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from services.stub.app import create_app
-from services.stub.config import STUB_SERVICES, StubSettings
+from services.stub.config import STUB_SERVICES, StubSecrets, StubSettings
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS, AssertionSigner
 from shared.keys import generate_private_key, load_private_key, public_key_text
 
@@ -22,7 +22,7 @@ async def stub(request) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
     service = request.param
     app = create_app(
         StubSettings(stub_service_name=service),
-        public_keys=[public_key_text(load_private_key(PRIVATE_KEY))],
+        StubSecrets(assertion_public_key=public_key_text(load_private_key(PRIVATE_KEY))),
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

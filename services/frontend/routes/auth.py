@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from services.frontend.csrf import FormPass, FormPassSigner
 from services.frontend.deps import (
+    FormSignerDep,
     GatewayDep,
     OptionalFormPass,
     OptionalSession,
@@ -53,7 +54,7 @@ def failure_message(error: FrontendError, messages: dict[ErrorCode, str]) -> str
         if error.code in messages:
             return messages[ErrorCode(error.code)]
         if error.code == ErrorCode.TOO_MANY_ATTEMPTS:
-            wait = error.extra.get("retry_after")
+            wait = error.details.get("retry_after")
             return (
                 f"Too many attempts. Try again in {wait} seconds."
                 if wait
@@ -71,6 +72,7 @@ def status_of_failure(error: FrontendError) -> int:
 
 async def form_page(
     request: Request,
+    signer: FormPassSigner,
     session: Session | None,
     form_pass: FormPass | None,
     template: str,
@@ -83,7 +85,6 @@ async def form_page(
     """
     if session is not None and session.is_authenticated:
         return await render(request, template, session=session, **context)
-    signer: FormPassSigner = request.app.state.form_signer
     fresh = signer.renew(form_pass) if form_pass is not None else signer.issue()
     page = await render(request, template, csrf_token=fresh.nonce, **context)
     set_form_pass_cookie(page, request, fresh)
@@ -156,6 +157,7 @@ async def home(session: OptionalSession) -> Response:
 @router.get("/login")
 async def login_page(
     request: Request,
+    signer: FormSignerDep,
     session: OptionalSession,
     form_pass: OptionalFormPass,
     expired: bool = False,
@@ -172,7 +174,7 @@ async def login_page(
         notice = "Your session expired. Please sign in again."
     elif logged_out:
         notice = "You are signed out."
-    return await form_page(request, session, form_pass, "login.html", notice=notice)
+    return await form_page(request, signer, session, form_pass, "login.html", notice=notice)
 
 
 @router.post("/login")
@@ -180,6 +182,7 @@ async def login(
     request: Request,
     store: StoreDep,
     gateway: GatewayDep,
+    signer: FormSignerDep,
     session: OptionalSession,
     form_pass: OptionalFormPass,
     username: FormText = "",
@@ -209,7 +212,6 @@ async def login(
     except FrontendError as exc:
         if isinstance(exc, GatewayError) and exc.code == ErrorCode.PASSWORD_EXPIRED:
             # Still nothing server-side: the pass names whose password is to be changed.
-            signer: FormPassSigner = request.app.state.form_signer
             response = redirect("/password/rotate")
             set_form_pass_cookie(response, request, signer.issue(pending_username=username))
             return response
@@ -225,13 +227,14 @@ async def login(
 
 @router.get("/password/rotate")
 async def rotate_page(
-    request: Request, session: OptionalSession, form_pass: OptionalFormPass
+    request: Request, signer: FormSignerDep, session: OptionalSession, form_pass: OptionalFormPass
 ) -> Response:
     """Show the password rotation form (current password, new one twice)."""
     pending = form_pass.pending_username if form_pass is not None else None
     username = pending or (session.username if session is not None else None) or ""
     return await form_page(
         request,
+        signer,
         session,
         form_pass,
         "password_rotate.html",

@@ -1,0 +1,69 @@
+"""The frontend's long-lived resources, opened in the lifespan and closed after it."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from fastapi.templating import Jinja2Templates
+
+from services.frontend.config import FrontendSecrets, Settings, load_secrets, load_settings
+from services.frontend.csrf import FormPassSigner
+from services.frontend.gateway import Gateway
+from services.frontend.sessions import (
+    COOKIE_NAME,
+    SECURE_COOKIE_NAME,
+    CookieSigner,
+    MemorySessionStore,
+    SessionStore,
+)
+from services.frontend.templating import build_templates
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Everything a request handler needs, built once per process."""
+
+    settings: Settings
+    sessions: SessionStore
+    gateway: Gateway
+    templates: Jinja2Templates
+    cookie_name: str
+    cookie_signer: CookieSigner
+    form_signer: FormPassSigner
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings | None = None,
+    secrets: FrontendSecrets | None = None,
+    *,
+    session_store: SessionStore | None = None,
+) -> AsyncIterator[Runtime]:
+    """Build the runtime; settings and the secret are read from the environment when omitted."""
+    settings = settings if settings is not None else load_settings()
+    secrets = secrets if secrets is not None else await load_secrets()
+    security = settings.security
+    # `is None`, not `or`: an empty store is falsy (it has a length).
+    sessions = (
+        session_store
+        if session_store is not None
+        else MemorySessionStore(
+            idle_timeout=security.session_timeout,
+            lifetime=security.session_lifetime,
+            max_sessions=security.max_sessions,
+            max_sessions_per_user=security.max_sessions_per_user,
+        )
+    )
+    async with httpx.AsyncClient(
+        base_url=str(settings.gateway_url), timeout=settings.gateway_timeout_seconds
+    ) as client:
+        yield Runtime(
+            settings=settings,
+            sessions=sessions,
+            gateway=Gateway(client),
+            templates=build_templates(),
+            cookie_name=SECURE_COOKIE_NAME if security.cookie_secure else COOKIE_NAME,
+            cookie_signer=CookieSigner(secrets.session_secret),
+            form_signer=FormPassSigner(secrets.session_secret, lifetime=security.form_timeout),
+        )

@@ -1,0 +1,29 @@
+"""How errors are answered: a page for a browser, the JSON error body for the page's script."""
+
+
+async def test_an_unknown_page_answers_404_as_a_page(frontend):
+    response = await frontend.client.get("/no-such-page")
+    assert response.status_code == 404
+    assert "text/html" in response.headers["content-type"]
+    assert "No such page" in response.text
+
+
+async def test_an_unknown_path_answers_404_as_json_to_scripts(frontend):
+    response = await frontend.client.get("/no-such-page", headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_a_wrong_method_answers_405_in_the_error_shape(frontend):
+    response = await frontend.client.get("/logout")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_bad_query_value_is_a_validation_error_naming_the_field(frontend):
+    response = await frontend.client.get("/login?expired=perhaps")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["fields"] == ["query.expired"]
+    assert "perhaps" not in error["message"]
