@@ -13,9 +13,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ErrorCode, error_body
 
-# Re-exported: the portfolio's handlers import it from here until they use the shared ones.
-from shared.errors import nested_too_deeply as nested_too_deeply
-
 # Every body a service reads itself is a few short fields: credentials, roles, a form. The
 # gateway's proxy streams `/api/...` bodies to the downstream services and has no such cap.
 MAX_BODY_BYTES = 64 * 1024

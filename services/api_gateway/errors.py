@@ -15,7 +15,6 @@ from shared.errors import (
     error_body,
     exception_handlers,
 )
-from shared.errors import describe_validation_errors as describe_validation_errors  # for routes
 
 
 class GatewayError(ServiceError):

@@ -15,16 +15,11 @@ from services.api_gateway.deps import (
     RuntimeDep,
     admin_principal,
 )
-from services.api_gateway.errors import (
-    InvalidRequest,
-    UpstreamNotReady,
-    describe_validation_errors,
-)
+from services.api_gateway.errors import InvalidRequest, UpstreamNotReady
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.schemas import (
     ApiKeyUsageOut,
     ApiKeyUsageResponse,
-    ErrorResponse,
     Health,
     Jwks,
     MeResponse,
@@ -38,12 +33,9 @@ from services.api_gateway.schemas import (
     UserResponse,
     UsersResponse,
 )
+from shared.errors import describe_validation_errors, error_responses, invalid_fields
 from shared.roles import services_for
 from shared.usernames import username_label
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorResponse} for status in statuses}
 
 
 def _timestamp(seconds: float) -> datetime:
@@ -82,14 +74,17 @@ async def _token_request(request: Request) -> TokenRequest:
     try:
         return TokenRequest.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequest(describe_validation_errors(exc.errors())) from None
+        errors = exc.errors()
+        raise InvalidRequest(
+            describe_validation_errors(errors), fields=invalid_fields(errors)
+        ) from None
 
 
 @auth.post(
     "/token",
     response_model=TokenResponse,
     summary="Log in with a password and get an access token",
-    responses=_errors(400, 401, 403, 413, 422, 429, 502, 503, 504),
+    responses=error_responses(400, 401, 403, 413, 422, 429, 502, 503, 504),
     openapi_extra=_TOKEN_BODY,
 )
 async def issue_token(request: Request, runtime: RuntimeDep, context: ContextDep) -> TokenResponse:
@@ -120,7 +115,7 @@ async def issue_token(request: Request, runtime: RuntimeDep, context: ContextDep
     status_code=204,
     response_class=Response,
     summary="Revoke the presented bearer token",
-    responses=_errors(401, 422),
+    responses=error_responses(401, 422),
 )
 async def logout(request: Request, runtime: RuntimeDep, principal: CurrentPrincipal) -> Response:
     """Revoke the bearer token until it expires."""
@@ -132,7 +127,10 @@ async def logout(request: Request, runtime: RuntimeDep, principal: CurrentPrinci
 
 
 @auth.get(
-    "/me", response_model=MeResponse, summary="Who am I", responses=_errors(401, 403, 502, 503)
+    "/me",
+    response_model=MeResponse,
+    summary="Who am I",
+    responses=error_responses(401, 403, 502, 503),
 )
 async def me(principal: CurrentPrincipal) -> MeResponse:
     """Return the caller, their roles, the services they may reach and how they authenticated."""
@@ -150,7 +148,7 @@ async def me(principal: CurrentPrincipal) -> MeResponse:
     "/password/rotate",
     response_model=PasswordRotateResponse,
     summary="Replace a password (also when it has expired)",
-    responses=_errors(400, 401, 403, 413, 422, 429, 502, 503, 504),
+    responses=error_responses(400, 401, 403, 413, 422, 429, 502, 503, 504),
 )
 async def rotate_password(
     body: PasswordRotateRequest, runtime: RuntimeDep, context: ContextDep
@@ -169,7 +167,7 @@ async def rotate_password(
     "/api-keys/usage",
     response_model=ApiKeyUsageResponse,
     summary="API-key usage seen by this gateway",
-    responses=_errors(401, 403),
+    responses=error_responses(401, 403),
 )
 async def api_key_usage(runtime: RuntimeDep) -> ApiKeyUsageResponse:
     """Return per key id: requests, per service and status class, first and last use."""
@@ -195,7 +193,7 @@ async def api_key_usage(runtime: RuntimeDep) -> ApiKeyUsageResponse:
     "/users",
     response_model=UsersResponse,
     summary="Every user of the identity store",
-    responses=_errors(401, 403, 502, 503, 504),
+    responses=error_responses(401, 403, 502, 503, 504),
 )
 async def list_users(runtime: RuntimeDep) -> UsersResponse:
     """List users through the identity service."""
@@ -209,7 +207,7 @@ async def list_users(runtime: RuntimeDep) -> UsersResponse:
     "/users/{username}/deactivate",
     response_model=UserResponse,
     summary="Deactivate a user",
-    responses=_errors(401, 403, 404, 502, 503, 504),
+    responses=error_responses(401, 403, 404, 502, 503, 504),
 )
 async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
     """Deactivate a user; their tokens and API key stop working here at once."""
@@ -222,7 +220,7 @@ async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
     "/users/{username}/roles",
     response_model=UserResponse,
     summary="Replace a user's roles",
-    responses=_errors(401, 403, 404, 413, 422, 502, 503, 504),
+    responses=error_responses(401, 403, 404, 413, 422, 502, 503, 504),
 )
 async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> UserResponse:
     """Replace a user's roles; tokens carrying the old roles stop working at once."""
@@ -242,7 +240,7 @@ async def healthz() -> Health:
     response_model=Health,
     response_model_exclude_none=True,
     summary="Readiness",
-    responses=_errors(503),
+    responses=error_responses(503),
 )
 async def readyz(runtime: RuntimeDep) -> Health:
     """Answer 200 when the identity service is ready, else 503.

@@ -5,27 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator
 
 from shared.roles import parse_roles
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=150)]
 Password = Annotated[SecretStr, Field(min_length=1, max_length=1024)]
-
-
-class ErrorDetail(BaseModel):
-    """What went wrong, as a stable code and a readable message."""
-
-    model_config = ConfigDict(extra="allow")
-
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    """The JSON error body every endpoint answers with."""
-
-    error: ErrorDetail
 
 
 class TokenRequest(BaseModel):

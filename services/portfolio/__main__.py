@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from services.portfolio.accounts.schemas import User
-from services.portfolio.errors import PortfolioError
+from services.portfolio.errors import ConfigurationError, PortfolioError
 from services.portfolio.identity import PortfolioIdentityService
 from shared.roles import ROLES, Role
 from shared.secrets import SecretsError
@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with PortfolioIdentityService() as identity:
             args.handler(identity, args)
-    except (PortfolioError, SecretsError, CommandError) as exc:
+    except (PortfolioError, ConfigurationError, SecretsError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

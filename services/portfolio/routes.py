@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 
 from services.portfolio.deps import DatabaseDep
-from services.portfolio.errors import error_responses
+from shared.errors import error_responses
 
 router = APIRouter(tags=["health"])
 

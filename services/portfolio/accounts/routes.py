@@ -18,7 +18,7 @@ from services.portfolio.accounts.schemas import (
     UserOut,
     UsersOut,
 )
-from services.portfolio.errors import error_responses
+from shared.errors import error_responses
 
 router = APIRouter(
     prefix="/internal/identity",

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from services.portfolio.errors import error_responses
 from services.portfolio.trading.deps import CallerDep, TradeBookDep, TradeInDep
 from services.portfolio.trading.schemas import (
     PositionBody,
@@ -17,6 +16,7 @@ from services.portfolio.trading.schemas import (
     TradePage,
     TradeReceipt,
 )
+from shared.errors import error_responses
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
