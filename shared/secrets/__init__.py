@@ -5,7 +5,7 @@
 A name resolves from the configured store first, then the environment, each by primary
 name then aliases in declared order; store reads are cached for
 `SECRETS_CACHE_TTL_SECONDS`. `write_api_key` stores a user's key under
-`PORTFOLIO_API_KEY__<USERNAME>` (`api_key_secret_name`). The `*_sync` twins serve start-up
+`PORTFOLIO_API_KEY__<encoded username>` (`api_key_secret_name`, reversible). The `*_sync` twins serve start-up
 code and scripts that have no event loop. Start-up code catches `SecretsError`.
 """
 
@@ -18,11 +18,12 @@ from shared.secrets.errors import (
     SecretsError,
     SecretsUnavailableError,
 )
+from shared.secrets.layout import API_KEY_SECRET_PREFIX
 from shared.secrets.manager import (
-    API_KEY_SECRET_PREFIX,
     ResolvedSecret,
     SecretsManager,
     api_key_secret_name,
+    api_key_username,
 )
 from shared.secrets.registry import Consumer, ManagedSecret, SecretRegistry
 
@@ -41,4 +42,5 @@ __all__ = [
     "SecretsSettings",
     "SecretsUnavailableError",
     "api_key_secret_name",
+    "api_key_username",
 ]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.secrets.errors import SecretsConfigError
+from shared.secrets.registry import Consumer
 
 ProviderName = Literal["env", "vault", "aws"]
+VaultLayout = Literal["single", "per-service"]
 
 PROVIDER_VALUES = ("env", "vault", "hashicorp", "aws")
 _PROVIDER_ALIASES: dict[str, ProviderName] = {
@@ -32,9 +35,19 @@ class SecretsSettings(BaseSettings):
     secrets_cache_ttl_seconds: Annotated[float, Field(ge=0)] = 300.0
     secrets_registry_path: Path | None = None
 
+    # Which service's secrets to read (`per-service` layout); services may also pass it.
+    secrets_service: Consumer | None = None
+
     vault_addr: str | None = None
     vault_token: SecretStr | None = None
+    vault_role_id: str | None = None
+    vault_secret_id: SecretStr | None = None
+    vault_secret_id_file: Path | None = None
+    vault_approle_mount: str = "approle"
     vault_secret_path: str = "secret/legacycointrader"  # noqa: S105 - a path
+    # `single`: one document at VAULT_SECRET_PATH; `per-service`: one document per service
+    # (and per group of services) under it, see shared/secrets/layout.py.
+    vault_secret_layout: VaultLayout = "single"  # noqa: S105 - a layout name
     vault_verify: str = "true"
     vault_timeout: Annotated[float, Field(gt=0)] = 5.0
 
@@ -54,6 +67,13 @@ class SecretsSettings(BaseSettings):
                 + ", ".join(PROVIDER_VALUES)
             )
         return _PROVIDER_ALIASES[key]
+
+    @field_validator("secrets_service", mode="before")
+    @classmethod
+    def _blank_service_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("vault_verify", mode="before")
     @classmethod
@@ -82,6 +102,32 @@ class SecretsSettings(BaseSettings):
         raise SecretsConfigError(
             f"VAULT_VERIFY={self.vault_verify} is neither true/false nor an existing CA bundle path"
         )
+
+    def vault_address(self) -> str:
+        """Return `VAULT_ADDR` checked: http(s), a host, nothing after the path."""
+        addr = (self.vault_addr or "").strip()
+        try:
+            parts = urlsplit(addr)
+            host, _ = parts.hostname, parts.port
+        except ValueError:
+            parts, host = None, None
+        if parts is None or parts.scheme not in ("http", "https") or not host:
+            raise SecretsConfigError(
+                "VAULT_ADDR must be an http:// or https:// address, e.g. https://vault.example:8200"
+            )
+        # hvac appends /v1/... to the address as text: a query string or fragment would end
+        # up in the middle of every request URL.
+        if parts.query or parts.fragment or addr.endswith(("?", "#")):
+            raise SecretsConfigError(
+                "VAULT_ADDR must not carry a query string or fragment (the part from ? or #); "
+                "give only scheme, host, port and an optional path, e.g. https://vault.example:8200"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise SecretsConfigError(
+                "VAULT_ADDR must not carry a user or password; authenticate with VAULT_TOKEN "
+                "or VAULT_ROLE_ID and VAULT_SECRET_ID"
+            )
+        return addr.rstrip("/")
 
     def vault_mount_and_path(self) -> tuple[str, str]:
         """Split `VAULT_SECRET_PATH` (`<mount>/<path>`) at its first slash."""

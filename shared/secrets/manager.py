@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -16,21 +15,61 @@ from pydantic import SecretStr
 
 from shared.secrets.config import ProviderName, SecretsSettings
 from shared.secrets.errors import InvalidSecretError, MissingSecretError, SecretsUnavailableError
+from shared.secrets.layout import API_KEY_SECRET_PREFIX
 from shared.secrets.registry import Consumer, ManagedSecret, SecretRegistry
 from shared.secrets.stores import SecretStore, create_store
 
 logger = logging.getLogger("shared.secrets")
 
 ENVIRONMENT = "environment"
-# A name prefix, not a credential.
-API_KEY_SECRET_PREFIX = "PORTFOLIO_API_KEY__"  # noqa: S105  # nosec B105
 
 T = TypeVar("T")
 
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
 
 def api_key_secret_name(username: str) -> str:
-    """Name the per-user write-back entry: `PORTFOLIO_API_KEY__<USERNAME, non-alnum as _>`."""
-    return API_KEY_SECRET_PREFIX + re.sub(r"[^A-Z0-9]", "_", username.upper())
+    """Name the per-user write-back entry, one no other username can produce.
+
+    `PORTFOLIO_API_KEY__` + the username with `a-z` upper-cased, digits kept and every
+    other character as `_` + its code point in hex (two digits, or `_U` + six beyond
+    Latin-1): `a.b` → `A_2EB`, `a_b` → `A_5FB`, `a-b` → `A_2DB`, `a@b` → `A_40B`.
+    `_` occurs only as an escape, so `api_key_username` reads every name back.
+    """
+    parts = []
+    for char in username:
+        if char in _PLAIN:
+            parts.append(char.upper())
+        elif ord(char) < 0x100:
+            parts.append(f"_{ord(char):02X}")
+        else:
+            parts.append(f"_U{ord(char):06X}")
+    return API_KEY_SECRET_PREFIX + "".join(parts)
+
+
+def api_key_username(name: str) -> str | None:
+    """Return the username `api_key_secret_name` made `name` from; None for any other name."""
+    if not name.startswith(API_KEY_SECRET_PREFIX):
+        return None
+    encoded, chars, index = name[len(API_KEY_SECRET_PREFIX) :], [], 0
+    while index < len(encoded):
+        char = encoded[index]
+        if char != "_":
+            if char.lower() not in _PLAIN or char.islower():
+                return None
+            chars.append(char.lower())
+            index += 1
+            continue
+        width = 6 if encoded[index + 1 : index + 2] == "U" else 2
+        start = index + 1 + (width == 6)
+        digits = encoded[start : start + width]
+        if len(digits) != width or any(d not in "0123456789ABCDEF" for d in digits):
+            return None
+        chars.append(chr(int(digits, 16)))
+        index = start + width
+    username = "".join(chars)
+    # Only the canonical spelling counts (e.g. `_61` for `a` is not a name we write).
+    return username if username and api_key_secret_name(username) == name else None
 
 
 @dataclass(frozen=True)
@@ -64,6 +103,7 @@ class SecretsManager:
         registry: SecretRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
         environ: Mapping[str, str] | None = None,
+        service: Consumer | str | None = None,
     ) -> None:
         self.settings = settings if settings is not None else SecretsSettings.from_environment()
         self.registry = (
@@ -73,14 +113,19 @@ class SecretsManager:
         )
         self._clock = clock
         self._environ: Mapping[str, str] = environ if environ is not None else os.environ
-        self._store = create_store(self.settings)
+        # Whose secrets Vault's per-service layout reads (default: SECRETS_SERVICE).
+        self.service = Consumer(service) if service is not None else self.settings.secrets_service
+        self._store = self._open_store()
         self._cache: dict[str, _CacheEntry] = {}
         self._reads: dict[SecretStore, asyncio.Future[Mapping[str, str]]] = {}
 
     @classmethod
-    def from_environment(cls) -> SecretsManager:
+    def from_environment(cls, *, service: Consumer | str | None = None) -> SecretsManager:
         """Build a manager from `SECRETS_PROVIDER`, `VAULT_*`, `AWS_*` and the registry."""
-        return cls(settings=SecretsSettings.from_environment())
+        return cls(settings=SecretsSettings.from_environment(), service=service)
+
+    def _open_store(self) -> SecretStore | None:
+        return create_store(self.settings, registry=self.registry, service=self.service)
 
     @property
     def provider_name(self) -> ProviderName:
@@ -159,7 +204,7 @@ class SecretsManager:
         # Store clients may be bound to the loop that opened them, so each blocking call
         # uses a store of its own in a loop of its own; the cache is shared.
         async def once() -> T:
-            store = create_store(self.settings)
+            store = self._open_store()
             try:
                 return await work(store)
             finally:
@@ -196,6 +241,10 @@ class SecretsManager:
             return None
         value = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         name = api_key_secret_name(username)
+        if api_key_username(name) != username:
+            # Cannot happen with the encoding above; refused rather than risk writing one
+            # user's key where another user's is read.
+            raise InvalidSecretError(f"username {username!r} has no unambiguous API key name")
         try:
             return await store.write(name, value)
         finally:

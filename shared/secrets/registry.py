@@ -41,6 +41,10 @@ class ManagedSecret(BaseModel):
     name: SecretName
     aliases: tuple[SecretName, ...] = ()
     required_by: tuple[Consumer, ...] = ()
+    # Services that read it when it is set but start without it (e.g. a previous key).
+    read_by: tuple[Consumer, ...] = ()
+    # Not confidential (a public key): kept where every service may read it.
+    public: bool = False
     description: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
     min_length: Annotated[int, Field(gt=0)] | None = None
 
@@ -48,6 +52,12 @@ class ManagedSecret(BaseModel):
     def candidates(self) -> tuple[str, ...]:
         """Return the primary name followed by the aliases, in lookup order."""
         return (self.name, *self.aliases)
+
+    @property
+    def readers(self) -> tuple[Consumer, ...]:
+        """Return every service that reads it, required or not, in `Consumer` order."""
+        wanted = {*self.required_by, *self.read_by}
+        return tuple(consumer for consumer in Consumer if consumer in wanted)
 
 
 class _RegistryFile(BaseModel):

@@ -13,7 +13,7 @@ from devstack import REPO_ROOT
 from shared.keys import load_private_key, load_public_key, public_key_text
 from shared.secrets.registry import SecretRegistry
 from tests.deploy.support import load_script
-from tests.support.vault_server import VaultTestDouble
+from tests.support.openbao import ROOT_TOKEN, OpenBao
 
 vault_init = load_script("docker/vault_init.py")
 write_dev_env = load_script("scripts/write_dev_env.py")
@@ -22,7 +22,7 @@ REGISTRY = SecretRegistry.load()
 REQUIRED = {entry.name for entry in REGISTRY if entry.required_by}
 JOB = str(REPO_ROOT / "docker" / "vault_init.py")
 SECRET_PATH = "secret/legacycointrader"
-VAULT_TOKEN = "vault-init-test-token"
+VAULT_TOKEN = ROOT_TOKEN
 
 
 @pytest.fixture
@@ -105,12 +105,12 @@ def test_job_without_vault_settings_says_what_is_missing():
 
 
 @pytest.fixture
-def vault() -> Iterator[VaultTestDouble]:
-    with VaultTestDouble(token=VAULT_TOKEN) as double:
-        yield double
+def vault(tmp_path) -> Iterator[OpenBao]:
+    with OpenBao(tmp_path) as server:
+        yield server
 
 
-def job_env(vault: VaultTestDouble, token: str = VAULT_TOKEN) -> dict[str, str]:
+def job_env(vault: OpenBao, token: str = VAULT_TOKEN) -> dict[str, str]:
     return {
         "PATH": os.environ["PATH"],
         "SECRETS_PROVIDER": "vault",
@@ -133,7 +133,7 @@ def run_job(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[s
 
 
 class TestJobAgainstVault:
-    """The job through hvac and HTTP, against the KV v2 test double of tests/support."""
+    """The job through hvac and HTTP, against a real OpenBao server."""
 
     def test_first_run_writes_every_required_secret_in_one_version(self, vault):
         result = run_job(job_env(vault), JOB)

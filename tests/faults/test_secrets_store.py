@@ -18,7 +18,7 @@ from services.portfolio.identity import PortfolioIdentityService
 from shared.secrets import SecretsError, SecretsManager
 from shared.secrets.config import SecretsSettings
 from tests.faults.conftest import BOUND_SECONDS, PASSWORD
-from tests.support.vault_server import VaultTestDouble
+from tests.support.openbao import OpenBao
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ SECRET_PATH = "secret/legacycointrader"
 
 @pytest.fixture
 def vault(faults, tmp_path):
-    double = VaultTestDouble(workdir=tmp_path)
+    double = OpenBao(tmp_path)
     double.start()
     double.put(SECRET_PATH, {name: faults.env[name] for name in MANAGED})
     yield double
@@ -46,7 +46,7 @@ def vault_env(faults, vault) -> dict[str, str]:
         **env,
         "SECRETS_PROVIDER": "vault",
         "VAULT_ADDR": vault.url,
-        "VAULT_TOKEN": vault.token,
+        "VAULT_TOKEN": vault.root_token,
         "VAULT_SECRET_PATH": SECRET_PATH,
         "VAULT_TIMEOUT": "2",
     }
@@ -67,7 +67,7 @@ def test_a_service_starting_without_vault_refuses_in_one_line(faults, vault):
     assert "gateway cannot start" in result.stderr
     assert "vault" in result.stderr.lower()
     assert "Traceback" not in result.stderr
-    assert vault.token not in result.stderr
+    assert vault.root_token not in result.stderr
 
 
 def test_running_services_keep_serving_while_vault_is_down(faults, vault):
@@ -100,7 +100,7 @@ def test_a_rotation_while_vault_is_down_fails_cleanly_and_works_once_it_returns(
         settings=SecretsSettings(
             secrets_provider="vault",
             vault_addr=vault.url,
-            vault_token=vault.token,
+            vault_token=vault.root_token,
             vault_secret_path=SECRET_PATH,
             vault_timeout=2,
         ),
@@ -119,10 +119,10 @@ def test_a_rotation_while_vault_is_down_fails_cleanly_and_works_once_it_returns(
         vault.stop()
         with pytest.raises(SecretsError) as refused:
             facade.rotate_api_key(name)
-        assert vault.token not in str(refused.value)
+        assert vault.root_token not in str(refused.value)
         # Nothing half-done: the old key still works.
         assert faults.identity.verify_api_key(old_key).username == name
-        vault.start()
+        vault.start()  # a dev server comes back empty: the operator puts the next key
         next_key = secrets.token_hex(32)
         vault.put(SECRET_PATH, {"PORTFOLIO_NEW_API_KEY": next_key})
         assert facade.rotate_api_key(name).api_key == next_key

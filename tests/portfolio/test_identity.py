@@ -13,9 +13,9 @@ from services.portfolio.identity import PortfolioIdentityService
 from shared.secrets import SecretRegistry, SecretsManager, SecretsSettings, api_key_secret_name
 from tests.portfolio.conftest import CHEAP_ARGON2_ENV, PASSWORD, env_secrets, make_settings
 from tests.support.guide import GUIDE_CREATE_USER, GUIDE_ROTATE_API_KEY, run_guide_block
-from tests.support.vault_server import VaultTestDouble
+from tests.support.openbao import ROOT_TOKEN, OpenBao
 
-VAULT_TOKEN = "vault-token-for-identity-tests"
+VAULT_TOKEN = ROOT_TOKEN
 
 
 @pytest.fixture
@@ -83,8 +83,8 @@ def test_unreachable_database_fails_at_construction_with_one_clear_error():
     assert "127.0.0.1:1" in str(caught.value)
 
 
-def test_rotated_key_is_written_back_to_a_managed_store(sqlite_url):
-    with VaultTestDouble(token=VAULT_TOKEN) as vault:
+def test_rotated_key_is_written_back_to_a_managed_store(sqlite_url, tmp_path):
+    with OpenBao(tmp_path) as vault:
         vault.put("secret/lct", {"PORTFOLIO_NEW_API_KEY": "from-vault-" + "v" * 40})
         manager = SecretsManager(
             settings=SecretsSettings(
@@ -135,8 +135,8 @@ def test_guide_snippets_run_verbatim(database_url):
         )
 
 
-def test_guide_rotation_with_vault_stores_the_key_in_the_managed_store(sqlite_url):
-    with VaultTestDouble(token=VAULT_TOKEN) as vault:
+def test_guide_rotation_with_vault_stores_the_key_in_the_managed_store(sqlite_url, tmp_path):
+    with OpenBao(tmp_path) as vault:
         vault.put("secret/legacycointrader", {"IDENTITY_SERVICE_TOKEN": "t" * 40})
         env = {
             "PORTFOLIO_DATABASE_URL": sqlite_url,

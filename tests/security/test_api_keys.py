@@ -20,7 +20,7 @@ from shared.secrets import SecretsManager
 from shared.secrets.config import SecretsSettings
 from tests.security.conftest import PASSWORD
 from tests.security.test_enumeration import Argon2Work
-from tests.support.vault_server import VaultTestDouble
+from tests.support.openbao import OpenBao
 
 FAST = {"argon2_time_cost": 1, "argon2_memory_cost": 1024, "argon2_parallelism": 1}
 BULK_USERS = 5000
@@ -170,13 +170,13 @@ def test_a_rotation_key_left_in_the_environment_is_not_reused_for_another_user(s
 
 
 def test_the_next_key_is_read_from_the_store_afresh_at_every_rotation(stack, tmp_path):
-    with VaultTestDouble(workdir=tmp_path) as vault:
+    with OpenBao(tmp_path) as vault:
         vault.put("secret/legacycointrader", {"PORTFOLIO_NEW_API_KEY": "k" * 64})
         manager = SecretsManager(
             settings=SecretsSettings(
                 secrets_provider="vault",
                 vault_addr=vault.url,
-                vault_token=vault.token,
+                vault_token=vault.root_token,
                 vault_secret_path="secret/legacycointrader",
             ),
             environ={},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Any
@@ -25,6 +27,12 @@ from botocore.exceptions import (
 from shared.secrets.config import SecretsSettings
 from shared.secrets.errors import SecretsConfigError, SecretsUnavailableError
 from shared.secrets.stores.base import display_url, missing_settings, string_values
+
+logger = logging.getLogger("shared.secrets")
+
+CURRENT = "AWSCURRENT"
+# How often a write-back retries when someone else put a version in between.
+_CAS_ATTEMPTS = 8
 
 
 class AwsStore:
@@ -68,23 +76,78 @@ class AwsStore:
         return string_values(document, self.location)
 
     async def write(self, name: str, value: str) -> str:
-        """Put a new version with `name` set and every other entry kept (create if absent)."""
-        # Secrets Manager has no check-and-set: re-reading right before the put keeps
-        # the window in which a concurrent writer's key could be lost small.
-        document = await self._fetch()
+        """Put a new version with `name` set and every other entry kept (check-and-set).
+
+        Secrets Manager has no conditional put, but moving the `AWSCURRENT` stage is one:
+        the new version is put under a stage of its own, and `AWSCURRENT` moves to it only
+        from the version we read. When someone put a version in between (another
+        rotation, an operator's new key), the move is refused and we merge again on top
+        of theirs, so a concurrent change is never undone.
+        """
         client = await self._get_client()
+        for _ in range(_CAS_ATTEMPTS):
+            document, current = await self._fetch_current()
+            merged = json.dumps({**(document or {}), name: value})
+            try:
+                if document is None:
+                    response = await client.create_secret(
+                        Name=self._secret_name, SecretString=merged
+                    )
+                    return self._written(name, response.get("VersionId"))
+                version = await self._put_and_promote(client, merged, current)
+            except _Conflict:
+                continue  # someone put a version in between: read again, merge on theirs
+            except ClientError as exc:
+                if _error_code(exc) == "ResourceExistsException":
+                    continue  # created meanwhile: read it and merge
+                raise SecretsUnavailableError(self._explain(exc, "write")) from None
+            except BotoCoreError as exc:
+                raise SecretsUnavailableError(self._explain(exc, "write")) from None
+            return self._written(name, version)
+        raise SecretsUnavailableError(
+            f"AWS secret {self._secret_name} kept changing during the write of {name}; "
+            f"gave up after {_CAS_ATTEMPTS} check-and-set attempts"
+        )
+
+    async def _put_and_promote(self, client: Any, text: str, current: str | None) -> str:
+        """Put `text` as a staged version and make it current only if `current` still is."""
+        version = str(uuid.uuid4())
+        stage = f"LCT-WRITE-{version}"
+        await client.put_secret_value(
+            SecretId=self._secret_name,
+            SecretString=text,
+            ClientRequestToken=version,
+            VersionStages=[stage],
+        )
         try:
-            if document is None:
-                response = await client.create_secret(
-                    Name=self._secret_name, SecretString=json.dumps({name: value})
+            await client.update_secret_version_stage(
+                SecretId=self._secret_name,
+                VersionStage=CURRENT,
+                MoveToVersionId=version,
+                RemoveFromVersionId=current,
+            )
+        except ClientError as exc:
+            # Refused because `current` no longer holds AWSCURRENT.
+            if _error_code(exc) == "InvalidParameterException":
+                raise _Conflict from None
+            raise
+        finally:
+            # The private stage only marked our version while it was pending; a version
+            # left without any stage is dropped by Secrets Manager in time.
+            try:
+                await client.update_secret_version_stage(
+                    SecretId=self._secret_name, VersionStage=stage, RemoveFromVersionId=version
                 )
-            else:
-                response = await client.put_secret_value(
-                    SecretId=self._secret_name, SecretString=json.dumps({**document, name: value})
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning(
+                    "%s: could not remove the stage of a pending write (%s)",
+                    self.location,
+                    type(exc).__name__,
                 )
-        except (ClientError, BotoCoreError) as exc:
-            raise SecretsUnavailableError(self._explain(exc, "write")) from None
-        return f"{self.location} key {name} (version {response.get('VersionId', '?')})"
+        return version
+
+    def _written(self, name: str, version: object) -> str:
+        return f"{self.location} key {name} (version {version or '?'})"
 
     async def aclose(self) -> None:
         """Close the Secrets Manager client."""
@@ -113,12 +176,19 @@ class AwsStore:
 
     async def _fetch(self) -> dict[str, Any] | None:
         """Return the secret's JSON object; None when the secret does not exist."""
+        document, _ = await self._fetch_current()
+        return document
+
+    async def _fetch_current(self) -> tuple[dict[str, Any] | None, str | None]:
+        """Return the current JSON object and its version id; (None, None) when absent."""
         client = await self._get_client()
         try:
-            response = await client.get_secret_value(SecretId=self._secret_name)
+            response = await client.get_secret_value(
+                SecretId=self._secret_name, VersionStage=CURRENT
+            )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return None
+            if _error_code(exc) == "ResourceNotFoundException":
+                return None, None
             raise SecretsUnavailableError(self._explain(exc, "read")) from None
         except BotoCoreError as exc:
             raise SecretsUnavailableError(self._explain(exc, "read")) from None
@@ -135,13 +205,13 @@ class AwsStore:
             raise SecretsUnavailableError(
                 f"AWS secret {self._secret_name} is not a JSON object of name → value"
             )
-        return document
+        return document, response.get("VersionId")
 
     def _explain(self, exc: Exception, action: str) -> str:
         where = f"AWS Secrets Manager ({self._region}"
         where += f", {display_url(self._endpoint_url)})" if self._endpoint_url else ")"
         if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "error")
+            code = _error_code(exc) or "error"
             return f"{where} refused the {action} of {self._secret_name} ({code})"
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return f"{where}: no usable AWS credentials (set AWS_PROFILE or the access key pair)"
@@ -150,3 +220,11 @@ class AwsStore:
         if isinstance(exc, EndpointConnectionError | ConnectionClosedError):
             return f"cannot reach {where}"
         return f"{where} failed the {action} of {self._secret_name} ({type(exc).__name__})"
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class _Conflict(Exception):
+    """AWSCURRENT moved between our read and our write."""

@@ -30,9 +30,13 @@ class SecretStore(Protocol):
         ...
 
 
-def missing_settings(provider: str, pairs: tuple[tuple[str, object], ...]) -> SecretsConfigError:
+def missing_settings(
+    provider: str, pairs: tuple[tuple[str, object], ...], *, alternative: str = ""
+) -> SecretsConfigError:
     """Name every variable `provider` needs, and which of those `pairs` left unset."""
     needed = ", ".join(variable for variable, _ in pairs)
+    if alternative:
+        needed += f" ({alternative})"
     missing = ", ".join(variable for variable, value in pairs if not value)
     return SecretsConfigError(f"SECRETS_PROVIDER={provider} needs {needed}; not set: {missing}")
 

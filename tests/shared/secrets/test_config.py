@@ -45,8 +45,26 @@ def test_vault_without_address_and_token_names_both(clean_env):
     with pytest.raises(SecretsConfigError) as caught:
         SecretsManager.from_environment()
     assert str(caught.value) == (
-        "SECRETS_PROVIDER=vault needs VAULT_ADDR, VAULT_TOKEN; not set: VAULT_ADDR, VAULT_TOKEN"
+        "SECRETS_PROVIDER=vault needs VAULT_ADDR, VAULT_TOKEN (or VAULT_ROLE_ID with "
+        "VAULT_SECRET_ID or VAULT_SECRET_ID_FILE); not set: VAULT_ADDR, VAULT_TOKEN"
     )
+
+
+def test_approle_without_a_secret_id_says_so(clean_env):
+    clean_env.setenv("SECRETS_PROVIDER", "vault")
+    clean_env.setenv("VAULT_ADDR", "http://127.0.0.1:8200")
+    clean_env.setenv("VAULT_ROLE_ID", "a-role-id")
+    with pytest.raises(SecretsConfigError) as caught:
+        SecretsManager.from_environment()
+    assert str(caught.value) == (
+        "VAULT_ROLE_ID needs VAULT_SECRET_ID or VAULT_SECRET_ID_FILE; neither is set"
+    )
+
+
+def test_unknown_secrets_service_names_the_accepted_ones(clean_env):
+    clean_env.setenv("SECRETS_SERVICE", "trading")
+    with pytest.raises(SecretsConfigError, match=r"^SECRETS_SERVICE: Input should be 'portfolio'"):
+        SecretsSettings.from_environment()
 
 
 def test_vault_without_token_names_only_the_token(clean_env):
@@ -100,9 +118,29 @@ def test_vault_secret_path_needs_a_mount_and_a_path(path):
         SecretsManager(settings=vault_settings(vault_secret_path=path))
 
 
-def test_vault_address_must_be_http_or_https():
+@pytest.mark.parametrize("addr", ["127.0.0.1:8200", "ftp://vault:8200", "http://", "http://h:x"])
+def test_vault_address_must_be_http_or_https(addr):
     with pytest.raises(SecretsConfigError, match="VAULT_ADDR must be an http:// or https://"):
-        SecretsManager(settings=vault_settings(vault_addr="127.0.0.1:8200"))
+        SecretsManager(settings=vault_settings(vault_addr=addr))
+
+
+@pytest.mark.parametrize(
+    "addr", ["http://127.0.0.1:8200?x=1", "http://127.0.0.1:8200/?", "https://vault:8200#frag"]
+)
+def test_vault_address_with_a_query_string_is_refused(addr):
+    with pytest.raises(SecretsConfigError) as caught:
+        SecretsManager(settings=vault_settings(vault_addr=addr))
+    assert str(caught.value) == (
+        "VAULT_ADDR must not carry a query string or fragment (the part from ? or #); give only "
+        "scheme, host, port and an optional path, e.g. https://vault.example:8200"
+    )
+
+
+def test_vault_address_with_a_password_is_refused_without_showing_it():
+    with pytest.raises(SecretsConfigError) as caught:
+        SecretsManager(settings=vault_settings(vault_addr="https://ops:hunter2@vault:8200"))
+    assert "hunter2" not in str(caught.value)
+    assert str(caught.value).startswith("VAULT_ADDR must not carry a user or password")
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import pytest
 
 from devstack import REPO_ROOT
 from devstack.ports import free_port
-from tests.support.vault_server import VaultTestDouble
+from tests.support.openbao import ROOT_TOKEN, OpenBao
 
-TOKEN = "vault-token-for-cli-tests"
+TOKEN = ROOT_TOKEN
 SESSION = "session-secret-" + "s" * 32
 IDENTITY = "identity-token-" + "i" * 32
 JWT_KEY = "jwt-key-value"
@@ -138,8 +138,8 @@ def test_unknown_provider_exits_2_naming_the_variable():
 
 
 @pytest.fixture(scope="module")
-def vault():
-    with VaultTestDouble(token=TOKEN) as server:
+def vault(tmp_path_factory):
+    with OpenBao(tmp_path_factory.mktemp("openbao")) as server:
         server.put(
             "secret/legacycointrader",
             {"SESSION_SECRET_KEY": SESSION, "PORTFOLIO_INTERNAL_TOKEN": IDENTITY},
@@ -147,7 +147,7 @@ def vault():
         yield server
 
 
-def vault_env(vault: VaultTestDouble, token: str = TOKEN) -> dict[str, str]:
+def vault_env(vault: OpenBao, token: str = TOKEN) -> dict[str, str]:
     return vault_env_for(vault.url, token)
 
 
@@ -200,3 +200,12 @@ def test_check_with_vault_down_reports_every_secret_unavailable():
     lines = result.stdout.splitlines()
     assert len(lines) == 7
     assert all(": UNAVAILABLE (cannot reach Vault at http://127.0.0.1:" in line for line in lines)
+
+
+def test_check_with_a_query_string_in_vault_addr_is_a_clear_error():
+    result = run("check", **vault_env_for("http://127.0.0.1:8200/?namespace=ops"))
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: VAULT_ADDR must not carry a query string or fragment (the part from ? or #); "
+        "give only scheme, host, port and an optional path, e.g. https://vault.example:8200\n"
+    )

@@ -15,11 +15,12 @@ from shared.secrets import (
     SecretsSettings,
     SecretsUnavailableError,
     api_key_secret_name,
+    api_key_username,
 )
-from tests.support.vault_server import VaultTestDouble
+from tests.support.holding_proxy import HoldingProxy
+from tests.support.openbao import OpenBao
 
 LONG = "s" * 40
-TOKEN = "vault-token-for-manager-tests"
 
 
 def env_manager(environ: dict[str, str], registry: SecretRegistry | None = None) -> SecretsManager:
@@ -41,33 +42,46 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def vault():
-    with VaultTestDouble(token=TOKEN) as server:
+def vault(tmp_path_factory):
+    with OpenBao(tmp_path_factory.mktemp("openbao")) as server:
         yield server
 
 
 @pytest.fixture
 def vault_path(vault, request):
-    vault.delay = 0.0
+    """A path of its own per test, and a token (`vault.test_token`) that may read it alone."""
     path = f"secret/{request.node.name.replace('[', '_').replace(']', '_')}"
-    yield path
-    vault.delay = 0.0
-    vault.token = TOKEN
+    vault.test_policy = "read-" + path.partition("/")[2]
+    grant_read(vault, path)
+    vault.test_token = vault.token(policies=[vault.test_policy])
+    return path
+
+
+def grant_read(vault: OpenBao, path: str) -> None:
+    mount, _, rest = path.partition("/")
+    vault.policy(vault.test_policy, f'path "{mount}/data/{rest}" {{ capabilities = ["read"] }}')
+
+
+def revoke_read(vault: OpenBao) -> None:
+    # The token stays valid but may read nothing: the store is unavailable to it.
+    vault.policy(vault.test_policy, 'path "nothing/*" { capabilities = ["deny"] }')
 
 
 def vault_manager(
-    vault: VaultTestDouble,
+    vault: OpenBao,
     path: str,
     *,
     environ: dict[str, str] | None = None,
     ttl: float = 300.0,
     clock: Clock | None = None,
     timeout: float = 2.0,
+    url: str | None = None,
+    token: str | None = None,
 ) -> SecretsManager:
     settings = SecretsSettings(
         secrets_provider="vault",
-        vault_addr=vault.url,
-        vault_token=SecretStr(TOKEN),
+        vault_addr=url or vault.url,
+        vault_token=SecretStr(token or vault.root_token),
         vault_secret_path=path,
         vault_timeout=timeout,
         secrets_cache_ttl_seconds=ttl,
@@ -245,12 +259,20 @@ async def test_cached_value_is_served_until_the_ttl_expires(vault, vault_path):
 async def test_concurrent_lookups_share_one_read_of_the_store(vault, vault_path):
     vault.put(vault_path, {"SESSION_SECRET_KEY": LONG, "IDENTITY_SERVICE_TOKEN": "t" * 32})
     manager = vault_manager(vault, vault_path)
-    before = len(vault.requests)
+    store = manager._store
+    reads = []
+    real_read = store.read
+
+    async def counted_read():
+        reads.append(1)
+        return await real_read()
+
+    store.read = counted_read
     values = await asyncio.gather(
         *(manager.require(name) for name in ["SESSION_SECRET_KEY", "IDENTITY_SERVICE_TOKEN"] * 5)
     )
     assert [value.get_secret_value() for value in values[:2]] == [LONG, "t" * 32]
-    assert vault.requests[before:] == [("GET", f"/v1/{vault_path.replace('/', '/data/', 1)}")]
+    assert len(reads) == 1
 
 
 async def test_a_ttl_of_zero_reads_the_store_every_time(vault, vault_path):
@@ -264,10 +286,10 @@ async def test_a_ttl_of_zero_reads_the_store_every_time(vault, vault_path):
 async def test_store_down_serves_the_stale_value_and_warns_without_it(vault, vault_path, caplog):
     clock = Clock()
     vault.put(vault_path, {"SESSION_SECRET_KEY": LONG})
-    manager = vault_manager(vault, vault_path, ttl=10, clock=clock)
+    manager = vault_manager(vault, vault_path, ttl=10, clock=clock, token=vault.test_token)
     await manager.require("SESSION_SECRET_KEY")
 
-    vault.token = "revoked"
+    vault.root.auth.token.revoke(vault.test_token)
     clock.now += 11
     with caplog.at_level(logging.WARNING, logger="shared.secrets"):
         value = await manager.require("SESSION_SECRET_KEY")
@@ -275,28 +297,32 @@ async def test_store_down_serves_the_stale_value_and_warns_without_it(vault, vau
     assert "serving the value cached earlier" in caplog.text
     assert "rejected VAULT_TOKEN" in caplog.text
     assert LONG not in caplog.text
-    assert TOKEN not in caplog.text
+    assert vault.test_token not in caplog.text
 
 
 async def test_store_down_with_nothing_cached_is_a_clear_error(vault, vault_path):
     vault.put(vault_path, {"SESSION_SECRET_KEY": LONG})
-    vault.delay = 1.0
-    manager = vault_manager(vault, vault_path, environ={"SESSION_SECRET_KEY": LONG}, timeout=0.3)
-    # The environment is not a silent fall-back for a store that does not answer.
-    with pytest.raises(SecretsUnavailableError) as caught:
-        await manager.require("SESSION_SECRET_KEY")
-    assert str(caught.value) == f"Vault at {vault.url} did not answer within VAULT_TIMEOUT=0.3 s"
+    with HoldingProxy(vault.port) as proxy:
+        hold = proxy.hold(b"GET /v1/secret/data/")
+        manager = vault_manager(
+            vault, vault_path, environ={"SESSION_SECRET_KEY": LONG}, timeout=0.3, url=proxy.url
+        )
+        # The environment is not a silent fall-back for a store that does not answer.
+        with pytest.raises(SecretsUnavailableError) as caught:
+            await manager.require("SESSION_SECRET_KEY")
+        hold.release()
+    assert str(caught.value) == f"Vault at {proxy.url} did not answer within VAULT_TIMEOUT=0.3 s"
 
 
 async def test_rotated_value_is_picked_up_after_the_store_recovers(vault, vault_path):
     clock = Clock()
     vault.put(vault_path, {"SESSION_SECRET_KEY": "1" * 40})
-    manager = vault_manager(vault, vault_path, ttl=5, clock=clock)
+    manager = vault_manager(vault, vault_path, ttl=5, clock=clock, token=vault.test_token)
     await manager.require("SESSION_SECRET_KEY")
-    vault.token = "revoked"
+    revoke_read(vault)
     clock.now += 6
     assert (await manager.require("SESSION_SECRET_KEY")).get_secret_value() == "1" * 40
-    vault.token = TOKEN
+    grant_read(vault, vault_path)
     vault.put(vault_path, {"SESSION_SECRET_KEY": "2" * 40})
     clock.now += 6
     assert (await manager.require("SESSION_SECRET_KEY")).get_secret_value() == "2" * 40
@@ -308,13 +334,36 @@ async def test_rotated_value_is_picked_up_after_the_store_recovers(vault, vault_
 @pytest.mark.parametrize(
     ("username", "name"),
     [
-        ("security-admin", "PORTFOLIO_API_KEY__SECURITY_ADMIN"),
+        ("security-admin", "PORTFOLIO_API_KEY__SECURITY_2DADMIN"),
         ("alice", "PORTFOLIO_API_KEY__ALICE"),
-        ("bob.smith@example", "PORTFOLIO_API_KEY__BOB_SMITH_EXAMPLE"),
+        ("bob.smith@example", "PORTFOLIO_API_KEY__BOB_2ESMITH_40EXAMPLE"),
+        ("a.b", "PORTFOLIO_API_KEY__A_2EB"),
+        ("a_b", "PORTFOLIO_API_KEY__A_5FB"),
+        ("a-b", "PORTFOLIO_API_KEY__A_2DB"),
+        ("a@b", "PORTFOLIO_API_KEY__A_40B"),
+        ("Ab", "PORTFOLIO_API_KEY___41B"),
+        ("zoë", "PORTFOLIO_API_KEY__ZO_EB"),
+        ("名", "PORTFOLIO_API_KEY___U00540D"),
     ],
 )
-def test_api_key_entry_name_is_the_upper_case_username(username, name):
+def test_api_key_entry_name_is_reversible(username, name):
     assert api_key_secret_name(username) == name
+    assert api_key_username(name) == username
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PORTFOLIO_API_KEY__A_B",  # the old, lossy form
+        "PORTFOLIO_API_KEY___61",  # `a` spelled as an escape: not the form we write
+        "PORTFOLIO_API_KEY__",
+        "PORTFOLIO_API_KEY__A_2",
+        "PORTFOLIO_API_KEY__a",
+        "SESSION_SECRET_KEY",
+    ],
+)
+def test_names_we_never_write_have_no_username(name):
+    assert api_key_username(name) is None
 
 
 async def test_env_provider_writes_nothing_back():
@@ -340,7 +389,7 @@ async def test_custom_registry_entry_min_length_applies_to_store_values(vault, v
         settings=SecretsSettings(
             secrets_provider="vault",
             vault_addr=vault.url,
-            vault_token=SecretStr(TOKEN),
+            vault_token=SecretStr(vault.root_token),
             vault_secret_path=vault_path,
         ),
         registry=registry,

@@ -1,5 +1,6 @@
 """The AWS Secrets Manager store, through aioboto3, against a moto server on 127.0.0.1."""
 
+import asyncio
 import json
 import os
 from typing import Any
@@ -10,6 +11,7 @@ from pydantic import SecretStr
 
 from devstack.ports import free_port
 from shared.secrets import SecretRegistry, SecretsManager, SecretsSettings, SecretsUnavailableError
+from tests.support.holding_proxy import HoldingProxy
 from tests.support.moto_server import FAKE_AWS_CREDENTIALS, MotoServer
 
 REGION = "eu-west-1"
@@ -53,6 +55,12 @@ def seed(moto: MotoServer, name: str, secret_string: str) -> Any:
     return client
 
 
+def current_version(client: Any, name: str) -> Any:
+    # By stage: moto answers a plain read from the version it last put itself, not from
+    # the one AWSCURRENT was moved to (AWS answers both from AWSCURRENT).
+    return client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
+
+
 def make(
     endpoint: str,
     name: str,
@@ -94,17 +102,77 @@ async def test_write_back_puts_a_new_version_keeping_every_other_entry(moto, aws
     client = seed(moto, secret_name, json.dumps({"SESSION_SECRET_KEY": LONG, "COUNT": 3}))
     async with make(moto.url, secret_name) as manager:
         where = await manager.write_api_key("security-admin", SecretStr("k" * 64))
-    current = client.get_secret_value(SecretId=secret_name)
+    current = current_version(client, secret_name)
     assert where == (
-        f"aws:{secret_name} key PORTFOLIO_API_KEY__SECURITY_ADMIN (version {current['VersionId']})"
+        f"aws:{secret_name} key PORTFOLIO_API_KEY__SECURITY_2DADMIN (version {current['VersionId']})"
     )
     assert json.loads(current["SecretString"]) == {
         "SESSION_SECRET_KEY": LONG,
         "COUNT": 3,
-        "PORTFOLIO_API_KEY__SECURITY_ADMIN": "k" * 64,
+        "PORTFOLIO_API_KEY__SECURITY_2DADMIN": "k" * 64,
     }
     versions = client.list_secret_version_ids(SecretId=secret_name)["Versions"]
     assert len(versions) == 2
+
+
+async def test_concurrent_write_backs_lose_no_key(moto, aws_env, secret_name):
+    client = seed(moto, secret_name, json.dumps({"SESSION_SECRET_KEY": LONG}))
+    managers = [make(moto.url, secret_name) for _ in range(8)]
+    try:
+        # Eight managers (as eight processes would) write at once: a write whose version
+        # was not current any more when it moved AWSCURRENT reads again and merges.
+        await asyncio.gather(
+            *(
+                manager.write_api_key(f"user{index}", str(index) * 40)
+                for index, manager in enumerate(managers)
+            )
+        )
+    finally:
+        for manager in managers:
+            await manager.aclose()
+    current = current_version(client, secret_name)
+    assert json.loads(current["SecretString"]) == {
+        "SESSION_SECRET_KEY": LONG,
+        **{f"PORTFOLIO_API_KEY__USER{index}": str(index) * 40 for index in range(8)},
+    }
+
+
+async def test_an_operator_write_between_read_and_write_is_kept(moto, aws_env, secret_name):
+    client = seed(
+        moto,
+        secret_name,
+        json.dumps({"SESSION_SECRET_KEY": LONG, "GATEWAY_JWT_PRIVATE_KEY": "old"}),
+    )
+    with HoldingProxy(moto.port) as proxy:
+        # Our read of the secret is answered, but the answer is held back while the
+        # operator puts a new signing key; then our write goes ahead with the stale read.
+        hold = proxy.hold(b"secretsmanager.GetSecretValue")
+        async with make(proxy.url, secret_name) as manager:
+            write = asyncio.ensure_future(manager.write_api_key("alice", "k" * 40))
+            assert await asyncio.to_thread(hold.answered.wait, 30)
+            client.put_secret_value(
+                SecretId=secret_name,
+                SecretString=json.dumps(
+                    {"SESSION_SECRET_KEY": LONG, "GATEWAY_JWT_PRIVATE_KEY": "new"}
+                ),
+            )
+            hold.release()
+            where = await write
+    current = current_version(client, secret_name)
+    assert json.loads(current["SecretString"]) == {
+        "SESSION_SECRET_KEY": LONG,
+        "GATEWAY_JWT_PRIVATE_KEY": "new",
+        "PORTFOLIO_API_KEY__ALICE": "k" * 40,
+    }
+    assert (
+        where == f"aws:{secret_name} key PORTFOLIO_API_KEY__ALICE (version {current['VersionId']})"
+    )
+    stages = {
+        stage
+        for version in client.list_secret_version_ids(SecretId=secret_name)["Versions"]
+        for stage in version["VersionStages"]
+    }
+    assert stages == {"AWSCURRENT", "AWSPREVIOUS"}
 
 
 async def test_write_back_creates_the_secret_when_absent(moto, aws_env, secret_name):
