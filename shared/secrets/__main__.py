@@ -1,10 +1,16 @@
-"""`python -m shared.secrets check [--service S]` and `python -m shared.secrets get NAME`."""
+"""`python -m shared.secrets check|get|provision`.
+
+`check [--service S]` and `get NAME [--service S]` read as service S does (its paths in
+Vault's per-service layout, with the credentials in the environment); `provision --vault
+--credentials-dir DIR` sets Vault up for least privilege (shared/secrets/provision.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from shared.secrets.errors import SecretsConfigError, SecretsError, SecretsUnavailableError
 from shared.secrets.manager import SecretsManager
@@ -32,10 +38,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     get = commands.add_parser("get", help="print one secret's value (for scripts)")
     get.add_argument("name")
+    get.add_argument(
+        "--service",
+        choices=[consumer.value for consumer in Consumer],
+        help="read as this service does (its paths, its credentials)",
+    )
+    provision = commands.add_parser(
+        "provision",
+        help="write Vault's policies, AppRoles and missing secrets; "
+        "each service's credentials to DIR/<service>/",
+    )
+    provision.add_argument("--vault", action="store_true", required=True, help="provision Vault")
+    provision.add_argument("--credentials-dir", type=Path, required=True, metavar="DIR")
     args = parser.parse_args(argv)
 
+    if args.command == "provision":
+        return _provision(args.credentials_dir)
     try:
-        manager = SecretsManager.from_environment()
+        manager = SecretsManager.from_environment(service=args.service)
     except SecretsConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -82,6 +102,30 @@ async def _get(manager: SecretsManager, name: str) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_MISSING
     print(value.get_secret_value())
+    return EXIT_OK
+
+
+def _provision(credentials_dir: Path) -> int:
+    # Imported here: only provisioning needs it.
+    from shared.secrets.config import SecretsSettings
+    from shared.secrets.provision import provision_vault
+
+    try:
+        report = provision_vault(SecretsSettings.from_environment(), credentials_dir)
+    except SecretsConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SecretsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MISSING
+    except OSError as exc:
+        print(
+            f"error: cannot write the credentials under {credentials_dir}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    for line in report.lines():
+        print(line)
     return EXIT_OK
 
 
