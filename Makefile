@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint bench services clean
+.PHONY: install run run-vault test test-fast lint bench services clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 
 run: install .env
 	@$(PY) -m devstack
+
+# The same stack with its secrets in a local OpenBao (one AppRole per service), not in .env.
+run-vault: install .env
+	@$(PY) -m devstack --vault
 
 # Starts PostgreSQL and Redis if they are down; installs Chromium, nginx and wrk if missing.
 services:

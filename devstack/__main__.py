@@ -9,6 +9,7 @@ refused to start.
 
 Ports: `LCT_<NAME>_PORT` (e.g. `LCT_GATEWAY_PORT=9000`) moves one process; the gateway and
 the frontend are told where the others are. `--procfile` prints the Procfile instead.
+`--vault` (`make run-vault`) keeps the secrets in a local OpenBao instead (devstack/vault.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--procfile", action="store_true", help="print the Procfile for `honcho start` and exit"
     )
+    parser.add_argument(
+        "--vault",
+        action="store_true",
+        help="keep the secrets in a local OpenBao, one AppRole per service (make run-vault)",
+    )
     return parser.parse_args(argv)
 
 
@@ -55,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render_procfile())
         return 0
     try:
-        return run(args.env_file, args.timeout)
+        return run(args.env_file, args.timeout, vault=args.vault)
     except StackError as exc:
         for line in exc.args:
             print(f"{PROGRAM}: {line}", file=sys.stderr)

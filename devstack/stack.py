@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from honcho.printer import Printer
@@ -18,8 +19,16 @@ from devstack.watcher import StartupWatcher
 PROGRAM = "devstack"
 
 
-def run(env_file: Path, timeout: float) -> int:
-    """Start the stack and block until it stops; return the exit status."""
+def run(env_file: Path, timeout: float, *, vault: bool = False) -> int:
+    """Start the stack and block until it stops; return the exit status.
+
+    With `vault` the secrets live in a local OpenBao (devstack/vault.py), not in `.env`.
+    """
+    with ExitStack() as resources:
+        return _run(env_file, timeout, vault=vault, resources=resources)
+
+
+def _run(env_file: Path, timeout: float, *, vault: bool, resources: ExitStack) -> int:
     environ = load_environment(env_file)
     ports = resolve_ports(environ)
     busy = busy_port_messages(ports)
@@ -29,6 +38,12 @@ def run(env_file: Path, timeout: float) -> int:
     if not present:
         raise StackError("no service module is in this checkout; nothing to start")
     env = stack_environment(environ, ports)
+    envs = {process.name: env for process in present}
+    if vault:
+        from devstack.vault import local_vault  # imported here: only this mode needs OpenBao
+
+        local = resources.enter_context(local_vault(REPO_ROOT / "var" / "openbao"))
+        envs = {process.name: local.environment(env, process) for process in present}
 
     printer = Printer(sys.stdout)
     watcher: StartupWatcher | None = None
@@ -38,6 +53,11 @@ def run(env_file: Path, timeout: float) -> int:
             watcher.start()
 
     manager = StackManager(printer, start_watcher)
+    if vault:
+        manager.say(
+            f"secrets: OpenBao at {local.url} (root token in {local.root_token_file}); "
+            "each process signs in with its own AppRole"
+        )
     for process in PROCESSES:
         if not process.present:
             manager.say(f"skipping {process.name}: {process.module} is not in this checkout")
@@ -47,10 +67,13 @@ def run(env_file: Path, timeout: float) -> int:
             f"{process.name}: {process.command(port, python='python').removeprefix('exec ')}"
         )
         manager.add_process(
-            process.name, process.command(port, sys.executable), env=env, cwd=REPO_ROOT
+            process.name,
+            process.command(port, sys.executable),
+            env=envs[process.name],
+            cwd=REPO_ROOT,
         )
-    # The admin step runs the identity store's command with the same environment: same database.
-    watcher = StartupWatcher(manager, present, ports, env, timeout)
+    # The admin step runs the identity store's command as the portfolio: same database.
+    watcher = StartupWatcher(manager, present, ports, envs.get("portfolio", env), timeout)
     manager.loop()
     manager.stopping.set()
     if watcher.failed:

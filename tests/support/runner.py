@@ -33,7 +33,14 @@ def distinct_free_ports(count: int) -> list[int]:
 class StackRunner:
     """The runner as a subprocess in its own session; its output is read in a thread."""
 
-    def __init__(self, env: Mapping[str, str], env_file: Path, *, timeout: float = 120) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        env_file: Path,
+        *,
+        timeout: float = 120,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.process = subprocess.Popen(
             [
                 *DEVSTACK,
@@ -41,6 +48,7 @@ class StackRunner:
                 str(env_file),
                 "--timeout",
                 str(timeout),
+                *args,
             ],
             cwd=REPO_ROOT,
             env=dict(env),
