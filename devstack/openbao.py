@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
+import subprocess  # nosec B404 - runs the bao binary with our own arguments
 import time
 from pathlib import Path
 
@@ -80,7 +80,7 @@ class OpenBaoDevServer:
         environ = {key: value for key, value in os.environ.items() if not key.startswith("VAULT_")}
         environ["HOME"] = str(self.workdir)
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own arguments
+            self.process = subprocess.Popen(  # noqa: S603  # nosec B603 - our own arguments
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -24,7 +24,7 @@ from shared.secrets import SecretRegistry, SecretsError, SecretsSettings
 from shared.secrets.provision import provision_vault
 from shared.secrets.registry import Consumer
 
-SECRET_PATH = "secret/legacycointrader"  # noqa: S105 - a path
+SECRET_PATH = "secret/legacycointrader"  # noqa: S105  # nosec B105 - a path
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class LocalVault:
                 "SECRETS_SERVICE": service.value,
                 "VAULT_ADDR": self.url,
                 "VAULT_SECRET_PATH": SECRET_PATH,
-                "VAULT_SECRET_LAYOUT": "per-service",
+                "VAULT_SECRET_LAYOUT": "per-service",  # nosec B105 - a layout name
                 "VAULT_ROLE_ID": (folder / "role_id").read_text(encoding="utf-8").strip(),
                 "VAULT_SECRET_ID_FILE": str(folder / "secret_id"),
             }
@@ -79,7 +79,7 @@ def local_vault(workdir: Path) -> Iterator[LocalVault]:
             vault_addr=server.url,
             vault_token=SecretStr(root_token),
             vault_secret_path=SECRET_PATH,
-            vault_secret_layout="per-service",  # noqa: S106 - a layout name
+            vault_secret_layout="per-service",  # noqa: S106  # nosec B106 - a layout name
         )
         try:
             provision_vault(settings, workdir / "credentials")

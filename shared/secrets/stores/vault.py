@@ -58,7 +58,9 @@ class VaultStore:
         self._addr = display_url(addr)
         self._registry = registry if registry is not None else SecretRegistry.load()
         self._service = service
-        self._per_service = settings.vault_secret_layout == "per-service"  # noqa: S105
+        self._per_service = (
+            settings.vault_secret_layout == "per-service"  # noqa: S105  # nosec B105 - a layout name
+        )
         self.location = f"vault:{self._mount}/{self._base}"
         self._client = hvac.Client(url=addr, verify=self._verify, timeout=self._timeout)
         self.auth = VaultAuth(self._client, settings, where=self._addr)

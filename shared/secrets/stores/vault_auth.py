@@ -152,7 +152,8 @@ class VaultAuth:
 
     def _read_secret_id(self) -> str:
         if self._secret_id_file is None:
-            assert self._secret_id is not None  # checked in __init__
+            if self._secret_id is None:  # refused in __init__ already
+                raise SecretsConfigError("VAULT_ROLE_ID needs VAULT_SECRET_ID")
             return self._secret_id.get_secret_value()
         try:
             text = Path(self._secret_id_file).read_text(encoding="utf-8").strip()
