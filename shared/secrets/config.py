@@ -41,6 +41,8 @@ class SecretsSettings(BaseSettings):
     vault_addr: str | None = None
     vault_token: SecretStr | None = None
     vault_role_id: str | None = None
+    # For a deployment where the role id, too, arrives as a file (e.g. compose's provisioning).
+    vault_role_id_file: Path | None = None
     vault_secret_id: SecretStr | None = None
     vault_secret_id_file: Path | None = None
     vault_approle_mount: str = "approle"

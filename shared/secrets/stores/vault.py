@@ -43,7 +43,9 @@ class VaultStore:
         service: Consumer | None = None,
     ) -> None:
         addr = settings.vault_addr
-        if not addr or not (settings.vault_token or settings.vault_role_id):
+        if not addr or not (
+            settings.vault_token or settings.vault_role_id or settings.vault_role_id_file
+        ):
             raise missing_settings(
                 "vault",
                 (("VAULT_ADDR", addr), ("VAULT_TOKEN", settings.vault_token)),

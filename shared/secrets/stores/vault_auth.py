@@ -46,10 +46,11 @@ class VaultAuth:
         self._clock = clock
         self._lock = threading.Lock()
         self._role_id = settings.vault_role_id or None
+        self._role_id_file = settings.vault_role_id_file
         self._secret_id = settings.vault_secret_id
         self._secret_id_file = settings.vault_secret_id_file
         self._mount = settings.vault_approle_mount.strip("/") or "approle"
-        self.approle = self._role_id is not None
+        self.approle = self._role_id is not None or self._role_id_file is not None
         if self.approle and self._secret_id is None and self._secret_id_file is None:
             raise SecretsConfigError(
                 "VAULT_ROLE_ID needs VAULT_SECRET_ID or VAULT_SECRET_ID_FILE; neither is set"
@@ -130,9 +131,10 @@ class VaultAuth:
 
     def _login(self) -> None:
         secret_id = self._read_secret_id()
+        role_id = self._role_id or _read_file("VAULT_ROLE_ID_FILE", self._role_id_file)
         try:
             auth = self._client.auth.approle.login(
-                role_id=self._role_id, secret_id=secret_id, mount_point=self._mount
+                role_id=role_id, secret_id=secret_id, mount_point=self._mount
             )["auth"]
         except (
             hvac.exceptions.InvalidRequest,
@@ -155,15 +157,7 @@ class VaultAuth:
             if self._secret_id is None:  # refused in __init__ already
                 raise SecretsConfigError("VAULT_ROLE_ID needs VAULT_SECRET_ID")
             return self._secret_id.get_secret_value()
-        try:
-            text = Path(self._secret_id_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SecretsConfigError(
-                f"VAULT_SECRET_ID_FILE={self._secret_id_file} cannot be read ({exc.strerror})"
-            ) from None
-        if not text:
-            raise SecretsConfigError(f"VAULT_SECRET_ID_FILE={self._secret_id_file} is empty")
-        return text
+        return _read_file("VAULT_SECRET_ID_FILE", self._secret_id_file)
 
     def _remember(self, ttl: float, renewable: bool) -> None:
         self._ttl = ttl
@@ -173,3 +167,16 @@ class VaultAuth:
     def describe(self) -> dict[str, Any]:
         """Return the counters and the token's lifetime, for tests and diagnostics."""
         return {"logins": self.logins, "renewals": self.renewals, "ttl": self._ttl}
+
+
+def _read_file(variable: str, file: Path | None) -> str:
+    """Return the stripped text of a credentials file; a clear error naming the variable."""
+    if file is None:
+        raise SecretsConfigError(f"{variable} is not set")
+    try:
+        text = Path(file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretsConfigError(f"{variable}={file} cannot be read ({exc.strerror})") from None
+    if not text:
+        raise SecretsConfigError(f"{variable}={file} is empty")
+    return text

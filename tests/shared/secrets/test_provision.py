@@ -12,7 +12,13 @@ import pytest
 from pydantic import SecretStr
 
 from devstack import REPO_ROOT
-from shared.secrets import SecretRegistry, SecretsManager, SecretsSettings, SecretsUnavailableError
+from shared.secrets import (
+    SecretRegistry,
+    SecretsConfigError,
+    SecretsManager,
+    SecretsSettings,
+    SecretsUnavailableError,
+)
 from shared.secrets.provision import provision_vault
 from tests.support.openbao import ROOT_TOKEN, OpenBao
 
@@ -38,13 +44,21 @@ def root_settings(bao: OpenBao) -> SecretsSettings:
     )
 
 
-def service_manager(bao: OpenBao, credentials, service: str, *, as_service: str | None = None):
+def service_manager(
+    bao: OpenBao,
+    credentials,
+    service: str,
+    *,
+    as_service: str | None = None,
+    role_id_file: bool = False,
+):
     """A manager signing in with `service`'s AppRole credentials, reading as `as_service`."""
     folder = credentials / service
     settings = SecretsSettings(
         secrets_provider="vault",
         vault_addr=bao.url,
-        vault_role_id=(folder / "role_id").read_text().strip(),
+        vault_role_id=None if role_id_file else (folder / "role_id").read_text().strip(),
+        vault_role_id_file=folder / "role_id" if role_id_file else None,
         vault_secret_id_file=folder / "secret_id",
         vault_secret_path=BASE,
         vault_secret_layout="per-service",
@@ -115,11 +129,40 @@ def test_credentials_are_private_files(provisioned):
         ("stub", ["GATEWAY_ASSERTION_PUBLIC_KEY"]),
     ],
 )
-async def test_each_service_resolves_what_it_requires_with_its_approle(provisioned, service, names):
+@pytest.mark.parametrize("role_id_file", [False, True])
+async def test_each_service_resolves_what_it_requires_with_its_approle(
+    provisioned, service, names, role_id_file
+):
     bao, credentials, _ = provisioned
-    async with service_manager(bao, credentials, service) as manager:
+    async with service_manager(bao, credentials, service, role_id_file=role_id_file) as manager:
         resolved = await manager.require_for_service(service)
     assert sorted(resolved) == sorted(names)
+
+
+async def test_an_unreadable_secret_id_file_is_a_clear_error(provisioned, tmp_path):
+    bao, credentials, _ = provisioned
+    manager = service_manager(bao, credentials, "stub")
+    manager._store.auth._secret_id_file = tmp_path / "absent"
+    with pytest.raises(SecretsConfigError) as caught:
+        await manager.get("GATEWAY_ASSERTION_PUBLIC_KEY")
+    await manager.aclose()
+    assert str(caught.value) == (
+        f"VAULT_SECRET_ID_FILE={tmp_path / 'absent'} cannot be read (No such file or directory)"
+    )
+
+
+async def test_a_wrong_secret_id_is_refused_at_login(provisioned, tmp_path):
+    bao, credentials, _ = provisioned
+    wrong = tmp_path / "secret_id"
+    wrong.write_text("00000000-0000-0000-0000-000000000000\n")
+    manager = service_manager(bao, credentials, "stub")
+    manager._store.auth._secret_id_file = wrong
+    with pytest.raises(SecretsUnavailableError) as caught:
+        await manager.get("GATEWAY_ASSERTION_PUBLIC_KEY")
+    await manager.aclose()
+    assert str(caught.value) == (
+        f"Vault at {bao.url} refused the AppRole login (check VAULT_ROLE_ID and the secret id)"
+    )
 
 
 async def test_the_frontend_is_refused_the_gateway_signing_key(provisioned):
