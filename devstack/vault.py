@@ -39,13 +39,17 @@ class LocalVault:
         """Return `base` without any managed secret, plus this process's Vault sign-in."""
         managed = {name for entry in SecretRegistry.load() for name in entry.candidates}
         env = {key: value for key, value in base.items() if key not in managed}
-        env = {key: value for key, value in env.items() if not key.startswith("VAULT_")}
+        # Each service names itself to the secrets layer; SECRETS_SERVICE would only override.
+        env = {
+            key: value
+            for key, value in env.items()
+            if not key.startswith("VAULT_") and key != "SECRETS_SERVICE"
+        }
         service = consumer_of(process)
         folder = self.credentials / service.value
         env.update(
             {
                 "SECRETS_PROVIDER": "vault",
-                "SECRETS_SERVICE": service.value,
                 "VAULT_ADDR": self.url,
                 "VAULT_SECRET_PATH": SECRET_PATH,
                 "VAULT_SECRET_LAYOUT": "per-service",  # nosec B105 - a layout name

@@ -103,7 +103,7 @@ class GatewaySecrets:
 async def load_secrets() -> GatewaySecrets:
     """Resolve the gateway's secrets through the shared secrets layer."""
     try:
-        async with SecretsManager.from_environment() as manager:
+        async with SecretsManager.from_environment(service="gateway") as manager:
             return GatewaySecrets(
                 jwt_private_key=await manager.require("GATEWAY_JWT_PRIVATE_KEY"),
                 assertion_private_key=await manager.require("GATEWAY_ASSERTION_PRIVATE_KEY"),

@@ -82,7 +82,7 @@ def load_settings() -> Settings:
 async def load_secrets() -> FrontendSecrets:
     """Resolve the session secret (or an alias) through the secrets layer, or refuse to start."""
     try:
-        async with SecretsManager.from_environment() as manager:
+        async with SecretsManager.from_environment(service="frontend") as manager:
             secret = await manager.require(SESSION_SECRET_NAME)
     except SecretsError as exc:
         # The layer's messages name the secret, its aliases and the store, never a value.

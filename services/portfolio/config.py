@@ -104,7 +104,7 @@ def load_settings() -> PortfolioSettings:
 def open_secrets() -> SecretsManager:
     """Open the secrets layer the environment configures."""
     try:
-        return SecretsManager.from_environment()
+        return SecretsManager.from_environment(service="portfolio")
     except SecretsError as exc:
         raise ConfigurationError(str(exc)) from None
 

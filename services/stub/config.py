@@ -50,7 +50,7 @@ def load_settings() -> StubSettings:
 async def load_secrets() -> StubSecrets:
     """Resolve the gateway's assertion public key through the shared secrets layer."""
     try:
-        async with SecretsManager.from_environment() as manager:
+        async with SecretsManager.from_environment(service="stub") as manager:
             key = await manager.require("GATEWAY_ASSERTION_PUBLIC_KEY")
     except SecretsError as exc:
         raise StartupError(f"stub cannot start: {exc}") from None

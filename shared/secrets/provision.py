@@ -251,7 +251,8 @@ def _secret_id_alive(client: hvac.Client, approle: str, role: str, file: Path) -
         )
     except hvac.exceptions.InvalidPath:
         return False
-    return bool(answer and answer.get("data"))
+    # An unknown secret id is an empty answer (204), not an error.
+    return isinstance(answer, dict) and bool(answer.get("data"))
 
 
 def _private_dir(folder: Path) -> None:

@@ -47,8 +47,10 @@ def test_the_stack_runs_on_openbao_with_one_approle_per_service(stack_env, env_f
         for name, pid in stack.children().items():
             env = environment_of(pid)
             assert env["SECRETS_PROVIDER"] == "vault", name
-            assert env["SECRETS_SERVICE"] == SERVICE_OF.get(name, "stub"), name
-            assert env["VAULT_SECRET_ID_FILE"].endswith(f"/{env['SECRETS_SERVICE']}/secret_id")
+            service = SERVICE_OF.get(name, "stub")
+            assert env["VAULT_SECRET_ID_FILE"].endswith(f"/{service}/secret_id"), name
+            assert env["VAULT_SECRET_LAYOUT"] == "per-service", name
+            assert "SECRETS_SERVICE" not in env, name
             assert "VAULT_TOKEN" not in env, name
             assert not MANAGED_NAMES & set(env), name
 

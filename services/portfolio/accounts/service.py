@@ -442,7 +442,7 @@ class IdentityService:
         if self._secrets is not None:
             yield self._secrets
             return
-        manager = SecretsManager.from_environment()
+        manager = SecretsManager.from_environment(service="portfolio")
         try:
             yield manager
         finally:

@@ -305,6 +305,19 @@ def test_provision_command_is_idempotent(tmp_path):
         assert "(permission denied)" in refused.stderr
 
 
+def test_credentials_of_another_server_are_replaced(tmp_path):
+    credentials = tmp_path / "credentials"
+    with OpenBao(tmp_path) as bao:
+        provision_vault(root_settings(bao), credentials)
+    old = (credentials / "stub" / "secret_id").read_text()
+    with OpenBao(tmp_path) as bao:  # a new, empty dev server: the old secret ids mean nothing
+        report = provision_vault(root_settings(bao), credentials)
+        assert report.new_secret_ids == list(SERVICES)
+        assert (credentials / "stub" / "secret_id").read_text() != old
+        token = approle_token(bao, credentials, "stub")
+    assert token
+
+
 def test_provision_migrates_the_single_document_layout(tmp_path):
     with OpenBao(tmp_path) as bao:
         bao.put(BASE, {"FLASK_SECRET_KEY": "f" * 40, "PORTFOLIO_INTERNAL_TOKEN": "t" * 40})
