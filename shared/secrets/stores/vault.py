@@ -213,12 +213,12 @@ class VaultStore:
             try:
                 return await anyio.to_thread.run_sync(work)
             except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
+                valid = await anyio.to_thread.run_sync(self._token_is_valid)
                 # An AppRole token Vault no longer honours (revoked, expired while we were
-                # idle): log in again once before calling it a denial.
-                if attempt == 1 and await self._recover():
+                # idle): log in again once. A valid token that is denied stays denied.
+                if attempt == 1 and valid is False and await self._recover():
                     continue
-                denied = await self._denied_message(action, where)
-                raise SecretsUnavailableError(denied) from None
+                raise SecretsUnavailableError(self._denied_message(action, where, valid)) from None
             except hvac.exceptions.InvalidRequest as exc:
                 if cas_conflict_ok and "check-and-set" in str(exc):
                     raise _CasConflict from None
@@ -251,8 +251,7 @@ class VaultStore:
     async def _recover(self) -> bool:
         return await anyio.to_thread.run_sync(self.auth.recover)
 
-    async def _denied_message(self, action: str, where: str) -> str:
-        valid = await anyio.to_thread.run_sync(self._token_is_valid)
+    def _denied_message(self, action: str, where: str, valid: bool | None) -> str:
         credential = self.auth.credential
         if valid is False:
             return f"Vault at {self._addr} rejected {credential} (permission denied)"

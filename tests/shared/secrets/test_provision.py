@@ -183,10 +183,12 @@ async def test_the_frontend_is_refused_the_gateway_signing_key(provisioned):
     async with service_manager(bao, credentials, "frontend", as_service="gateway") as manager:
         with pytest.raises(SecretsUnavailableError) as caught:
             await manager.get("GATEWAY_JWT_PRIVATE_KEY")
+        logins = manager._store.auth.logins
     assert str(caught.value) == (
         "the AppRole login (VAULT_ROLE_ID) may not read vault:secret/legacycointrader/gateway "
         f"at {bao.url} (permission denied)"
     )
+    assert logins == 1  # a denial is not mistaken for a dead token
 
 
 async def test_a_stub_cannot_write(provisioned):
