@@ -37,7 +37,7 @@ class OpenBao(OpenBaoDevServer):
     def start(self, timeout: float = 30.0) -> OpenBao:
         """Start (or start again, empty, on the same port) the server."""
         super().start(timeout)
-        # A fresh HTTP session: connections to a stopped server are dead.
+        # A fresh connection pool: connections to a stopped server are dead.
         self.root.adapter.close()
         self.root = hvac.Client(url=self.url, token=ROOT_TOKEN, timeout=10)
         return self

@@ -1,0 +1,76 @@
+"""Where each secret lives in Vault's per-service layout, and the policies that follow."""
+
+import pytest
+
+from shared.secrets import ManagedSecret, SecretRegistry
+from shared.secrets.layout import home, home_of, policy_document, readable_paths
+from shared.secrets.registry import Consumer
+
+REGISTRY = SecretRegistry.load()
+
+
+@pytest.mark.parametrize(
+    ("service", "paths"),
+    [
+        (Consumer.PORTFOLIO, ["shared", "portfolio-gateway", "portfolio", "api-keys"]),
+        (Consumer.GATEWAY, ["shared", "gateway", "portfolio-gateway"]),
+        (Consumer.FRONTEND, ["shared", "frontend"]),
+        (Consumer.STUB, ["shared"]),
+        (
+            None,
+            [
+                "shared",
+                "frontend",
+                "gateway",
+                "portfolio-gateway",
+                "portfolio",
+                "operator",
+                "api-keys",
+            ],
+        ),
+    ],
+)
+def test_each_service_reads_only_its_paths(service, paths):
+    assert readable_paths(REGISTRY, service) == paths
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("SESSION_SECRET_KEY", "frontend"),
+        ("FLASK_SECRET_KEY", "frontend"),
+        ("GATEWAY_JWT_PRIVATE_KEY", "gateway"),
+        ("GATEWAY_JWT_PREVIOUS_PUBLIC_KEY", "shared"),
+        ("GATEWAY_ASSERTION_PRIVATE_KEY", "gateway"),
+        ("GATEWAY_ASSERTION_PUBLIC_KEY", "shared"),
+        ("IDENTITY_SERVICE_TOKEN", "portfolio-gateway"),
+        ("PORTFOLIO_NEW_API_KEY", "portfolio"),
+        ("PORTFOLIO_API_KEY__A_2EB", "api-keys"),
+        ("SOMETHING_UNDECLARED", "operator"),
+    ],
+)
+def test_every_name_has_one_home(name, path):
+    assert home_of(name, REGISTRY) == path
+
+
+def test_a_secret_nobody_reads_is_for_the_operator_alone():
+    entry = ManagedSecret(name="BREAK_GLASS", description="x")
+    assert home(entry) == "operator"
+    registry = SecretRegistry([entry])
+    assert all("operator" not in readable_paths(registry, service) for service in Consumer)
+
+
+def test_only_the_portfolio_may_write_and_only_the_api_keys():
+    assert policy_document(REGISTRY, Consumer.PORTFOLIO, "secret", "legacycointrader") == (
+        'path "secret/data/legacycointrader/shared" {\n  capabilities = ["read"]\n}\n\n'
+        'path "secret/data/legacycointrader/portfolio-gateway" {\n  capabilities = ["read"]\n}\n\n'
+        'path "secret/data/legacycointrader/portfolio" {\n  capabilities = ["read"]\n}\n\n'
+        'path "secret/data/legacycointrader/api-keys" {\n'
+        '  capabilities = ["create", "update", "read"]\n}\n\n'
+        'path "secret/metadata/legacycointrader/api-keys" {\n  capabilities = ["read"]\n}\n'
+    )
+    for service in (Consumer.GATEWAY, Consumer.FRONTEND, Consumer.STUB):
+        document = policy_document(REGISTRY, service, "secret", "legacycointrader")
+        assert "create" not in document
+        assert "update" not in document
+        assert "api-keys" not in document
