@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from pydantic import SecretStr
@@ -18,6 +18,7 @@ from shared.secrets.errors import InvalidSecretError, MissingSecretError, Secret
 from shared.secrets.layout import API_KEY_SECRET_PREFIX
 from shared.secrets.registry import Consumer, ManagedSecret, SecretRegistry
 from shared.secrets.stores import SecretStore, create_store
+from shared.secrets.stores.base import Document
 
 logger = logging.getLogger("shared.secrets")
 
@@ -285,9 +286,11 @@ class SecretsManager:
             )
             cached.expires_at = now + ttl
             return cached.resolved
-        resolved = self._lookup(name, candidates, document, store.location) or self._lookup(
-            name, candidates, self._environ, ENVIRONMENT
-        )
+        resolved = self._lookup(name, candidates, document, store.location)
+        if resolved is not None and isinstance(document, Document):
+            # The precise path, when the store reads several (Vault's per-service layout).
+            resolved = replace(resolved, origin=document.origins.get(resolved.key, store.location))
+        resolved = resolved or self._lookup(name, candidates, self._environ, ENVIRONMENT)
         # Kept even with a TTL of 0: then it is never fresh, but still the fallback
         # while the store is down.
         self._cache[name] = _CacheEntry(resolved, now + ttl)

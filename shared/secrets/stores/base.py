@@ -30,6 +30,14 @@ class SecretStore(Protocol):
         ...
 
 
+class Document(dict[str, str]):
+    """A store's name → value, with where each came from when it reads several places."""
+
+    def __init__(self, values: Mapping[str, str], origins: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self.origins = dict(origins)
+
+
 def missing_settings(
     provider: str, pairs: tuple[tuple[str, object], ...], *, alternative: str = ""
 ) -> SecretsConfigError:

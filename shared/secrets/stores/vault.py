@@ -21,7 +21,7 @@ from shared.secrets import layout
 from shared.secrets.config import SecretsSettings
 from shared.secrets.errors import SecretsUnavailableError
 from shared.secrets.registry import Consumer, SecretRegistry
-from shared.secrets.stores.base import display_url, missing_settings, string_values
+from shared.secrets.stores.base import Document, display_url, missing_settings, string_values
 from shared.secrets.stores.vault_auth import VaultAuth
 
 logger = logging.getLogger("shared.secrets")
@@ -82,19 +82,21 @@ class VaultStore:
     async def read(self) -> Mapping[str, str]:
         """Return the latest data of every path this service reads, merged."""
         merged: dict[str, Any] = {}
+        origins: dict[str, str] = {}
         found = False
         for path in self._paths():
             data, _ = await self._call(partial(self._read_current, path), "read", path)
             if data is not None:
                 found = True
                 merged.update(data)
+                origins.update(dict.fromkeys(data, f"vault:{self._mount}/{path}"))
         if not found:
             where = ", ".join(f"{self._mount}/{path}" for path in self._paths())
             raise SecretsUnavailableError(
                 f"Vault at {self._addr} has no secret at {where} (404); "
                 "VAULT_SECRET_PATH must name an existing <mount>/<path> on a KV v2 mount"
             )
-        return string_values(merged, self.location)
+        return Document(string_values(merged, self.location), origins)
 
     async def write(self, name: str, value: str) -> str:
         """Write a new version with `name` set, every other key kept (check-and-set)."""

@@ -297,7 +297,8 @@ def test_provision_command_is_idempotent(tmp_path):
         check = run_cli(frontend, "check", "--service", "frontend")
         assert check.returncode == 0, check.stdout + check.stderr
         assert check.stdout == (
-            "SESSION_SECRET_KEY: required by frontend: resolved from vault:secret/legacycointrader\n"
+            "SESSION_SECRET_KEY: required by frontend: resolved from "
+            "vault:secret/legacycointrader/frontend\n"
         )
         got = run_cli(frontend, "get", "SESSION_SECRET_KEY", "--service", "frontend")
         assert got.stdout.strip() == stored["frontend"]["SESSION_SECRET_KEY"]
