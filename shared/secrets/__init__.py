@@ -7,6 +7,11 @@ name then aliases in declared order; store reads are cached for
 `SECRETS_CACHE_TTL_SECONDS`. `write_api_key` stores a user's key under
 `PORTFOLIO_API_KEY__<encoded username>` (`api_key_secret_name`, reversible). The `*_sync` twins serve start-up
 code and scripts that have no event loop. Start-up code catches `SecretsError`.
+
+Vault's `per-service` layout (`VAULT_SECRET_LAYOUT`, `shared.secrets.layout`) keeps each
+secret where only its readers may read it; `SecretsManager(service=...)` reads that
+service's paths, signing in with `VAULT_TOKEN` or an AppRole. `shared.secrets.provision`
+writes the policies, AppRoles, missing secrets and each service's credentials.
 """
 
 from shared.secrets.config import SecretsSettings

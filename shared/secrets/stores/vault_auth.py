@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import hvac
 import hvac.exceptions
@@ -163,10 +162,6 @@ class VaultAuth:
         self._ttl = ttl
         self._renewable = renewable
         self._since = self._clock()
-
-    def describe(self) -> dict[str, Any]:
-        """Return the counters and the token's lifetime, for tests and diagnostics."""
-        return {"logins": self.logins, "renewals": self.renewals, "ttl": self._ttl}
 
 
 def _read_file(variable: str, file: Path | None) -> str:
