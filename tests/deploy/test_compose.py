@@ -8,6 +8,7 @@ secret value anywhere in the file.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ import yaml
 
 from devstack import REPO_ROOT
 from devstack.processes import PROCESSES
+from services.api_gateway.config import IpNetwork
+from services.api_gateway.context import client_address
 from shared.roles import Service
 from shared.secrets.registry import SecretRegistry
 
@@ -232,8 +235,89 @@ class TestPublishedPorts:
         assert "listen 8001;" in internal
         assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in internal
 
+    def test_postgres_is_ready_only_once_it_listens_on_tcp(self, services):
+        # The image's first start runs a temporary server on the Unix socket only.
+        assert services["postgres"]["healthcheck"]["test"] == [
+            "CMD",
+            "pg_isready",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "legacycointrader",
+            "-d",
+            "portfolio",
+        ]
+
     def test_gateway_shares_its_state_in_redis(self, services):
         assert environment_of(services["gateway"])["GATEWAY_STATE_URL"] == "redis://redis:6379/0"
+
+
+def trusted_proxies(services: dict[str, dict[str, Any]]) -> tuple[IpNetwork, ...]:
+    value = environment_of(services["gateway"])["GATEWAY_TRUSTED_PROXIES"]
+    return tuple(ipaddress.ip_network(part.strip()) for part in value.split(","))
+
+
+class TestNetwork:
+    """A pinned subnet, so the gateway can trust exactly the load balancer and the frontend."""
+
+    def test_the_compose_network_has_a_pinned_subnet(self, compose):
+        (pool,) = compose["networks"]["default"]["ipam"]["config"]
+        assert pool == {
+            "subnet": "10.117.17.0/24",
+            "gateway": "10.117.17.1",
+            "ip_range": "10.117.17.128/25",
+        }
+
+    @pytest.mark.parametrize(
+        ("name", "address"), [("gateway-lb", "10.117.17.10"), ("frontend", "10.117.17.11")]
+    )
+    def test_the_forwarding_services_have_pinned_addresses(self, services, name, address):
+        assert services[name]["networks"]["default"]["ipv4_address"] == address
+
+    def test_pinned_addresses_are_never_handed_to_another_container(self, compose, services):
+        (pool,) = compose["networks"]["default"]["ipam"]["config"]
+        subnet = ipaddress.ip_network(pool["subnet"])
+        dynamic = ipaddress.ip_network(pool["ip_range"])
+        pinned = [
+            ipaddress.ip_address(network["ipv4_address"])
+            for service in services.values()
+            if isinstance(service.get("networks"), dict)
+            for network in service["networks"].values()
+            if network and "ipv4_address" in network
+        ]
+        assert len(pinned) == len(set(pinned)) == 2
+        for address in pinned:
+            assert address in subnet
+            assert address not in dynamic
+            assert address != ipaddress.ip_address(pool["gateway"])
+
+    def test_gateway_trusts_only_the_load_balancer_and_the_frontend(self, services):
+        assert trusted_proxies(services) == (
+            ipaddress.ip_network("10.117.17.10/32"),
+            ipaddress.ip_network("10.117.17.11/32"),
+        )
+
+    @pytest.mark.parametrize(
+        ("peer", "forwarded_for", "client"),
+        [
+            # Published :8000: the load balancer overwrites the header with what it saw.
+            ("10.117.17.10", "203.0.113.5", "203.0.113.5"),
+            # Published-port traffic seen from the bridge address stays that one address.
+            ("10.117.17.10", "10.117.17.1", "10.117.17.1"),
+            # The frontend's login through :8001: browser address, then the frontend's.
+            ("10.117.17.10", "198.51.100.7, 10.117.17.11", "198.51.100.7"),
+            # A forged chain through :8001 from another container stops at that container.
+            ("10.117.17.10", "198.51.100.7, 10.117.17.130", "10.117.17.130"),
+            # Any other container calling the gateway directly counts as itself.
+            ("10.117.17.130", "198.51.100.7", "10.117.17.130"),
+            ("10.117.17.1", "198.51.100.7", "10.117.17.1"),
+        ],
+    )
+    def test_gateway_sees_the_address_the_load_balancer_reports(
+        self, services, peer, forwarded_for, client
+    ):
+        trusted = trusted_proxies(services)
+        assert client_address(peer, forwarded_for.encode(), trusted) == client
 
 
 class TestSecrets:
