@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint bench services clean
+.PHONY: install run test test-fast lint bench services clean compose-env
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 
 run: install .env
 	@$(PY) -m devstack
+
+# The credentials of `docker compose --env-file compose.env`, generated once and then kept
+# (PostgreSQL applies its password only when it creates its volume). Standard library only.
+compose-env:
+	@$(PYTHON) docker/compose_env.py compose.env
 
 # Starts PostgreSQL and Redis if they are down; installs Chromium, nginx and wrk if missing.
 services:
