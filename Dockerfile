@@ -35,9 +35,12 @@ RUN groupadd --system --gid 10001 app \
       --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
-# Files stay root-owned, so they are read-only to `app`; only var/ is writable.
+# Files stay root-owned, so they are read-only to `app`; only var/ is writable, and the
+# mount point of the vault-unseal volume, which a new volume takes its owner and mode from.
 COPY . /app
-RUN mkdir -p /app/var && chown app:app /app/var
+RUN mkdir -p /app/var /var/lib/vault-unseal \
+ && chown app:app /app/var /var/lib/vault-unseal \
+ && chmod 700 /var/lib/vault-unseal
 USER 10001:10001
 EXPOSE 8000
 # Every service listens on 0.0.0.0 inside its own container; compose sets the command.
