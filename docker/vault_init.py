@@ -58,7 +58,7 @@ ACCESSOR_FILE_NAME = "service-token-accessor"
 POLICY_NAME = "legacycointrader-services"
 # The services never renew their token, so it lives as long as the server allows
 # (docker/openbao/bao.hcl raises max_lease_ttl to match); vault-init recreates it if gone.
-SERVICE_TOKEN_TTL = "87600h"  # noqa: S105 - a duration, not a secret
+SERVICE_TOKEN_TTL = "87600h"  # noqa: S105  # nosec B105 - a duration, not a secret
 
 # Not an answer yet: the server is starting, sealed, or has no active node for a moment.
 TRANSIENT = (
