@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import hvac
@@ -185,10 +186,28 @@ def write_back(bao: PersistentOpenBao, name: str, value: str) -> str:
     return asyncio.run(write())
 
 
+@dataclass
+class FirstStart:
+    bao: PersistentOpenBao
+    init_file: Path
+    result: subprocess.CompletedProcess[str]
+    seal_before: dict[str, object]
+
+
+@pytest.fixture(scope="class")
+def first_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstStart]:
+    """One new Vault and the job's first run on it, shared by tests that only read."""
+    directory = tmp_path_factory.mktemp("first-start")
+    init_file = directory / "vault-unseal" / "init.json"
+    with PersistentOpenBao(directory / "bao") as bao:
+        seal_before = bao.seal_status()
+        yield FirstStart(bao, init_file, run_job(job_env(bao, init_file), JOB), seal_before)
+
+
 class TestFirstStart:
-    def test_initialises_unseals_and_writes_every_required_secret(self, bao, init_file):
-        assert bao.seal_status()["initialized"] is False
-        result = run_job(job_env(bao, init_file), JOB)
+    def test_initialises_unseals_and_writes_every_required_secret(self, first_start):
+        bao, init_file, result = first_start.bao, first_start.init_file, first_start.result
+        assert first_start.seal_before["initialized"] is False
         assert result.returncode == 0, result.stderr
         assert bao.seal_status()["sealed"] is False
         data, version = stored(bao)
@@ -201,18 +220,16 @@ class TestFirstStart:
             assert value not in output
         assert material["root_token"] != VAULT_TOKEN
 
-    def test_services_resolve_every_secret_from_what_the_job_wrote(self, bao, init_file):
-        env = job_env(bao, init_file)
-        assert run_job(env, JOB).returncode == 0
+    def test_services_resolve_every_secret_from_what_the_job_wrote(self, first_start):
+        env = job_env(first_start.bao, first_start.init_file)
         check = run_job(env, "-m", "shared.secrets", "check")
         assert check.returncode == 0, check.stdout + check.stderr
         for name in REQUIRED:
             assert f"{name}: required by" in check.stdout
         assert check.stdout.count(f"resolved from vault:{SECRET_PATH}") >= len(REQUIRED)
 
-    def test_the_services_token_reaches_its_one_secret_only(self, bao, init_file):
-        assert run_job(job_env(bao, init_file), JOB).returncode == 0
-        services = client(bao)
+    def test_the_services_token_reaches_its_one_secret_only(self, first_start):
+        services = client(first_start.bao)
         with pytest.raises(hvac.exceptions.Forbidden):
             services.secrets.kv.v2.create_or_update_secret(
                 path="elsewhere", secret={"x": "y"}, mount_point="secret"
@@ -221,6 +238,18 @@ class TestFirstStart:
             services.sys.list_mounted_secrets_engines()
         # The services never renew it: it must outlive any ordinary stack.
         assert services.lookup_token()["data"]["ttl"] > 365 * 24 * 3600
+
+    def test_a_second_run_changes_nothing(self, first_start):
+        bao, init_file = first_start.bao, first_start.init_file
+        before = stored(bao)
+        files = {path.name: path.read_bytes() for path in init_file.parent.iterdir()}
+        result = run_job(job_env(bao, init_file), JOB)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [
+            f"vault-init: {SECRET_PATH} already holds every required secret; nothing written"
+        ]
+        assert stored(bao) == before
+        assert {path.name: path.read_bytes() for path in init_file.parent.iterdir()} == files
 
     def test_job_waits_for_a_vault_that_is_still_starting(self, tmp_path, init_file):
         server = PersistentOpenBao(tmp_path / "late")
@@ -266,19 +295,6 @@ class TestRestart:
         assert after["PORTFOLIO_API_KEY__OPS"] == "written-back-value"
         assert version_after == version == 2
         assert init_file.read_text() == material
-
-    def test_a_second_run_changes_nothing(self, bao, init_file):
-        env = job_env(bao, init_file)
-        assert run_job(env, JOB).returncode == 0
-        before = stored(bao)
-        files = {path.name: path.read_bytes() for path in init_file.parent.iterdir()}
-        result = run_job(env, JOB)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.splitlines() == [
-            f"vault-init: {SECRET_PATH} already holds every required secret; nothing written"
-        ]
-        assert stored(bao) == before
-        assert {path.name: path.read_bytes() for path in init_file.parent.iterdir()} == files
 
     def test_a_changed_vault_token_replaces_the_old_one(self, bao, init_file):
         assert run_job(job_env(bao, init_file), JOB).returncode == 0
