@@ -95,3 +95,29 @@ def test_make_target_writes_the_file_once(tmp_path):
 @pytest.mark.parametrize("ignore_file", [".gitignore", ".dockerignore"])
 def test_the_file_is_never_committed_nor_sent_to_a_build(ignore_file):
     assert "compose.env" in (REPO_ROOT / ignore_file).read_text().splitlines()
+
+
+def compose_section() -> str:
+    readme = (REPO_ROOT / "README.md").read_text()
+    start = readme.index("## docker compose\n")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_every_compose_command_in_the_readme_reads_the_env_file():
+    commands = re.findall(r"docker compose [^\n`]+", compose_section())
+    assert len(commands) >= 8
+    for command in commands:
+        assert command.startswith("docker compose --env-file compose.env "), command
+
+
+def test_readme_passes_the_rotation_key_into_the_container():
+    section = compose_section()
+    assert "export PORTFOLIO_NEW_API_KEY=" in section
+    assert "exec -T -e PORTFOLIO_NEW_API_KEY portfolio python -" in section
+
+
+@pytest.mark.parametrize(
+    "case", ["Restart one service", "Restart Vault", "A new shell", "Change the database password"]
+)
+def test_readme_walks_the_day_two_cases(case):
+    assert f"**{case}" in compose_section()
