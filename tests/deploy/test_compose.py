@@ -33,7 +33,7 @@ NGINX_CONF = REPO_ROOT / "docker" / "nginx" / "gateway-lb.conf"
 
 APP_IMAGE = "legacycointrader-access:local"
 STUBS = [service.value for service in Service if service is not Service.PORTFOLIO]
-INFRASTRUCTURE = {"postgres", "redis", "vault"}
+INFRASTRUCTURE = {"postgres", "redis", "sessions", "vault"}
 ONE_SHOT = {"vault-init"}
 APP_SERVICES = {"portfolio", "gateway", "frontend", *STUBS}
 EXPECTED_SERVICES = INFRASTRUCTURE | ONE_SHOT | APP_SERVICES | {"gateway-lb"}
@@ -263,6 +263,21 @@ class TestPublishedPorts:
 
     def test_gateway_shares_its_state_in_redis(self, services):
         assert environment_of(services["gateway"])["GATEWAY_STATE_URL"] == "redis://redis:6379/0"
+
+    def test_frontend_sessions_live_in_a_redis_only_the_frontend_reaches(self, compose, services):
+        frontend = services["frontend"]
+        assert environment_of(frontend)["FRONTEND_SESSION_URL"] == "redis://sessions:6379/0"
+        assert frontend["depends_on"]["sessions"] == {"condition": "service_healthy"}
+        assert services["sessions"]["networks"] == ["sessions"]
+        assert compose["networks"]["sessions"] == {"internal": True}
+        on_the_sessions_network = sorted(
+            name for name, service in services.items() if "sessions" in service.get("networks", ())
+        )
+        assert on_the_sessions_network == ["frontend", "sessions"]
+        on_the_state_network = sorted(
+            name for name, service in services.items() if "state" in service.get("networks", ())
+        )
+        assert on_the_state_network == ["gateway", "redis"]
 
 
 def trusted_proxies(services: dict[str, dict[str, Any]]) -> tuple[IpNetwork, ...]:
