@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes \
 		-r requirements-dev.lock
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# -qq: setuptools warns on every editable install about folders named like packages.
+	@$(PY) -m pip install -qq --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 # Re-pins after a change of pyproject.toml. Versions already in the lock are kept (uv prefers
