@@ -1,7 +1,7 @@
 """The frontend's long-lived resources, opened in the lifespan and closed after it."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import httpx
@@ -9,7 +9,9 @@ from fastapi.templating import Jinja2Templates
 
 from services.frontend.config import FrontendSecrets, Settings, load_secrets, load_settings
 from services.frontend.csrf import FormPassSigner
+from services.frontend.errors import SessionStoreUnavailable
 from services.frontend.gateway import Gateway
+from services.frontend.redis_sessions import RedisSessionStore
 from services.frontend.sessions import (
     COOKIE_NAME,
     SECURE_COOKIE_NAME,
@@ -44,20 +46,37 @@ async def open_runtime(
     settings = settings if settings is not None else load_settings()
     secrets = secrets if secrets is not None else await load_secrets()
     security = settings.security
-    # `is None`, not `or`: an empty store is falsy (it has a length).
-    sessions = (
-        session_store
-        if session_store is not None
-        else MemorySessionStore(
+    redis_store: RedisSessionStore | None = None
+    sessions: SessionStore
+    # `is not None`, not truth: an empty store is falsy (it has a length).
+    if session_store is not None:
+        sessions = session_store
+    elif settings.frontend_session_url is not None:
+        sessions = redis_store = RedisSessionStore(
+            settings.frontend_session_url.get_secret_value(),
+            secret=secrets.session_secret,
+            idle_timeout=security.session_timeout,
+            lifetime=security.session_lifetime,
+            max_sessions_per_user=security.max_sessions_per_user,
+        )
+        # Logged by the store; pages answer 503 until it is back, nothing crashes.
+        with suppress(SessionStoreUnavailable):
+            await redis_store.ping()
+    else:
+        sessions = MemorySessionStore(
             idle_timeout=security.session_timeout,
             lifetime=security.session_lifetime,
             max_sessions=security.max_sessions,
             max_sessions_per_user=security.max_sessions_per_user,
         )
-    )
-    async with httpx.AsyncClient(
-        base_url=str(settings.gateway_url), timeout=settings.gateway_timeout_seconds
-    ) as client:
+    async with AsyncExitStack() as cleanup:
+        if redis_store is not None:
+            cleanup.push_async_callback(redis_store.close)
+        client = await cleanup.enter_async_context(
+            httpx.AsyncClient(
+                base_url=str(settings.gateway_url), timeout=settings.gateway_timeout_seconds
+            )
+        )
         yield Runtime(
             settings=settings,
             sessions=sessions,
