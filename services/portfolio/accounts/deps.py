@@ -22,7 +22,7 @@ IdentityDep = Annotated[IdentityService, Depends(get_identity)]
 
 async def require_service_token(request: Request) -> None:
     """Admit only callers presenting the internal service token (constant-time compare)."""
-    expected = (await get_runtime(request)).service_token
+    expected = (await get_runtime(request)).service_token.value
     presented = request.headers.get("x-service-token", "").encode()
     if not hmac.compare_digest(presented, expected.get_secret_value().encode()):
         raise ServiceTokenError()
