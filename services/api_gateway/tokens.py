@@ -157,7 +157,7 @@ class TokenService:
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Return the public keys that verify our tokens, current first."""
-        self._signing_key(epoch_seconds())
+        self._refresh(epoch_seconds())
         return {"keys": self._keys.jwks()}
 
     def _signing_key(self, now: float) -> _SigningKey:
@@ -170,6 +170,12 @@ class TokenService:
             self._keys = self._ring(now)
         return self._signing
 
+    def _refresh(self, now: float) -> None:
+        # Promotes a due key, and drops retired keys whose tokens have all expired.
+        self._signing_key(now)
+        if any(until <= now for _, until in self._retired):
+            self._keys = self._ring(now)
+
     def _ring(self, now: float) -> jwts.KeyRing:
         self._retired = [(key, until) for key, until in self._retired if until > now]
         keys = [self._signing.key.public_key()]
@@ -180,10 +186,7 @@ class TokenService:
         return jwts.KeyRing(keys)
 
     def _decode(self, token: str, now: float) -> Principal:
-        # Promotes a due key, and drops retired keys whose tokens have all expired.
-        self._signing_key(now)
-        if self._retired and self._retired[0][1] <= now:
-            self._keys = self._ring(now)
+        self._refresh(now)
         try:
             claims = jwts.decode(
                 token,
