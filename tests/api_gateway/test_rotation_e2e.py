@@ -31,7 +31,7 @@ from services.portfolio.config import PortfolioSettings
 from services.portfolio.identity import PortfolioIdentityService
 from shared.keys import key_id, load_private_key, load_public_key
 from shared.roles import SERVICES
-from shared.secrets.envfile import read_env_file
+from shared.secrets.envfile import read_env_file, write_env_values
 from shared.secrets.generate import generate_secrets
 from tests.api_gateway.conftest import FAST_ARGON2, PASSWORD
 from tests.support.openbao_dev import OpenBaoDev
@@ -52,6 +52,7 @@ class Stack:
     gateways: list[ServerProcess]
     env: dict[str, str]
     read_secrets: Callable[[], dict[str, str]]
+    write_secret: Callable[[str, str], None]
     processes: list[ServerProcess] = field(default_factory=list)
 
     def rotate(self, command: str) -> str:
@@ -82,6 +83,9 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
 
             def read_secrets() -> dict[str, str]:
                 return {key: str(value) for key, value in bao.read(VAULT_PATH).items()}
+
+            def write_secret(name: str, value: str) -> None:
+                bao.write(VAULT_PATH, {**bao.read(VAULT_PATH), name: value})
         else:
             env_file = tmp_path / ".env"
             env_file.write_text("".join(f"{k}={v}\n" for k, v in initial.items()))
@@ -91,6 +95,9 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
 
             def read_secrets() -> dict[str, str]:
                 return read_env_file(env_file)
+
+            def write_secret(name: str, value: str) -> None:
+                write_env_values(env_file, {name: value})
 
         database_url = exit_stack.enter_context(postgres_database())
         identity = PortfolioIdentityService(
@@ -139,6 +146,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
             gateways=gateways,
             env=secrets_env,
             read_secrets=read_secrets,
+            write_secret=write_secret,
             processes=[portfolio, stub, *gateways],
         )
 
@@ -272,3 +280,29 @@ def test_both_keys_rotate_under_load_with_zero_failed_requests(stack: Stack):
     # Nothing restarted.
     assert stack.pids() == pids
     assert all(process.process and process.process.poll() is None for process in stack.processes)
+
+
+def test_a_rotated_service_token_is_taken_up_by_portfolio_and_gateways(stack: Stack):
+    old = stack.read_secrets()["IDENTITY_SERVICE_TOKEN"]
+    new = "rotated-service-token-" + "n" * 32
+    portfolio = stack.processes[0].url
+
+    def users_with(token: str) -> int:
+        return httpx.get(
+            portfolio + "/internal/identity/users", headers={"X-Service-Token": token}
+        ).status_code
+
+    assert (users_with(old), users_with(new)) == (200, 401)
+    stack.write_secret("IDENTITY_SERVICE_TOKEN", new)
+    assert wait_for(lambda: (users_with(old), users_with(new)) == (401, 200), TAKEN_UP_WITHIN)
+    # The gateways call the identity service with the new token: logins work again.
+    for gateway in stack.gateways:
+        assert wait_for(
+            lambda g=gateway: (
+                httpx.post(
+                    g.url + "/auth/token", json={"username": USERS[0], "password": PASSWORD}
+                ).status_code
+                == 200
+            ),
+            TAKEN_UP_WITHIN,
+        )
