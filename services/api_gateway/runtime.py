@@ -175,6 +175,7 @@ async def open_runtime(
     if settings.gateway_identity_sync_seconds > 0:
         sync.start()
     if watcher is not None:
+        identity.refresh_token = watcher.refresh
         watcher.start()
     try:
         yield runtime

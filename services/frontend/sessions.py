@@ -210,30 +210,65 @@ class MemorySessionStore:
             self._remove(oldest_id)
 
 
+class DerivedKeys:
+    """HMAC keys derived from the session secret for one purpose: the current one signs, the
+    one from before the last rotation of the secret still verifies."""
+
+    def __init__(self, secret: SecretStr, purpose: bytes) -> None:
+        # A key derived for this one purpose, so the raw secret signs nothing directly.
+        self._purpose = purpose
+        self.current = self._derive(secret)
+        self.previous: bytes | None = None
+
+    def _derive(self, secret: SecretStr) -> bytes:
+        return hmac.new(secret.get_secret_value().encode(), self._purpose, hashlib.sha256).digest()
+
+    def rotate(self, secret: SecretStr) -> None:
+        """Sign with a key from `secret` from now on; keep verifying with the current one."""
+        new = self._derive(secret)
+        if not hmac.compare_digest(new, self.current):
+            self.previous, self.current = self.current, new
+
+    def verifying(self) -> tuple[bytes, ...]:
+        """Return the keys a signature may come from, current first."""
+        return (self.current,) if self.previous is None else (self.current, self.previous)
+
+
+def signature_matches(keys: DerivedKeys, message: str, signature: str) -> bool:
+    """Tell whether `signature` is the base64url HMAC-SHA256 of `message` under any key."""
+    matched = False
+    for key in keys.verifying():
+        expected = hmac_b64(key, message)
+        # Bytes, not str: compare_digest refuses non-ASCII text, which a cookie may hold.
+        # Every key is tried, so the time taken does not tell which one matched.
+        matched |= hmac.compare_digest(signature.encode(), expected.encode())
+    return matched
+
+
+def hmac_b64(key: bytes, message: str) -> str:
+    """Return the unpadded base64url HMAC-SHA256 of `message`."""
+    digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 class CookieSigner:
     """Sign session ids with the session secret so a forged cookie is told apart cheaply."""
 
     def __init__(self, secret: SecretStr) -> None:
-        # A key derived for this one purpose, so the raw secret signs nothing directly.
-        self._key = hmac.new(
-            secret.get_secret_value().encode(), b"lct-frontend-session-cookie", hashlib.sha256
-        ).digest()
+        self._keys = DerivedKeys(secret, b"lct-frontend-session-cookie")
 
-    def _signature(self, session_id: str) -> str:
-        digest = hmac.new(self._key, session_id.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    def rotate(self, secret: SecretStr) -> None:
+        """Sign with the rotated secret; cookies of the one before still count."""
+        self._keys.rotate(secret)
 
     def sign(self, session_id: str) -> str:
         """Return the cookie value for a session id."""
-        return f"{session_id}.{self._signature(session_id)}"
+        return f"{session_id}.{hmac_b64(self._keys.current, session_id)}"
 
     def unsign(self, value: str) -> str | None:
         """Return the session id of a genuine cookie value, else None."""
         session_id, _, signature = value.rpartition(".")
-        # Bytes, not str: compare_digest refuses non-ASCII text, which a cookie may hold.
-        if not session_id or not hmac.compare_digest(
-            signature.encode(), self._signature(session_id).encode()
-        ):
+        if not session_id or not signature_matches(self._keys, session_id, signature):
             return None
         return session_id
 

@@ -88,6 +88,7 @@ async def open_runtime(
         database = await Database.open(settings)
         logger.info("portfolio service using the %s", database.description)
         watcher = live_secrets_watcher(manager, verifier, service_token)
+        service_token.refresh = watcher.refresh
         watcher.start()
         try:
             yield Runtime(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -29,15 +30,19 @@ OnChange = Callable[[SecretValues], Awaitable[None]]
 
 # A TTL of 0 means "never cache"; polling still needs a pause.
 MIN_INTERVAL_SECONDS = 0.5
+# Reads on demand (a credential was just refused) are at most this frequent, whoever asks.
+ON_DEMAND_MIN_SECONDS = 1.0
 
 
 class LiveSecret:
     """A secret value in use, replaced in place when a watcher reads a rotated one."""
 
-    __slots__ = ("value",)
+    __slots__ = ("refresh", "value")
 
     def __init__(self, value: SecretStr) -> None:
         self.value = value
+        # Re-reads the value on demand (`SecretWatcher.refresh`); None: never.
+        self.refresh: Callable[[], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
         return "LiveSecret(<redacted>)"
@@ -63,6 +68,8 @@ class SecretWatcher:
         self._env_file = env_file if env_file is not None else manager.settings.secrets_env_file
         self._current: dict[str, str | None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._on_demand = asyncio.Lock()
+        self._last_on_demand = -ON_DEMAND_MIN_SECONDS
 
     async def read(self) -> dict[str, SecretStr | None]:
         """Read every watched name now, past any cache."""
@@ -103,6 +110,17 @@ class SecretWatcher:
         self._current = plain
         logger.info("rotated secrets taken up: %s", ", ".join(changed))
         return True
+
+    async def refresh(self) -> None:
+        """Read now, for a caller whose credential was just refused: the secret may have been
+        rotated and read by its peer first. At most once a second; concurrent callers share
+        one read, so a stream of bad credentials cannot flood the store."""
+        async with self._on_demand:
+            now = time.monotonic()
+            if now - self._last_on_demand < ON_DEMAND_MIN_SECONDS:
+                return
+            self._last_on_demand = now
+            await self.poll()
 
     def start(self) -> None:
         """Poll in the background until `stop`."""
