@@ -145,3 +145,21 @@ def test_a_ttl_of_zero_still_pauses_between_reads(tmp_path):
     settings = SecretsSettings(secrets_provider="env", secrets_cache_ttl_seconds=0)
     watcher = SecretWatcher(SecretsManager(settings=settings, environ={}), NAMES, Recorder())
     assert watcher.interval == 0.5
+
+
+async def test_reads_on_demand_are_shared_and_at_most_one_a_second(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"IDENTITY_SERVICE_TOKEN={TOKEN_A}\n")
+    recorder = Recorder()
+    watcher = SecretWatcher(env_manager(env_file), NAMES, recorder)
+    await watcher.prime()
+    env_file.write_text(f"IDENTITY_SERVICE_TOKEN={TOKEN_B}\n")
+    # A burst of refused credentials: one read between them all.
+    await asyncio.gather(*(watcher.refresh() for _ in range(20)))
+    assert [call["IDENTITY_SERVICE_TOKEN"] for call in recorder.calls] == [TOKEN_B]
+    env_file.write_text(f"IDENTITY_SERVICE_TOKEN={TOKEN_A}\n")
+    await watcher.refresh()
+    assert len(recorder.calls) == 1
+    await asyncio.sleep(1.05)
+    await watcher.refresh()
+    assert [call["IDENTITY_SERVICE_TOKEN"] for call in recorder.calls] == [TOKEN_B, TOKEN_A]
