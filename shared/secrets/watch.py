@@ -107,8 +107,10 @@ class SecretWatcher:
                 type(exc).__name__ if not isinstance(exc, SecretsError | ValueError) else exc,
             )
             return False
+        first = self._current is None
         self._current = plain
-        logger.info("rotated secrets taken up: %s", ", ".join(changed))
+        if not first:  # the first read only confirms what start-up read
+            logger.info("rotated secrets taken up: %s", ", ".join(changed))
         return True
 
     async def refresh(self) -> None:
