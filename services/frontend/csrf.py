@@ -58,13 +58,14 @@ class FormPassSigner:
 
     def __init__(self, secret: SecretStr, *, lifetime: int, clock: Clock = time.time) -> None:
         # A key of its own, so a signed session id can never pass for a form pass.
-        self._keys = DerivedKeys(secret, b"lct-frontend-form-pass")
+        self._keys = DerivedKeys(secret, b"lct-frontend-form-pass", clock=clock)
         self.lifetime = lifetime
         self._clock = clock
 
-    def rotate(self, secret: SecretStr) -> None:
-        """Sign with the rotated secret; passes of the one before still count."""
-        self._keys.rotate(secret)
+    def rotate(self, secret: SecretStr, *, activate_at: float = 0.0) -> None:
+        """Sign with the rotated secret from `activate_at` on; passes of the one before
+        still count."""
+        self._keys.rotate(secret, activate_at=activate_at)
 
     def issue(self, *, pending_username: str | None = None) -> FormPass:
         """Return a pass with a fresh nonce."""

@@ -1,5 +1,6 @@
 """The frontend's long-lived resources, opened in the lifespan and closed after it."""
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from services.frontend.sessions import (
 from services.frontend.templating import build_templates
 from shared.secrets import SecretsError, SecretsManager
 from shared.secrets.watch import SecretValues, SecretWatcher
+
+# Covers the time one read of the store takes, on top of the read interval.
+ACTIVATION_MARGIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +111,13 @@ def session_secret_watcher(
             check_session_secret(secret)
         except StartupError as exc:
             raise ValueError(str(exc)) from None
-        cookie_signer.rotate(secret)
-        form_signer.rotate(secret)
+        # Signing waits until every frontend sharing the sessions has read the secret too.
+        activate_at = time.time() + watcher.interval + ACTIVATION_MARGIN_SECONDS
+        cookie_signer.rotate(secret, activate_at=activate_at)
+        form_signer.rotate(secret, activate_at=activate_at)
 
-    return SecretWatcher(manager, (SESSION_SECRET_NAME,), apply)
+    watcher = SecretWatcher(manager, (SESSION_SECRET_NAME,), apply)
+    return watcher
 
 
 def _open_manager() -> SecretsManager:

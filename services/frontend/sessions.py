@@ -211,27 +211,45 @@ class MemorySessionStore:
 
 
 class DerivedKeys:
-    """HMAC keys derived from the session secret for one purpose: the current one signs, the
-    one from before the last rotation of the secret still verifies."""
+    """HMAC keys derived from the session secret for one purpose: the current one signs, a
+    rotated one verifies at once and signs from its activation time on (so every frontend
+    knows it before a cookie signed with it reaches them), the one before still verifies."""
 
-    def __init__(self, secret: SecretStr, purpose: bytes) -> None:
+    def __init__(self, secret: SecretStr, purpose: bytes, *, clock: Clock = time.time) -> None:
         # A key derived for this one purpose, so the raw secret signs nothing directly.
         self._purpose = purpose
-        self.current = self._derive(secret)
+        self._clock = clock
+        self._current = self._derive(secret)
+        self._pending: tuple[bytes, float] | None = None
         self.previous: bytes | None = None
 
     def _derive(self, secret: SecretStr) -> bytes:
         return hmac.new(secret.get_secret_value().encode(), self._purpose, hashlib.sha256).digest()
 
-    def rotate(self, secret: SecretStr) -> None:
-        """Sign with a key from `secret` from now on; keep verifying with the current one."""
+    @property
+    def current(self) -> bytes:
+        """Return the key that signs now."""
+        pending = self._pending
+        if pending is not None and self._clock() >= pending[1]:
+            self.previous, self._current, self._pending = self._current, pending[0], None
+        return self._current
+
+    def rotate(self, secret: SecretStr, *, activate_at: float = 0.0) -> None:
+        """Verify with a key from `secret` now and sign with it from `activate_at` on."""
         new = self._derive(secret)
-        if not hmac.compare_digest(new, self.current):
-            self.previous, self.current = self.current, new
+        if hmac.compare_digest(new, self.current):
+            self._pending = None
+        elif self._pending is None or not hmac.compare_digest(new, self._pending[0]):
+            self._pending = (new, activate_at)
 
     def verifying(self) -> tuple[bytes, ...]:
         """Return the keys a signature may come from, current first."""
-        return (self.current,) if self.previous is None else (self.current, self.previous)
+        keys = [self.current]
+        if self._pending is not None:
+            keys.append(self._pending[0])
+        if self.previous is not None:
+            keys.append(self.previous)
+        return tuple(keys)
 
 
 def signature_matches(keys: DerivedKeys, message: str, signature: str) -> bool:
@@ -257,9 +275,10 @@ class CookieSigner:
     def __init__(self, secret: SecretStr) -> None:
         self._keys = DerivedKeys(secret, b"lct-frontend-session-cookie")
 
-    def rotate(self, secret: SecretStr) -> None:
-        """Sign with the rotated secret; cookies of the one before still count."""
-        self._keys.rotate(secret)
+    def rotate(self, secret: SecretStr, *, activate_at: float = 0.0) -> None:
+        """Sign with the rotated secret from `activate_at` on; cookies of the one before
+        still count."""
+        self._keys.rotate(secret, activate_at=activate_at)
 
     def sign(self, session_id: str) -> str:
         """Return the cookie value for a session id."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from services.frontend.csrf import FormPassSigner
-from services.frontend.runtime import session_secret_watcher
+from services.frontend.runtime import ACTIVATION_MARGIN_SECONDS, session_secret_watcher
 from services.frontend.sessions import CookieSigner
 from shared.secrets import SecretsManager, SecretsSettings
 from shared.secrets.envfile import write_env_values
@@ -28,7 +28,10 @@ def watched(tmp_path: Path, first: str):
     )
     cookies = CookieSigner(SecretStr(first))
     forms = FormPassSigner(SecretStr(first), lifetime=600)
-    return env_file, cookies, forms, session_secret_watcher(manager, cookies, forms)
+    watcher = session_secret_watcher(manager, cookies, forms)
+    # The first read + 2 s: sign with a rotated secret at once in these tests.
+    watcher.interval = -ACTIVATION_MARGIN_SECONDS
+    return env_file, cookies, forms, watcher
 
 
 async def test_existing_sessions_survive_a_rotation_and_new_ones_use_the_new_secret(tmp_path):
@@ -64,3 +67,24 @@ async def test_a_short_rotated_secret_is_refused_and_the_current_one_stays(tmp_p
     assert "SESSION_SECRET_KEY is shorter than 32 bytes" in caplog.text
     assert "too-short" not in caplog.text
     assert CookieSigner(SecretStr(first)).unsign(cookies.sign("s")) == "s"
+
+
+async def test_a_rotated_secret_verifies_at_once_but_signs_only_after_the_interval(tmp_path):
+    first, second = new_secret(), new_secret()
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"SESSION_SECRET_KEY={first}\n")
+    manager = SecretsManager(
+        settings=SecretsSettings(
+            secrets_provider="env", secrets_env_file=env_file, secrets_cache_ttl_seconds=60
+        ),
+        environ={},
+    )
+    cookies = CookieSigner(SecretStr(first))
+    watcher = session_secret_watcher(manager, cookies, FormPassSigner(SecretStr(first), lifetime=1))
+    await watcher.prime()
+    write_env_values(env_file, {"SESSION_SECRET_KEY": second})
+    assert await watcher.poll() is True
+    # Another frontend that read the secret 62 s ago already signs with it: accepted here.
+    assert cookies.unsign(CookieSigner(SecretStr(second)).sign("from-b")) == "from-b"
+    # This one still signs with the first secret, which every frontend still knows.
+    assert CookieSigner(SecretStr(first)).unsign(cookies.sign("from-a")) == "from-a"
