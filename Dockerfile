@@ -12,12 +12,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-# Dependencies first, read from pyproject.toml alone, so a code change reuses this layer:
-# the runtime ones only, not the dev extras (the local runner honcho, the test tools).
+# Dependencies first, from the lock alone, so a code change reuses this layer: the runtime
+# ones only (not the dev extras: the local runner honcho, the test tools), each at its pinned
+# version and checked against its hashes, so two builds install the same files. `make lock`
+# refreshes requirements.lock from pyproject.toml.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && pip install --upgrade pip \
- && pip install -r /tmp/requirements.txt
 # The project, installed in place (as `make install` does): the code reads
 # config/managed_secrets.yaml, the migrations and the templates from the repository layout,
 # which the runtime stage keeps at the same path.
@@ -35,9 +36,12 @@ RUN groupadd --system --gid 10001 app \
       --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
-# Files stay root-owned, so they are read-only to `app`; only var/ is writable.
+# Files stay root-owned, so they are read-only to `app`; only var/ is writable, and the
+# mount point of the vault-unseal volume, which a new volume takes its owner and mode from.
 COPY . /app
-RUN mkdir -p /app/var && chown app:app /app/var
+RUN mkdir -p /app/var /var/lib/vault-unseal \
+ && chown app:app /app/var /var/lib/vault-unseal \
+ && chmod 700 /var/lib/vault-unseal
 USER 10001:10001
 EXPOSE 8000
 # Every service listens on 0.0.0.0 inside its own container; compose sets the command.

@@ -5,22 +5,46 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint bench services clean
+.PHONY: install run test test-fast lint bench services clean compose-env lock
+
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock"
 
 install: $(STAMP)
 
-# Re-installs only when pyproject.toml changed since the last install.
-$(STAMP): pyproject.toml
+# Re-installs only when the lock or pyproject.toml changed since the last install: exactly
+# the pinned, hash-checked versions of requirements-dev.lock, then the project itself
+# (editable, no dependencies of its own: they all came from the lock).
+$(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements-dev.lock
+	@# -qq: setuptools warns on every editable install about folders named like packages.
+	@$(PY) -m pip install -qq --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
+
+# Re-pins after a change of pyproject.toml. Versions already in the lock are kept (uv prefers
+# them), so only new or changed requirements move; `make lock UPGRADE=--upgrade` moves
+# everything. The runtime lock (the image's) is the dev lock's subset, so both agree on every
+# version. Needs only uv, not an install from the (perhaps stale) lock.
+lock:
+	@test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+		$(PY) -m pip install --quiet --disable-pip-version-check 'uv>=0.5'; }
+	@$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(UPGRADE) \
+		-o requirements-dev.lock
+	@$(VENV)/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -c requirements-dev.lock \
+		-o requirements.lock
 
 .env: | $(STAMP)
 	@$(PY) scripts/write_dev_env.py .env
 
 run: install .env
 	@$(PY) -m devstack
+
+# The credentials of `docker compose --env-file compose.env`, generated once and then kept
+# (PostgreSQL applies its password only when it creates its volume). Standard library only.
+compose-env:
+	@$(PYTHON) docker/compose_env.py compose.env
 
 # Starts PostgreSQL and Redis if they are down; installs Chromium, nginx and wrk if missing.
 services:

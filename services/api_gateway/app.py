@@ -14,6 +14,7 @@ from services.api_gateway.middleware import AccessLogMiddleware
 from services.api_gateway.proxy import ProxyApp, ProxyMount
 from services.api_gateway.routes import routers
 from services.api_gateway.runtime import open_runtime
+from shared.docs import add_offline_docs
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
 from shared.redirects import use_relative_slash_redirects
@@ -36,14 +37,20 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
         version="1.0.0",
         summary="Authentication, role-to-service RBAC and the proxy to downstream services.",
         description=(
-            "`ANY /api/{service}/{path}` (not listed below) proxies to portfolio, trading, "
-            "market, strategy, token, execution or monitoring for a caller whose roles grant "
-            "the service, with `Authorization: Bearer <token>` or `X-API-Key: <key>`."
+            "`ANY /api/{service}/{path}` proxies to portfolio, trading, market, strategy, "
+            "token, execution or monitoring for a caller whose roles grant the service, with "
+            "`Authorization: Bearer <token>` or `X-API-Key: <key>`. The portfolio's REST API "
+            "is listed below as clients reach it; the other services are not."
         ),
         lifespan=lifespan,
+        # Served by routes.openapi (the portfolio's API merged in) and shared.docs (no CDN).
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     for router in routers:
         app.include_router(router)
+    add_offline_docs(app)
     use_relative_slash_redirects(app.router)
     # Inside ProxyMount: the gateway's own endpoints read small bodies; the proxy streams.
     app.add_middleware(BodyLimit)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from services.api_gateway.auth import bearer_token
@@ -33,6 +34,7 @@ from services.api_gateway.schemas import (
     UserResponse,
     UsersResponse,
 )
+from shared.docs import inline_schema
 from shared.errors import describe_validation_errors, error_responses, invalid_fields
 from shared.roles import services_for
 from shared.usernames import username_label
@@ -47,8 +49,8 @@ _TOKEN_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": TokenRequest.model_json_schema()},
-            "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()},
+            "application/json": {"schema": inline_schema(TokenRequest)},
+            "application/x-www-form-urlencoded": {"schema": inline_schema(TokenRequest)},
         },
     }
 }
@@ -56,6 +58,7 @@ _TOKEN_BODY = {
 auth = APIRouter(prefix="/auth", tags=["auth"])
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_principal)])
 health = APIRouter(tags=["health"])
+docs = APIRouter()
 
 
 async def _token_request(request: Request) -> TokenRequest:
@@ -268,4 +271,10 @@ async def jwks(runtime: RuntimeDep) -> dict[str, Any]:
     return runtime.tokens.jwks()
 
 
-routers = (auth, admin, health)
+@docs.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """Return the gateway's API document, the portfolio's REST API included."""
+    return JSONResponse(await runtime.docs.get(request.app.openapi))
+
+
+routers = (auth, admin, health, docs)

@@ -14,6 +14,7 @@ from services.api_gateway.access_log import AccessLog
 from services.api_gateway.assertions import AssertionCache
 from services.api_gateway.auth import Authenticator
 from services.api_gateway.config import GatewaySecrets, Settings, load_secrets, load_settings
+from services.api_gateway.docs import ApiDocument
 from services.api_gateway.errors import StartupError
 from services.api_gateway.identity import SERVICE_TOKEN_HEADER, IdentityClient
 from services.api_gateway.rotation import live_keys_watcher
@@ -41,6 +42,7 @@ class Runtime:
     upstream_urls: dict[Service, str]
     access_log: AccessLog
     sync: IdentitySync
+    docs: ApiDocument
 
 
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
@@ -171,6 +173,7 @@ async def open_runtime(
         upstream_urls={service: settings.service_url(service) for service in SERVICES},
         access_log=access_log,
         sync=sync,
+        docs=ApiDocument(upstreams[Service.PORTFOLIO], settings.service_url(Service.PORTFOLIO)),
     )
     if settings.gateway_identity_sync_seconds > 0:
         sync.start()

@@ -10,6 +10,7 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     ValidationError,
+    field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,6 +20,7 @@ from shared.secrets import SecretsError, SecretsManager
 
 SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105  # nosec B105 - the name, not the value
 MIN_SECRET_BYTES = 32
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class SecuritySettings(BaseModel):
@@ -48,6 +50,16 @@ class Settings(BaseSettings):
     gateway_timeout_seconds: PositiveFloat = 10.0
     # How often the pages' own script asks whether the session is still alive.
     status_poll_seconds: PositiveInt = 60
+    # Where sessions live: unset keeps them in this process's memory; `redis://...` (or
+    # `rediss://`) shares them between every frontend process pointed at the same Redis.
+    frontend_session_url: SecretStr | None = None
+
+    @field_validator("frontend_session_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_REDIS_SCHEMES):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
 
 def check_session_secret(secret: SecretStr) -> SecretStr:

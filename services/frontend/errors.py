@@ -3,6 +3,7 @@ browser with a page and the page's own script with the JSON error body."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -110,6 +111,16 @@ class GatewayTimeoutError(FrontendError):
     message = "the gateway did not answer in time; try again shortly"
 
 
+class SessionStoreUnavailable(FrontendError):
+    """The shared session store (Redis) cannot be reached."""
+
+    code = ErrorCode.SERVICE_UNAVAILABLE
+    message = (
+        "sign-in is unavailable for the moment (the session store cannot be reached); "
+        "try again shortly"
+    )
+
+
 # Most specific first; a `GatewayError` answers with the gateway's own status.
 HTTP_STATUS: StatusTable = {
     LoginRequiredError: 401,
@@ -119,6 +130,7 @@ HTTP_STATUS: StatusTable = {
     PayloadTooLargeError: 413,
     GatewayUnavailableError: 502,
     GatewayTimeoutError: 504,
+    SessionStoreUnavailable: 503,
     FrontendError: 500,
 }
 
@@ -137,7 +149,9 @@ async def handle_session_error(request: Request, exc: Exception) -> Response:
         return await handle_frontend_error(request, exc)
     session_id = getattr(request.state, "session_id", None)
     if session_id is not None:
-        await runtime_of(request).sessions.delete(session_id)
+        # The browser is signed out here either way; an unreachable store logged its state.
+        with suppress(SessionStoreUnavailable):
+            await runtime_of(request).sessions.delete(session_id)
     response: Response
     if wants_json(request):
         response = service_error_response(exc, HTTP_STATUS)
@@ -156,7 +170,7 @@ async def handle_frontend_error(request: Request, exc: Exception) -> Response:
     status = status_for(exc, HTTP_STATUS)
     session = None
     session_id = getattr(request.state, "session_id", None)
-    if session_id is not None:
+    if session_id is not None and not isinstance(exc, SessionStoreUnavailable):
         session = await runtime_of(request).sessions.get(session_id)
     return await render(
         request,

@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import httpx
@@ -17,8 +17,9 @@ from services.frontend.config import (
     load_settings,
 )
 from services.frontend.csrf import FormPassSigner
-from services.frontend.errors import StartupError
+from services.frontend.errors import SessionStoreUnavailable, StartupError
 from services.frontend.gateway import Gateway
+from services.frontend.redis_sessions import RedisSessionStore
 from services.frontend.sessions import (
     COOKIE_NAME,
     SECURE_COOKIE_NAME,
@@ -61,41 +62,56 @@ async def open_runtime(
     manager = _open_manager() if secrets is None else None
     secrets = secrets if secrets is not None else await load_secrets()
     security = settings.security
-    # `is None`, not `or`: an empty store is falsy (it has a length).
-    sessions = (
-        session_store
-        if session_store is not None
-        else MemorySessionStore(
+    redis_store: RedisSessionStore | None = None
+    sessions: SessionStore
+    # `is not None`, not truth: an empty store is falsy (it has a length).
+    if session_store is not None:
+        sessions = session_store
+    elif settings.frontend_session_url is not None:
+        sessions = redis_store = RedisSessionStore(
+            settings.frontend_session_url.get_secret_value(),
+            secret=secrets.session_secret,
+            idle_timeout=security.session_timeout,
+            lifetime=security.session_lifetime,
+            max_sessions_per_user=security.max_sessions_per_user,
+        )
+        # Logged by the store; pages answer 503 until it is back, nothing crashes.
+        with suppress(SessionStoreUnavailable):
+            await redis_store.ping()
+    else:
+        sessions = MemorySessionStore(
             idle_timeout=security.session_timeout,
             lifetime=security.session_lifetime,
             max_sessions=security.max_sessions,
             max_sessions_per_user=security.max_sessions_per_user,
         )
-    )
     cookie_signer = CookieSigner(secrets.session_secret)
     form_signer = FormPassSigner(secrets.session_secret, lifetime=security.form_timeout)
     watcher = (
         session_secret_watcher(manager, cookie_signer, form_signer) if manager is not None else None
     )
-    async with httpx.AsyncClient(
-        base_url=str(settings.gateway_url), timeout=settings.gateway_timeout_seconds
-    ) as client:
+    async with AsyncExitStack() as cleanup:
+        if redis_store is not None:
+            cleanup.push_async_callback(redis_store.close)
+        if watcher is not None:
+            cleanup.push_async_callback(watcher.manager.aclose)
+            cleanup.push_async_callback(watcher.stop)
+        client = await cleanup.enter_async_context(
+            httpx.AsyncClient(
+                base_url=str(settings.gateway_url), timeout=settings.gateway_timeout_seconds
+            )
+        )
         if watcher is not None:
             watcher.start()
-        try:
-            yield Runtime(
-                settings=settings,
-                sessions=sessions,
-                gateway=Gateway(client),
-                templates=build_templates(),
-                cookie_name=SECURE_COOKIE_NAME if security.cookie_secure else COOKIE_NAME,
-                cookie_signer=cookie_signer,
-                form_signer=form_signer,
-            )
-        finally:
-            if watcher is not None:
-                await watcher.stop()
-                await watcher.manager.aclose()
+        yield Runtime(
+            settings=settings,
+            sessions=sessions,
+            gateway=Gateway(client),
+            templates=build_templates(),
+            cookie_name=SECURE_COOKIE_NAME if security.cookie_secure else COOKIE_NAME,
+            cookie_signer=cookie_signer,
+            form_signer=form_signer,
+        )
 
 
 def session_secret_watcher(

@@ -11,6 +11,7 @@ from services.portfolio.config import PortfolioSettings
 from services.portfolio.errors import EXCEPTION_HANDLERS
 from services.portfolio.runtime import open_runtime
 from services.portfolio.trading import routes as trading_routes
+from shared.docs import add_offline_docs
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
 from shared.secrets import SecretsManager
@@ -27,7 +28,10 @@ def create_app(
             app.state.runtime = runtime
             yield
 
-    app = FastAPI(title="LegacyCoinTrader portfolio", lifespan=lifespan)
+    app = FastAPI(
+        title="LegacyCoinTrader portfolio", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    add_offline_docs(app)
     app.include_router(routes.router)
     # The internal identity API stays out of /openapi.json, which the gateway proxies to
     # any portfolio user; its own document is /internal/identity/openapi.json (service token).

@@ -8,6 +8,7 @@ secret value anywhere in the file.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ import yaml
 
 from devstack import REPO_ROOT
 from devstack.processes import PROCESSES
+from services.api_gateway.config import IpNetwork
+from services.api_gateway.context import client_address
 from shared.roles import Service
 from shared.secrets.registry import SecretRegistry
 
@@ -30,7 +33,7 @@ NGINX_CONF = REPO_ROOT / "docker" / "nginx" / "gateway-lb.conf"
 
 APP_IMAGE = "legacycointrader-access:local"
 STUBS = [service.value for service in Service if service is not Service.PORTFOLIO]
-INFRASTRUCTURE = {"postgres", "redis", "vault"}
+INFRASTRUCTURE = {"postgres", "redis", "sessions", "vault"}
 ONE_SHOT = {"vault-init"}
 APP_SERVICES = {"portfolio", "gateway", "frontend", *STUBS}
 EXPECTED_SERVICES = INFRASTRUCTURE | ONE_SHOT | APP_SERVICES | {"gateway-lb"}
@@ -157,6 +160,8 @@ class TestDependencies:
                 expected = (
                     "service_completed_successfully" if target in ONE_SHOT else "service_healthy"
                 )
+                if (name, target) == ("vault-init", "vault"):
+                    expected = "service_started"  # Vault is healthy once the job unsealed it
                 assert rule["condition"] == expected, f"{name} -> {target}"
 
     @pytest.mark.parametrize("name", sorted(APP_SERVICES))
@@ -164,8 +169,19 @@ class TestDependencies:
         depends_on = services[name]["depends_on"]
         assert depends_on["vault-init"]["condition"] == "service_completed_successfully"
 
-    def test_secrets_job_waits_for_a_healthy_vault(self, services):
-        assert services["vault-init"]["depends_on"] == {"vault": {"condition": "service_healthy"}}
+    def test_secrets_job_starts_with_vault_and_waits_for_it_itself(self, services):
+        assert services["vault-init"]["depends_on"] == {"vault": {"condition": "service_started"}}
+
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES))
+    def test_services_wait_for_an_unsealed_vault(self, services, name):
+        assert services[name]["depends_on"]["vault"]["condition"] == "service_healthy"
+        # `bao status` exits 2 while sealed, so a sealed Vault is not healthy.
+        assert services["vault"]["healthcheck"]["test"] == [
+            "CMD",
+            "bao",
+            "status",
+            "-address=http://127.0.0.1:8200",
+        ]
 
     def test_portfolio_waits_for_postgres(self, services):
         assert services["portfolio"]["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -232,8 +248,104 @@ class TestPublishedPorts:
         assert "listen 8001;" in internal
         assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in internal
 
+    def test_postgres_is_ready_only_once_it_listens_on_tcp(self, services):
+        # The image's first start runs a temporary server on the Unix socket only.
+        assert services["postgres"]["healthcheck"]["test"] == [
+            "CMD",
+            "pg_isready",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "legacycointrader",
+            "-d",
+            "portfolio",
+        ]
+
     def test_gateway_shares_its_state_in_redis(self, services):
         assert environment_of(services["gateway"])["GATEWAY_STATE_URL"] == "redis://redis:6379/0"
+
+    def test_frontend_sessions_live_in_a_redis_only_the_frontend_reaches(self, compose, services):
+        frontend = services["frontend"]
+        assert environment_of(frontend)["FRONTEND_SESSION_URL"] == "redis://sessions:6379/0"
+        assert frontend["depends_on"]["sessions"] == {"condition": "service_healthy"}
+        assert services["sessions"]["networks"] == ["sessions"]
+        assert compose["networks"]["sessions"] == {"internal": True}
+        on_the_sessions_network = sorted(
+            name for name, service in services.items() if "sessions" in service.get("networks", ())
+        )
+        assert on_the_sessions_network == ["frontend", "sessions"]
+        on_the_state_network = sorted(
+            name for name, service in services.items() if "state" in service.get("networks", ())
+        )
+        assert on_the_state_network == ["gateway", "redis"]
+
+
+def trusted_proxies(services: dict[str, dict[str, Any]]) -> tuple[IpNetwork, ...]:
+    value = environment_of(services["gateway"])["GATEWAY_TRUSTED_PROXIES"]
+    return tuple(ipaddress.ip_network(part.strip()) for part in value.split(","))
+
+
+class TestNetwork:
+    """A pinned subnet, so the gateway can trust exactly the load balancer and the frontend."""
+
+    def test_the_compose_network_has_a_pinned_subnet(self, compose):
+        (pool,) = compose["networks"]["default"]["ipam"]["config"]
+        assert pool == {
+            "subnet": "10.117.17.0/24",
+            "gateway": "10.117.17.1",
+            "ip_range": "10.117.17.128/25",
+        }
+
+    @pytest.mark.parametrize(
+        ("name", "address"), [("gateway-lb", "10.117.17.10"), ("frontend", "10.117.17.11")]
+    )
+    def test_the_forwarding_services_have_pinned_addresses(self, services, name, address):
+        assert services[name]["networks"]["default"]["ipv4_address"] == address
+
+    def test_pinned_addresses_are_never_handed_to_another_container(self, compose, services):
+        (pool,) = compose["networks"]["default"]["ipam"]["config"]
+        subnet = ipaddress.ip_network(pool["subnet"])
+        dynamic = ipaddress.ip_network(pool["ip_range"])
+        pinned = [
+            ipaddress.ip_address(network["ipv4_address"])
+            for service in services.values()
+            if isinstance(service.get("networks"), dict)
+            for network in service["networks"].values()
+            if network and "ipv4_address" in network
+        ]
+        assert len(pinned) == len(set(pinned)) == 2
+        for address in pinned:
+            assert address in subnet
+            assert address not in dynamic
+            assert address != ipaddress.ip_address(pool["gateway"])
+
+    def test_gateway_trusts_only_the_load_balancer_and_the_frontend(self, services):
+        assert trusted_proxies(services) == (
+            ipaddress.ip_network("10.117.17.10/32"),
+            ipaddress.ip_network("10.117.17.11/32"),
+        )
+
+    @pytest.mark.parametrize(
+        ("peer", "forwarded_for", "client"),
+        [
+            # Published :8000: the load balancer overwrites the header with what it saw.
+            ("10.117.17.10", "203.0.113.5", "203.0.113.5"),
+            # Published-port traffic seen from the bridge address stays that one address.
+            ("10.117.17.10", "10.117.17.1", "10.117.17.1"),
+            # The frontend's login through :8001: browser address, then the frontend's.
+            ("10.117.17.10", "198.51.100.7, 10.117.17.11", "198.51.100.7"),
+            # A forged chain through :8001 from another container stops at that container.
+            ("10.117.17.10", "198.51.100.7, 10.117.17.130", "10.117.17.130"),
+            # Any other container calling the gateway directly counts as itself.
+            ("10.117.17.130", "198.51.100.7", "10.117.17.130"),
+            ("10.117.17.1", "198.51.100.7", "10.117.17.1"),
+        ],
+    )
+    def test_gateway_sees_the_address_the_load_balancer_reports(
+        self, services, peer, forwarded_for, client
+    ):
+        trusted = trusted_proxies(services)
+        assert client_address(peer, forwarded_for.encode(), trusted) == client
 
 
 class TestSecrets:
@@ -245,15 +357,20 @@ class TestSecrets:
         assert env["VAULT_SECRET_PATH"] == "secret/legacycointrader"
         assert REQUIRED_REFERENCE.fullmatch(env["VAULT_TOKEN"])
 
-    def test_vault_root_token_and_database_password_come_from_the_shell(self, services):
-        vault = environment_of(services["vault"])
+    def test_database_password_and_services_token_come_from_the_env_file(self, services):
         postgres = environment_of(services["postgres"])
-        token = REQUIRED_REFERENCE.fullmatch(vault["VAULT_DEV_ROOT_TOKEN_ID"])
         password = REQUIRED_REFERENCE.fullmatch(postgres["POSTGRES_PASSWORD"])
-        assert token is not None
-        assert token["name"] == "VAULT_TOKEN"
         assert password is not None
         assert password["name"] == "POSTGRES_PASSWORD"
+        assert "make compose-env" in postgres["POSTGRES_PASSWORD"]
+        token = REQUIRED_REFERENCE.fullmatch(environment_of(services["gateway"])["VAULT_TOKEN"])
+        assert token is not None
+        assert token["name"] == "VAULT_TOKEN"
+
+    def test_vault_is_given_no_token_it_would_trust(self, services):
+        # A real server: its root token is made at initialisation, never set from outside.
+        assert "environment" not in services["vault"]
+        assert services["vault"]["command"] == ["server"]
 
     def test_every_variable_is_required_and_none_has_a_default(self):
         text = COMPOSE_FILE.read_text()
@@ -287,6 +404,39 @@ class TestSecrets:
                 has_digit = any(c.isdigit() for c in candidate)
                 has_letter = any(c.isalpha() for c in candidate)
                 assert not (has_digit and has_letter), f"looks like a secret: {candidate}"
+
+
+class TestVault:
+    """A real OpenBao server whose data, unseal key and root token outlive restarts."""
+
+    def test_vault_is_a_real_server_on_the_config_file_tested_here(self, services):
+        vault = services["vault"]
+        assert vault["image"].startswith("openbao/openbao:")
+        assert "./docker/openbao/bao.hcl:/openbao/config/bao.hcl:ro" in vault["volumes"]
+        assert (REPO_ROOT / "docker" / "openbao" / "bao.hcl").is_file()
+        assert "-dev" not in vault["command"]
+
+    def test_vault_storage_is_a_named_volume_on_the_raft_path(self, compose, services):
+        assert "vault-data:/openbao/file" in services["vault"]["volumes"]
+        assert "vault-data" in compose["volumes"]
+        config = (REPO_ROOT / "docker" / "openbao" / "bao.hcl").read_text()
+        assert 'storage "raft"' in config
+        assert re.search(r'^\s*path\s*=\s*"/openbao/file"$', config, re.MULTILINE)
+
+    def test_unseal_material_lives_on_its_own_volume_read_by_the_job_only(self, compose, services):
+        assert "vault-unseal" in compose["volumes"]
+        job = services["vault-init"]
+        assert job["volumes"] == ["vault-unseal:/var/lib/vault-unseal"]
+        assert environment_of(job)["VAULT_INIT_FILE"] == "/var/lib/vault-unseal/init.json"
+        for name, service in services.items():
+            if name != "vault-init":
+                assert "vault-unseal" not in str(service.get("volumes", [])), name
+
+    def test_the_image_lets_the_job_write_its_volume_and_nobody_else_read_it(self):
+        text = DOCKERFILE.read_text().replace("\\\n", " ")
+        assert "mkdir -p /app/var /var/lib/vault-unseal" in text
+        assert "chown app:app /app/var /var/lib/vault-unseal" in text
+        assert "chmod 700 /var/lib/vault-unseal" in text
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Signing in and out: login, expired-password rotation, logout."""
 
 import logging
+from contextlib import suppress
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -19,6 +20,7 @@ from services.frontend.errors import (
     FrontendError,
     GatewayError,
     SessionExpiredError,
+    SessionStoreUnavailable,
 )
 from services.frontend.gateway import Gateway, TokenGrant
 from services.frontend.pages import (
@@ -105,14 +107,20 @@ async def sign_in(
         await store.delete(previous.id)
         if previous.is_authenticated:
             await revoke(gateway, previous)
-    session = await store.create(
-        username=identity.username,
-        access_token=grant.access_token,
-        token_expires_at=grant.expires_at,
-        roles=identity.roles,
-        services=identity.services,
-        flash=flash,
-    )
+    try:
+        session = await store.create(
+            username=identity.username,
+            access_token=grant.access_token,
+            token_expires_at=grant.expires_at,
+            roles=identity.roles,
+            services=identity.services,
+            flash=flash,
+        )
+    except SessionStoreUnavailable:
+        # No session holds the new token, so nothing would ever revoke it: end it now.
+        with suppress(FrontendError):
+            await gateway.logout(grant.access_token)
+        raise
     response = redirect("/dashboard")
     set_session_cookie(response, request, session)
     return response

@@ -16,6 +16,7 @@ from services.portfolio.trading.schemas import (
     TradePage,
     TradeReceipt,
 )
+from shared.docs import inline_schema
 from shared.errors import error_responses
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -25,7 +26,7 @@ router = APIRouter(tags=["portfolio"], responses=error_responses(401, 403, 404, 
 _TRADE_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": TradeIn.model_json_schema()}},
+        "content": {"application/json": {"schema": inline_schema(TradeIn)}},
     }
 }
 

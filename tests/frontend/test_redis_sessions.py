@@ -1,0 +1,220 @@
+"""Sessions in Redis (`FRONTEND_SESSION_URL`): the store against the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from devstack.databases import SHARED_REDIS_URL, shared_prefix
+from services.frontend.errors import SessionStoreUnavailable
+from services.frontend.redis_sessions import RedisSessionStore, TokenCipher, session_digest
+from tests.support.redis_server import RedisServer
+
+SECRET = SecretStr("s" * 48)
+TOKEN = "eyJhbGciOiJFZERTQSJ9.the-gateway-token.signature"
+
+
+class Clock:
+    """Wall time the test moves forward; it starts now, since Redis expires keys by its own."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(clock: Clock) -> AsyncIterator[RedisSessionStore]:
+    with shared_prefix() as prefix:
+        sessions = RedisSessionStore(
+            SHARED_REDIS_URL,
+            secret=SECRET,
+            idle_timeout=600,
+            lifetime=3600,
+            max_sessions_per_user=3,
+            prefix=prefix,
+            clock=clock,
+        )
+        sessions.prefix_for_test = prefix  # type: ignore[attr-defined]
+        try:
+            yield sessions
+        finally:
+            await sessions.close()
+
+
+def raw() -> redis.Redis:
+    return redis.Redis.from_url(SHARED_REDIS_URL, decode_responses=True)
+
+
+async def sign_in(store: RedisSessionStore, username: str = "alice"):
+    return await store.create(
+        username=username,
+        access_token=TOKEN,
+        token_expires_at=2_000_000.0,
+        roles=("portfolio", "trading"),
+        services=("portfolio", "trading"),
+        flash="welcome",
+    )
+
+
+async def test_a_session_reads_back_as_it_was_made(store):
+    made = await sign_in(store)
+    read = await store.get(made.id)
+    assert read is not None
+    assert read.username == "alice"
+    assert read.bearer() == TOKEN
+    assert read.csrf_token == made.csrf_token
+    assert read.roles == ("portfolio", "trading")
+    assert read.services == ("portfolio", "trading")
+    assert read.pop_flash() == "welcome"
+    assert read.token_expires_at == 2_000_000.0
+
+
+async def test_redis_holds_neither_the_session_id_nor_the_token(store):
+    made = await sign_in(store)
+    with raw() as client:
+        keys = list(client.scan_iter(match=store.prefix_for_test + "*"))
+        dump = repr(keys) + "".join(repr(client.hgetall(key)) for key in keys if "session:" in key)
+    assert made.id not in dump
+    assert TOKEN not in dump
+    assert "the-gateway-token" not in dump
+    assert any(session_digest(made.id) in key for key in keys)
+
+
+async def test_a_token_sealed_for_one_session_does_not_open_in_another():
+    cipher = TokenCipher(SECRET)
+    sealed = cipher.encrypt(TOKEN, bound_to="session-a")
+    assert cipher.decrypt(sealed, bound_to="session-a") == TOKEN
+    assert cipher.decrypt(sealed, bound_to="session-b") is None
+    assert TokenCipher(SecretStr("t" * 48)).decrypt(sealed, bound_to="session-a") is None
+    assert cipher.decrypt("not base64 at all!", bound_to="session-a") is None
+
+
+async def test_a_store_with_another_secret_cannot_use_the_sessions(store, clock):
+    made = await sign_in(store)
+    other = RedisSessionStore(
+        SHARED_REDIS_URL,
+        secret=SecretStr("o" * 48),
+        idle_timeout=600,
+        lifetime=3600,
+        prefix=store.prefix_for_test,
+        clock=clock,
+    )
+    try:
+        assert await other.get(made.id) is None
+    finally:
+        await other.close()
+
+
+async def test_an_idle_session_ends_and_activity_keeps_it(store, clock):
+    made = await sign_in(store)
+    clock.now += 500
+    session = await store.get(made.id)
+    assert session is not None
+    await store.save(session, touch=True)
+    clock.now += 500  # 1000 s after sign-in, 500 s after the last activity
+    assert await store.get(made.id) is not None
+    clock.now += 600
+    assert await store.get(made.id) is None
+
+
+async def test_redis_expires_the_session_at_its_idle_deadline(store, clock):
+    made = await sign_in(store)
+    key = f"{store.prefix_for_test}session:{session_digest(made.id)}"
+    with raw() as client:
+        assert 590_000 <= client.pttl(key) <= 600_000
+        clock.now += 300
+        session = await store.get(made.id)
+        assert session is not None
+        await store.save(session, touch=True)
+        assert 890_000 <= client.pttl(key) <= 900_000
+
+
+async def test_background_reads_do_not_extend_the_session(store, clock):
+    made = await sign_in(store)
+    clock.now += 500
+    session = await store.get(made.id)
+    assert session is not None
+    await store.save(session, touch=False)
+    clock.now += 200
+    assert await store.get(made.id) is None
+
+
+async def test_the_absolute_lifetime_ends_a_busy_session(store, clock):
+    made = await sign_in(store)
+    for _ in range(7):
+        clock.now += 500
+        session = await store.get(made.id)
+        assert session is not None
+        await store.save(session)
+    clock.now += 500  # 4000 s after sign-in, used every 500 s
+    assert await store.get(made.id) is None
+
+
+async def test_a_deleted_session_stays_gone_when_another_replica_saves_it(store):
+    made = await sign_in(store)
+    held_elsewhere = await store.get(made.id)
+    assert held_elsewhere is not None
+    await store.delete(made.id)
+    await store.save(held_elsewhere, touch=True)
+    assert await store.get(made.id) is None
+
+
+async def test_concurrent_sign_ins_of_one_user_keep_the_newest_within_the_cap(store, clock):
+    made = []
+    for _ in range(2):
+        made.append(await sign_in(store, "bob"))
+        clock.now += 1
+    other = await sign_in(store, "carol")
+    burst = await asyncio.gather(*(sign_in(store, "bob") for _ in range(20)))
+    alive = [s for s in [*made, *burst] if await store.get(s.id) is not None]
+    assert len(alive) == 3
+    assert not {s.id for s in made} & {s.id for s in alive}
+    assert await store.get(other.id) is not None
+
+
+async def test_a_session_that_ended_does_not_count_against_the_cap(store, clock):
+    first = await sign_in(store, "dave")
+    second = await sign_in(store, "dave")
+    await store.delete(second.id)
+    await sign_in(store, "dave")
+    await sign_in(store, "dave")
+    assert await store.get(first.id) is not None
+
+
+async def test_an_unreachable_redis_is_a_clear_error_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    server = RedisServer(tmp_path).start()
+    sessions = RedisSessionStore(
+        server.url, secret=SECRET, idle_timeout=600, lifetime=3600, timeout=0.5
+    )
+    try:
+        made = await sign_in(sessions)
+        server.stop()
+        with caplog.at_level(logging.WARNING, logger="services.frontend.redis_sessions"):
+            for _ in range(3):
+                with pytest.raises(SessionStoreUnavailable):
+                    await sessions.get(made.id)
+            with pytest.raises(SessionStoreUnavailable):
+                await sign_in(sessions)
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert "cannot be reached" in errors[0].getMessage()
+        assert made.id not in caplog.text
+    finally:
+        server.stop()
+        await sessions.close()

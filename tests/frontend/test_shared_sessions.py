@@ -1,0 +1,132 @@
+"""Two frontend processes on one Redis share sign-in, sign-out, CSRF and survive a restart."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import httpx
+import pytest
+
+from devstack.servers import ServerProcess
+from tests.frontend.stack import PASSWORD, Stack
+from tests.support.redis_server import RedisServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+FRONTEND_APP = "services.frontend.app:app"
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+TIMEOUT = httpx.Timeout(30.0)
+
+
+def frontend_env(stack: Stack, secret: str, redis_url: str) -> dict[str, str]:
+    return {
+        "SECRETS_PROVIDER": "env",
+        "SESSION_SECRET_KEY": secret,
+        "GATEWAY_URL": stack.gateway_url,
+        "SECURITY__COOKIE_SECURE": "false",  # plain HTTP on loopback
+        "FRONTEND_SESSION_URL": redis_url,
+    }
+
+
+def start(stack: Stack, env: dict[str, str]) -> ServerProcess:
+    log = stack.log_dir / f"frontend-{secrets.token_hex(3)}.log"
+    return ServerProcess(FRONTEND_APP, env=env, log_path=log).start()
+
+
+def csrf(client: httpx.Client, path: str) -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.text[:300]
+    match = CSRF_FIELD.search(page.text)
+    assert match, f"{path} has no CSRF field"
+    return match.group(1)
+
+
+def sign_in(client: httpx.Client, username: str) -> None:
+    token = csrf(client, "/login")
+    response = client.post(
+        "/login", data={"username": username, "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 303, response.text[:300]
+    assert response.headers["location"] == "/dashboard"
+
+
+def on(url: str, cookies: httpx.Cookies) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=TIMEOUT, cookies=cookies)
+
+
+def test_two_frontends_share_sign_in_csrf_and_sign_out(stack: Stack, tmp_path):
+    secret = secrets.token_urlsafe(48)
+    with RedisServer(tmp_path) as redis_server:
+        env = frontend_env(stack, secret, redis_server.url)
+        first, second = start(stack, env), start(stack, env)
+        try:
+            username = stack.user("portfolio")
+            with httpx.Client(base_url=first.url, timeout=TIMEOUT) as a:
+                sign_in(a, username)
+                with on(second.url, a.cookies) as b:
+                    dashboard = b.get("/dashboard")
+                    assert dashboard.status_code == 200
+                    assert username in dashboard.text
+                    # The CSRF token of a page served by one replica is good on the other.
+                    token = csrf(a, "/dashboard")
+                    assert b.post("/logout", data={"csrf_token": token}).status_code == 303
+                gone = a.get("/dashboard")
+                assert gone.status_code == 303
+                assert gone.headers["location"].startswith("/login")
+        finally:
+            first.stop()
+            second.stop()
+
+
+def test_a_restarted_frontend_keeps_its_sessions(stack: Stack, tmp_path):
+    secret = secrets.token_urlsafe(48)
+    with RedisServer(tmp_path) as redis_server:
+        env = frontend_env(stack, secret, redis_server.url)
+        frontend = start(stack, env)
+        username = stack.user("portfolio")
+        try:
+            with httpx.Client(base_url=frontend.url, timeout=TIMEOUT) as client:
+                sign_in(client, username)
+                cookies = client.cookies
+        finally:
+            frontend.stop()
+        again = start(stack, env)
+        try:
+            with on(again.url, cookies) as client:
+                dashboard = client.get("/dashboard")
+            assert dashboard.status_code == 200
+            assert username in dashboard.text
+        finally:
+            again.stop()
+
+
+def test_redis_down_is_a_clear_error_page_never_a_sign_in(stack: Stack, tmp_path):
+    secret = secrets.token_urlsafe(48)
+    redis_server = RedisServer(tmp_path).start()
+    env = frontend_env(stack, secret, redis_server.url)
+    frontend = start(stack, env)
+    username = stack.user("portfolio")
+    try:
+        with httpx.Client(base_url=frontend.url, timeout=TIMEOUT) as client:
+            sign_in(client, username)
+            redis_server.stop()
+            page = client.get("/dashboard", headers={"Accept": "text/html"})
+            assert page.status_code == 503
+            assert "session store cannot be reached" in page.text
+            assert "Traceback" not in page.text
+            assert username not in page.text
+        with httpx.Client(base_url=frontend.url, timeout=TIMEOUT) as newcomer:
+            token = csrf(newcomer, "/login")  # the login page itself needs no store
+            refused = newcomer.post(
+                "/login", data={"username": username, "password": PASSWORD, "csrf_token": token}
+            )
+            assert refused.status_code == 503
+            assert "session store cannot be reached" in refused.text
+            assert newcomer.get("/dashboard").status_code != 200
+        log = frontend.log_path.read_text()
+        assert "the session store (Redis) cannot be reached" in log
+        assert "Traceback" not in log
+    finally:
+        frontend.stop()
+        redis_server.stop()
