@@ -3,6 +3,9 @@ time on; the rotation ceremony writes the keys where the services read them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import jwt
 import pytest
 from pydantic import SecretStr
 
+from devstack import REPO_ROOT
 from services.api_gateway.assertions import AssertionCache
 from services.api_gateway.errors import InvalidToken
 from services.api_gateway.principal import AuthMethod, Principal
@@ -226,3 +230,42 @@ class TestCeremonyOnTheEnvFile:
         with pytest.raises(MissingSecretError, match="missing secret GATEWAY_JWT_PRIVATE_KEY"):
             await rotate_signing_key(manager, env_file=env_file)
         assert read_env_file(env_file) == {"OTHER": "x"}
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SECRETS_", "GATEWAY_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "services.api_gateway", *args],
+        cwd=REPO_ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestCommandLine:
+    def test_rotate_signing_key_on_an_env_file_prints_kids_never_keys(self, tmp_path):
+        current = generate_private_key()
+        env_file = tmp_path / "stack.env"
+        env_file.write_text(f"GATEWAY_JWT_PRIVATE_KEY={current}\n")
+        result = run_cli("rotate-signing-key", "--env-file", str(env_file))
+        assert result.returncode == 0, result.stderr
+        written = read_env_file(env_file)
+        new = written["GATEWAY_JWT_PRIVATE_KEY"]
+        assert f"wrote key {kid(new)} to {env_file}" in result.stdout
+        assert f"previous key {kid(current)}" in result.stdout
+        for value in (current, new, written["GATEWAY_JWT_PREVIOUS_PUBLIC_KEY"]):
+            assert value not in result.stdout + result.stderr
+
+    def test_a_missing_env_file_is_named_with_exit_status_1(self, tmp_path):
+        result = run_cli("rotate-assertion-key", "--env-file", str(tmp_path / "none.env"))
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: cannot read ")
+        assert "Traceback" not in result.stderr
+
+    def test_a_bad_provider_is_a_configuration_error(self):
+        result = run_cli("rotate-signing-key", SECRETS_PROVIDER="nowhere")
+        assert result.returncode == 2
+        assert "SECRETS_PROVIDER=nowhere is not supported" in result.stderr
