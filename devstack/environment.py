@@ -15,14 +15,15 @@ from shared.roles import Service
 
 
 def load_environment(env_file: Path) -> dict[str, str]:
-    """Merge `.env` under the process environment (a variable set in the shell wins)."""
+    """Merge `.env` under the process environment (a variable set in the shell wins), and
+    name the file in `SECRETS_ENV_FILE` so running services re-read rotated secrets."""
     if not env_file.is_file():
         raise StackError(
             f"{env_file} does not exist: run `make run`, or write it with "
             f"`python scripts/write_dev_env.py {env_file}`"
         )
     values: dict[str, str] = parse_env_file(env_file.read_text())
-    return {**values, **os.environ}
+    return {"SECRETS_ENV_FILE": str(env_file.resolve()), **values, **os.environ}
 
 
 def stack_environment(environ: Mapping[str, str], ports: Mapping[str, int]) -> dict[str, str]:

@@ -16,9 +16,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shared import jwts
 from shared.clock import epoch_seconds
-from shared.keys import key_id, load_private_key, load_public_key
+from shared.keys import KeyFormatError, key_id, load_private_key, load_public_key
+from shared.secrets import SecretsManager
+from shared.secrets.watch import SecretValues, SecretWatcher
 
 ASSERTION_HEADER = "x-identity-assertion"
+# The managed secrets downstream services verify assertions with; names, not keys.
+PUBLIC_KEY_SECRET = "GATEWAY_ASSERTION_PUBLIC_KEY"  # noqa: S105  # nosec B105
+PREVIOUS_PUBLIC_KEY_SECRET = "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY"  # noqa: S105  # nosec B105
+VERIFIER_KEY_SECRETS = (PUBLIC_KEY_SECRET, PREVIOUS_PUBLIC_KEY_SECRET)
 REQUEST_ID_HEADER = "x-request-id"
 ISSUER = "legacycointrader-gateway"
 TOKEN_TYPE = "lct-assertion+jwt"  # noqa: S105  # nosec B105 - a JOSE `typ`, not a credential
@@ -72,6 +78,13 @@ class Caller:
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
+def _key_ring(public_keys: Iterable[str | Ed25519PublicKey]) -> jwts.KeyRing:
+    keys = [load_public_key(k) if isinstance(k, str) else k for k in public_keys]
+    if not keys:
+        raise ValueError("at least one gateway assertion public key is required")
+    return jwts.KeyRing(keys)
+
+
 class AssertionSigner:
     """Sign assertions for downstream services with the gateway's assertion key."""
 
@@ -81,6 +94,11 @@ class AssertionSigner:
         self._key = load_private_key(private_key) if isinstance(private_key, str) else private_key
         self._kid = key_id(self._key)
         self.ttl_seconds = ttl_seconds
+
+    @property
+    def kid(self) -> str:
+        """Return the `kid` (RFC 7638 thumbprint) of the signing key."""
+        return self._kid
 
     def sign(
         self,
@@ -127,10 +145,7 @@ class AssertionVerifier:
         leeway_seconds: int = 5,
         cache_size: int = 4096,
     ) -> None:
-        keys = [load_public_key(k) if isinstance(k, str) else k for k in public_keys]
-        if not keys:
-            raise ValueError("at least one gateway assertion public key is required")
-        self._keys = jwts.KeyRing(keys)
+        self._keys = _key_ring(public_keys)
         self.audience = audience
         self._leeway = leeway_seconds
         self._cache: OrderedDict[str, Caller] = OrderedDict()
@@ -153,6 +168,12 @@ class AssertionVerifier:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return caller
+
+    def replace_keys(self, public_keys: Iterable[str | Ed25519PublicKey]) -> None:
+        """Accept these keys from now on (a rotation: the new key and the previous one)."""
+        # Verified assertions stay cached: they were signed by a key trusted when checked
+        # and expire within the assertion lifetime.
+        self._keys = _key_ring(public_keys)
 
     def verify_headers(self, headers: Mapping[str, str]) -> Caller:
         """Verify the assertion header of a request."""
@@ -184,3 +205,30 @@ class AssertionVerifier:
             expires_at=float(claims["exp"]),
             claims=claims,
         )
+
+
+def apply_verifier_keys(verifier: AssertionVerifier, values: SecretValues) -> None:
+    """Put `verifier` on the assertion public key and the previous one found in `values`."""
+    current = values.get(PUBLIC_KEY_SECRET)
+    if current is None:
+        raise ValueError(f"{PUBLIC_KEY_SECRET} is no longer set")
+    previous = values.get(PREVIOUS_PUBLIC_KEY_SECRET)
+    keys = [current.get_secret_value()]
+    if previous is not None:
+        keys.append(previous.get_secret_value())
+    try:
+        verifier.replace_keys(keys)
+    except (KeyFormatError, ValueError, TypeError):
+        raise ValueError(
+            f"{PUBLIC_KEY_SECRET} or {PREVIOUS_PUBLIC_KEY_SECRET} is not an Ed25519 public key"
+        ) from None
+
+
+def watch_verifier_keys(manager: SecretsManager, verifier: AssertionVerifier) -> SecretWatcher:
+    """Return a watcher (not started) that keeps `verifier` on the current assertion public
+    key and the previous one, so a rotation of the gateway's assertion key needs no restart."""
+
+    async def apply(values: SecretValues) -> None:
+        apply_verifier_keys(verifier, values)
+
+    return SecretWatcher(manager, VERIFIER_KEY_SECRETS, apply)

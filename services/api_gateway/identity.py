@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -37,8 +38,16 @@ class IdentityClient:
     service: its base URL and service-token header are set there.
     """
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        refresh_token: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._client = client
+        # Re-reads the service token (and sets the header) when the identity service
+        # refuses it; None: never.
+        self.refresh_token = refresh_token
 
     async def authenticate(self, username: str, password: str) -> IdentityUser:
         """Check a password; return the user."""
@@ -108,12 +117,15 @@ class IdentityClient:
         return response.status_code == 200
 
     async def _call(self, method: str, path: str, payload: object = None) -> dict[str, Any]:
-        try:
-            response = await self._client.request(method, path, json=payload)
-        except httpx.TimeoutException:
-            raise UpstreamTimeout("the identity service did not answer in time") from None
-        except httpx.HTTPError:
-            raise UpstreamUnavailable("the identity service is unreachable") from None
+        token = self._client.headers.get(SERVICE_TOKEN_HEADER)
+        response = await self._send(method, path, payload)
+        if self.refresh_token is not None and _token_refused(response):
+            # The token may have been rotated and read by the identity service first. The
+            # refused call did nothing (the token is checked before the body is read), so
+            # it is sent again once with the token read now.
+            await self.refresh_token()
+            if self._client.headers.get(SERVICE_TOKEN_HEADER) != token:
+                response = await self._send(method, path, payload)
         try:
             body = response.json()
         except ValueError:
@@ -121,6 +133,25 @@ class IdentityClient:
         if response.status_code == 200 and isinstance(body, dict):
             return body
         raise _identity_error(response, body)
+
+    async def _send(self, method: str, path: str, payload: object) -> httpx.Response:
+        try:
+            return await self._client.request(method, path, json=payload)
+        except httpx.TimeoutException:
+            raise UpstreamTimeout("the identity service did not answer in time") from None
+        except httpx.HTTPError:
+            raise UpstreamUnavailable("the identity service is unreachable") from None
+
+
+def _token_refused(response: httpx.Response) -> bool:
+    if response.status_code != 401:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    error = body.get("error") if isinstance(body, dict) else None
+    return isinstance(error, dict) and error.get("code") in ("invalid_token", "not_authenticated")
 
 
 def _segment(value: str) -> str:

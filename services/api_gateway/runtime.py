@@ -17,6 +17,7 @@ from services.api_gateway.config import GatewaySecrets, Settings, load_secrets, 
 from services.api_gateway.docs import ApiDocument
 from services.api_gateway.errors import StartupError
 from services.api_gateway.identity import SERVICE_TOKEN_HEADER, IdentityClient
+from services.api_gateway.rotation import live_keys_watcher
 from services.api_gateway.stamps import SKEW_MARGIN_SECONDS, AccessStamps
 from services.api_gateway.state import GatewayState, create_state
 from services.api_gateway.sync import IdentitySync
@@ -24,6 +25,7 @@ from services.api_gateway.tokens import TokenService
 from shared.assertion import AssertionSigner
 from shared.keys import KeyFormatError
 from shared.roles import SERVICES, Service
+from shared.secrets import SecretsError, SecretsManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +112,13 @@ def _keys(settings: Settings, secrets: GatewaySecrets) -> tuple[TokenService, As
 async def open_runtime(
     settings: Settings | None = None, secrets: GatewaySecrets | None = None
 ) -> AsyncIterator[Runtime]:
-    """Build the runtime from settings and secrets (read from the environment when omitted)."""
+    """Build the runtime from settings and secrets (read from the environment when omitted).
+
+    Secrets read from the environment are read again every `SECRETS_CACHE_TTL_SECONDS`,
+    so a rotated key or service token is taken up without a restart.
+    """
     settings = settings if settings is not None else load_settings()
+    manager = _open_manager() if secrets is None else None
     secrets = secrets if secrets is not None else await load_secrets()
     tokens, signer = _keys(settings, secrets)
     state = create_state(
@@ -143,13 +150,25 @@ async def open_runtime(
         interval=settings.gateway_identity_sync_seconds,
         replay_seconds=settings.gateway_token_ttl_seconds + SKEW_MARGIN_SECONDS,
     )
+    assertions = AssertionCache(signer)
+    watcher = (
+        live_keys_watcher(
+            manager,
+            tokens=tokens,
+            assertions=assertions,
+            identity_http=identity_client,
+            assertion_ttl_seconds=settings.gateway_assertion_ttl_seconds,
+        )
+        if manager is not None
+        else None
+    )
     runtime = Runtime(
         settings=settings,
         tokens=tokens,
         authenticator=authenticator,
         identity=identity,
         state=state,
-        assertions=AssertionCache(signer),
+        assertions=assertions,
         upstreams=upstreams,
         upstream_urls={service: settings.service_url(service) for service in SERVICES},
         access_log=access_log,
@@ -158,12 +177,25 @@ async def open_runtime(
     )
     if settings.gateway_identity_sync_seconds > 0:
         sync.start()
+    if watcher is not None:
+        identity.refresh_token = watcher.refresh
+        watcher.start()
     try:
         yield runtime
     finally:
+        if watcher is not None:
+            await watcher.stop()
+            await watcher.manager.aclose()
         await sync.stop()
         await _close(identity_client, upstreams, state)
         access_log.stop()
+
+
+def _open_manager() -> SecretsManager:
+    try:
+        return SecretsManager.from_environment()
+    except SecretsError as exc:
+        raise StartupError(f"gateway cannot start: {exc}") from None
 
 
 async def _close(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.api_gateway.errors import InvalidToken, TokenExpired
 from services.api_gateway.principal import AuthMethod, Principal
@@ -33,6 +34,17 @@ _REFUSALS: dict[type[jwts.JwtError], str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class _SigningKey:
+    key: Ed25519PrivateKey
+    kid: str
+
+
+def _signing_key(private_key: str) -> _SigningKey:
+    key = load_private_key(private_key)
+    return _SigningKey(key=key, kid=key_id(key))
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedToken:
     """A freshly signed access token."""
 
@@ -55,16 +67,38 @@ class TokenService:
         previous_public_keys: Iterable[str] = (),
         cache_size: int = 10_000,
     ) -> None:
-        self._key = load_private_key(private_key)
-        self.kid = key_id(self._key)
-        self._keys = jwts.KeyRing(
-            [self._key.public_key(), *(load_public_key(text) for text in previous_public_keys)]
-        )
+        self._signing = _signing_key(private_key)
+        # A rotated key verifies at once but signs only from its activation time on, so
+        # every other gateway has learnt it before a token signed with it reaches them.
+        self._pending: tuple[_SigningKey, float] | None = None
+        self._previous = [load_public_key(text) for text in previous_public_keys]
+        # Keys that signed here before a rotation, kept until their last token expires.
+        self._retired: list[tuple[Ed25519PublicKey, float]] = []
+        self._keys = self._ring(epoch_seconds())
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
         self._cache: dict[str, Principal] = {}
         self._cache_size = cache_size
+
+    @property
+    def kid(self) -> str:
+        """Return the `kid` new tokens are signed with."""
+        return self._signing.kid
+
+    def rotate(self, private_key: str, *, activate_at: float) -> None:
+        """Verify with a new signing key now and sign with it from `activate_at` on."""
+        new = _signing_key(private_key)
+        if new.kid == self._signing.kid:
+            self._pending = None
+        elif self._pending is None or self._pending[0].kid != new.kid:
+            self._pending = (new, activate_at)
+        self._keys = self._ring(epoch_seconds())
+
+    def set_previous_public_keys(self, public_keys: Iterable[str]) -> None:
+        """Replace the previous public keys still accepted (GATEWAY_JWT_PREVIOUS_PUBLIC_KEY)."""
+        self._previous = [load_public_key(text) for text in public_keys]
+        self._keys = self._ring(epoch_seconds())
 
     def issue(
         self,
@@ -75,7 +109,9 @@ class TokenService:
         now: float | None = None,
     ) -> IssuedToken:
         """Sign a token for a user who just proved the password of `password_version`."""
-        issued = int(epoch_seconds() if now is None else now)
+        current = epoch_seconds() if now is None else now
+        signing = self._signing_key(current)
+        issued = int(current)
         expires = issued + self.ttl_seconds
         jti = uuid.uuid4().hex
         claims: dict[str, Any] = {
@@ -91,7 +127,10 @@ class TokenService:
         if password_version is not None:
             claims[PASSWORD_VERSION_CLAIM] = password_version
         token = jwt.encode(
-            claims, self._key, algorithm=jwts.ALGORITHM, headers={"kid": self.kid, "typ": "JWT"}
+            claims,
+            signing.key,
+            algorithm=jwts.ALGORITHM,
+            headers={"kid": signing.kid, "typ": "JWT"},
         )
         return IssuedToken(token=token, jti=jti, issued_at=issued, expires_at=expires)
 
@@ -104,7 +143,7 @@ class TokenService:
                 return cached
             del self._cache[token]
             raise TokenExpired("the access token has expired; request a new one at /auth/token")
-        principal = self._decode(token)
+        principal = self._decode(token, current)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 # Drop the oldest entry; dicts keep insertion order.
@@ -118,9 +157,36 @@ class TokenService:
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Return the public keys that verify our tokens, current first."""
+        self._refresh(epoch_seconds())
         return {"keys": self._keys.jwks()}
 
-    def _decode(self, token: str) -> Principal:
+    def _signing_key(self, now: float) -> _SigningKey:
+        pending = self._pending
+        if pending is not None and now >= pending[1]:
+            retired = self._signing
+            self._signing, self._pending = pending[0], None
+            # A token signed a moment ago lives `ttl_seconds`, plus the leeway others allow.
+            self._retired.append((retired.key.public_key(), now + self.ttl_seconds + 60))
+            self._keys = self._ring(now)
+        return self._signing
+
+    def _refresh(self, now: float) -> None:
+        # Promotes a due key, and drops retired keys whose tokens have all expired.
+        self._signing_key(now)
+        if any(until <= now for _, until in self._retired):
+            self._keys = self._ring(now)
+
+    def _ring(self, now: float) -> jwts.KeyRing:
+        self._retired = [(key, until) for key, until in self._retired if until > now]
+        keys = [self._signing.key.public_key()]
+        if self._pending is not None:
+            keys.append(self._pending[0].key.public_key())
+        keys.extend(self._previous)
+        keys.extend(key for key, _ in self._retired)
+        return jwts.KeyRing(keys)
+
+    def _decode(self, token: str, now: float) -> Principal:
+        self._refresh(now)
         try:
             claims = jwts.decode(
                 token,

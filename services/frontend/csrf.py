@@ -9,7 +9,6 @@ only with a genuine, unexpired pass whose nonce it repeats.
 """
 
 import base64
-import hashlib
 import hmac
 import json
 import time
@@ -17,7 +16,13 @@ from dataclasses import dataclass, field, replace
 
 from pydantic import SecretStr
 
-from services.frontend.sessions import Clock, new_token
+from services.frontend.sessions import (
+    Clock,
+    DerivedKeys,
+    hmac_b64,
+    new_token,
+    signature_matches,
+)
 
 # A pass is about 150 characters (more with a long username); anything far longer is not
 # one of ours and is refused before it is hashed or parsed.
@@ -53,11 +58,14 @@ class FormPassSigner:
 
     def __init__(self, secret: SecretStr, *, lifetime: int, clock: Clock = time.time) -> None:
         # A key of its own, so a signed session id can never pass for a form pass.
-        self._key = hmac.new(
-            secret.get_secret_value().encode(), b"lct-frontend-form-pass", hashlib.sha256
-        ).digest()
+        self._keys = DerivedKeys(secret, b"lct-frontend-form-pass", clock=clock)
         self.lifetime = lifetime
         self._clock = clock
+
+    def rotate(self, secret: SecretStr, *, activate_at: float = 0.0) -> None:
+        """Sign with the rotated secret from `activate_at` on; passes of the one before
+        still count."""
+        self._keys.rotate(secret, activate_at=activate_at)
 
     def issue(self, *, pending_username: str | None = None) -> FormPass:
         """Return a pass with a fresh nonce."""
@@ -73,14 +81,14 @@ class FormPassSigner:
         if form_pass.pending_username is not None:
             payload["u"] = form_pass.pending_username
         body = _encode(json.dumps(payload, separators=(",", ":")).encode())
-        return f"{body}.{self._signature(body)}"
+        return f"{body}.{hmac_b64(self._keys.current, body)}"
 
     def unsign(self, value: str) -> FormPass | None:
         """Return the pass of a genuine, unexpired cookie value, else None."""
         if len(value) > MAX_PASS_CHARS:
             return None
         body, _, signature = value.partition(".")
-        if not body or not hmac.compare_digest(signature.encode(), self._signature(body).encode()):
+        if not body or not signature_matches(self._keys, body, signature):
             return None
         try:
             payload = json.loads(_decode(body))
@@ -97,6 +105,3 @@ class FormPassSigner:
         if self._clock() >= expires_at:
             return None
         return FormPass(nonce, expires_at, pending)
-
-    def _signature(self, body: str) -> str:
-        return _encode(hmac.new(self._key, body.encode(), hashlib.sha256).digest())

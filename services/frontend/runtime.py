@@ -1,5 +1,6 @@
 """The frontend's long-lived resources, opened in the lifespan and closed after it."""
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -7,9 +8,16 @@ from dataclasses import dataclass
 import httpx
 from fastapi.templating import Jinja2Templates
 
-from services.frontend.config import FrontendSecrets, Settings, load_secrets, load_settings
+from services.frontend.config import (
+    SESSION_SECRET_NAME,
+    FrontendSecrets,
+    Settings,
+    check_session_secret,
+    load_secrets,
+    load_settings,
+)
 from services.frontend.csrf import FormPassSigner
-from services.frontend.errors import SessionStoreUnavailable
+from services.frontend.errors import SessionStoreUnavailable, StartupError
 from services.frontend.gateway import Gateway
 from services.frontend.redis_sessions import RedisSessionStore
 from services.frontend.sessions import (
@@ -20,6 +28,11 @@ from services.frontend.sessions import (
     SessionStore,
 )
 from services.frontend.templating import build_templates
+from shared.secrets import SecretsError, SecretsManager
+from shared.secrets.watch import SecretValues, SecretWatcher
+
+# Covers the time one read of the store takes, on top of the read interval.
+ACTIVATION_MARGIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +55,11 @@ async def open_runtime(
     *,
     session_store: SessionStore | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Build the runtime; settings and the secret are read from the environment when omitted."""
+    """Build the runtime; settings and the secret are read from the environment when omitted,
+    and then read again every `SECRETS_CACHE_TTL_SECONDS`, so a rotated session secret signs
+    from its next read on while sessions signed with the one before stay valid."""
     settings = settings if settings is not None else load_settings()
+    manager = _open_manager() if secrets is None else None
     secrets = secrets if secrets is not None else await load_secrets()
     security = settings.security
     redis_store: RedisSessionStore | None = None
@@ -69,20 +85,59 @@ async def open_runtime(
             max_sessions=security.max_sessions,
             max_sessions_per_user=security.max_sessions_per_user,
         )
+    cookie_signer = CookieSigner(secrets.session_secret)
+    form_signer = FormPassSigner(secrets.session_secret, lifetime=security.form_timeout)
+    watcher = (
+        session_secret_watcher(manager, cookie_signer, form_signer) if manager is not None else None
+    )
     async with AsyncExitStack() as cleanup:
         if redis_store is not None:
             cleanup.push_async_callback(redis_store.close)
+        if watcher is not None:
+            cleanup.push_async_callback(watcher.manager.aclose)
+            cleanup.push_async_callback(watcher.stop)
         client = await cleanup.enter_async_context(
             httpx.AsyncClient(
                 base_url=str(settings.gateway_url), timeout=settings.gateway_timeout_seconds
             )
         )
+        if watcher is not None:
+            watcher.start()
         yield Runtime(
             settings=settings,
             sessions=sessions,
             gateway=Gateway(client),
             templates=build_templates(),
             cookie_name=SECURE_COOKIE_NAME if security.cookie_secure else COOKIE_NAME,
-            cookie_signer=CookieSigner(secrets.session_secret),
-            form_signer=FormPassSigner(secrets.session_secret, lifetime=security.form_timeout),
+            cookie_signer=cookie_signer,
+            form_signer=form_signer,
         )
+
+
+def session_secret_watcher(
+    manager: SecretsManager, cookie_signer: CookieSigner, form_signer: FormPassSigner
+) -> SecretWatcher:
+    """Return the watcher (not started) that hands a rotated session secret to both signers."""
+
+    async def apply(values: SecretValues) -> None:
+        secret = values.get(SESSION_SECRET_NAME)
+        if secret is None:
+            raise ValueError(f"{SESSION_SECRET_NAME} is no longer set")
+        try:
+            check_session_secret(secret)
+        except StartupError as exc:
+            raise ValueError(str(exc)) from None
+        # Signing waits until every frontend sharing the sessions has read the secret too.
+        activate_at = time.time() + watcher.interval + ACTIVATION_MARGIN_SECONDS
+        cookie_signer.rotate(secret, activate_at=activate_at)
+        form_signer.rotate(secret, activate_at=activate_at)
+
+    watcher = SecretWatcher(manager, (SESSION_SECRET_NAME,), apply)
+    return watcher
+
+
+def _open_manager() -> SecretsManager:
+    try:
+        return SecretsManager.from_environment()
+    except SecretsError as exc:
+        raise StartupError(str(exc)) from None

@@ -210,30 +210,84 @@ class MemorySessionStore:
             self._remove(oldest_id)
 
 
+class DerivedKeys:
+    """HMAC keys derived from the session secret for one purpose: the current one signs, a
+    rotated one verifies at once and signs from its activation time on (so every frontend
+    knows it before a cookie signed with it reaches them), the one before still verifies."""
+
+    def __init__(self, secret: SecretStr, purpose: bytes, *, clock: Clock = time.time) -> None:
+        # A key derived for this one purpose, so the raw secret signs nothing directly.
+        self._purpose = purpose
+        self._clock = clock
+        self._current = self._derive(secret)
+        self._pending: tuple[bytes, float] | None = None
+        self.previous: bytes | None = None
+
+    def _derive(self, secret: SecretStr) -> bytes:
+        return hmac.new(secret.get_secret_value().encode(), self._purpose, hashlib.sha256).digest()
+
+    @property
+    def current(self) -> bytes:
+        """Return the key that signs now."""
+        pending = self._pending
+        if pending is not None and self._clock() >= pending[1]:
+            self.previous, self._current, self._pending = self._current, pending[0], None
+        return self._current
+
+    def rotate(self, secret: SecretStr, *, activate_at: float = 0.0) -> None:
+        """Verify with a key from `secret` now and sign with it from `activate_at` on."""
+        new = self._derive(secret)
+        if hmac.compare_digest(new, self.current):
+            self._pending = None
+        elif self._pending is None or not hmac.compare_digest(new, self._pending[0]):
+            self._pending = (new, activate_at)
+
+    def verifying(self) -> tuple[bytes, ...]:
+        """Return the keys a signature may come from, current first."""
+        keys = [self.current]
+        if self._pending is not None:
+            keys.append(self._pending[0])
+        if self.previous is not None:
+            keys.append(self.previous)
+        return tuple(keys)
+
+
+def signature_matches(keys: DerivedKeys, message: str, signature: str) -> bool:
+    """Tell whether `signature` is the base64url HMAC-SHA256 of `message` under any key."""
+    matched = False
+    for key in keys.verifying():
+        expected = hmac_b64(key, message)
+        # Bytes, not str: compare_digest refuses non-ASCII text, which a cookie may hold.
+        # Every key is tried, so the time taken does not tell which one matched.
+        matched |= hmac.compare_digest(signature.encode(), expected.encode())
+    return matched
+
+
+def hmac_b64(key: bytes, message: str) -> str:
+    """Return the unpadded base64url HMAC-SHA256 of `message`."""
+    digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 class CookieSigner:
     """Sign session ids with the session secret so a forged cookie is told apart cheaply."""
 
     def __init__(self, secret: SecretStr) -> None:
-        # A key derived for this one purpose, so the raw secret signs nothing directly.
-        self._key = hmac.new(
-            secret.get_secret_value().encode(), b"lct-frontend-session-cookie", hashlib.sha256
-        ).digest()
+        self._keys = DerivedKeys(secret, b"lct-frontend-session-cookie")
 
-    def _signature(self, session_id: str) -> str:
-        digest = hmac.new(self._key, session_id.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    def rotate(self, secret: SecretStr, *, activate_at: float = 0.0) -> None:
+        """Sign with the rotated secret from `activate_at` on; cookies of the one before
+        still count."""
+        self._keys.rotate(secret, activate_at=activate_at)
 
     def sign(self, session_id: str) -> str:
         """Return the cookie value for a session id."""
-        return f"{session_id}.{self._signature(session_id)}"
+        return f"{session_id}.{hmac_b64(self._keys.current, session_id)}"
 
     def unsign(self, value: str) -> str | None:
         """Return the session id of a genuine cookie value, else None."""
         session_id, _, signature = value.rpartition(".")
-        # Bytes, not str: compare_digest refuses non-ASCII text, which a cookie may hold.
-        if not session_id or not hmac.compare_digest(
-            signature.encode(), self._signature(session_id).encode()
-        ):
+        if not session_id or not signature_matches(self._keys, session_id, signature):
             return None
         return session_id
 

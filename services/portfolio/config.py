@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.portfolio.errors import ConfigurationError
+from shared.assertion import PREVIOUS_PUBLIC_KEY_SECRET, PUBLIC_KEY_SECRET
 from shared.secrets import SecretsError, SecretsManager
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +19,7 @@ DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_PATH}"
 
 ENV_PREFIX = "PORTFOLIO_"
 SERVICE_TOKEN_SECRET = "IDENTITY_SERVICE_TOKEN"  # noqa: S105  # nosec B105 - a secret's name
-ASSERTION_KEY_SECRET = "GATEWAY_ASSERTION_PUBLIC_KEY"  # noqa: S105  # nosec B105 - a secret's name
+ASSERTION_KEY_SECRET = PUBLIC_KEY_SECRET
 CANNOT_START = "the portfolio service cannot start"
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -84,6 +85,14 @@ class PortfolioSecrets:
 
     service_token: SecretStr
     assertion_public_key: SecretStr
+    # Still accepted while a rotation of the assertion key is under way.
+    assertion_previous_public_key: SecretStr | None = None
+
+    def assertion_public_keys(self) -> list[str]:
+        """Return the keys assertions may be signed with, current first."""
+        previous = self.assertion_previous_public_key
+        keys = [self.assertion_public_key, *([previous] if previous is not None else [])]
+        return [key.get_secret_value() for key in keys]
 
     def __repr__(self) -> str:
         return "PortfolioSecrets(<redacted>)"
@@ -119,6 +128,7 @@ async def load_secrets(manager: SecretsManager | None = None) -> PortfolioSecret
         return PortfolioSecrets(
             service_token=await manager.require(SERVICE_TOKEN_SECRET),
             assertion_public_key=await manager.require(ASSERTION_KEY_SECRET),
+            assertion_previous_public_key=await manager.get(PREVIOUS_PUBLIC_KEY_SECRET),
         )
     except SecretsError as exc:
         raise ConfigurationError(f"{CANNOT_START}: {exc}") from None

@@ -5,12 +5,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from pydantic import SecretStr
-
 from services.portfolio.accounts.service import IdentityService
 from services.portfolio.config import (
     ASSERTION_KEY_SECRET,
     CANNOT_START,
+    SERVICE_TOKEN_SECRET,
     PortfolioSettings,
     load_secrets,
     load_settings,
@@ -19,10 +18,16 @@ from services.portfolio.config import (
 from services.portfolio.db import Database
 from services.portfolio.errors import ConfigurationError
 from services.portfolio.trading.service import TradeBook
-from shared.assertion import AssertionVerifier
+from shared.assertion import (
+    PREVIOUS_PUBLIC_KEY_SECRET,
+    VERIFIER_KEY_SECRETS,
+    AssertionVerifier,
+    apply_verifier_keys,
+)
 from shared.keys import KeyFormatError
 from shared.roles import Service
 from shared.secrets import SecretsManager
+from shared.secrets.watch import LiveSecret, SecretValues, SecretWatcher
 
 logger = logging.getLogger("services.portfolio")
 
@@ -36,19 +41,36 @@ class Runtime:
     identity: IdentityService
     trades: TradeBook
     verifier: AssertionVerifier
-    service_token: SecretStr
+    # Replaced in place when the token is rotated in the secrets store.
+    service_token: LiveSecret
 
 
-def assertion_verifier(public_key: SecretStr) -> AssertionVerifier:
+def assertion_verifier(public_keys: list[str]) -> AssertionVerifier:
     """Return the verifier of the gateway's identity assertions addressed to this service."""
     try:
-        return AssertionVerifier([public_key.get_secret_value()], audience=Service.PORTFOLIO)
+        return AssertionVerifier(public_keys, audience=Service.PORTFOLIO)
     except (KeyFormatError, ValueError):
         # Names the secret, never its value.
         raise ConfigurationError(
-            f"{CANNOT_START}: {ASSERTION_KEY_SECRET} is not an Ed25519 "
-            "public key (PEM, or base64url of the raw 32 bytes)"
+            f"{CANNOT_START}: {ASSERTION_KEY_SECRET} or {PREVIOUS_PUBLIC_KEY_SECRET} is not an "
+            "Ed25519 public key (PEM, or base64url of the raw 32 bytes)"
         ) from None
+
+
+def live_secrets_watcher(
+    manager: SecretsManager, verifier: AssertionVerifier, service_token: LiveSecret
+) -> SecretWatcher:
+    """Return the watcher (not started) keeping the service token and assertion keys current."""
+
+    async def apply(values: SecretValues) -> None:
+        token = values.get(SERVICE_TOKEN_SECRET)
+        if token is None:
+            raise ValueError(f"{SERVICE_TOKEN_SECRET} is no longer set")
+        apply_verifier_keys(verifier, values)
+        # From here on the new token is accepted and the old one refused.
+        service_token.value = token
+
+    return SecretWatcher(manager, (SERVICE_TOKEN_SECRET, *VERIFIER_KEY_SECRETS), apply)
 
 
 @asynccontextmanager
@@ -61,9 +83,13 @@ async def open_runtime(
     manager = secrets_manager if secrets_manager is not None else open_secrets()
     try:
         secrets = await load_secrets(manager)
-        verifier = assertion_verifier(secrets.assertion_public_key)
+        verifier = assertion_verifier(secrets.assertion_public_keys())
+        service_token = LiveSecret(secrets.service_token)
         database = await Database.open(settings)
         logger.info("portfolio service using the %s", database.description)
+        watcher = live_secrets_watcher(manager, verifier, service_token)
+        service_token.refresh = watcher.refresh
+        watcher.start()
         try:
             yield Runtime(
                 settings=settings,
@@ -71,9 +97,10 @@ async def open_runtime(
                 identity=IdentityService(database, settings, secrets_manager=manager),
                 trades=TradeBook(database),
                 verifier=verifier,
-                service_token=secrets.service_token,
+                service_token=service_token,
             )
         finally:
+            await watcher.stop()
             await database.close()
     finally:
         # A manager handed in belongs to the caller.

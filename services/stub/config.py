@@ -8,6 +8,7 @@ from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.stub.errors import StartupError
+from shared.assertion import PREVIOUS_PUBLIC_KEY_SECRET, PUBLIC_KEY_SECRET
 from shared.errors import settings_problems
 from shared.roles import SERVICES, Service
 from shared.secrets import SecretsError, SecretsManager
@@ -37,6 +38,13 @@ class StubSecrets:
     """What a stub resolves through the secrets layer: the gateway's assertion public key."""
 
     assertion_public_key: str
+    # Still accepted while a rotation of the assertion key is under way.
+    assertion_previous_public_key: str | None = None
+
+    def public_keys(self) -> list[str]:
+        """Return the keys assertions may be signed with, current first."""
+        previous = self.assertion_previous_public_key
+        return [self.assertion_public_key, *([previous] if previous else [])]
 
 
 def load_settings() -> StubSettings:
@@ -51,7 +59,11 @@ async def load_secrets() -> StubSecrets:
     """Resolve the gateway's assertion public key through the shared secrets layer."""
     try:
         async with SecretsManager.from_environment(service="stub") as manager:
-            key = await manager.require("GATEWAY_ASSERTION_PUBLIC_KEY")
+            key = await manager.require(PUBLIC_KEY_SECRET)
+            previous = await manager.get(PREVIOUS_PUBLIC_KEY_SECRET)
     except SecretsError as exc:
         raise StartupError(f"stub cannot start: {exc}") from None
-    return StubSecrets(assertion_public_key=key.get_secret_value())
+    return StubSecrets(
+        assertion_public_key=key.get_secret_value(),
+        assertion_previous_public_key=previous.get_secret_value() if previous else None,
+    )

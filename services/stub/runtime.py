@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from services.stub.config import StubSecrets, StubSettings, load_secrets, load_settings
 from services.stub.errors import StartupError
-from shared.assertion import AssertionVerifier
+from shared.assertion import AssertionVerifier, watch_verifier_keys
 from shared.keys import KeyFormatError
+from shared.secrets import SecretsError, SecretsManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +30,35 @@ class Runtime:
 async def open_runtime(
     settings: StubSettings | None = None, secrets: StubSecrets | None = None
 ) -> AsyncIterator[Runtime]:
-    """Build the runtime from settings and secrets (read from the environment when omitted)."""
+    """Build the runtime from settings and secrets (read from the environment when omitted).
+
+    Keys read from the environment are read again every `SECRETS_CACHE_TTL_SECONDS`, so a
+    rotated assertion key is taken up without a restart.
+    """
     settings = settings if settings is not None else load_settings()
+    manager = _open_manager() if secrets is None else None
     secrets = secrets if secrets is not None else await load_secrets()
     try:
-        verifier = AssertionVerifier(
-            [secrets.assertion_public_key], audience=settings.stub_service_name
-        )
+        verifier = AssertionVerifier(secrets.public_keys(), audience=settings.stub_service_name)
     except (KeyFormatError, ValueError):
         raise StartupError(
-            "stub cannot start: GATEWAY_ASSERTION_PUBLIC_KEY is not an Ed25519 public key"
+            "stub cannot start: GATEWAY_ASSERTION_PUBLIC_KEY or "
+            "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY is not an Ed25519 public key"
         ) from None
-    yield Runtime(settings=settings, verifier=verifier)
+    if manager is None:
+        yield Runtime(settings=settings, verifier=verifier)
+        return
+    watcher = watch_verifier_keys(manager, verifier)
+    watcher.start()
+    try:
+        yield Runtime(settings=settings, verifier=verifier)
+    finally:
+        await watcher.stop()
+        await manager.aclose()
+
+
+def _open_manager() -> SecretsManager:
+    try:
+        return SecretsManager.from_environment()
+    except SecretsError as exc:
+        raise StartupError(f"stub cannot start: {exc}") from None

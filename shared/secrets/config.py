@@ -34,6 +34,8 @@ class SecretsSettings(BaseSettings):
     secrets_provider: ProviderName = "env"
     secrets_cache_ttl_seconds: Annotated[float, Field(ge=0)] = 300.0
     secrets_registry_path: Path | None = None
+    # With the env provider: the `.env` file running services re-read for rotated values.
+    secrets_env_file: Path | None = None
 
     # Which service's secrets to read (`per-service` layout); services may also pass it.
     secrets_service: Consumer | None = None

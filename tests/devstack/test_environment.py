@@ -31,3 +31,9 @@ def test_every_process_is_told_where_the_others_listen():
     assert env["GATEWAY_URL"] == "http://127.0.0.1:8000"
     assert env["PORTFOLIO_SERVICE_URL"] == "http://127.0.0.1:9003"
     assert env["MONITORING_SERVICE_URL"] == "http://127.0.0.1:8106"
+
+
+def test_every_process_is_told_which_env_file_to_re_read_for_rotated_secrets(tmp_path: Path):
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("SESSION_SECRET_KEY=x\n")
+    assert load_environment(env_file)["SECRETS_ENV_FILE"] == str(tmp_path / "stack.env")

@@ -2,12 +2,14 @@ import time
 
 import jwt
 import pytest
+from pydantic import SecretStr
 
 from shared.assertion import (
     ASSERTION_HEADER,
     AssertionSigner,
     AssertionVerifier,
     InvalidAssertionError,
+    apply_verifier_keys,
 )
 from shared.keys import generate_private_key, load_private_key, public_key_text
 
@@ -80,3 +82,44 @@ def test_alg_none_assertion_is_refused(keypair):
     )
     with pytest.raises(InvalidAssertionError):
         AssertionVerifier([keypair[1]], "trading").verify(forged)
+
+
+def sign_with(private: str) -> str:
+    token, _ = AssertionSigner(private).sign(
+        username="alice", roles=["trading"], auth_method="password", service="trading"
+    )
+    return token
+
+
+def secret_values(**values: str | None) -> dict[str, SecretStr | None]:
+    return {name: SecretStr(v) if v is not None else None for name, v in values.items()}
+
+
+def test_after_a_rotation_the_new_and_the_previous_key_verify_and_the_older_not(keypair):
+    oldest, oldest_public = keypair
+    previous, current = generate_private_key(), generate_private_key()
+    verifier = AssertionVerifier([oldest_public], "trading")
+    apply_verifier_keys(
+        verifier,
+        secret_values(
+            GATEWAY_ASSERTION_PUBLIC_KEY=public_key_text(load_private_key(current)),
+            GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY=public_key_text(load_private_key(previous)),
+        ),
+    )
+    assert verifier.verify(sign_with(current)).username == "alice"
+    assert verifier.verify(sign_with(previous)).username == "alice"
+    with pytest.raises(InvalidAssertionError, match="unknown key"):
+        verifier.verify(sign_with(oldest))
+
+
+def test_a_bad_rotated_key_keeps_the_keys_in_use_and_names_the_secret(keypair):
+    private, public = keypair
+    verifier = AssertionVerifier([public], "trading")
+    with pytest.raises(ValueError, match="GATEWAY_ASSERTION_PUBLIC_KEY or") as refused:
+        apply_verifier_keys(
+            verifier, secret_values(GATEWAY_ASSERTION_PUBLIC_KEY="garbage-not-a-key")
+        )
+    assert "garbage-not-a-key" not in str(refused.value)
+    assert verifier.verify(sign_with(private)).username == "alice"
+    with pytest.raises(ValueError, match="GATEWAY_ASSERTION_PUBLIC_KEY is no longer set"):
+        apply_verifier_keys(verifier, secret_values(GATEWAY_ASSERTION_PUBLIC_KEY=None))

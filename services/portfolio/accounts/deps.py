@@ -24,8 +24,15 @@ async def require_service_token(request: Request) -> None:
     """Admit only callers presenting the internal service token (constant-time compare)."""
     expected = (await get_runtime(request)).service_token
     presented = request.headers.get("x-service-token", "").encode()
-    if not hmac.compare_digest(presented, expected.get_secret_value().encode()):
-        raise ServiceTokenError()
+    if hmac.compare_digest(presented, expected.value.get_secret_value().encode()):
+        return
+    # A gateway may have read a rotated token before this process did: read it again now
+    # (at most once a second, whoever asks) rather than wait for the next interval.
+    if expected.refresh is not None:
+        await expected.refresh()
+        if hmac.compare_digest(presented, expected.value.get_secret_value().encode()):
+            return
+    raise ServiceTokenError()
 
 
 class ServiceTokenRoute(APIRoute):

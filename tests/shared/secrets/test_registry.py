@@ -14,6 +14,7 @@ CONTRACT = {
     "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY": ((), set()),
     "GATEWAY_ASSERTION_PRIVATE_KEY": ((), {"gateway"}),
     "GATEWAY_ASSERTION_PUBLIC_KEY": ((), {"portfolio", "stub"}),
+    "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY": ((), set()),
     "IDENTITY_SERVICE_TOKEN": (("PORTFOLIO_INTERNAL_TOKEN",), {"portfolio", "gateway"}),
     "PORTFOLIO_NEW_API_KEY": (("PORTFOLIO_ROTATION_API_KEY",), set()),
 }
