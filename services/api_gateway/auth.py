@@ -142,7 +142,10 @@ class Authenticator:
                 ) from None
         roles = list(user.roles)
         issued = self._tokens.issue(
-            username=user.username, roles=roles, password_version=user.password_version
+            username=user.username,
+            roles=roles,
+            password_version=user.password_version,
+            access_version=user.access_seq,
         )
         await self._state.track_token(
             subject=user.username, jti=issued.jti, expires_at=issued.expires_at
