@@ -47,6 +47,8 @@ USAGE_LIST_LIMIT: Final = 1000
 # Work done while Redis was down and owed to it; beyond this the oldest is dropped.
 PENDING_LIMIT: Final = 50_000
 DOWN_ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
+# An epoch read from Redis (see `api_key_cache_epoch`).
+REDIS_EPOCH: Final = "redis:"
 
 _RESERVE_ATTEMPT = """
 -- KEYS: throttle counters. ARGV[1]: window (ms), ARGV[i + 1]: the limit of KEYS[i].
@@ -105,8 +107,10 @@ return #live / 2
 """
 
 _CACHE_API_KEY = """
--- KEYS[1]: the cache entry, KEYS[2]: the user's index of cached hashes.
--- ARGV: principal JSON, ttl (ms), key hash.
+-- KEYS[1]: the cache entry, KEYS[2]: the user's index of cached hashes, KEYS[3]: the
+-- invalidation epoch. ARGV: principal JSON, ttl (ms), key hash, the epoch read before the
+-- key was verified. An invalidation since then wins: nothing is cached.
+if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
@@ -116,7 +120,9 @@ return 0
 """
 
 _INVALIDATE_API_KEYS = """
--- KEYS[1]: the user's index of cached hashes. ARGV[1]: cache-entry prefix.
+-- KEYS[1]: the user's index of cached hashes, KEYS[2]: the invalidation epoch.
+-- ARGV[1]: cache-entry prefix.
+redis.call('INCR', KEYS[2])
 local hashes = redis.call('SMEMBERS', KEYS[1])
 for _, hash in ipairs(hashes) do
   redis.call('DEL', ARGV[1] .. hash)
@@ -339,22 +345,40 @@ class RedisState:
             return await self._memory.cached_api_key(key_hash)
         return None if cached is None else _principal(str(cached))
 
-    async def cache_api_key(self, key_hash: str, principal: Principal, ttl: float) -> None:
+    async def api_key_cache_epoch(self) -> str:
+        shared = await self._shared(lambda: self._redis.get(self._key("apikey-epoch")))
+        if isinstance(shared, _Unavailable):
+            return await self._memory.api_key_cache_epoch()
+        return REDIS_EPOCH + (str(shared) if shared is not None else "0")
+
+    async def cache_api_key(
+        self, key_hash: str, principal: Principal, ttl: float, *, epoch: str
+    ) -> None:
         if ttl <= 0:
             return
-        keys = [self._key("apikey", key_hash), self._key("apikeys", principal.username)]
+        if not epoch.startswith(REDIS_EPOCH):
+            # Read from this replica's memory while Redis was down: cached there or nowhere.
+            await self._memory.cache_api_key(key_hash, principal, ttl, epoch=epoch)
+            return
+        keys = [
+            self._key("apikey", key_hash),
+            self._key("apikeys", principal.username),
+            self._key("apikey-epoch"),
+        ]
         body = json.dumps(
             {"username": principal.username, "roles": principal.roles, "key_id": principal.key_id}
         )
         ttl_ms = max(1, math.ceil(ttl * 1000))
-        shared = await self._shared(lambda: self._cache_api_key(keys, [body, ttl_ms, key_hash]))
-        if isinstance(shared, _Unavailable):
-            await self._memory.cache_api_key(key_hash, principal, ttl)
+        seen = epoch.removeprefix(REDIS_EPOCH)
+        # Redis went away meanwhile: not cached at all (the epoch cannot be checked), so
+        # the next request verifies the key again.
+        await self._shared(lambda: self._cache_api_key(keys, [body, ttl_ms, key_hash, seen]))
 
     async def invalidate_api_keys(self, username: str) -> None:
         await self._memory.invalidate_api_keys(username)
         index, entries = self._key("apikeys", username), self._key("apikey", "")
-        await self._shared_or_owed(lambda: self._invalidate_api_keys([index], [entries]))
+        epoch = self._key("apikey-epoch")
+        await self._shared_or_owed(lambda: self._invalidate_api_keys([index, epoch], [entries]))
 
     # --- API-key usage ------------------------------------------------------------------
 
