@@ -193,9 +193,17 @@ UNAVAILABLE: Final = _Unavailable()
 class RedisState:
     """`GatewayState` shared through Redis, with an in-memory fallback while it is down."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str, probe_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str,
+        probe_interval: float = 1.0,
+        budget: float = 0.25,
+    ) -> None:
         self._redis = client
         self._prefix = prefix
+        self._budget = budget
         self._probe_interval = probe_interval
         self._memory = MemoryState()
         self._up = True
@@ -217,7 +225,7 @@ class RedisState:
         self._add_usage = client.register_script(_ADD_USAGE)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str, timeout: float) -> RedisState:
+    def from_url(cls, url: str, *, prefix: str, timeout: float, budget: float = 0.25) -> RedisState:
         """Connect lazily to the Redis `GATEWAY_STATE_URL` names."""
         try:
             client = aioredis.Redis.from_url(
@@ -234,7 +242,7 @@ class RedisState:
             raise StartupError(
                 "gateway cannot start: GATEWAY_STATE_URL is not a valid Redis URL"
             ) from None
-        return cls(client, prefix=prefix)
+        return cls(client, prefix=prefix, budget=budget)
 
     # --- availability ---------------------------------------------------------------
 
@@ -264,16 +272,22 @@ class RedisState:
                 await self._probe
         await self._redis.aclose()
 
+    def _reason_for(self, exc: BaseException) -> str:
+        # `wait_for` raises the builtin TimeoutError; the client's own timeout is a RedisError.
+        if type(exc) is TimeoutError:
+            return f"slow: no answer within the {self._budget:g} s budget"
+        return type(exc).__name__
+
     def _went_down(self, exc: BaseException) -> None:
         if not self._up:
             return
         self._up = False
         self._since = epoch_seconds()
-        self._reason = type(exc).__name__
+        self._reason = self._reason_for(exc)
         # Logged once per transition, never per request; never the URL (it may hold a password).
         logger.warning(
             "gateway state: Redis unreachable (%s); using in-memory state in this replica "
-            "until it answers again",
+            "until it answers again within the budget",
             self._reason,
         )
         if self._probe is None or self._probe.done():
@@ -283,10 +297,14 @@ class RedisState:
         while True:
             await asyncio.sleep(self._probe_interval)
             try:
+                # Back only once it answers within the budget: a Redis that merely answers,
+                # slowly, would cost every request the budget again. The first ping may have
+                # to connect, which a request rarely does: only the second is timed.
                 await self._redis.ping()
+                await asyncio.wait_for(self._redis.ping(), self._budget)
                 await self._replay()
             except DOWN_ERRORS as exc:
-                self._reason = type(exc).__name__
+                self._reason = self._reason_for(exc)
                 continue
             # No await between the last replayed call and this: nothing new can queue up.
             self._up = True
@@ -298,7 +316,9 @@ class RedisState:
         if not self._up:
             return UNAVAILABLE
         try:
-            return await call()
+            # A slow Redis costs a request at most the budget, once: then it counts as down
+            # and every call uses this replica's memory until the probe finds it prompt.
+            return await asyncio.wait_for(call(), self._budget)
         except DOWN_ERRORS as exc:
             self._went_down(exc)
             return UNAVAILABLE

@@ -2,9 +2,11 @@
 away reaches it when it returns, and security work is never crowded out by usage counts."""
 
 import asyncio
+import logging
 import time
 
 from devstack.databases import SHARED_REDIS_URL
+from services.api_gateway.state import create_state
 from services.api_gateway.state.redis import RedisState
 from tests.api_gateway.state.test_redis import eventually, replica, use
 from tests.support.tcp_proxy import TcpProxy
@@ -85,3 +87,33 @@ async def test_owed_work_is_replayed_in_order_so_a_later_login_survives_an_earli
         finally:
             await cut_off.close()
             await other.close()
+
+
+async def test_a_slow_redis_costs_one_call_the_budget_then_memory_answers(redis_prefix, caplog):
+    caplog.set_level(logging.WARNING, logger="services.api_gateway.state")
+    with TcpProxy(REDIS_PORT) as proxy:
+        state = create_state(proxy.url(), prefix=redis_prefix, timeout=5.0, budget=0.2)
+        assert isinstance(state, RedisState)
+        await state.start()
+        try:
+            await state.revoke_token("known", time.time() + 900)
+            proxy.delay = 0.45  # one call would take 0.9 s
+            started = time.monotonic()
+            assert not await state.is_token_revoked("other")
+            assert time.monotonic() - started < 0.45
+            condition = state.condition()
+            assert not condition.available
+            assert "slow" in condition.detail
+            # From now on memory answers at once, including what this replica revoked.
+            started = time.monotonic()
+            for _ in range(20):
+                assert await state.is_token_revoked("known")
+                assert not await state.is_token_revoked("other")
+            assert time.monotonic() - started < 0.45
+            proxy.delay = 0.0
+            await back(state)
+        finally:
+            await state.close()
+    warnings = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "slow" in warnings[0]
