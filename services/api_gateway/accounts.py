@@ -42,6 +42,8 @@ class IdentityUser(BaseModel):
     api_key_last_rotated_at: datetime | None = None
     # The last change that ended live access (rotation, deactivation, roles, API key).
     access_changed_at: datetime | None = None
+    # That change's position in the identity service's change feed (None: no change yet).
+    access_seq: int | None = None
 
     @property
     def password_version(self) -> int | None:
@@ -70,9 +72,11 @@ class AccessChange:
     username: str
     is_active: bool
     roles: frozenset[str]
-    changed_at: float  # epoch seconds, the identity service's clock
+    changed_at: float  # epoch seconds, the identity service's clock: shown, never compared
     # The user's password version (`password_changed_at` in microseconds since the epoch).
     password_version: int | None = None
+    # The change's position in the feed: unique and in commit order (None: not said).
+    seq: int | None = None
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> AccessChange:
@@ -82,6 +86,7 @@ class AccessChange:
             is_active = entry["is_active"]
             roles = entry["roles"]
             changed_at = datetime.fromisoformat(str(entry["changed_at"]))
+            seq = entry["seq"]
             password_at = entry.get("password_changed_at")
             password_changed_at = (
                 None if password_at is None else datetime.fromisoformat(str(password_at))
@@ -93,6 +98,8 @@ class AccessChange:
             or not isinstance(is_active, bool)
             or not isinstance(roles, list)
             or changed_at.tzinfo is None
+            or type(seq) is not int
+            or seq < 1
         ):
             raise FeedFormatError("a change entry has a field of the wrong type")
         return cls(
@@ -101,6 +108,7 @@ class AccessChange:
             roles=frozenset(str(role) for role in roles),
             changed_at=changed_at.timestamp(),
             password_version=_version(password_changed_at),
+            seq=seq,
         )
 
     @classmethod
@@ -116,33 +124,30 @@ class AccessChange:
             roles=frozenset(user.roles),
             changed_at=changed_at.timestamp(),
             password_version=user.password_version,
+            seq=user.access_seq,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class AccessChangePage:
-    """One page of the change feed: poll again from `until` (at once when `more`)."""
+    """One page of the change feed: poll again after `cursor` (at once when `more`)."""
 
     changes: list[AccessChange]
-    # Kept as sent: the next poll passes it back verbatim.
-    until: str
+    # The identity service's position, passed back as it is: never a time of this gateway.
+    cursor: int
     more: bool = False
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> AccessChangePage:
         """Read a change page, or raise `FeedFormatError`."""
         entries = body.get("changes")
-        until = body.get("until")
-        if not isinstance(entries, list) or not isinstance(until, str):
-            raise FeedFormatError("the change feed answered without changes and until")
-        try:
-            datetime.fromisoformat(until)
-        except ValueError:
-            raise FeedFormatError("the change feed's until is not an ISO 8601 time") from None
+        cursor = body.get("cursor")
+        if not isinstance(entries, list) or type(cursor) is not int or cursor < 0:
+            raise FeedFormatError("the change feed answered without changes and a cursor")
         if not all(isinstance(entry, Mapping) for entry in entries):
             raise FeedFormatError("a change entry is not an object")
         return cls(
             changes=[AccessChange.from_json(entry) for entry in entries],
-            until=until,
+            cursor=cursor,
             more=body.get("more") is True,
         )

@@ -81,6 +81,9 @@ class Authenticator:
         cached = await self._state.cached_api_key(key_hash)
         if cached is not None:
             return cached
+        # Read before the identity service is asked: an invalidation that lands while the
+        # answer is on its way keeps this (possibly stale) answer out of the cache.
+        epoch = await self._state.api_key_cache_epoch()
         verified = await self._identity.verify_api_key(api_key)
         principal = Principal(
             username=verified.user.username,
@@ -89,7 +92,7 @@ class Authenticator:
             key_id=verified.key_id,
         )
         await self._state.cache_api_key(
-            key_hash, principal, self._settings.gateway_api_key_cache_seconds
+            key_hash, principal, self._settings.gateway_api_key_cache_seconds, epoch=epoch
         )
         return principal
 
@@ -142,7 +145,10 @@ class Authenticator:
                 ) from None
         roles = list(user.roles)
         issued = self._tokens.issue(
-            username=user.username, roles=roles, password_version=user.password_version
+            username=user.username,
+            roles=roles,
+            password_version=user.password_version,
+            access_version=user.access_seq,
         )
         await self._state.track_token(
             subject=user.username, jti=issued.jti, expires_at=issued.expires_at

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     gateway_state_url: SecretStr | None = None  # may hold the Redis password
     gateway_state_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "lct:gateway:"
     gateway_state_timeout_seconds: Seconds = 1.0
+    # Longest a request waits for one Redis call before it uses this replica's memory; Redis
+    # then counts as slow (degraded) until it answers within this again.
+    gateway_state_budget_seconds: Seconds = 0.25
 
     @field_validator("gateway_trusted_proxies", mode="before")
     @classmethod

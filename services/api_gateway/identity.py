@@ -100,10 +100,18 @@ class IdentityClient:
         )
         return _read(_USER, body.get("user"), "a user")
 
-    async def access_changes(self, since: str | None) -> AccessChangePage:
-        """Return one page of the change feed from `since` (the first page without it), or
-        raise `FeedFormatError` if the answer is not a change page."""
-        query = "" if since is None else f"?since={quote(since, safe='')}"
+    async def access_changes(
+        self, after: int | None, *, window_seconds: float | None = None
+    ) -> AccessChangePage:
+        """Return one page of the change feed after the cursor `after` (without it, where a
+        reader starts: `window_seconds` back by the identity service's clock), or raise
+        `FeedFormatError` if the answer is not a change page."""
+        if after is not None:
+            query = f"?after={after}"
+        elif window_seconds is not None:
+            query = f"?window={window_seconds:.3f}"
+        else:
+            query = ""
         return AccessChangePage.from_json(
             await self._call("GET", f"/internal/identity/changes{query}")
         )

@@ -29,6 +29,9 @@ class Principal:
     # When the password the token was obtained with was set (microseconds since the epoch);
     # None for API keys and for tokens issued before the gateway wrote it.
     password_version: int | None = None
+    # The identity service's feed position of the user's last access change at login; None
+    # for API keys and for tokens issued before the gateway wrote it.
+    access_version: int | None = None
     services: frozenset[Service] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -125,6 +125,7 @@ async def open_runtime(
         settings.gateway_state_url.get_secret_value() if settings.gateway_state_url else None,
         prefix=settings.gateway_state_prefix,
         timeout=settings.gateway_state_timeout_seconds,
+        budget=settings.gateway_state_budget_seconds,
     )
     identity_client = identity_http(settings, secrets)
     identity = IdentityClient(identity_client)

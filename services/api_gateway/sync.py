@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime, timedelta
 
 from services.api_gateway.accounts import AccessChange, FeedFormatError
 from services.api_gateway.auth import Authenticator
@@ -25,7 +24,6 @@ from services.api_gateway.errors import GatewayError
 from services.api_gateway.identity import IdentityClient
 from services.api_gateway.stamps import AccessStamps
 from services.api_gateway.state import GatewayState
-from shared.clock import epoch_seconds
 
 logger = logging.getLogger("services.api_gateway.sync")
 
@@ -52,14 +50,14 @@ class IdentitySync:
         self._state = state
         self._stamps = stamps
         self._interval = interval
-        self._since: str | None = None
+        self._cursor: int | None = None
         self._failing = False
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def watermark(self) -> str | None:
-        """The `since` of the next poll (None until the first answer)."""
-        return self._since
+    def watermark(self) -> int | None:
+        """The feed cursor the next poll reads after (None until the first answer)."""
+        return self._cursor
 
     def start(self) -> None:
         """Start polling in the background."""
@@ -83,19 +81,19 @@ class IdentitySync:
     async def poll(self) -> None:
         """Read every page since the watermark and apply it; never raises."""
         try:
+            if self._cursor is None:
+                # A replica that just started has seen no change yet, but tokens issued
+                # before it started still live: start where the changes of the window they
+                # can live in begin, as the identity service's clock measures it.
+                window = self._replay_seconds if self._replay_seconds > 0 else None
+                start = await self._identity.access_changes(None, window_seconds=window)
+                self._cursor = start.cursor
             for _ in range(MAX_PAGES_PER_TICK):
-                page = await self._identity.access_changes(self._since)
+                page = await self._identity.access_changes(self._cursor)
                 for change in page.changes:
                     await self._apply(change)
-                if self._since is None and self._replay_seconds > 0:
-                    # A replica that just started has seen no change yet, but tokens issued
-                    # before it started still live: replay the window they can live in.
-                    start = datetime.fromisoformat(page.until) - timedelta(
-                        seconds=self._replay_seconds
-                    )
-                    self._since = start.isoformat()
-                    continue
-                self._since = page.until
+                # Only once the page is applied: a failure above reads it again.
+                self._cursor = page.cursor
                 if not page.more:
                     break
         except asyncio.CancelledError:
@@ -106,10 +104,10 @@ class IdentitySync:
             self._went_down(f"unexpected {type(exc).__name__}")
         else:
             self._came_back()
-        self._stamps.prune(epoch_seconds())
+        self._stamps.prune()
 
     async def _apply(self, change: AccessChange) -> None:
-        # `>=` paging repeats the watermark's rows: a change already held is skipped.
+        # A change made through this gateway was recorded when it was made: skipped here.
         if not self._stamps.record(change):
             return
         if change.is_active:

@@ -21,6 +21,9 @@ REQUIRED_CLAIMS = ["sub", "roles", "iat", "nbf", "exp", "iss", "aud", "jti"]
 # microseconds since the epoch. A token whose version is older than the user's last
 # password change is refused, whatever second it was issued in.
 PASSWORD_VERSION_CLAIM = "pwv"  # noqa: S105  # nosec B105 - a claim name
+# The identity service's change-feed position of the user's last access change when the
+# login was checked: a deactivation after it has a higher one, whatever the clocks say.
+ACCESS_VERSION_CLAIM = "acv"
 # Why a token does not verify, in the caller's words (expiry and missing claims apart).
 _REFUSALS: dict[type[jwts.JwtError], str] = {
     jwts.MalformedJwt: "the access token is malformed",
@@ -106,6 +109,7 @@ class TokenService:
         username: str,
         roles: Iterable[str],
         password_version: int | None = None,
+        access_version: int | None = None,
         now: float | None = None,
     ) -> IssuedToken:
         """Sign a token for a user who just proved the password of `password_version`."""
@@ -126,6 +130,8 @@ class TokenService:
         }
         if password_version is not None:
             claims[PASSWORD_VERSION_CLAIM] = password_version
+        # 0: the user had no access change yet (a later one has a higher number).
+        claims[ACCESS_VERSION_CLAIM] = access_version or 0
         token = jwt.encode(
             claims,
             signing.key,
@@ -210,10 +216,10 @@ class TokenService:
         if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
             raise InvalidToken("the access token's sub and jti claims must be strings")
         version = claims.get(PASSWORD_VERSION_CLAIM)
-        if version is not None and (type(version) is not int or version < 0):
-            raise InvalidToken(
-                f"the access token's {PASSWORD_VERSION_CLAIM} claim must be a whole number"
-            )
+        access = claims.get(ACCESS_VERSION_CLAIM)
+        for name, value in ((PASSWORD_VERSION_CLAIM, version), (ACCESS_VERSION_CLAIM, access)):
+            if value is not None and (type(value) is not int or value < 0):
+                raise InvalidToken(f"the access token's {name} claim must be a whole number")
         return Principal(
             username=claims["sub"],
             roles=tuple(roles),
@@ -222,4 +228,5 @@ class TokenService:
             expires_at=float(claims["exp"]),
             issued_at=float(claims["iat"]),
             password_version=version,
+            access_version=access,
         )

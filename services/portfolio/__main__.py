@@ -1,7 +1,9 @@
 """Operator CLI of the identity store: `python -m services.portfolio <command> ...`.
 
 Passwords are prompted for (new ones twice) or, when stdin is not a terminal, read from
-stdin one per line; never from the command line, where `ps` and shell history would see them.
+stdin one per line (a new one twice too: the second line must repeat the first, so a typo
+in a script is refused rather than set); never from the command line, where `ps` and shell
+history would see them.
 
 `create-first-admin` creates `admin` (role admin) with a one-time password it prints once,
 which must be changed at first login, only when the database has no user at all.
@@ -34,14 +36,22 @@ class CommandError(Exception):
     """A problem with what the operator typed or piped in."""
 
 
+def _read_line(what: str) -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise CommandError(f"expected a line on stdin for: {what}")
+    return line.removesuffix("\n").removesuffix("\r")
+
+
 def _read_secret(prompt: str, *, confirm: bool = False) -> str:
+    what = prompt.rstrip(": ")
     if not sys.stdin.isatty():
-        line = sys.stdin.readline()
-        if not line:
-            raise CommandError(f"expected a line on stdin for: {prompt.rstrip(': ')}")
-        return line.removesuffix("\n").removesuffix("\r")
-    value = getpass.getpass(prompt)
-    if confirm and getpass.getpass("Repeat it: ") != value:
+        value = _read_line(what)
+        repeated = _read_line(f"{what} (repeated)") if confirm else value
+    else:
+        value = getpass.getpass(prompt)
+        repeated = getpass.getpass("Repeat it: ") if confirm else value
+    if not secrets.compare_digest(value.encode(), repeated.encode()):
         raise CommandError("the two entries differ; nothing was changed")
     return value
 

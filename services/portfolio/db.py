@@ -2,7 +2,9 @@
 types they store with, and the declarative base of their tables."""
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,6 +92,8 @@ def create_engine(settings: PortfolioSettings) -> AsyncEngine:
         if raw_url == DEFAULT_DATABASE_URL and url.database:
             # The embedded default lives under the repository's git-ignored var/.
             _ensure_directory(url.database)
+        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            _make_private(url.database)
         # aiosqlite logs every statement with its parameters (password hashes) at DEBUG.
         _AIOSQLITE_LOGGER.setLevel(max(_AIOSQLITE_LOGGER.level, logging.INFO))
         engine = create_async_engine(
@@ -109,6 +113,25 @@ def create_engine(settings: PortfolioSettings) -> AsyncEngine:
 
 def _ensure_directory(path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+SQLITE_FILE_MODE = 0o600
+
+
+def _make_private(path: str) -> None:
+    """Create the SQLite file owner-only (it holds password and API-key hashes), and take
+    group and world access from one that exists; SQLite gives its -wal and -shm files the
+    database file's mode, so they follow."""
+    database = Path(path)
+    if not database.parent.is_dir():
+        return  # SQLite will name the missing directory when it connects
+    # O_CREAT without O_TRUNC: an existing file is opened, never emptied; the mode (minus
+    # the umask) applies only to a new one.
+    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, SQLITE_FILE_MODE))
+    for file in (database, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(SQLITE_FILE_MODE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from services.portfolio.accounts.schemas import ApiKeyRotation, User
 from services.portfolio.accounts.service import IdentityService
 from services.portfolio.config import PortfolioSettings, load_settings
 from services.portfolio.db import Database
+from shared.clock import Clock, utcnow
 from shared.secrets import SecretsManager
 
 T = TypeVar("T")
@@ -35,6 +36,7 @@ class PortfolioIdentityService:
         settings: PortfolioSettings | None = None,
         *,
         secrets_manager: SecretsManager | None = None,
+        clock: Clock = utcnow,
     ) -> None:
         settings = settings if settings is not None else load_settings()
         if database_url is not None:
@@ -49,7 +51,9 @@ class PortfolioIdentityService:
             raise
         self._portal = portal
         self._database = database
-        self._service = IdentityService(database, settings, secrets_manager=secrets_manager)
+        self._service = IdentityService(
+            database, settings, secrets_manager=secrets_manager, clock=clock
+        )
         # Closes the pool and the loop when the facade is dropped or, at the latest, at exit.
         self._finalizer = weakref.finalize(self, _shut_down, portal_cm, portal, database)
 

@@ -37,8 +37,7 @@ USER = {
     "api_key_last_rotated_at": None,
     "access_changed_at": "2025-01-15T12:00:00.000002+00:00",
 }
-UNTIL = "2025-01-15T12:00:01+00:00"
-CHANGE = {**USER, "changed_at": USER["access_changed_at"]}
+CHANGE = {**USER, "changed_at": USER["access_changed_at"], "seq": 3}
 
 
 def identity(answer: Callable[[httpx.Request], httpx.Response]) -> IdentityClient:
@@ -55,7 +54,7 @@ def the_identity_service(request: httpx.Request) -> httpx.Response:
     if path == "/internal/identity/users":
         return httpx.Response(200, json={"users": [USER]})
     if path == "/internal/identity/changes":
-        return httpx.Response(200, json={"changes": [CHANGE], "until": UNTIL, "more": False})
+        return httpx.Response(200, json={"changes": [CHANGE], "cursor": 3, "more": False})
     return httpx.Response(200, json={"user": USER})
 
 
@@ -71,7 +70,7 @@ async def test_every_answer_is_a_typed_model():
         user=user, key_id="0123456789abcdef"
     )
     assert await client.access_changes(None) == AccessChangePage(
-        changes=[AccessChange.from_json(CHANGE)], until=UNTIL
+        changes=[AccessChange.from_json(CHANGE)], cursor=3
     )
     assert user.password_version == 1736942400_000001
 
@@ -86,14 +85,14 @@ async def test_the_calls_go_where_the_identity_service_expects_them():
 
     client = identity(record)
     await client.set_roles("a/b c", ["market"])
-    await client.access_changes("2025-01-15T12:00:00+00:00")
+    await client.access_changes(41)
+    await client.access_changes(None, window_seconds=960)
+    await client.access_changes(None)
     assert seen == [
         ("PUT", "http://identity/internal/identity/users/a%2Fb%20c/roles", {"roles": ["market"]}),
-        (
-            "GET",
-            "http://identity/internal/identity/changes?since=2025-01-15T12%3A00%3A00%2B00%3A00",
-            None,
-        ),
+        ("GET", "http://identity/internal/identity/changes?after=41", None),
+        ("GET", "http://identity/internal/identity/changes?window=960.000", None),
+        ("GET", "http://identity/internal/identity/changes", None),
     ]
 
 
@@ -108,7 +107,7 @@ async def test_a_user_the_gateway_cannot_read_is_an_upstream_error(user):
 
 
 async def test_a_change_page_the_gateway_cannot_read_is_a_feed_format_error():
-    client = identity(lambda _: httpx.Response(200, json={"changes": "none", "until": UNTIL}))
+    client = identity(lambda _: httpx.Response(200, json={"changes": "none", "cursor": 3}))
     with pytest.raises(FeedFormatError):
         await client.access_changes(None)
 

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -195,3 +196,28 @@ async def test_a_replica_started_after_a_deactivation_still_refuses_older_tokens
     async with running_gateway(settings, keys.secrets()) as fresh:
         assert await eventually(lambda: _has_watermark(fresh))
         assert await status(fresh, headers) in (401, 403)
+
+
+# Clock skew: the writer of a change an hour behind this gateway
+
+
+async def test_a_change_stamped_by_a_clock_an_hour_behind_still_ends_old_tokens(synced, portfolio):
+    from services.portfolio.identity import PortfolioIdentityService
+
+    name, _ = portfolio.user("trading", "market")
+    headers = await login(synced, name)
+    assert await status(synced, headers) == 200
+    behind = PortfolioIdentityService(
+        settings=portfolio.service.settings,
+        clock=lambda: datetime.now(UTC) - timedelta(hours=1),
+    )
+    try:
+        behind.set_roles(name, ["market"])
+    finally:
+        behind.close()
+    assert await eventually(refused(synced, headers))
+    # Many polls (and prunes) later it is still refused: nothing compared the two clocks.
+    await asyncio.sleep(SYNC_SECONDS * 10)
+    assert await status(synced, headers) == 401
+    again = await login(synced, name)
+    assert await status(synced, again) == 200

@@ -2,7 +2,10 @@
 fallback, concurrent start-ups."""
 
 import asyncio
+import os
 import re
+import stat
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +79,41 @@ async def test_concurrent_start_ups_on_new_sqlite_files_never_find_it_locked(tmp
         first, second = await asyncio.gather(Database.open(settings), Database.open(settings))
         await first.close()
         await second.close()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_a_new_sqlite_database_and_its_wal_and_shm_are_owner_only(tmp_path):
+    # With the usual umask (022) SQLite alone would create all three 0644: world-readable
+    # password and API-key hashes.
+    old_umask = os.umask(0o022)
+    try:
+        path = tmp_path / "identity.db"
+        database = await Database.open(make_settings(f"sqlite+aiosqlite:///{path}"))
+        try:
+            async with database.engine.begin() as conn:
+                await conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+                await conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+            assert wal.exists()
+            assert shm.exists()
+            assert {_mode(path), _mode(wal), _mode(shm)} == {0o600}
+        finally:
+            await database.close()
+    finally:
+        os.umask(old_umask)
+
+
+async def test_an_existing_world_readable_sqlite_database_is_made_owner_only(tmp_path):
+    path = tmp_path / "identity.db"
+    first = await Database.open(make_settings(f"sqlite+aiosqlite:///{path}"))
+    await first.close()
+    for file in tmp_path.iterdir():
+        file.chmod(0o644)
+    database = await Database.open(make_settings(f"sqlite+aiosqlite:///{path}"))
+    try:
+        assert {_mode(file) for file in tmp_path.iterdir()} == {0o600}
+    finally:
+        await database.close()

@@ -49,9 +49,14 @@ def seed(url: str, username: str, role: str) -> None:
         identity.create_user(username, PASSWORD, roles=[role])
 
 
+def twice(password: str) -> str:
+    """A new password as a script pipes it: the line, then the same line again."""
+    return f"{password}\n{password}\n"
+
+
 def test_create_user_reads_the_password_from_stdin(cli):
     done = cli(
-        "create-user", "Ops-User", "--role", "portfolio", "--role", "market", stdin=PASSWORD + "\n"
+        "create-user", "Ops-User", "--role", "portfolio", "--role", "market", stdin=twice(PASSWORD)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "created user ops-user (roles: portfolio, market)\n"
@@ -63,7 +68,12 @@ def test_create_user_reads_the_password_from_stdin(cli):
 def test_create_user_with_must_change_password(cli):
     assert (
         cli(
-            "create-user", "admin", "--role", "admin", "--must-change-password", stdin=PASSWORD
+            "create-user",
+            "admin",
+            "--role",
+            "admin",
+            "--must-change-password",
+            stdin=twice(PASSWORD),
         ).returncode
         == 0
     )
@@ -78,7 +88,7 @@ def test_passwords_are_never_taken_from_the_command_line(cli):
 
 
 def test_errors_are_one_line_on_stderr_with_status_1(cli):
-    done = cli("create-user", "ops", "--role", "root", stdin=PASSWORD + "\n")
+    done = cli("create-user", "ops", "--role", "root", stdin=twice(PASSWORD))
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1
@@ -92,8 +102,38 @@ def test_missing_password_on_stdin_is_an_error(cli):
     assert done.stderr.startswith("error: expected a line on stdin")
 
 
+def test_a_new_password_piped_in_must_be_repeated_on_the_second_line(cli):
+    typo = cli("create-user", "ops", "--role", "portfolio", stdin=f"{PASSWORD}\n{PASSWORD}x\n")
+    assert typo.returncode == 1
+    assert typo.stderr == "error: the two entries differ; nothing was changed\n"
+    once = cli("create-user", "ops", "--role", "portfolio", stdin=PASSWORD + "\n")
+    assert once.returncode == 1
+    assert once.stderr == "error: expected a line on stdin for: Password for ops (repeated)\n"
+    listing = cli("list-users")
+    assert "ops" not in listing.stdout
+
+
+def test_rotate_password_refuses_a_mismatched_repeat(cli):
+    seed(cli.url, "ops", "portfolio")
+    new = "the new long passphrase"
+    done = cli("rotate-password", "ops", stdin=f"{PASSWORD}\n{new}\n{new}.\n")
+    assert done.returncode == 1
+    assert done.stderr == "error: the two entries differ; nothing was changed\n"
+    with identity_for(cli.url) as identity:
+        assert identity.authenticate("ops", PASSWORD).username == "ops"
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x1b", "\t", "\x7f", "\x85"])
+def test_a_password_with_a_control_character_is_refused(cli, control):
+    password = f"long enough {control}passphrase"
+    done = cli("create-user", "ops", "--role", "portfolio", stdin=twice(password))
+    assert done.returncode == 1
+    assert "control character" in done.stderr
+    assert password not in done.stderr
+
+
 def test_weak_password_is_refused(cli):
-    done = cli("create-user", "ops", "--role", "portfolio", stdin="short\n")
+    done = cli("create-user", "ops", "--role", "portfolio", stdin="short\nshort\n")
     assert done.returncode == 1
     assert "at least 12 characters" in done.stderr
 
@@ -136,10 +176,11 @@ def test_rotate_api_key_uses_the_environment_variable(cli):
 def test_rotate_password_reads_current_then_new(cli):
     seed(cli.url, "ops", "portfolio")
     new = "the new long passphrase"
-    done = cli("rotate-password", "ops", stdin=f"{PASSWORD}\n{new}\n")
+    done = cli("rotate-password", "ops", stdin=f"{PASSWORD}\n{new}\n{new}\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "rotated the password of ops\n"
-    wrong = cli("rotate-password", "ops", stdin=f"{PASSWORD}\nyet another passphrase\n")
+    again = "yet another passphrase"
+    wrong = cli("rotate-password", "ops", stdin=f"{PASSWORD}\n{again}\n{again}\n")
     assert wrong.returncode == 1
     assert wrong.stderr == "error: invalid username or password\n"
 

@@ -2,7 +2,9 @@
 data, and runs once when two processes find a new database together."""
 
 import asyncio
+from datetime import UTC, datetime
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -10,7 +12,7 @@ from sqlalchemy import text
 
 from services.portfolio import migrations
 from services.portfolio.accounts.models import UserAccount
-from services.portfolio.db import Base, Database
+from services.portfolio.db import Base, Database, create_engine
 from services.portfolio.trading.models import Position, Trade
 from tests.portfolio.conftest import PASSWORD
 
@@ -49,3 +51,50 @@ async def test_concurrent_start_ups_migrate_a_new_database_once(settings):
     finally:
         await first.close()
         await second.close()
+
+
+async def test_0004_turns_each_stamped_user_into_a_feed_entry_oldest_first(settings):
+    # A database at 0003 with two users whose access changed and one whose did not.
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(
+                lambda sync: command.upgrade(migrations.alembic_config(sync), "0003")
+            )
+            for name, stamp in (
+                ("later", "2025-01-02 00:00:00"),
+                ("never", None),
+                ("earlier", "2025-01-01 00:00:00"),
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO user_accounts (username, password_hash, roles, is_active, "
+                        "must_change_password, created_at, updated_at, password_changed_at, "
+                        "failed_login_count, access_changed_at) VALUES (:name, 'x', :roles, "
+                        ":active, :no, :at, :at, :at, 0, :stamp)"
+                    ),
+                    {
+                        "name": name,
+                        "roles": '["trading"]',
+                        "active": name != "earlier",
+                        "no": False,
+                        "at": datetime(2024, 12, 1, tzinfo=UTC),
+                        "stamp": None
+                        if stamp is None
+                        else datetime.fromisoformat(stamp).replace(tzinfo=UTC),
+                    },
+                )
+        await migrations.upgrade(engine)
+        async with engine.connect() as conn:
+            entries = (
+                await conn.execute(
+                    text("SELECT id, username, is_active FROM access_changes ORDER BY id")
+                )
+            ).all()
+            seqs = dict(
+                (await conn.execute(text("SELECT username, access_seq FROM user_accounts"))).all()
+            )
+        assert [tuple(row) for row in entries] == [(1, "earlier", False), (2, "later", True)]
+        assert seqs == {"earlier": 1, "later": 2, "never": None}
+    finally:
+        await engine.dispose()

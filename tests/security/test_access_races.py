@@ -167,3 +167,31 @@ def run_in_the_store(stack: Stack, proxy: HoldingProxy, gateway: str, kind: str)
     if kind != "deactivation":
         after = login(gateway, name, NEW_PASSWORD if kind == "rotation" else PASSWORD)
         assert me(gateway, bearer(after)).status_code == 200
+
+
+def test_an_api_key_invalidated_while_it_is_verified_is_not_cached(
+    stack: Stack, proxy: HoldingProxy
+) -> None:
+    # The key checks out at the identity service; before the gateway caches that answer,
+    # the user is deactivated through the same gateway. The invalidation must win: the
+    # next request asks again and is refused, instead of riding the cache for its TTL.
+    with gateway_behind(stack, proxy, sync_seconds="0") as gateway:
+        admin, _ = stack.user("admin")
+        admin_headers = bearer(login(gateway, admin))
+        name, key = stack.user("trading", api_key=True)
+        assert key is not None
+        hold = proxy.hold(b"POST /internal/identity/api-keys/verify")
+        with ThreadPoolExecutor(1) as pool:
+            racing = pool.submit(me, gateway, {"X-API-Key": key})
+            assert hold.answered.wait(PATIENCE_SECONDS), "the key never reached the store"
+            deactivated = httpx.post(
+                f"{gateway}/admin/users/{name}/deactivate",
+                headers=admin_headers,
+                timeout=PATIENCE_SECONDS,
+            )
+            assert deactivated.status_code == 200, deactivated.text
+            hold.release()
+            # Verified before the deactivation: this one request may pass.
+            assert racing.result(PATIENCE_SECONDS).status_code == 200
+        after = me(gateway, {"X-API-Key": key})
+        assert after.status_code == 401, after.text

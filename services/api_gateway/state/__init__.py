@@ -25,7 +25,7 @@ __all__ = [
 
 
 def create_state(
-    url: str | None, *, prefix: str = "lct:gateway:", timeout: float = 0.5
+    url: str | None, *, prefix: str = "lct:gateway:", timeout: float = 0.5, budget: float = 0.25
 ) -> GatewayState:
     """Build the state backend `GATEWAY_STATE_URL` names (unset: in memory)."""
     if url is None or url.strip() in ("", "memory://"):
@@ -40,4 +40,4 @@ def create_state(
     # Imported here: a single in-memory replica never loads the Redis client.
     from services.api_gateway.state.redis import RedisState
 
-    return RedisState.from_url(url.strip(), prefix=prefix, timeout=timeout)
+    return RedisState.from_url(url.strip(), prefix=prefix, timeout=timeout, budget=budget)

@@ -81,11 +81,18 @@ class GatewayState(Protocol):
     async def cached_api_key(self, key_hash: str) -> Principal | None:
         """Return the still-fresh verification of an API key, by the key's hash."""
 
-    async def cache_api_key(self, key_hash: str, principal: Principal, ttl: float) -> None:
-        """Remember a verified API key (by hash) for `ttl` seconds."""
+    async def api_key_cache_epoch(self) -> str:
+        """Return the cache's invalidation count, read before a key is verified."""
+
+    async def cache_api_key(
+        self, key_hash: str, principal: Principal, ttl: float, *, epoch: str
+    ) -> None:
+        """Remember a verified API key (by hash) for `ttl` seconds, unless an invalidation
+        happened since `epoch` was read: an invalidation always wins over a verification
+        that was in flight while it happened."""
 
     async def invalidate_api_keys(self, username: str) -> None:
-        """Drop every cached API-key verification of a user."""
+        """Drop every cached API-key verification of a user (and move the epoch on)."""
 
     async def record_api_key_use(self, use: ApiKeyUse) -> None:
         """Count one request made with an API key."""

@@ -9,6 +9,9 @@ from services.api_gateway.principal import Principal
 from services.api_gateway.state.base import ApiKeyUsage, ApiKeyUse, StateCondition
 from shared.clock import epoch_seconds
 
+# An epoch read from this store: never equal to one read from Redis.
+MEMORY_EPOCH = "memory:"
+
 
 class MemoryState:
     """`GatewayState` in this process: right for one replica, lost on restart."""
@@ -21,6 +24,7 @@ class MemoryState:
         self._issued: dict[str, dict[str, float]] = {}  # subject -> {jti: exp}
         self._api_keys: dict[str, tuple[Principal, float]] = {}  # hash -> (who, fresh until)
         self._usage: dict[str, ApiKeyUsage] = {}
+        self._api_key_epoch = 0
         self._ops = 0
 
     def _sweep(self, now: float) -> None:
@@ -98,12 +102,18 @@ class MemoryState:
             return None
         return entry[0]
 
-    async def cache_api_key(self, key_hash: str, principal: Principal, ttl: float) -> None:
-        if ttl > 0:
+    async def api_key_cache_epoch(self) -> str:
+        return f"{MEMORY_EPOCH}{self._api_key_epoch}"
+
+    async def cache_api_key(
+        self, key_hash: str, principal: Principal, ttl: float, *, epoch: str
+    ) -> None:
+        if ttl > 0 and epoch == await self.api_key_cache_epoch():
             self._sweep(epoch_seconds())
             self._api_keys[key_hash] = (principal, time.monotonic() + ttl)
 
     async def invalidate_api_keys(self, username: str) -> None:
+        self._api_key_epoch += 1
         for key_hash in [h for h, (p, _) in self._api_keys.items() if p.username == username]:
             del self._api_keys[key_hash]
 

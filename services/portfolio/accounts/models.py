@@ -38,6 +38,38 @@ class UserAccount(Base):
     # Bumped with every change that must end live access (deactivation, roles, rotations);
     # never by a login. The gateway polls it through the change feed.
     access_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The `AccessChangeRecord.id` of that change: a login answers with it, the gateway writes
+    # it into the token, and a token older than a deactivation is refused by this number,
+    # never by comparing two clocks.
+    access_seq: Mapped[int | None] = mapped_column(Integer, default=None)
 
     def __repr__(self) -> str:
         return f"UserAccount(username={self.username!r})"
+
+
+class AccessChangeRecord(Base):
+    """One change that ended a user's live access, as the change feed serves it.
+
+    Written in the change's own transaction, after the user's row is locked and changed, with
+    the row as it then was. `id` is taken in commit order (see `store.record_access_change`),
+    so a reader that has seen id N has seen every committed change up to N.
+    """
+
+    __tablename__ = "access_changes"
+    __table_args__ = (
+        # A new reader asks where the last N seconds of changes start: a range scan.
+        Index("ix_access_changes_changed_at", "changed_at"),
+        # SQLite: ids never reused, even after the newest row is deleted.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    is_active: Mapped[bool]
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    api_key_id: Mapped[str | None] = mapped_column(String(16))
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"AccessChangeRecord(id={self.id!r}, username={self.username!r})"

@@ -4,6 +4,7 @@ import contextlib
 import os
 import secrets
 import threading
+import unicodedata
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -160,6 +161,20 @@ class PasswordHasher:
             return False, None
 
 
+def refuse_control_characters(password: str) -> None:
+    """Refuse a password holding NUL or another control character (Unicode category Cc).
+
+    They cannot be typed at a login form, a NUL ends the string in C code that may handle
+    the password later, and a stray one is almost always a pasting or scripting mistake.
+    """
+    # Which one and where is not said: the message must tell nothing about the password.
+    if any(unicodedata.category(char) == "Cc" for char in password):
+        raise WeakPasswordError(
+            "the password contains a control character (such as NUL, a tab or a line "
+            "break); use printable characters only"
+        )
+
+
 def check_password_policy(
     password: str, settings: PortfolioSettings, *, current: str | None = None
 ) -> None:
@@ -172,6 +187,7 @@ def check_password_policy(
         raise WeakPasswordError(
             "the password contains characters that are not valid Unicode"
         ) from None
+    refuse_control_characters(password)
     if len(password) < settings.password_min_length:
         raise WeakPasswordError(
             f"the password must be at least {settings.password_min_length} characters long"

@@ -1,6 +1,5 @@
 """The internal identity API the gateway calls (`/internal/identity/*`, X-Service-Token)."""
 
-from datetime import datetime
 from functools import cache
 from typing import Annotated, Any
 
@@ -28,6 +27,8 @@ router = APIRouter(
 )
 
 CHANGES_PAGE_MAX = 1000
+# A reader replays at most a day of changes when it starts (tokens live far less).
+CHANGES_WINDOW_MAX = 24 * 3600.0
 
 
 @router.post("/authenticate")
@@ -77,11 +78,13 @@ async def set_roles(username: str, body: RolesIn, identity: IdentityDep) -> User
 @router.get("/changes")
 async def access_changes(
     identity: IdentityDep,
-    since: Annotated[datetime | None, Query()] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int, Query(ge=1, le=CHANGES_PAGE_MAX)] = 500,
+    window: Annotated[float | None, Query(ge=0, le=CHANGES_WINDOW_MAX)] = None,
 ) -> AccessChangesOut:
-    """List users whose live access must end, changed at or after `since` (ISO 8601)."""
-    return await identity.access_changes(since, limit=limit)
+    """List the changes that ended live access after the cursor `after`, in commit order;
+    without it, where a new reader starts (`window`: that many seconds back)."""
+    return await identity.access_changes(after, limit=limit, window_seconds=window)
 
 
 @router.get("/openapi.json", include_in_schema=False)

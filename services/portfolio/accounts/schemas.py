@@ -31,6 +31,9 @@ class User(BaseModel):
     # The last change that ended live access (rotation, deactivation, roles, API key): the
     # gateway stamps a change it made itself with this, as the change feed would.
     access_changed_at: datetime | None = None
+    # That change's position in the change feed: a login answers with it and the gateway
+    # writes it into the token, so a later deactivation is told by number, not by clock.
+    access_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +88,12 @@ class UsersOut(BaseModel):
 
 
 class AccessChange(BaseModel):
-    """One user whose live access must end: what the gateway needs to act on it."""
+    """One change that ended a user's live access: what the gateway needs to act on it."""
 
     model_config = ConfigDict(frozen=True)
 
+    # The feed's position of this change: unique, in commit order.
+    seq: int
     username: str
     is_active: bool
     roles: list[str]
@@ -99,10 +104,10 @@ class AccessChange(BaseModel):
 
 
 class AccessChangesOut(BaseModel):
-    """`{"changes": [...], "until": ..., "more": ...}`: poll again with `since=until`."""
+    """`{"changes": [...], "cursor": ..., "more": ...}`: poll again with `after=cursor`."""
 
     changes: list[AccessChange]
-    until: datetime
+    cursor: int
     # True when the page was full: poll again at once instead of waiting.
     more: bool = False
 

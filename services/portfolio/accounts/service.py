@@ -41,9 +41,6 @@ from shared.usernames import InvalidUsernameError, normalize_username
 logger = logging.getLogger("services.portfolio.identity")
 
 NEW_API_KEY_SECRET = "PORTFOLIO_NEW_API_KEY"  # noqa: S105  # nosec B105 - a secret's name
-# A change is stamped before its transaction commits; the feed's watermark stays this far
-# behind the clock so a change that commits late is still read (the gateway dedupes).
-CHANGE_FEED_GRACE = timedelta(seconds=2)
 # A reservation refused by the database but not by the row read right after it (a login
 # succeeded in between) is tried again this often before the attempt is refused.
 _RESERVE_TRIES = 3
@@ -159,6 +156,8 @@ class IdentityService:
                 updated_at=now,
                 access_changed_at=now,
             )
+            if updated is not None:
+                updated = await store.record_access_change(session, updated, changed_at=now)
         if updated is None:
             raise InvalidCredentialsError()
         logger.info("rotated the password of %s", account.username)
@@ -190,6 +189,8 @@ class IdentityService:
                         updated_at=now,
                         access_changed_at=now,
                     )
+                    if updated is not None:
+                        updated = await store.record_access_change(session, updated, changed_at=now)
             except IntegrityError:
                 raise ApiKeyInUseError("that API key is in use; supply a new one") from None
             if updated is None:
@@ -243,37 +244,42 @@ class IdentityService:
         """Replace a user's roles."""
         return await self._update(username, roles=_roles(roles))
 
-    async def access_changes(self, since: datetime | None, *, limit: int) -> AccessChangesOut:
-        """Return users whose access changed at or after `since`, oldest first, one page.
+    async def access_changes(
+        self, after: int | None, *, limit: int, window_seconds: float | None = None
+    ) -> AccessChangesOut:
+        """Return one page of the change feed: entries with an id above `after`, in commit
+        order, and the cursor to pass next.
 
-        Without `since` the page is empty and `until` is where a new reader starts: the
-        reader's watermark comes from this service's clock, never its own.
+        Without `after` the page is empty and `cursor` is where a new reader starts: the
+        head, or with `window_seconds` the first change of that many seconds back by this
+        service's clock (a reader's own clock is never compared with it).
         """
-        settled = self._clock() - CHANGE_FEED_GRACE
-        if since is None:
-            return AccessChangesOut(changes=[], until=settled)
-        if since.tzinfo is None:
-            raise InvalidInputError("since must be an ISO 8601 time with a UTC offset")
         async with self.database.sessions() as session:
-            accounts = await store.list_access_changes(session, since=since, limit=limit)
+            if after is None:
+                if window_seconds is None:
+                    cursor = await store.access_feed_head(session)
+                else:
+                    since = self._clock() - timedelta(seconds=window_seconds)
+                    cursor = await store.access_feed_start(session, changed_since=since)
+                return AccessChangesOut(changes=[], cursor=cursor)
+            if after < 0:
+                raise InvalidInputError("after must be a cursor this feed returned (0 or more)")
+            records = await store.list_access_changes(session, after=after, limit=limit)
         changes = [
             AccessChange(
-                username=account.username,
-                is_active=account.is_active,
-                roles=list(account.roles),
-                changed_at=account.access_changed_at,
-                api_key_id=account.api_key_id,
-                password_changed_at=account.password_changed_at,
+                seq=record.id,
+                username=record.username,
+                is_active=record.is_active,
+                roles=list(record.roles),
+                changed_at=record.changed_at,
+                api_key_id=record.api_key_id,
+                password_changed_at=record.password_changed_at,
             )
-            for account in accounts
-            if account.access_changed_at is not None
+            for record in records
         ]
-        if len(accounts) == limit and changes:
-            # A full page: the next one starts at its last stamp (`>=` repeats that row,
-            # the reader dedupes). A page of one stamp only cannot advance; stop there.
-            last = changes[-1].changed_at
-            return AccessChangesOut(changes=changes, until=max(last, since), more=last > since)
-        return AccessChangesOut(changes=changes, until=max(since, settled))
+        # Ids are unique: a full page of changes made at one moment still moves on.
+        cursor = changes[-1].seq if changes else after
+        return AccessChangesOut(changes=changes, cursor=cursor, more=len(changes) == limit)
 
     async def _update(self, username: str, **values: Any) -> User:
         name = _canonical(username)
@@ -283,6 +289,8 @@ class IdentityService:
             updated = await store.update_user(
                 session, name, updated_at=now, access_changed_at=now, **values
             )
+            if updated is not None:
+                updated = await store.record_access_change(session, updated, changed_at=now)
         if updated is None:
             raise UserNotFoundError(name)
         logger.info("updated %s of %s", ", ".join(sorted(values)), name)
@@ -409,6 +417,7 @@ class IdentityService:
             api_key_id=account.api_key_id,
             api_key_last_rotated_at=account.api_key_last_rotated_at,
             access_changed_at=account.access_changed_at,
+            access_seq=account.access_seq,
         )
 
     async def _next_api_key(

@@ -4,10 +4,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portfolio.accounts.models import UserAccount
+from services.portfolio.accounts.models import AccessChangeRecord, UserAccount
+
+# The PostgreSQL advisory lock every writer of `access_changes` holds from taking its id to
+# its commit (an arbitrary constant, unique to this table's writers).
+_FEED_LOCK = 0x4C43_5400_0000_0001
 
 
 async def get_user(session: AsyncSession, username: str) -> UserAccount | None:
@@ -28,17 +32,69 @@ async def list_users(session: AsyncSession) -> Sequence[UserAccount]:
     return result.all()
 
 
+async def record_access_change(
+    session: AsyncSession, account: UserAccount, *, changed_at: datetime
+) -> UserAccount:
+    """Append the change just made to `account` (row locked by this transaction) to the
+    change feed, and return the account with `access_seq` set to the new entry's id.
+
+    A sequence hands out ids when they are taken, not when they commit: with two writers a
+    reader could see id 8 committed while 7 is still in flight, pass it, and never read 7.
+    So on PostgreSQL the id is taken under a transaction-scoped advisory lock, which is
+    released only once the commit is visible: ids commit in the order they are taken, and
+    a reader who sees N has seen (or will never see) every id below it. SQLite serialises
+    writers for the whole transaction already. The lock is taken last, after the row
+    lock, and held only to the commit that follows at once.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK})
+    seq = await session.scalar(
+        insert(AccessChangeRecord)
+        .values(
+            username=account.username,
+            changed_at=changed_at,
+            is_active=account.is_active,
+            roles=list(account.roles),
+            api_key_id=account.api_key_id,
+            password_changed_at=account.password_changed_at,
+        )
+        .returning(AccessChangeRecord.id)
+    )
+    updated = await update_user(session, account.username, access_seq=seq)
+    if updated is None:  # the row is locked by this transaction: it cannot have gone
+        raise RuntimeError("the changed account vanished inside its own transaction")
+    return updated
+
+
 async def list_access_changes(
-    session: AsyncSession, *, since: datetime, limit: int
-) -> Sequence[UserAccount]:
-    """Return up to `limit` accounts whose access changed at or after `since`, oldest first."""
+    session: AsyncSession, *, after: int, limit: int
+) -> Sequence[AccessChangeRecord]:
+    """Return up to `limit` feed entries with an id above `after`, in id order."""
     result = await session.scalars(
-        select(UserAccount)
-        .where(UserAccount.access_changed_at >= since)
-        .order_by(UserAccount.access_changed_at, UserAccount.username)
+        select(AccessChangeRecord)
+        .where(AccessChangeRecord.id > after)
+        .order_by(AccessChangeRecord.id)
         .limit(limit)
     )
     return result.all()
+
+
+async def access_feed_head(session: AsyncSession) -> int:
+    """Return the highest committed feed id (0 when the feed is empty)."""
+    head = await session.scalar(select(func.max(AccessChangeRecord.id)))
+    return 0 if head is None else int(head)
+
+
+async def access_feed_start(session: AsyncSession, *, changed_since: datetime) -> int:
+    """Return the cursor just before the first entry stamped at or after `changed_since`."""
+    first = await session.scalar(
+        select(func.min(AccessChangeRecord.id)).where(
+            AccessChangeRecord.changed_at >= changed_since
+        )
+    )
+    if first is None:
+        return await access_feed_head(session)
+    return int(first) - 1
 
 
 async def add_user(session: AsyncSession, account: UserAccount) -> UserAccount:

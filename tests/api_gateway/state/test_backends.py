@@ -85,7 +85,9 @@ async def test_revoking_a_subject_revokes_every_token_it_was_issued(state):
 
 
 async def test_api_key_cache_expires_after_its_ttl(state):
-    await state.cache_api_key("hash", principal(), ttl=0.05)
+    await state.cache_api_key(
+        "hash", principal(), ttl=0.05, epoch=await state.api_key_cache_epoch()
+    )
     assert await state.cached_api_key("hash") == principal()
     await asyncio.sleep(0.1)
     assert await state.cached_api_key("hash") is None
@@ -93,7 +95,7 @@ async def test_api_key_cache_expires_after_its_ttl(state):
 
 async def test_expiry_sweeps_keep_api_keys_that_are_still_fresh():
     state = MemoryState()
-    await state.cache_api_key("hash", principal(), ttl=60)
+    await state.cache_api_key("hash", principal(), ttl=60, epoch=await state.api_key_cache_epoch())
     # Every write sweeps now and then; a sweep must drop only what has expired.
     for n in range(MemoryState._SWEEP_EVERY * 2):
         await state.track_token(subject="bob", jti=f"j{n}", expires_at=10**10)
@@ -101,13 +103,17 @@ async def test_expiry_sweeps_keep_api_keys_that_are_still_fresh():
 
 
 async def test_api_key_cache_with_zero_ttl_caches_nothing(state):
-    await state.cache_api_key("hash", principal(), ttl=0)
+    await state.cache_api_key("hash", principal(), ttl=0, epoch=await state.api_key_cache_epoch())
     assert await state.cached_api_key("hash") is None
 
 
 async def test_invalidating_a_user_drops_only_their_cached_keys(state):
-    await state.cache_api_key("h-alice", principal("alice"), ttl=60)
-    await state.cache_api_key("h-bob", principal("bob"), ttl=60)
+    await state.cache_api_key(
+        "h-alice", principal("alice"), ttl=60, epoch=await state.api_key_cache_epoch()
+    )
+    await state.cache_api_key(
+        "h-bob", principal("bob"), ttl=60, epoch=await state.api_key_cache_epoch()
+    )
     await state.invalidate_api_keys("alice")
     assert await state.cached_api_key("h-alice") is None
     assert await state.cached_api_key("h-bob") is not None
@@ -148,3 +154,15 @@ def test_a_redis_url_selects_the_redis_backend():
     from services.api_gateway.state.redis import RedisState
 
     assert isinstance(create_state("redis://127.0.0.1:6379/0"), RedisState)
+
+
+async def test_an_invalidation_while_a_key_is_verified_keeps_it_out_of_the_cache(state):
+    epoch = await state.api_key_cache_epoch()  # read before asking the identity service
+    await state.invalidate_api_keys("alice")  # lands while the answer is on its way
+    await state.cache_api_key("h-alice", principal("alice"), ttl=60, epoch=epoch)
+    assert await state.cached_api_key("h-alice") is None
+    # A verification that starts after the invalidation is cached as usual.
+    await state.cache_api_key(
+        "h-alice", principal("alice"), ttl=60, epoch=await state.api_key_cache_epoch()
+    )
+    assert await state.cached_api_key("h-alice") == principal("alice")

@@ -51,7 +51,9 @@ async def test_every_key_the_backend_writes_has_an_expiry(redis_prefix):
         await state.revoke_token("j2", time.time() + 900)
         await state.track_token(subject="bob", jti="j3", expires_at=time.time() + 900)
         await state.revoke_subject("bob")
-        await state.cache_api_key("hash", api_key_principal(), ttl=30)
+        await state.cache_api_key(
+            "hash", api_key_principal(), ttl=30, epoch=await state.api_key_cache_epoch()
+        )
         await state.record_api_key_use(use(time.time()))
     finally:
         await state.close()
@@ -88,7 +90,9 @@ async def test_two_replicas_share_revocations_invalidations_and_usage(redis_pref
         assert await two.is_token_revoked("a1")
         assert await two.is_token_revoked("a2")
 
-        await one.cache_api_key("h", api_key_principal(), ttl=60)
+        await one.cache_api_key(
+            "h", api_key_principal(), ttl=60, epoch=await one.api_key_cache_epoch()
+        )
         assert await two.cached_api_key("h") == api_key_principal()
         await two.invalidate_api_keys("alice")
         assert await one.cached_api_key("h") is None
@@ -114,7 +118,9 @@ async def test_redis_down_keeps_auth_working_in_memory_and_logs_once(tmp_path, c
         server.stop()
         for attempt in range(5):
             assert await state.reserve_login_attempt({"account:alice": 5}, 300) is None
-            await state.cache_api_key(f"h{attempt}", api_key_principal(), ttl=60)
+            await state.cache_api_key(
+                f"h{attempt}", api_key_principal(), ttl=60, epoch=await state.api_key_cache_epoch()
+            )
         assert await state.reserve_login_attempt({"account:alice": 5}, 300) is not None
         assert await state.cached_api_key("h0") == api_key_principal()
         await state.revoke_token("j1", time.time() + 900)

@@ -57,6 +57,26 @@ def test_policy_refuses_whitespace_only_and_invalid_unicode(sqlite_url):
     check_password_policy("ünïcödé pässwörd", settings)
 
 
+@pytest.mark.parametrize(
+    "control", ["\x00", "\x01", "\t", "\n", "\r", "\x1b", "\x7f", "\x85", "\x9f"]
+)
+def test_policy_refuses_nul_and_every_other_control_character(sqlite_url, control):
+    settings = make_settings(sqlite_url)
+    password = f"a long passphrase{control}here"
+    with pytest.raises(WeakPasswordError, match="control character") as refused:
+        check_password_policy(password, settings)
+    assert password not in str(refused.value)
+
+
+async def test_a_control_character_is_refused_when_creating_and_rotating(identity):
+    with pytest.raises(WeakPasswordError, match="control character"):
+        await identity.create_user("alice", "a long passphrase\x00", ["portfolio"])
+    await identity.create_user("alice", PASSWORD, ["portfolio"])
+    with pytest.raises(WeakPasswordError, match="control character"):
+        await identity.rotate_password("alice", PASSWORD, "a new long\x00passphrase")
+    assert (await identity.authenticate("alice", PASSWORD)).username == "alice"
+
+
 async def test_bcrypt_hash_verifies_and_is_rehashed_to_argon2id_at_login(identity, database):
     await identity.create_user("legacy", "placeholder password", ["portfolio"])
     legacy_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
