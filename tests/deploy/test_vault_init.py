@@ -507,6 +507,18 @@ class TestVaultManagedElsewhere:
         assert old == {"SESSION_SECRET_KEY": "k" * 40, "PORTFOLIO_API_KEY__OPS": "kept"}
 
 
+def test_the_readmes_rotation_command_is_the_jobs_own_option():
+    readme = (REPO_ROOT / "README.md").read_text()
+    found = re.search(
+        r"docker compose --env-file compose\.env run --rm vault-init (python docker/vault_init\.py"
+        r" --rotate-secret-id frontend)`",
+        readme,
+    )
+    assert found is not None
+    argv = found[1].split()[2:]
+    assert vault_init.arguments(argv).rotate_secret_id == ["frontend"]
+
+
 def test_compose_runs_the_server_version_tested_here():
     printed = subprocess.run(
         [bao_executable(), "version"], capture_output=True, text=True, check=True
