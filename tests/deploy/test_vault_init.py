@@ -474,6 +474,33 @@ class TestVaultManagedElsewhere:
         assert not init_file.exists()
         assert not credentials_of(init_file).exists()
 
+    def test_a_provisioning_token_short_of_root_is_enough(self, bao, root, init_file):
+        admin = client(bao, root)
+        # What the job and the provisioning touch, and no more (no policy listing, no sys/*).
+        admin.sys.create_or_update_policy(
+            "provisioner",
+            """
+            path "sys/mounts" { capabilities = ["read"] }
+            path "sys/auth" { capabilities = ["read"] }
+            path "sys/auth/approle" { capabilities = ["create", "update", "sudo"] }
+            path "sys/policy/legacycointrader-*" { capabilities = ["create", "update", "read"] }
+            path "auth/approle/role/legacycointrader-*" {
+              capabilities = ["create", "read", "update"]
+            }
+            path "secret/data/legacycointrader*" { capabilities = ["create", "read", "update"] }
+            path "secret/metadata/legacycointrader*" { capabilities = ["read"] }
+            """,
+        )
+        provisioner = admin.auth.token.create(policies=["provisioner"], no_parent=True)
+        token = provisioner["auth"]["client_token"]
+        with pytest.raises(hvac.exceptions.Forbidden):
+            client(bao, token).sys.list_policies()
+        result = run_job(job_env(bao, init_file, token=token), JOB)
+        assert result.returncode == 0, result.stdout + result.stderr
+        for role in ROLES:
+            assert f"credentials {role}: new secret id" in result.stdout
+        read(login(bao, init_file, "frontend"), "frontend")
+
     def test_an_older_stack_moves_to_approle_and_loses_its_shared_token(self, bao, root, init_file):
         """What the job of the single-token days left: one document, one token, its accessor."""
         admin = client(bao, root)
