@@ -25,6 +25,7 @@ is used as it is: `VAULT_TOKEN` must then hold a root or provisioning token for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess  # nosec B404 - runs this interpreter's own provisioning command
@@ -194,18 +195,25 @@ def open_vault(
     return material
 
 
-def ensure_kv_mount(admin: hvac.Client, address: str, mount: str) -> None:
-    """Enable KV v2 at `mount` when missing (the provisioning writes into it)."""
+def ensure_kv_mount(admin: hvac.Client, address: str, mount: str, path: str) -> None:
+    """Enable KV v2 at `mount` when missing (the provisioning writes `path` in it)."""
     mounts = retrying(admin.sys.list_mounted_secrets_engines, "the mount list", address)
     mounted = mounts.get("data", mounts)
-    if f"{mount}/" in mounted:
-        return
-    retrying(
-        lambda: admin.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"}),
-        "enabling the KV mount",
-        address,
-    )
-    print(f"vault-init: mounted KV v2 at {mount}/")
+    if f"{mount}/" not in mounted:
+        retrying(
+            lambda: admin.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"}),
+            "enabling the KV mount",
+            address,
+        )
+        print(f"vault-init: mounted KV v2 at {mount}/")
+
+    def probe() -> None:
+        with contextlib.suppress(hvac.exceptions.InvalidPath):
+            admin.secrets.kv.v2.read_secret_metadata(path=path, mount_point=mount)
+
+    # A new KV v2 mount answers 400 "... resume service shortly" while it sets itself up;
+    # the provisioning does not retry that, so wait here for a real answer first.
+    retrying(probe, "the KV mount", address)
 
 
 def retire_shared_token(admin: hvac.Client, address: str, accessor_file: Path) -> None:
@@ -301,7 +309,7 @@ def run(
     rotate: Sequence[str] = (),
 ) -> int:
     """Do steps 1 to 4 of the module docstring; return the exit status."""
-    mount, _ = settings.vault_mount_and_path()
+    mount, path = settings.vault_mount_and_path()
     address = settings.vault_addr
     if not address:
         raise InitError("VAULT_ADDR must be set")
@@ -320,7 +328,7 @@ def run(
     admin.token = token
     if not retrying(admin.is_authenticated, "a token check", address):
         raise InitError(f"Vault at {address} refused the provisioning token")
-    ensure_kv_mount(admin, address, mount)
+    ensure_kv_mount(admin, address, mount, path)
     retire_shared_token(admin, address, init_file.with_name(ACCESSOR_FILE_NAME))
     if rotate:
         approle = settings.vault_approle_mount.strip("/") or "approle"

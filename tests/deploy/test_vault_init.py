@@ -456,6 +456,20 @@ class TestVaultManagedElsewhere:
             except (hvac.exceptions.InternalServerError, hvac.exceptions.VaultDown):
                 assert time.monotonic() < deadline, "vault never became active"
                 time.sleep(0.2)
+        # A new KV v2 mount answers 400 "... resume service shortly" until it has set itself
+        # up; the tests write to it at once, so wait for its first real answer (404).
+        while True:
+            try:
+                admin.secrets.kv.v2.read_secret_version(
+                    path="absent", mount_point="secret", raise_on_deleted_version=True
+                )
+            except hvac.exceptions.InvalidPath:
+                break
+            except hvac.exceptions.InvalidRequest as exc:
+                if "resume service shortly" not in str(exc):
+                    raise
+                assert time.monotonic() < deadline, "the KV mount never became ready"
+                time.sleep(0.2)
         token: str = material["root_token"]
         return token
 
