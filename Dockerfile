@@ -37,11 +37,18 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 # Files stay root-owned, so they are read-only to `app`; only var/ is writable, and the
-# mount point of the vault-unseal volume, which a new volume takes its owner and mode from.
+# mount points of the vault-unseal and vault-credentials-* volumes, which a new volume takes
+# its owner and mode from: vault-init (as `app`) writes the AppRole credentials there, 0600,
+# and each service (as `app` too) reads its own folder, mounted at /run/vault-credentials.
 COPY . /app
-RUN mkdir -p /app/var /var/lib/vault-unseal \
- && chown app:app /app/var /var/lib/vault-unseal \
- && chmod 700 /var/lib/vault-unseal
+RUN mkdir -p /app/var /var/lib/vault-unseal /run/vault-credentials \
+      /var/lib/vault-credentials/gateway /var/lib/vault-credentials/portfolio \
+      /var/lib/vault-credentials/frontend /var/lib/vault-credentials/stub \
+ && chown -R app:app /app/var /var/lib/vault-unseal /var/lib/vault-credentials \
+      /run/vault-credentials \
+ && chmod 700 /var/lib/vault-unseal /run/vault-credentials /var/lib/vault-credentials \
+      /var/lib/vault-credentials/gateway /var/lib/vault-credentials/portfolio \
+      /var/lib/vault-credentials/frontend /var/lib/vault-credentials/stub
 USER 10001:10001
 EXPOSE 8000
 # Every service listens on 0.0.0.0 inside its own container; compose sets the command.

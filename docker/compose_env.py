@@ -1,9 +1,10 @@
 """Write the git-ignored `compose.env` that every `docker compose --env-file` call reads.
 
 Created once, by `make compose-env`: PostgreSQL takes its password only when it first creates
-its volume, and Vault's service token is made once by vault-init, so these values must stay
-the same from one shell to the next. An existing file is never rewritten; a variable a newer
-compose file needs is appended, the others keep their values.
+its volume, so the value must stay the same from one shell to the next. An existing file is
+never rewritten; a variable a newer compose file needs is appended, the others keep their
+values. (The VAULT_TOKEN older files hold is no longer read: each service now logs in to
+Vault with its own AppRole credentials, which vault-init writes.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 # What docker-compose.yml requires (`${NAME:?...}`), each generated when missing.
-VARIABLES = ("POSTGRES_PASSWORD", "VAULT_TOKEN")
+VARIABLES = ("POSTGRES_PASSWORD",)
 HEADER = (
     "# docker compose credentials, written once by `make compose-env`. Never commit this file.\n"
     "# Use with: docker compose --env-file compose.env ...  (README: changing a password)\n"

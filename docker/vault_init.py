@@ -1,4 +1,4 @@
-"""One-shot job: make Vault (OpenBao) ready for the stack, then add the secrets it lacks.
+"""One-shot job: make Vault (OpenBao) ready for the stack, then provision least privilege.
 
 Run by the `vault-init` service of docker-compose.yml on every `docker compose up`. Idempotent:
 
@@ -7,25 +7,31 @@ Run by the `vault-init` service of docker-compose.yml on every `docker compose u
 2. A new Vault is initialised (one unseal key) and the unseal key and root token are written
    to `VAULT_INIT_FILE` (0600, on the `vault-unseal` volume) before anything else; a sealed
    Vault (after a restart) is unsealed with that key.
-3. With the root token: a KV v2 mount for `VAULT_SECRET_PATH`, a policy that reads and writes
-   that one secret, and the services' token `VAULT_TOKEN` holding that policy are created when
-   missing. When `VAULT_TOKEN` changed, the token made for the previous value is revoked.
-4. With `VAULT_TOKEN`, the way the services see Vault: generates only the managed secrets that
-   are missing (so no restart replaces a key that tokens or sessions were signed with, and API
-   keys written back stay), writes them as one new version with check-and-set, and prints
-   names and versions, never a value.
+3. With the root token (this job is the only holder of it): a KV v2 mount for
+   `VAULT_SECRET_PATH`; the token all services shared before the per-service layout is
+   revoked and its policy deleted.
+4. `python -m shared.secrets provision --vault --credentials-dir VAULT_CREDENTIALS_DIR`, with
+   the root token and `VAULT_SECRET_LAYOUT=per-service`: one policy and one AppRole per
+   service, the managed secrets that are missing in each service's path (taken from the old
+   single document when it holds them, else generated; a stored value is never replaced), and
+   `DIR/<service>/role_id` and `secret_id` (0600, owned by the user this job runs as, the
+   services' user). A secret id Vault still accepts is kept; `--rotate-secret-id SERVICE`
+   destroys that service's secret id first, so a new one is written.
 
 A Vault that is already initialised and unsealed by someone else, with no `VAULT_INIT_FILE`,
-is used as it is: only step 4 runs, and `VAULT_TOKEN` must already be valid there.
+is used as it is: `VAULT_TOKEN` must then hold a root or provisioning token for this job.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
+import subprocess  # nosec B404 - runs this interpreter's own provisioning command
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -38,15 +44,13 @@ import requests.exceptions
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from shared.secrets.config import SecretsSettings  # noqa: E402 - needs the repository path
+from shared.secrets import layout  # noqa: E402 - needs the repository path
+from shared.secrets.config import SecretsSettings  # noqa: E402
 from shared.secrets.errors import SecretsConfigError  # noqa: E402
-from shared.secrets.generate import generate_secrets  # noqa: E402
-from shared.secrets.registry import SecretRegistry  # noqa: E402
+from shared.secrets.registry import Consumer  # noqa: E402
 
 T = TypeVar("T")
 
-# Generated together: a public key is only useful beside its own private half.
-KEY_PAIRS = (("GATEWAY_ASSERTION_PRIVATE_KEY", "GATEWAY_ASSERTION_PUBLIC_KEY"),)
 # How long a Vault that does not answer yet, or answers 5xx, is waited for.
 READY_SECONDS = float(os.environ.get("VAULT_INIT_WAIT_SECONDS", "60"))
 RETRY_PAUSE = 0.5
@@ -54,11 +58,10 @@ STARTING = "resume service shortly"
 # Initialisation is never retried (the keys exist only in its answer), so it gets long.
 INIT_TIMEOUT = 120.0
 DEFAULT_INIT_FILE = "/var/lib/vault-unseal/init.json"
+DEFAULT_CREDENTIALS_DIR = "/var/lib/vault-credentials"
+# Left by stacks from before the per-service layout: the shared token's accessor, its policy.
 ACCESSOR_FILE_NAME = "service-token-accessor"
-POLICY_NAME = "legacycointrader-services"
-# The services never renew their token, so it lives as long as the server allows
-# (docker/openbao/bao.hcl raises max_lease_ttl to match); vault-init recreates it if gone.
-SERVICE_TOKEN_TTL = "87600h"  # noqa: S105  # nosec B105 - a duration, not a secret
+LEGACY_POLICY = "legacycointrader-services"
 
 # Not an answer yet: the server is starting, sealed, or has no active node for a moment.
 TRANSIENT = (
@@ -192,18 +195,8 @@ def open_vault(
     return material
 
 
-def policy_text(mount: str, path: str) -> str:
-    """Return the services' policy: read and write their one secret, nothing else."""
-    return (
-        f'path "{mount}/data/{path}" {{\n  capabilities = ["create", "read", "update", "patch"]\n}}\n'
-        f'path "{mount}/metadata/{path}" {{\n  capabilities = ["read"]\n}}\n'
-    )
-
-
-def prepare(
-    admin: hvac.Client, address: str, mount: str, path: str, token: str, accessor_file: Path
-) -> None:
-    """Create the KV v2 mount, the policy and the services' token where missing (as root)."""
+def ensure_kv_mount(admin: hvac.Client, address: str, mount: str, path: str) -> None:
+    """Enable KV v2 at `mount` when missing (the provisioning writes `path` in it)."""
     mounts = retrying(admin.sys.list_mounted_secrets_engines, "the mount list", address)
     mounted = mounts.get("data", mounts)
     if f"{mount}/" not in mounted:
@@ -213,130 +206,154 @@ def prepare(
             address,
         )
         print(f"vault-init: mounted KV v2 at {mount}/")
-    retrying(
-        lambda: admin.sys.create_or_update_policy(POLICY_NAME, policy_text(mount, path)),
-        "the policy",
-        address,
-    )
+
+    def probe() -> None:
+        with contextlib.suppress(hvac.exceptions.InvalidPath):
+            admin.secrets.kv.v2.read_secret_metadata(path=path, mount_point=mount)
+
+    # A new KV v2 mount answers 400 "... resume service shortly" while it sets itself up;
+    # the provisioning does not retry that, so wait here for a real answer first.
+    retrying(probe, "the KV mount", address)
+
+
+def retire_shared_token(admin: hvac.Client, address: str, accessor_file: Path) -> None:
+    """Revoke the one token all services shared before AppRole, and its policy.
+
+    Stacks started before the per-service layout kept that token's accessor beside init.json;
+    left alive, it would still read every secret of the old single document.
+    """
+    if accessor_file.exists():
+        accessor = accessor_file.read_text().strip()
+        if accessor:
+            try:
+                retrying(
+                    lambda: admin.auth.token.revoke_accessor(accessor),
+                    "revoking the shared services' token",
+                    address,
+                )
+                print("vault-init: revoked the token the services used to share")
+            except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+                pass  # already expired or revoked
+        accessor_file.unlink()
     try:
-        found = retrying(lambda: admin.auth.token.lookup(token), "a token lookup", address)
-        accessor = str(found["data"]["accessor"])
-    except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
-        created = retrying(
-            lambda: admin.auth.token.create(
-                id=token,
-                policies=[POLICY_NAME],
-                ttl=SERVICE_TOKEN_TTL,
-                no_parent=True,
-                display_name="legacycointrader-services",
-            ),
-            "creating the services' token",
-            address,
-        )
-        accessor = str(created["auth"]["accessor"])
-        print(f"vault-init: created the services' token (VAULT_TOKEN) with policy {POLICY_NAME}")
-    previous = accessor_file.read_text().strip() if accessor_file.exists() else ""
-    if previous and previous != accessor:
+        policies = retrying(admin.sys.list_policies, "the policy list", address)
+    except hvac.exceptions.Forbidden:
+        # A provisioning token of a Vault run elsewhere may not list policies; that Vault
+        # never had the policy this job used to create.
+        return
+    names = (policies.get("data") or policies).get("policies", [])
+    if LEGACY_POLICY in names:
+        retrying(lambda: admin.sys.delete_policy(LEGACY_POLICY), "the old policy", address)
+        print(f"vault-init: deleted the shared policy {LEGACY_POLICY}")
+
+
+def destroy_secret_ids(
+    admin: hvac.Client,
+    address: str,
+    approle: str,
+    credentials_dir: Path,
+    services: Sequence[str],
+) -> None:
+    """Destroy the secret id each named service holds, so the provisioning writes a new one."""
+    for service in services:
+        secret_file = credentials_dir / service / "secret_id"
         try:
+            secret_id = secret_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            print(f"vault-init: {service} holds no secret id yet; one is written below")
+            continue
+        if secret_id:
             retrying(
-                lambda: admin.auth.token.revoke_accessor(previous),
-                "revoking the previous token",
+                partial(
+                    admin.auth.approle.destroy_secret_id,
+                    role_name=layout.policy_name(Consumer(service)),
+                    secret_id=secret_id,
+                    mount_point=approle,
+                ),
+                "destroying a secret id",
                 address,
             )
-            print("vault-init: revoked the services' previous token")
-        except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
-            pass  # already expired or revoked
-    if previous != accessor:
-        write_private(accessor_file, accessor + "\n")
+        print(f"vault-init: destroyed the secret id of {service}")
 
 
-def missing_secrets(
-    existing: Mapping[str, Any], generated: Mapping[str, str], registry: SecretRegistry
-) -> dict[str, str]:
-    """Return the generated values whose secret (by name or alias) the store lacks."""
-    present = {
-        entry.name
-        for entry in registry
-        if any(isinstance(existing.get(key), str) and existing[key] for key in entry.candidates)
+def provision(address: str, token: str, credentials_dir: Path) -> int:
+    """Run `python -m shared.secrets provision` as compose documents it; return its status.
+
+    The provisioning token reaches the child through its environment only (never argv, which
+    other processes can list); the child prints names and paths, never a value.
+    """
+    env = {
+        **os.environ,
+        "VAULT_ADDR": address,
+        "VAULT_TOKEN": token,
+        "VAULT_SECRET_LAYOUT": "per-service",  # nosec B105 - a layout name
     }
-    missing = {name: value for name, value in generated.items() if name not in present}
-    for pair in KEY_PAIRS:
-        if any(name in missing for name in pair):
-            missing.update({name: generated[name] for name in pair})
-    return missing
+    command = [
+        sys.executable,
+        "-m",
+        "shared.secrets",
+        "provision",
+        "--vault",
+        "--credentials-dir",
+        str(credentials_dir),
+    ]
+    # A fixed command from this interpreter, no shell.
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, check=False)  # noqa: S603  # nosec B603
+    return result.returncode
 
 
-def read_current(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, Any], int]:
-    """Return the latest data and version; ({}, 0) when nothing is stored there yet."""
-    try:
-        response = client.secrets.kv.v2.read_secret_version(
-            path=path, mount_point=mount, raise_on_deleted_version=False
-        )
-    except hvac.exceptions.InvalidPath:
-        return {}, 0
-    body = response.get("data") or {}
-    version = int((body.get("metadata") or {}).get("version") or 0)
-    return dict(body.get("data") or {}), version
-
-
-def write_missing(
-    client: hvac.Client, address: str, mount: str, path: str, registry: SecretRegistry
+def run(
+    settings: SecretsSettings,
+    init_file: Path,
+    credentials_dir: Path,
+    rotate: Sequence[str] = (),
 ) -> int:
-    """Write the missing managed secrets with check-and-set; return the exit status."""
-    location = f"{mount}/{path}"
-    # Check-and-set: if another writer got in between, read again and keep their keys.
-    for _ in range(5):
-        existing, version = retrying(
-            lambda: read_current(client, mount, path), "reading the secret", address
-        )
-        missing = missing_secrets(existing, generate_secrets(), registry)
-        if not missing:
-            print(f"vault-init: {location} already holds every required secret; nothing written")
-            return 0
-        try:
-            write = partial(
-                client.secrets.kv.v2.create_or_update_secret,
-                path=path,
-                secret={**existing, **missing},
-                cas=version,
-                mount_point=mount,
-            )
-            response = retrying(write, "writing the secret", address)
-        except hvac.exceptions.InvalidRequest as exc:
-            if "check-and-set" in str(exc):
-                continue
-            raise
-        new_version = (response.get("data") or {}).get("version", "?")
-        print(
-            f"vault-init: wrote {', '.join(sorted(missing))} to {location} (version {new_version})"
-        )
-        return 0
-    print(f"vault-init: {location} kept changing; gave up", file=sys.stderr)
-    return 1
-
-
-def run(settings: SecretsSettings, init_file: Path) -> int:
     """Do steps 1 to 4 of the module docstring; return the exit status."""
     mount, path = settings.vault_mount_and_path()
-    address, secret = settings.vault_addr, settings.vault_token
-    if not address or secret is None:
-        raise InitError("VAULT_ADDR and VAULT_TOKEN must be set")
-    token = secret.get_secret_value()
+    address = settings.vault_addr
+    if not address:
+        raise InitError("VAULT_ADDR must be set")
     verify = settings.vault_verify_value()
     admin = hvac.Client(url=address, verify=verify, timeout=settings.vault_timeout)
     material = open_vault(admin, address, verify, init_file)
     if material is not None:
-        admin.token = material.root_token
-        prepare(admin, address, mount, path, token, init_file.with_name(ACCESSOR_FILE_NAME))
-    client = hvac.Client(url=address, token=token, verify=verify, timeout=settings.vault_timeout)
-    if not retrying(client.is_authenticated, "a token check", address):
-        raise InitError(f"Vault at {address} refused VAULT_TOKEN")
-    registry = SecretRegistry.load(settings.secrets_registry_path)
-    return write_missing(client, address, mount, path, registry)
+        token = material.root_token
+    elif settings.vault_token is not None:
+        token = settings.vault_token.get_secret_value()
+    else:
+        raise InitError(
+            f"{init_file} does not exist: for a Vault initialised elsewhere, set VAULT_TOKEN "
+            "to a root or provisioning token for this job"
+        )
+    admin.token = token
+    if not retrying(admin.is_authenticated, "a token check", address):
+        raise InitError(f"Vault at {address} refused the provisioning token")
+    ensure_kv_mount(admin, address, mount, path)
+    retire_shared_token(admin, address, init_file.with_name(ACCESSOR_FILE_NAME))
+    if rotate:
+        approle = settings.vault_approle_mount.strip("/") or "approle"
+        destroy_secret_ids(admin, address, approle, credentials_dir, rotate)
+    return provision(address, token, credentials_dir)
 
 
-def main() -> int:
+def arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the job's options: none on an ordinary `up`."""
+    parser = argparse.ArgumentParser(prog="vault_init.py", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rotate-secret-id",
+        action="append",
+        default=[],
+        choices=[service.value for service in Consumer],
+        metavar="SERVICE",
+        help="destroy this service's AppRole secret id and write a new one (repeatable): "
+        + ", ".join(service.value for service in Consumer),
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; return the exit status, with one clear line on failure."""
+    options = arguments(sys.argv[1:] if argv is None else argv)
     try:
         settings = SecretsSettings.from_environment()
         settings.vault_mount_and_path()
@@ -344,12 +361,13 @@ def main() -> int:
     except SecretsConfigError as exc:
         print(f"vault-init: {exc}", file=sys.stderr)
         return 2
-    if not settings.vault_addr or settings.vault_token is None:
-        print("vault-init: VAULT_ADDR and VAULT_TOKEN must be set", file=sys.stderr)
+    if not settings.vault_addr:
+        print("vault-init: VAULT_ADDR must be set", file=sys.stderr)
         return 2
     init_file = Path(os.environ.get("VAULT_INIT_FILE") or DEFAULT_INIT_FILE)
+    credentials_dir = Path(os.environ.get("VAULT_CREDENTIALS_DIR") or DEFAULT_CREDENTIALS_DIR)
     try:
-        return run(settings, init_file)
+        return run(settings, init_file, credentials_dir, options.rotate_secret_id)
     except InitError as exc:
         print(f"vault-init: {exc}", file=sys.stderr)
     except hvac.exceptions.VaultError as exc:

@@ -16,6 +16,7 @@ root or provisioning `VAULT_TOKEN` (the only place such a token is used), does, 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -256,8 +257,11 @@ def _secret_id_alive(client: hvac.Client, approle: str, role: str, file: Path) -
 
 
 def _private_dir(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Only when needed: in a container the folders are mount points on a read-only root
+    # filesystem (compose's vault-init), already 0700 from the image, where chmod fails.
+    if stat.S_IMODE(folder.stat().st_mode) != 0o700:
+        folder.chmod(0o700)
 
 
 def _write_private(file: Path, text: str) -> None:

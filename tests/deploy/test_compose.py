@@ -38,7 +38,20 @@ ONE_SHOT = {"vault-init"}
 APP_SERVICES = {"portfolio", "gateway", "frontend", *STUBS}
 EXPECTED_SERVICES = INFRASTRUCTURE | ONE_SHOT | APP_SERVICES | {"gateway-lb"}
 PUBLISHED = {"gateway-lb", "frontend"}
-REQUIRED_VARIABLES = {"VAULT_TOKEN", "POSTGRES_PASSWORD"}
+REQUIRED_VARIABLES = {"POSTGRES_PASSWORD"}
+# Which AppRole each app service logs in with, written out (the stubs share one).
+APPROLE_OF = {
+    "gateway": "gateway",
+    "portfolio": "portfolio",
+    "frontend": "frontend",
+    "trading": "stub",
+    "market": "stub",
+    "strategy": "stub",
+    "token": "stub",
+    "execution": "stub",
+    "monitoring": "stub",
+}
+CREDENTIALS_MOUNT = "/run/vault-credentials"
 
 # `${NAME:?message}`: compose refuses to start unless NAME is set in the shell.
 REQUIRED_REFERENCE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*):\?[^}]*\}")
@@ -355,17 +368,65 @@ class TestSecrets:
         assert env["SECRETS_PROVIDER"] == "vault"
         assert env["VAULT_ADDR"] == "http://vault:8200"
         assert env["VAULT_SECRET_PATH"] == "secret/legacycointrader"
-        assert REQUIRED_REFERENCE.fullmatch(env["VAULT_TOKEN"])
 
-    def test_database_password_and_services_token_come_from_the_env_file(self, services):
+    def test_every_app_service_has_an_approle(self):
+        assert set(APPROLE_OF) == APP_SERVICES
+
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES))
+    def test_app_services_log_in_with_their_own_approle_files(self, services, name):
+        env = environment_of(services[name])
+        assert env["VAULT_SECRET_LAYOUT"] == "per-service"
+        assert env["VAULT_ROLE_ID_FILE"] == "/run/vault-credentials/role_id"
+        assert env["VAULT_SECRET_ID_FILE"] == "/run/vault-credentials/secret_id"
+
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES))
+    def test_no_app_service_is_given_a_vault_token(self, services, name):
+        env = environment_of(services[name])
+        assert not {key for key in env if "TOKEN" in key and key != "TOKEN_SERVICE_URL"}
+        assert "VAULT_TOKEN" not in str(services[name])
+        assert "root_token" not in str(services[name])
+
+    @pytest.mark.parametrize("name", sorted(APP_SERVICES))
+    def test_each_app_service_mounts_only_its_own_credentials_read_only(self, services, name):
+        volumes = services[name]["volumes"]
+        assert volumes == [f"vault-credentials-{APPROLE_OF[name]}:/run/vault-credentials:ro"]
+
+    def test_the_job_alone_holds_the_root_token_and_writes_every_credentials_volume(
+        self, compose, services
+    ):
+        job = services["vault-init"]
+        env = environment_of(job)
+        assert "VAULT_TOKEN" not in env
+        assert env["VAULT_CREDENTIALS_DIR"] == "/var/lib/vault-credentials"
+        assert job["volumes"][1:] == [
+            "vault-credentials-gateway:/var/lib/vault-credentials/gateway",
+            "vault-credentials-portfolio:/var/lib/vault-credentials/portfolio",
+            "vault-credentials-frontend:/var/lib/vault-credentials/frontend",
+            "vault-credentials-stub:/var/lib/vault-credentials/stub",
+        ]
+        for role in ("gateway", "portfolio", "frontend", "stub"):
+            assert f"vault-credentials-{role}" in compose["volumes"]
+            holders = {
+                name
+                for name, service in services.items()
+                if f"vault-credentials-{role}:" in str(service.get("volumes", []))
+            }
+            expected = {name for name, approle in APPROLE_OF.items() if approle == role}
+            assert holders == expected | {"vault-init"}, role
+
+    def test_the_job_and_the_services_run_as_the_same_user(self, services):
+        # The credentials are 0600, owned by whoever wrote them: the job must run as the
+        # services' user, which is the image's USER, overridden by nobody.
+        for name in APP_SERVICES | ONE_SHOT:
+            assert services[name]["image"] == APP_IMAGE
+            assert "user" not in services[name], name
+
+    def test_database_password_comes_from_the_env_file(self, services):
         postgres = environment_of(services["postgres"])
         password = REQUIRED_REFERENCE.fullmatch(postgres["POSTGRES_PASSWORD"])
         assert password is not None
         assert password["name"] == "POSTGRES_PASSWORD"
         assert "make compose-env" in postgres["POSTGRES_PASSWORD"]
-        token = REQUIRED_REFERENCE.fullmatch(environment_of(services["gateway"])["VAULT_TOKEN"])
-        assert token is not None
-        assert token["name"] == "VAULT_TOKEN"
 
     def test_vault_is_given_no_token_it_would_trust(self, services):
         # A real server: its root token is made at initialisation, never set from outside.
@@ -426,17 +487,23 @@ class TestVault:
     def test_unseal_material_lives_on_its_own_volume_read_by_the_job_only(self, compose, services):
         assert "vault-unseal" in compose["volumes"]
         job = services["vault-init"]
-        assert job["volumes"] == ["vault-unseal:/var/lib/vault-unseal"]
+        assert job["volumes"][0] == "vault-unseal:/var/lib/vault-unseal"
         assert environment_of(job)["VAULT_INIT_FILE"] == "/var/lib/vault-unseal/init.json"
         for name, service in services.items():
             if name != "vault-init":
                 assert "vault-unseal" not in str(service.get("volumes", [])), name
 
     def test_the_image_lets_the_job_write_its_volume_and_nobody_else_read_it(self):
-        text = DOCKERFILE.read_text().replace("\\\n", " ")
-        assert "mkdir -p /app/var /var/lib/vault-unseal" in text
-        assert "chown app:app /app/var /var/lib/vault-unseal" in text
-        assert "chmod 700 /var/lib/vault-unseal" in text
+        text = " ".join(DOCKERFILE.read_text().replace("\\\n", " ").split())
+        owned = (
+            "/var/lib/vault-unseal /run/vault-credentials /var/lib/vault-credentials "
+            "/var/lib/vault-credentials/gateway /var/lib/vault-credentials/portfolio "
+            "/var/lib/vault-credentials/frontend /var/lib/vault-credentials/stub"
+        )
+        assert "mkdir -p /app/var /var/lib/vault-unseal /run/vault-credentials " in text
+        assert "chown -R app:app /app/var /var/lib/vault-unseal /var/lib/vault-credentials " in text
+        assert f"chmod 700 {owned}" in text
+        assert "USER 10001:10001" in text
 
 
 @pytest.fixture(scope="module")

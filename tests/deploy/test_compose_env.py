@@ -32,14 +32,21 @@ def test_new_file_holds_every_variable_compose_requires(tmp_path):
     target = tmp_path / "compose.env"
     assert compose_env.main(str(target)) == 0
     written = values(target)
-    assert set(written) == {"POSTGRES_PASSWORD", "VAULT_TOKEN"}
+    assert set(written) == {"POSTGRES_PASSWORD"}
     required = {
         match["name"]
         for match in REQUIRED_REFERENCE.finditer((REPO_ROOT / "docker-compose.yml").read_text())
     }
     assert required == set(written)
     assert all(HEX48.fullmatch(value) for value in written.values())
-    assert written["POSTGRES_PASSWORD"] != written["VAULT_TOKEN"]
+
+
+def test_an_older_file_with_the_retired_vault_token_is_left_as_it_is(tmp_path, capsys):
+    target = tmp_path / "compose.env"
+    target.write_text("POSTGRES_PASSWORD=kept\nVAULT_TOKEN=no-longer-read\n")
+    assert compose_env.main(str(target)) == 0
+    assert target.read_text() == "POSTGRES_PASSWORD=kept\nVAULT_TOKEN=no-longer-read\n"
+    assert "nothing changed" in capsys.readouterr().out
 
 
 def test_new_file_is_private_to_its_owner(tmp_path):
@@ -59,12 +66,12 @@ def test_second_run_changes_nothing(tmp_path, capsys):
 
 def test_a_missing_variable_is_added_and_the_others_kept(tmp_path):
     target = tmp_path / "compose.env"
-    target.write_text("# mine\nPOSTGRES_PASSWORD=chosen-by-hand")
+    target.write_text("# mine\nOTHER=chosen-by-hand")
     assert compose_env.main(str(target)) == 0
     written = values(target)
-    assert written["POSTGRES_PASSWORD"] == "chosen-by-hand"
-    assert HEX48.fullmatch(written["VAULT_TOKEN"])
-    assert target.read_text().startswith("# mine\nPOSTGRES_PASSWORD=chosen-by-hand\n")
+    assert written["OTHER"] == "chosen-by-hand"
+    assert HEX48.fullmatch(written["POSTGRES_PASSWORD"])
+    assert target.read_text().startswith("# mine\nOTHER=chosen-by-hand\n")
 
 
 def test_an_empty_value_is_refused_with_its_name(tmp_path, capsys):

@@ -1,12 +1,15 @@
-"""docker/vault_init.py: the one-shot job that readies Vault (OpenBao) and fills in secrets.
+"""docker/vault_init.py: the one-shot job that readies Vault (OpenBao) and provisions it.
 
 The job runs as a subprocess, as compose runs it, against a real OpenBao server on the
 compose config with raft storage, stopped and started again mid-test as a container would be.
+Each service's credentials, as the job writes them, are then used the way that service uses
+them (AppRole login from the files, the per-service layout).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -38,8 +41,23 @@ REGISTRY = SecretRegistry.load()
 REQUIRED = {entry.name for entry in REGISTRY if entry.required_by}
 JOB = str(REPO_ROOT / "docker" / "vault_init.py")
 SECRET_PATH = "secret/legacycointrader"
-VAULT_TOKEN = "vault-init-test-token-" + "0" * 24
-OTHER_TOKEN = "vault-init-test-token-" + "1" * 24
+ROLES = ("gateway", "portfolio", "frontend", "stub")
+# Each service's paths under secret/legacycointrader: what it may read, written out.
+READS = {
+    "gateway": {"shared", "gateway", "portfolio-gateway"},
+    "portfolio": {"shared", "portfolio-gateway", "portfolio", "api-keys"},
+    "frontend": {"shared", "frontend"},
+    "stub": {"shared"},
+}
+PATHS = ("shared", "gateway", "portfolio-gateway", "portfolio", "frontend", "api-keys")
+# Where each required secret lives, written out.
+HOME = {
+    "SESSION_SECRET_KEY": "frontend",
+    "GATEWAY_JWT_PRIVATE_KEY": "gateway",
+    "GATEWAY_ASSERTION_PRIVATE_KEY": "gateway",
+    "GATEWAY_ASSERTION_PUBLIC_KEY": "shared",
+    "IDENTITY_SERVICE_TOKEN": "portfolio-gateway",
+}
 
 
 @pytest.fixture
@@ -70,43 +88,6 @@ class TestGeneratedSecrets:
         assert all(again[name] != value for name, value in generated.items())
 
 
-class TestMissingSecrets:
-    def test_an_empty_store_gets_every_required_secret(self, generated):
-        assert vault_init.missing_secrets({}, generated, REGISTRY) == generated
-
-    def test_a_complete_store_gets_nothing(self, generated):
-        existing = write_dev_env.generate_secrets()
-        assert vault_init.missing_secrets(existing, generated, REGISTRY) == {}
-
-    def test_existing_values_are_never_replaced(self, generated):
-        existing = {"SESSION_SECRET_KEY": "kept-" + "x" * 40}
-        missing = vault_init.missing_secrets(existing, generated, REGISTRY)
-        assert "SESSION_SECRET_KEY" not in missing
-        assert set(missing) == REQUIRED - {"SESSION_SECRET_KEY"}
-
-    def test_a_secret_stored_under_an_alias_counts_as_present(self, generated):
-        existing = {"GATEWAY_JWT_SIGNING_KEY": "kept", "PORTFOLIO_INTERNAL_TOKEN": "kept"}
-        missing = vault_init.missing_secrets(existing, generated, REGISTRY)
-        assert "GATEWAY_JWT_PRIVATE_KEY" not in missing
-        assert "IDENTITY_SERVICE_TOKEN" not in missing
-
-    def test_an_empty_value_counts_as_missing(self, generated):
-        existing = {**write_dev_env.generate_secrets(), "IDENTITY_SERVICE_TOKEN": ""}
-        missing = vault_init.missing_secrets(existing, generated, REGISTRY)
-        assert missing == {"IDENTITY_SERVICE_TOKEN": generated["IDENTITY_SERVICE_TOKEN"]}
-
-    @pytest.mark.parametrize(
-        "lost", ["GATEWAY_ASSERTION_PRIVATE_KEY", "GATEWAY_ASSERTION_PUBLIC_KEY"]
-    )
-    def test_half_a_key_pair_is_replaced_by_a_whole_new_pair(self, generated, lost):
-        existing = write_dev_env.generate_secrets()
-        del existing[lost]
-        missing = vault_init.missing_secrets(existing, generated, REGISTRY)
-        assert set(missing) == {"GATEWAY_ASSERTION_PRIVATE_KEY", "GATEWAY_ASSERTION_PUBLIC_KEY"}
-        private = load_private_key(missing["GATEWAY_ASSERTION_PRIVATE_KEY"])
-        assert public_key_text(private) == missing["GATEWAY_ASSERTION_PUBLIC_KEY"]
-
-
 def test_job_without_vault_settings_says_what_is_missing():
     env = {"PATH": os.environ["PATH"], "SECRETS_PROVIDER": "vault"}
     result = subprocess.run(
@@ -117,8 +98,14 @@ def test_job_without_vault_settings_says_what_is_missing():
         check=False,
     )
     assert result.returncode == 2
-    assert "VAULT_ADDR and VAULT_TOKEN must be set" in result.stderr
+    assert "VAULT_ADDR must be set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_service_to_rotate_is_refused_by_name():
+    result = run_job({"PATH": os.environ["PATH"]}, JOB, "--rotate-secret-id", "trading")
+    assert result.returncode == 2
+    assert "invalid choice: 'trading'" in result.stderr
 
 
 @pytest.fixture
@@ -132,15 +119,36 @@ def init_file(tmp_path: Path) -> Path:
     return tmp_path / "vault-unseal" / "init.json"
 
 
-def job_env(bao: PersistentOpenBao, init_file: Path, token: str = VAULT_TOKEN) -> dict[str, str]:
+def job_env(bao: PersistentOpenBao, init_file: Path, token: str | None = None) -> dict[str, str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "SECRETS_PROVIDER": "vault",
+        "VAULT_ADDR": bao.url,
+        "VAULT_SECRET_PATH": SECRET_PATH,
+        "VAULT_INIT_FILE": str(init_file),
+        "VAULT_CREDENTIALS_DIR": str(credentials_of(init_file)),
+        "VAULT_INIT_WAIT_SECONDS": "20",
+    }
+    if token is not None:
+        env["VAULT_TOKEN"] = token
+    return env
+
+
+def credentials_of(init_file: Path) -> Path:
+    return init_file.parent.parent / "vault-credentials"
+
+
+def service_env(bao: PersistentOpenBao, init_file: Path, role: str) -> dict[str, str]:
+    """What compose gives a service: its own credentials files, no token."""
+    folder = credentials_of(init_file) / role
     return {
         "PATH": os.environ["PATH"],
         "SECRETS_PROVIDER": "vault",
         "VAULT_ADDR": bao.url,
-        "VAULT_TOKEN": token,
         "VAULT_SECRET_PATH": SECRET_PATH,
-        "VAULT_INIT_FILE": str(init_file),
-        "VAULT_INIT_WAIT_SECONDS": "20",
+        "VAULT_SECRET_LAYOUT": "per-service",
+        "VAULT_ROLE_ID_FILE": str(folder / "role_id"),
+        "VAULT_SECRET_ID_FILE": str(folder / "secret_id"),
     }
 
 
@@ -156,24 +164,57 @@ def run_job(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[s
     )
 
 
-def client(bao: PersistentOpenBao, token: str = VAULT_TOKEN) -> hvac.Client:
+def root_token(init_file: Path) -> str:
+    token: str = json.loads(init_file.read_text())["root_token"]
+    return token
+
+
+def client(bao: PersistentOpenBao, token: str) -> hvac.Client:
     return hvac.Client(url=bao.url, token=token, timeout=5)
 
 
-def stored(bao: PersistentOpenBao, token: str = VAULT_TOKEN) -> tuple[dict[str, str], int]:
-    body = client(bao, token).secrets.kv.v2.read_secret_version(
-        path="legacycointrader", mount_point="secret", raise_on_deleted_version=True
+def login(bao: PersistentOpenBao, init_file: Path, role: str) -> hvac.Client:
+    """Log in with the AppRole files the job wrote for `role`, as that service does."""
+    folder = credentials_of(init_file) / role
+    service = hvac.Client(url=bao.url, timeout=5)
+    service.auth.approle.login(
+        role_id=(folder / "role_id").read_text().strip(),
+        secret_id=(folder / "secret_id").read_text().strip(),
+    )
+    return service
+
+
+def read(vault: hvac.Client, path: str) -> tuple[dict[str, str], int]:
+    body = vault.secrets.kv.v2.read_secret_version(
+        path=f"legacycointrader/{path}", mount_point="secret", raise_on_deleted_version=True
     )["data"]
     return body["data"], body["metadata"]["version"]
 
 
-def write_back(bao: PersistentOpenBao, name: str, value: str) -> str:
-    """Write one key the way a service does (portfolio's API-key write-back)."""
+def everything(bao: PersistentOpenBao, init_file: Path) -> dict[str, tuple[dict[str, str], int]]:
+    root = client(bao, root_token(init_file))
+    found = {}
+    for path in PATHS:
+        with contextlib.suppress(hvac.exceptions.InvalidPath):
+            found[path] = read(root, path)
+    return found
+
+
+def credential_files(init_file: Path) -> dict[str, bytes]:
+    folder = credentials_of(init_file)
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*_id")}
+
+
+def write_back(bao: PersistentOpenBao, init_file: Path, name: str, value: str) -> str:
+    """Write one key the way the portfolio does (API-key write-back), with its credentials."""
+    folder = credentials_of(init_file) / "portfolio"
     settings = SecretsSettings(
         secrets_provider="vault",
         vault_addr=bao.url,
-        vault_token=VAULT_TOKEN,
+        vault_role_id_file=folder / "role_id",
+        vault_secret_id_file=folder / "secret_id",
         vault_secret_path=SECRET_PATH,
+        vault_secret_layout="per-service",
     )
 
     async def write() -> str:
@@ -205,51 +246,104 @@ def first_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstStart
 
 
 class TestFirstStart:
-    def test_initialises_unseals_and_writes_every_required_secret(self, first_start):
+    def test_initialises_unseals_and_writes_every_required_secret_in_its_home(self, first_start):
         bao, init_file, result = first_start.bao, first_start.init_file, first_start.result
         assert first_start.seal_before["initialized"] is False
         assert result.returncode == 0, result.stderr
         assert bao.seal_status()["sealed"] is False
-        data, version = stored(bao)
-        assert set(data) == REQUIRED
-        assert version == 1
-        material = json.loads(init_file.read_text())
+        stored = everything(bao, init_file)
+        for name, path in HOME.items():
+            assert stored[path][0][name], name
+        assert {name for data, _ in stored.values() for name in data} == REQUIRED
+        assert all(version == 1 for _, version in stored.values())
         assert stat.S_IMODE(init_file.stat().st_mode) == 0o600
+
+    def test_writes_each_services_credentials_private_to_the_jobs_user(self, first_start):
+        folder = credentials_of(first_start.init_file)
+        assert sorted(path.name for path in folder.iterdir()) == sorted(ROLES)
+        for role in ROLES:
+            assert stat.S_IMODE((folder / role).stat().st_mode) == 0o700
+            assert sorted(path.name for path in (folder / role).iterdir()) == [
+                "role_id",
+                "secret_id",
+            ]
+            for name in ("role_id", "secret_id"):
+                info = (folder / role / name).stat()
+                assert stat.S_IMODE(info.st_mode) == 0o600
+                # The services run as the job's user (compose: the image's `app`).
+                assert info.st_uid == os.getuid()
+            assert f"credentials {role}: new secret id" in first_start.result.stdout
+
+    def test_prints_no_value(self, first_start):
+        bao, init_file, result = first_start.bao, first_start.init_file, first_start.result
         output = result.stdout + result.stderr
-        for value in [*data.values(), material["root_token"], *material["unseal_keys_b64"]]:
+        material = json.loads(init_file.read_text())
+        values = [v for data, _ in everything(bao, init_file).values() for v in data.values()]
+        values += [material["root_token"], *material["unseal_keys_b64"]]
+        values += [value.decode().strip() for value in credential_files(init_file).values()]
+        for value in values:
             assert value not in output
-        assert material["root_token"] != VAULT_TOKEN
 
-    def test_services_resolve_every_secret_from_what_the_job_wrote(self, first_start):
-        env = job_env(first_start.bao, first_start.init_file)
-        check = run_job(env, "-m", "shared.secrets", "check")
-        assert check.returncode == 0, check.stdout + check.stderr
-        for name in REQUIRED:
-            assert f"{name}: required by" in check.stdout
-        assert check.stdout.count(f"resolved from vault:{SECRET_PATH}") >= len(REQUIRED)
-
-    def test_the_services_token_reaches_its_one_secret_only(self, first_start):
-        services = client(first_start.bao)
+    @pytest.mark.parametrize("role", ROLES)
+    def test_each_services_credentials_read_its_own_paths_only(self, first_start, role):
+        service = login(first_start.bao, first_start.init_file, role)
+        for path in PATHS:
+            if path in READS[role]:
+                # Allowed: an answer, or 404 where nothing is stored yet (never 403).
+                with contextlib.suppress(hvac.exceptions.InvalidPath):
+                    read(service, path)
+            else:
+                with pytest.raises(hvac.exceptions.Forbidden):
+                    read(service, path)
         with pytest.raises(hvac.exceptions.Forbidden):
-            services.secrets.kv.v2.create_or_update_secret(
-                path="elsewhere", secret={"x": "y"}, mount_point="secret"
+            read(service, "")
+        with pytest.raises(hvac.exceptions.Forbidden):
+            service.sys.list_mounted_secrets_engines()
+
+    def test_the_frontend_is_refused_the_gateways_signing_key(self, first_start):
+        frontend = login(first_start.bao, first_start.init_file, "frontend")
+        with pytest.raises(hvac.exceptions.Forbidden):
+            frontend.secrets.kv.v2.read_secret_version(
+                path="legacycointrader/gateway",
+                mount_point="secret",
+                raise_on_deleted_version=True,
             )
+        stub = login(first_start.bao, first_start.init_file, "stub")
         with pytest.raises(hvac.exceptions.Forbidden):
-            services.sys.list_mounted_secrets_engines()
-        # The services never renew it: it must outlive any ordinary stack.
-        assert services.lookup_token()["data"]["ttl"] > 365 * 24 * 3600
+            stub.secrets.kv.v2.create_or_update_secret(
+                path="legacycointrader/shared", secret={"x": "y"}, mount_point="secret"
+            )
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_each_service_resolves_what_it_requires_from_its_credentials(self, first_start, role):
+        env = service_env(first_start.bao, first_start.init_file, role)
+        check = run_job(env, "-m", "shared.secrets", "check", "--service", role)
+        assert check.returncode == 0, check.stdout + check.stderr
+        required = {entry.name for entry in REGISTRY if role in entry.required_by}
+        for name in required:
+            assert f"{name}: required by" in check.stdout
+            assert f"resolved from vault:{SECRET_PATH}/{HOME[name]}" in check.stdout
+
+    def test_the_root_token_is_the_jobs_alone_and_no_shared_policy_exists(self, first_start):
+        root = client(first_start.bao, root_token(first_start.init_file))
+        policies = root.sys.list_policies()["data"]["policies"]
+        assert "legacycointrader-services" not in policies
+        assert {f"legacycointrader-{role}" for role in ROLES} <= set(policies)
 
     def test_a_second_run_changes_nothing(self, first_start):
         bao, init_file = first_start.bao, first_start.init_file
-        before = stored(bao)
-        files = {path.name: path.read_bytes() for path in init_file.parent.iterdir()}
+        before = everything(bao, init_file)
+        files = credential_files(init_file)
+        unseal = {path.name: path.read_bytes() for path in init_file.parent.iterdir()}
         result = run_job(job_env(bao, init_file), JOB)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.splitlines() == [
-            f"vault-init: {SECRET_PATH} already holds every required secret; nothing written"
-        ]
-        assert stored(bao) == before
-        assert {path.name: path.read_bytes() for path in init_file.parent.iterdir()} == files
+        assert "secrets: every required secret present, nothing written" in result.stdout
+        for role in ROLES:
+            assert f"credentials {role}: secret id kept" in result.stdout
+        assert "new secret id" not in result.stdout
+        assert everything(bao, init_file) == before
+        assert credential_files(init_file) == files
+        assert {path.name: path.read_bytes() for path in init_file.parent.iterdir()} == unseal
 
     def test_job_waits_for_a_vault_that_is_still_starting(self, tmp_path, init_file):
         server = PersistentOpenBao(tmp_path / "late")
@@ -267,7 +361,9 @@ class TestFirstStart:
             with server:
                 _, stderr = job.communicate(timeout=60)
                 assert job.returncode == 0, stderr
-                assert set(stored(server)[0]) == REQUIRED
+                assert set(credential_files(init_file)) == {
+                    f"{role}/{name}" for role in ROLES for name in ("role_id", "secret_id")
+                }
         finally:
             if job.poll() is None:
                 job.kill()
@@ -275,11 +371,14 @@ class TestFirstStart:
 
 
 class TestRestart:
-    def test_a_restarted_vault_keeps_keys_and_written_back_api_keys(self, bao, init_file):
+    def test_a_restarted_vault_keeps_keys_credentials_and_written_back_api_keys(
+        self, bao, init_file
+    ):
         env = job_env(bao, init_file)
         assert run_job(env, JOB).returncode == 0
-        assert "version 2" in write_back(bao, "PORTFOLIO_API_KEY__OPS", "written-back-value")
-        before, version = stored(bao)
+        assert "version 1" in write_back(bao, init_file, "PORTFOLIO_API_KEY__OPS", "written-back")
+        before = everything(bao, init_file)
+        files = credential_files(init_file)
         material = init_file.read_text()
 
         bao.stop()
@@ -290,20 +389,34 @@ class TestRestart:
         assert result.returncode == 0, result.stderr
         assert "unsealed Vault" in result.stdout
         assert "nothing written" in result.stdout
-        after, version_after = stored(bao)
+        after = everything(bao, init_file)
         assert after == before
-        assert after["PORTFOLIO_API_KEY__OPS"] == "written-back-value"
-        assert version_after == version == 2
+        assert after["api-keys"] == ({"PORTFOLIO_API_KEY__OPS": "written-back"}, 1)
+        assert credential_files(init_file) == files
         assert init_file.read_text() == material
+        gateway = login(bao, init_file, "gateway")
+        assert read(gateway, "gateway") == before["gateway"]
 
-    def test_a_changed_vault_token_replaces_the_old_one(self, bao, init_file):
-        assert run_job(job_env(bao, init_file), JOB).returncode == 0
-        before = stored(bao)
-        result = run_job(job_env(bao, init_file, token=OTHER_TOKEN), JOB)
+    def test_rotating_a_secret_id_destroys_the_old_one_and_touches_no_other(self, bao, init_file):
+        env = job_env(bao, init_file)
+        assert run_job(env, JOB).returncode == 0
+        files = credential_files(init_file)
+        result = run_job(env, JOB, "--rotate-secret-id", "gateway")
         assert result.returncode == 0, result.stderr
-        assert "revoked the services' previous token" in result.stdout
-        assert stored(bao, OTHER_TOKEN) == before
-        assert client(bao, VAULT_TOKEN).is_authenticated() is False
+        assert "destroyed the secret id of gateway" in result.stdout
+        assert "credentials gateway: new secret id" in result.stdout
+        after = credential_files(init_file)
+        assert after["gateway/secret_id"] != files["gateway/secret_id"]
+        assert {k: v for k, v in after.items() if k != "gateway/secret_id"} == {
+            k: v for k, v in files.items() if k != "gateway/secret_id"
+        }
+        old = hvac.Client(url=bao.url, timeout=5)
+        with pytest.raises(hvac.exceptions.InvalidRequest):
+            old.auth.approle.login(
+                role_id=files["gateway/role_id"].decode().strip(),
+                secret_id=files["gateway/secret_id"].decode().strip(),
+            )
+        read(login(bao, init_file, "gateway"), "gateway")
 
     def test_a_sealed_vault_without_its_init_file_is_named_not_guessed(self, bao, init_file):
         assert run_job(job_env(bao, init_file), JOB).returncode == 0
@@ -327,7 +440,7 @@ class TestRestart:
 
 
 class TestVaultManagedElsewhere:
-    """Initialised and unsealed by its operator: no init file, VAULT_TOKEN must be valid."""
+    """Initialised and unsealed by its operator: no init file, VAULT_TOKEN provisions."""
 
     @pytest.fixture
     def root(self, bao) -> str:
@@ -343,29 +456,108 @@ class TestVaultManagedElsewhere:
             except (hvac.exceptions.InternalServerError, hvac.exceptions.VaultDown):
                 assert time.monotonic() < deadline, "vault never became active"
                 time.sleep(0.2)
+        # A new KV v2 mount answers 400 "... resume service shortly" until it has set itself
+        # up; the tests write to it at once, so wait for its first real answer (404).
+        while True:
+            try:
+                admin.secrets.kv.v2.read_secret_version(
+                    path="absent", mount_point="secret", raise_on_deleted_version=True
+                )
+            except hvac.exceptions.InvalidPath:
+                break
+            except hvac.exceptions.InvalidRequest as exc:
+                if "resume service shortly" not in str(exc):
+                    raise
+                assert time.monotonic() < deadline, "the KV mount never became ready"
+                time.sleep(0.2)
         token: str = material["root_token"]
         return token
+
+    def test_without_a_token_the_job_says_what_to_set(self, bao, root, init_file):
+        result = run_job(job_env(bao, init_file), JOB)
+        assert result.returncode == 1
+        assert f"{init_file} does not exist: for a Vault initialised elsewhere" in result.stderr
+        assert "set VAULT_TOKEN" in result.stderr
+        assert "Traceback" not in result.stderr
 
     def test_refused_token_fails_with_a_clear_line(self, bao, root, init_file):
         result = run_job(job_env(bao, init_file, token="not-the-token"), JOB)
         assert result.returncode == 1
-        assert f"Vault at {bao.url} refused VAULT_TOKEN" in result.stderr
+        assert f"Vault at {bao.url} refused the provisioning token" in result.stderr
         assert "Traceback" not in result.stderr
         assert not init_file.exists()
+        assert not credentials_of(init_file).exists()
 
-    def test_other_keys_and_present_secrets_survive(self, bao, root, init_file):
-        client(bao, root).secrets.kv.v2.create_or_update_secret(
+    def test_a_provisioning_token_short_of_root_is_enough(self, bao, root, init_file):
+        admin = client(bao, root)
+        # What the job and the provisioning touch, and no more (no policy listing, no sys/*).
+        admin.sys.create_or_update_policy(
+            "provisioner",
+            """
+            path "sys/mounts" { capabilities = ["read"] }
+            path "sys/auth" { capabilities = ["read"] }
+            path "sys/auth/approle" { capabilities = ["create", "update", "sudo"] }
+            path "sys/policy/legacycointrader-*" { capabilities = ["create", "update", "read"] }
+            path "auth/approle/role/legacycointrader-*" {
+              capabilities = ["create", "read", "update"]
+            }
+            path "secret/data/legacycointrader*" { capabilities = ["create", "read", "update"] }
+            path "secret/metadata/legacycointrader*" { capabilities = ["read"] }
+            """,
+        )
+        provisioner = admin.auth.token.create(policies=["provisioner"], no_parent=True)
+        token = provisioner["auth"]["client_token"]
+        with pytest.raises(hvac.exceptions.Forbidden):
+            client(bao, token).sys.list_policies()
+        result = run_job(job_env(bao, init_file, token=token), JOB)
+        assert result.returncode == 0, result.stdout + result.stderr
+        for role in ROLES:
+            assert f"credentials {role}: new secret id" in result.stdout
+        read(login(bao, init_file, "frontend"), "frontend")
+
+    def test_an_older_stack_moves_to_approle_and_loses_its_shared_token(self, bao, root, init_file):
+        """What the job of the single-token days left: one document, one token, its accessor."""
+        admin = client(bao, root)
+        admin.secrets.kv.v2.create_or_update_secret(
             path="legacycointrader",
             secret={"SESSION_SECRET_KEY": "k" * 40, "PORTFOLIO_API_KEY__OPS": "kept"},
             mount_point="secret",
         )
+        admin.sys.create_or_update_policy(
+            "legacycointrader-services",
+            'path "secret/data/legacycointrader" { capabilities = ["read"] }',
+        )
+        shared = admin.auth.token.create(policies=["legacycointrader-services"], no_parent=True)
+        init_file.parent.mkdir(parents=True)
+        accessor_file = init_file.with_name("service-token-accessor")
+        accessor_file.write_text(shared["auth"]["accessor"] + "\n")
+
         result = run_job(job_env(bao, init_file, token=root), JOB)
         assert result.returncode == 0, result.stderr
-        data, version = stored(bao, root)
-        assert data["SESSION_SECRET_KEY"] == "k" * 40
-        assert data["PORTFOLIO_API_KEY__OPS"] == "kept"
-        assert set(data) >= REQUIRED
-        assert version == 2
+        assert "revoked the token the services used to share" in result.stdout
+        assert "deleted the shared policy legacycointrader-services" in result.stdout
+        assert client(bao, shared["auth"]["client_token"]).is_authenticated() is False
+        assert "legacycointrader-services" not in admin.sys.list_policies()["data"]["policies"]
+        assert not accessor_file.exists()
+        # The session key moved into the frontend's path; the old document is left alone.
+        frontend = login(bao, init_file, "frontend")
+        assert read(frontend, "frontend")[0]["SESSION_SECRET_KEY"] == "k" * 40
+        old = admin.secrets.kv.v2.read_secret_version(
+            path="legacycointrader", mount_point="secret", raise_on_deleted_version=True
+        )["data"]["data"]
+        assert old == {"SESSION_SECRET_KEY": "k" * 40, "PORTFOLIO_API_KEY__OPS": "kept"}
+
+
+def test_the_readmes_rotation_command_is_the_jobs_own_option():
+    readme = (REPO_ROOT / "README.md").read_text()
+    found = re.search(
+        r"docker compose --env-file compose\.env run --rm vault-init (python docker/vault_init\.py"
+        r" --rotate-secret-id frontend)`",
+        readme,
+    )
+    assert found is not None
+    argv = found[1].split()[2:]
+    assert vault_init.arguments(argv).rotate_secret_id == ["frontend"]
 
 
 def test_compose_runs_the_server_version_tested_here():
