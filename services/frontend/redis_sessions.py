@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from redis.exceptions import RedisError
 
 from services.frontend.errors import SessionStoreUnavailable
-from services.frontend.sessions import Clock, Session, new_token
+from services.frontend.sessions import Clock, Session
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +154,11 @@ class RedisSessionStore:
     ) -> Session:
         """Start a signed-in session; the user's oldest end beyond the per-user cap."""
         now = self._clock()
-        session = Session(
-            id=new_token(),
-            csrf_token=new_token(),
-            created_at=now,
-            last_seen_at=now,
-            access_token=SecretStr(access_token),
-            token_expires_at=token_expires_at,
+        session = Session.signed_in(
+            now,
             username=username,
+            access_token=access_token,
+            token_expires_at=token_expires_at,
             roles=roles,
             services=services,
             flash=flash,

@@ -50,6 +50,32 @@ class Session:
     services: tuple[str, ...] = ()
     flash: str | None = None
 
+    @classmethod
+    def signed_in(
+        cls,
+        now: float,
+        *,
+        username: str,
+        access_token: str,
+        token_expires_at: float,
+        roles: tuple[str, ...],
+        services: tuple[str, ...],
+        flash: str | None = None,
+    ) -> "Session":
+        """Return a new signed-in session: fresh id and CSRF token, holding a gateway token."""
+        return cls(
+            id=new_token(),
+            csrf_token=new_token(),
+            created_at=now,
+            last_seen_at=now,
+            access_token=SecretStr(access_token),
+            token_expires_at=token_expires_at,
+            username=username,
+            roles=roles,
+            services=services,
+            flash=flash,
+        )
+
     @property
     def is_authenticated(self) -> bool:
         """Tell whether the session holds a gateway token."""
@@ -145,14 +171,11 @@ class MemorySessionStore:
             self._remove(next(iter(self._by_user[username])))
         while len(self._sessions) >= self.max_sessions:
             self._remove(next(iter(self._sessions)))
-        session = Session(
-            id=new_token(),
-            csrf_token=new_token(),
-            created_at=now,
-            last_seen_at=now,
-            access_token=SecretStr(access_token),
-            token_expires_at=token_expires_at,
+        session = Session.signed_in(
+            now,
             username=username,
+            access_token=access_token,
+            token_expires_at=token_expires_at,
             roles=roles,
             services=services,
             flash=flash,
