@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from services.api_gateway.rotation import Rotation, rotate_assertion_key, rotate_signing_key
@@ -71,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     ttl = manager.settings.secrets_cache_ttl_seconds
+    signs_from = datetime.fromtimestamp(rotation.not_before, UTC).strftime("%Y-%m-%d %H:%M:%S")
     print(f"{args.command}: wrote key {rotation.new_kid} to {rotation.written_to}")
     print(f"previous key {rotation.previous_kid} stays accepted until the next rotation")
     print(
-        f"running services read it within SECRETS_CACHE_TTL_SECONDS={ttl:g} s; gateways "
-        "sign with it one such interval after they read it"
+        f"running services read it within SECRETS_CACHE_TTL_SECONDS={ttl:g} s; every gateway, "
+        f"also one started now, signs with it from {signs_from} UTC ({rotation.not_before})"
     )
     return EXIT_OK
 

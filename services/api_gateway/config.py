@@ -98,6 +98,11 @@ class GatewaySecrets:
     assertion_private_key: SecretStr
     identity_service_token: SecretStr
     jwt_previous_public_key: SecretStr | None = None
+    # Written by the rotations: the key before, and when the current key starts signing.
+    jwt_previous_private_key: SecretStr | None = None
+    jwt_not_before: SecretStr | None = None
+    assertion_previous_private_key: SecretStr | None = None
+    assertion_not_before: SecretStr | None = None
 
     def __repr__(self) -> str:
         return "GatewaySecrets(<redacted>)"
@@ -112,6 +117,12 @@ async def load_secrets() -> GatewaySecrets:
                 assertion_private_key=await manager.require("GATEWAY_ASSERTION_PRIVATE_KEY"),
                 identity_service_token=await manager.require("IDENTITY_SERVICE_TOKEN"),
                 jwt_previous_public_key=await manager.get("GATEWAY_JWT_PREVIOUS_PUBLIC_KEY"),
+                jwt_previous_private_key=await manager.get("GATEWAY_JWT_PREVIOUS_PRIVATE_KEY"),
+                jwt_not_before=await manager.get("GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE"),
+                assertion_previous_private_key=await manager.get(
+                    "GATEWAY_ASSERTION_PREVIOUS_PRIVATE_KEY"
+                ),
+                assertion_not_before=await manager.get("GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE"),
             )
     except SecretsError as exc:
         raise StartupError(f"gateway cannot start: {exc}") from None

@@ -1,10 +1,14 @@
 """Rotated secrets in a running gateway, and the rotation ceremony of its two signing keys.
 
 A running gateway re-reads its secrets every `SECRETS_CACHE_TTL_SECONDS`. A new signing key
-verifies at once but signs only one read interval (plus a margin) after this gateway saw
-it: by then every other gateway has seen it too, so no token of the new key reaches a
-gateway that does not know it. The assertion key waits the same way for the downstream
-services to learn its public half. The service token is used as soon as it is read.
+verifies at once but signs only once every other gateway has read it too, so no token of the
+new key reaches a gateway that does not know it. The rotation writes that time with the key
+(`..._NOT_BEFORE`: one read interval plus a margin after the write) and keeps the key before
+(`..._PREVIOUS_PRIVATE_KEY`): a gateway that starts, or first reads the new key, before that
+time signs with the previous key until then. Without a not-before of its key (a key written
+by hand) a gateway waits one interval plus the margin from its own read. The assertion key
+waits the same way for the downstream services to learn its public half. The service token
+is used as soon as it is read.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from shared.secrets import SecretsManager
 from shared.secrets.envfile import write_env_values
 from shared.secrets.errors import MissingSecretError, SecretsConfigError
 from shared.secrets.stores import create_store
-from shared.secrets.watch import SecretValues, SecretWatcher, read_fresh
+from shared.secrets.watch import MIN_INTERVAL_SECONDS, SecretValues, SecretWatcher, read_fresh
 
 logger = logging.getLogger("services.api_gateway")
 
@@ -46,14 +50,55 @@ T = TypeVar("T")
 # Secret names; not credentials.
 JWT_PRIVATE_KEY = "GATEWAY_JWT_PRIVATE_KEY"  # nosec B105
 JWT_PREVIOUS_PUBLIC_KEY = "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY"  # nosec B105
+JWT_PREVIOUS_PRIVATE_KEY = "GATEWAY_JWT_PREVIOUS_PRIVATE_KEY"  # nosec B105
+JWT_NOT_BEFORE = "GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE"  # nosec B105
 ASSERTION_PRIVATE_KEY = "GATEWAY_ASSERTION_PRIVATE_KEY"  # nosec B105
 ASSERTION_PUBLIC_KEY = "GATEWAY_ASSERTION_PUBLIC_KEY"  # nosec B105
 ASSERTION_PREVIOUS_PUBLIC_KEY = "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY"  # nosec B105
+ASSERTION_PREVIOUS_PRIVATE_KEY = "GATEWAY_ASSERTION_PREVIOUS_PRIVATE_KEY"  # nosec B105
+ASSERTION_NOT_BEFORE = "GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE"  # nosec B105
 SERVICE_TOKEN = "IDENTITY_SERVICE_TOKEN"  # noqa: S105  # nosec B105
 
-WATCHED = (JWT_PRIVATE_KEY, JWT_PREVIOUS_PUBLIC_KEY, ASSERTION_PRIVATE_KEY, SERVICE_TOKEN)
-# Covers the time one read of the store takes, on top of the read interval.
+WATCHED = (
+    JWT_PRIVATE_KEY,
+    JWT_PREVIOUS_PUBLIC_KEY,
+    JWT_NOT_BEFORE,
+    ASSERTION_PRIVATE_KEY,
+    ASSERTION_NOT_BEFORE,
+    SERVICE_TOKEN,
+)
+# Covers the time the rotation's writes and one read of the store take, and clocks that
+# differ by a second, on top of the read interval.
 ACTIVATION_MARGIN_SECONDS = 2.0
+
+
+def not_before_text(at: float, kid: str) -> str:
+    """Return the value of a `..._NOT_BEFORE` secret: when the key of `kid` starts signing."""
+    return f"{int(at + 0.999)} {kid}"
+
+
+def not_before_of(value: SecretStr | None, kid: str) -> float | None:
+    """Return when the key of `kid` starts signing; None unless `value` is about that key."""
+    if value is None:
+        return None
+    at, _, named = value.get_secret_value().strip().partition(" ")
+    if named.strip() != kid:
+        return None  # the not-before of a key before this one (or unreadable)
+    try:
+        return float(int(at))
+    except ValueError:
+        return None
+
+
+def startup_key(
+    current: SecretStr, previous: SecretStr | None, not_before: SecretStr | None, *, now: float
+) -> tuple[str, float | None]:
+    """Return the key a starting gateway signs with and, when that is the previous key, the
+    time from which `current` takes over."""
+    at = not_before_of(not_before, key_id(load_private_key(current.get_secret_value())))
+    if at is None or at <= now or previous is None:
+        return current.get_secret_value(), None
+    return previous.get_secret_value(), at
 
 
 class LiveKeys:
@@ -89,13 +134,24 @@ class LiveKeys:
             assertion,
             lambda text: AssertionSigner(text, ttl_seconds=self._assertion_ttl),
         )
-        activate_at = epoch_seconds() + self.activation_delay
+        # The not-before the rotation wrote with the key, else one interval from this read.
+        fallback = epoch_seconds() + self.activation_delay
+        jwt_at = not_before_of(values.get(JWT_NOT_BEFORE), self._kid(private))
+        assertion_at = not_before_of(values.get(ASSERTION_NOT_BEFORE), signer.kid)
         self._tokens.set_previous_public_keys(
             [previous.get_secret_value()] if previous is not None else []
         )
-        self._tokens.rotate(private.get_secret_value(), activate_at=activate_at)
-        self._assertions.rotate(signer, activate_at=activate_at)
+        self._tokens.rotate(
+            private.get_secret_value(), activate_at=jwt_at if jwt_at is not None else fallback
+        )
+        self._assertions.rotate(
+            signer, activate_at=assertion_at if assertion_at is not None else fallback
+        )
         self._identity_http.headers[SERVICE_TOKEN_HEADER] = token.get_secret_value()
+
+    @staticmethod
+    def _kid(private: SecretStr) -> str:
+        return key_id(load_private_key(private.get_secret_value()))
 
 
 def live_keys_watcher(
@@ -143,45 +199,63 @@ class Rotation:
     new_kid: str
     previous_kid: str
     written_to: str
+    # When gateways start signing with the new key (unix seconds).
+    not_before: int
+
+
+def _not_before(manager: SecretsManager) -> float:
+    # Every running service reads the new key within one interval of the write.
+    interval = max(manager.settings.secrets_cache_ttl_seconds, MIN_INTERVAL_SECONDS)
+    return epoch_seconds() + interval + ACTIVATION_MARGIN_SECONDS
 
 
 async def rotate_signing_key(manager: SecretsManager, *, env_file: Path) -> Rotation:
-    """Write a new token-signing key; the current public key becomes the previous one."""
-    current = await _current_private_key(manager, JWT_PRIVATE_KEY, env_file=env_file)
+    """Write a new token-signing key, signing from one read interval on; the current key
+    becomes the previous one (its public half verifies, it signs until then)."""
+    current, current_text = await _current_private_key(manager, JWT_PRIVATE_KEY, env_file=env_file)
     new = generate_private_key()
+    new_kid, not_before = key_id(load_private_key(new)), _not_before(manager)
+    # In this order: a gateway reading in between only ever signs with a key every gateway
+    # verifies (the not-before names the new key, so it means nothing before that key).
     updates = {
-        # The previous key first: a gateway reading in between still verifies every token.
+        JWT_NOT_BEFORE: not_before_text(not_before, new_kid),
         JWT_PREVIOUS_PUBLIC_KEY: public_key_text(current),
+        JWT_PREVIOUS_PRIVATE_KEY: current_text,
         JWT_PRIVATE_KEY: new,
     }
     written_to = await _write(manager, updates, env_file=env_file)
-    return Rotation(key_id(load_private_key(new)), key_id(current), written_to)
+    return Rotation(new_kid, key_id(current), written_to, int(not_before + 0.999))
 
 
 async def rotate_assertion_key(manager: SecretsManager, *, env_file: Path) -> Rotation:
     """Write a new assertion key and its public half; the current public key becomes the
     previous one, which downstream services keep accepting."""
-    current = await _current_private_key(manager, ASSERTION_PRIVATE_KEY, env_file=env_file)
+    current, current_text = await _current_private_key(
+        manager, ASSERTION_PRIVATE_KEY, env_file=env_file
+    )
     new = generate_private_key()
+    new_kid, not_before = key_id(load_private_key(new)), _not_before(manager)
     updates = {
         # Public halves before the private key: gateways sign with it only after a delay,
         # but a crash between the writes must never leave a key nobody can verify.
+        ASSERTION_NOT_BEFORE: not_before_text(not_before, new_kid),
         ASSERTION_PREVIOUS_PUBLIC_KEY: public_key_text(current),
         ASSERTION_PUBLIC_KEY: public_key_text(load_private_key(new)),
+        ASSERTION_PREVIOUS_PRIVATE_KEY: current_text,
         ASSERTION_PRIVATE_KEY: new,
     }
     written_to = await _write(manager, updates, env_file=env_file)
-    return Rotation(key_id(load_private_key(new)), key_id(current), written_to)
+    return Rotation(new_kid, key_id(current), written_to, int(not_before + 0.999))
 
 
 async def _current_private_key(
     manager: SecretsManager, name: str, *, env_file: Path
-) -> Ed25519PrivateKey:
+) -> tuple[Ed25519PrivateKey, str]:
     value = (await read_fresh(manager, [name], env_file=env_file))[name]
     if value is None:
         raise MissingSecretError(name, (), manager.consulted)
     try:
-        return load_private_key(value.get_secret_value())
+        return load_private_key(value.get_secret_value()), value.get_secret_value()
     except (KeyFormatError, ValueError, TypeError):
         raise SecretsConfigError(
             f"the current {name} is not an Ed25519 private key; rotate by writing a new one"

@@ -17,12 +17,13 @@ from services.api_gateway.config import GatewaySecrets, Settings, load_secrets, 
 from services.api_gateway.docs import ApiDocument
 from services.api_gateway.errors import StartupError
 from services.api_gateway.identity import SERVICE_TOKEN_HEADER, IdentityClient
-from services.api_gateway.rotation import live_keys_watcher
+from services.api_gateway.rotation import live_keys_watcher, startup_key
 from services.api_gateway.stamps import SKEW_MARGIN_SECONDS, AccessStamps
 from services.api_gateway.state import GatewayState, create_state
 from services.api_gateway.sync import IdentitySync
 from services.api_gateway.tokens import TokenService
 from shared.assertion import AssertionSigner
+from shared.clock import epoch_seconds
 from shared.keys import KeyFormatError
 from shared.roles import SERVICES, Service
 from shared.secrets import SecretsError, SecretsManager
@@ -75,11 +76,19 @@ def identity_http(settings: Settings, secrets: GatewaySecrets) -> httpx.AsyncCli
     )
 
 
-def _keys(settings: Settings, secrets: GatewaySecrets) -> tuple[TokenService, AssertionSigner]:
-    # Key errors name the secret, never its value.
+def _keys(settings: Settings, secrets: GatewaySecrets) -> tuple[TokenService, AssertionCache]:
+    # A key a rotation wrote signs only from its not-before on; a gateway starting before
+    # then signs with the previous key until then. Key errors name the secret, never its value.
+    now = epoch_seconds()
     try:
+        signing, jwt_next_at = startup_key(
+            secrets.jwt_private_key,
+            secrets.jwt_previous_private_key,
+            secrets.jwt_not_before,
+            now=now,
+        )
         tokens = TokenService(
-            private_key=secrets.jwt_private_key.get_secret_value(),
+            private_key=signing,
             previous_public_keys=(
                 [secrets.jwt_previous_public_key.get_secret_value()]
                 if secrets.jwt_previous_public_key is not None
@@ -90,22 +99,34 @@ def _keys(settings: Settings, secrets: GatewaySecrets) -> tuple[TokenService, As
             ttl_seconds=settings.gateway_token_ttl_seconds,
             cache_size=settings.gateway_token_cache_size,
         )
+        if jwt_next_at is not None:
+            tokens.rotate(secrets.jwt_private_key.get_secret_value(), activate_at=jwt_next_at)
     except (KeyFormatError, ValueError, TypeError):
         raise StartupError(
-            "gateway cannot start: GATEWAY_JWT_PRIVATE_KEY or GATEWAY_JWT_PREVIOUS_PUBLIC_KEY "
-            "is not an Ed25519 key (PEM or base64url raw 32 bytes)"
+            "gateway cannot start: GATEWAY_JWT_PRIVATE_KEY, GATEWAY_JWT_PREVIOUS_PRIVATE_KEY or "
+            "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY is not an Ed25519 key (PEM or base64url raw 32 bytes)"
         ) from None
+    ttl = settings.gateway_assertion_ttl_seconds
     try:
-        signer = AssertionSigner(
-            secrets.assertion_private_key.get_secret_value(),
-            ttl_seconds=settings.gateway_assertion_ttl_seconds,
+        signing, assertion_next_at = startup_key(
+            secrets.assertion_private_key,
+            secrets.assertion_previous_private_key,
+            secrets.assertion_not_before,
+            now=now,
         )
+        assertions = AssertionCache(AssertionSigner(signing, ttl_seconds=ttl))
+        if assertion_next_at is not None:
+            assertions.rotate(
+                AssertionSigner(secrets.assertion_private_key.get_secret_value(), ttl_seconds=ttl),
+                activate_at=assertion_next_at,
+            )
     except (KeyFormatError, ValueError, TypeError):
         raise StartupError(
-            "gateway cannot start: GATEWAY_ASSERTION_PRIVATE_KEY is not an Ed25519 private key "
+            "gateway cannot start: GATEWAY_ASSERTION_PRIVATE_KEY or "
+            "GATEWAY_ASSERTION_PREVIOUS_PRIVATE_KEY is not an Ed25519 private key "
             "(PEM or base64url raw 32 bytes)"
         ) from None
-    return tokens, signer
+    return tokens, assertions
 
 
 @asynccontextmanager
@@ -120,7 +141,7 @@ async def open_runtime(
     settings = settings if settings is not None else load_settings()
     manager = _open_manager() if secrets is None else None
     secrets = secrets if secrets is not None else await load_secrets()
-    tokens, signer = _keys(settings, secrets)
+    tokens, assertions = _keys(settings, secrets)
     state = create_state(
         settings.gateway_state_url.get_secret_value() if settings.gateway_state_url else None,
         prefix=settings.gateway_state_prefix,
@@ -151,7 +172,6 @@ async def open_runtime(
         interval=settings.gateway_identity_sync_seconds,
         replay_seconds=settings.gateway_token_ttl_seconds + SKEW_MARGIN_SECONDS,
     )
-    assertions = AssertionCache(signer)
     watcher = (
         live_keys_watcher(
             manager,

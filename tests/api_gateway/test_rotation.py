@@ -16,9 +16,17 @@ from pydantic import SecretStr
 
 from devstack import REPO_ROOT
 from services.api_gateway.assertions import AssertionCache
+from services.api_gateway.config import GatewaySecrets, Settings
 from services.api_gateway.errors import InvalidToken
 from services.api_gateway.principal import AuthMethod, Principal
-from services.api_gateway.rotation import LiveKeys, rotate_assertion_key, rotate_signing_key
+from services.api_gateway.rotation import (
+    LiveKeys,
+    not_before_of,
+    rotate_assertion_key,
+    rotate_signing_key,
+    startup_key,
+)
+from services.api_gateway.runtime import _keys
 from services.api_gateway.tokens import TokenService
 from shared.assertion import AssertionSigner, AssertionVerifier
 from shared.keys import generate_private_key, key_id, load_private_key, public_key_text
@@ -180,9 +188,82 @@ class TestLiveKeys:
         assert len(self.tokens.jwks()["keys"]) == 1
         assert self.client.headers["X-Service-Token"] == "old-token"
 
+    async def test_a_key_signs_from_the_not_before_written_with_it(self):
+        self.live.activation_delay = 3600.0  # would be the wait without a not-before
+        jwt_key, assertion_key = generate_private_key(), generate_private_key()
+        await self.live.apply(
+            self.values(
+                GATEWAY_JWT_PRIVATE_KEY=jwt_key,
+                GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE=f"{int(time.time()) - 1} {kid(jwt_key)}",
+                GATEWAY_ASSERTION_PRIVATE_KEY=assertion_key,
+                GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE=f"{int(time.time()) + 3600} "
+                + kid(assertion_key),
+            )
+        )
+        assert signed_kid(self.tokens.issue(username="ann", roles=[]).token) == kid(jwt_key)
+        assert self.assertions.kid == kid(self.assertion_key)
+
+    async def test_a_not_before_of_another_key_means_one_interval_from_the_read(self):
+        self.live.activation_delay = 3600.0
+        jwt_key, earlier = generate_private_key(), generate_private_key()
+        await self.live.apply(
+            self.values(
+                GATEWAY_JWT_PRIVATE_KEY=jwt_key,
+                GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE=f"{int(time.time()) - 1} {kid(earlier)}",
+            )
+        )
+        assert signed_kid(self.tokens.issue(username="ann", roles=[]).token) == kid(self.jwt_key)
+
     async def test_a_vanished_signing_key_is_refused(self):
         with pytest.raises(ValueError, match="GATEWAY_JWT_PRIVATE_KEY is no longer set"):
             await self.live.apply(self.values(GATEWAY_JWT_PRIVATE_KEY=None))
+
+
+class TestNotBefore:
+    def test_a_not_before_counts_for_the_key_it_names_only(self):
+        key = generate_private_key()
+        assert not_before_of(SecretStr(f"1764720000 {kid(key)}"), kid(key)) == 1764720000.0
+        assert not_before_of(SecretStr(f"1764720000 {kid(key)}"), "another-kid") is None
+        assert not_before_of(SecretStr(f"soon {kid(key)}"), kid(key)) is None
+        assert not_before_of(None, kid(key)) is None
+
+    def test_a_gateway_starting_before_the_not_before_signs_with_the_previous_key(self):
+        current, previous = generate_private_key(), generate_private_key()
+        at = f"{int(NOW) + 10} {kid(current)}"
+        chosen = startup_key(SecretStr(current), SecretStr(previous), SecretStr(at), now=NOW)
+        assert chosen == (previous, float(int(NOW) + 10))
+        # From the not-before on, or with no previous key to sign with: the current key.
+        assert startup_key(
+            SecretStr(current), SecretStr(previous), SecretStr(at), now=NOW + 10
+        ) == (current, None)
+        assert startup_key(SecretStr(current), None, SecretStr(at), now=NOW) == (current, None)
+
+    def test_a_gateway_started_after_a_rotation_waits_for_the_not_before(self):
+        jwt_new, jwt_old = generate_private_key(), generate_private_key()
+        assertion_new, assertion_old = generate_private_key(), generate_private_key()
+        soon = int(time.time()) + 3600
+        secrets = GatewaySecrets(
+            jwt_private_key=SecretStr(jwt_new),
+            assertion_private_key=SecretStr(assertion_new),
+            identity_service_token=SecretStr("t" * 32),
+            jwt_previous_public_key=SecretStr(public_key_text(load_private_key(jwt_old))),
+            jwt_previous_private_key=SecretStr(jwt_old),
+            jwt_not_before=SecretStr(f"{soon} {kid(jwt_new)}"),
+            assertion_previous_private_key=SecretStr(assertion_old),
+            assertion_not_before=SecretStr(f"{soon} {kid(assertion_new)}"),
+        )
+        service, assertions = _keys(Settings(), secrets)
+        assert signed_kid(service.issue(username="ann", roles=[]).token) == kid(jwt_old)
+        assert [key["kid"] for key in service.jwks()["keys"]] == [kid(jwt_old), kid(jwt_new)]
+        assert assertions.kid == kid(assertion_old)
+        signed = assertions.get(caller(), Service.TRADING).decode()
+        assert signed_kid(signed) == kid(assertion_old)
+        # Tokens of the new key, signed elsewhere after the not-before, verify here now.
+        elsewhere = TokenService(
+            private_key=jwt_new, issuer=service.issuer, audience=service.audience, ttl_seconds=900
+        )
+        foreign = elsewhere.issue(username="bob", roles=[], now=NOW)
+        assert service.verify(foreign.token).username == "bob"
 
 
 class TestCeremonyOnTheEnvFile:
@@ -190,12 +271,15 @@ class TestCeremonyOnTheEnvFile:
         env_file = tmp_path / ".env"
         env_file.write_text("# kept\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
         env_file.chmod(0o600)
-        settings = SecretsSettings(secrets_provider="env", secrets_env_file=env_file)
+        settings = SecretsSettings(
+            secrets_provider="env", secrets_env_file=env_file, secrets_cache_ttl_seconds=1
+        )
         return SecretsManager(settings=settings, environ={}), env_file
 
     async def test_rotate_signing_key_moves_the_current_public_key_to_previous(self, tmp_path):
         current = generate_private_key()
         manager, env_file = self.manager(tmp_path, GATEWAY_JWT_PRIVATE_KEY=current, OTHER="x")
+        started = time.time()
         rotation = await rotate_signing_key(manager, env_file=env_file)
         written = read_env_file(env_file)
         assert written["GATEWAY_JWT_PREVIOUS_PUBLIC_KEY"] == public_key_text(
@@ -204,6 +288,12 @@ class TestCeremonyOnTheEnvFile:
         assert written["GATEWAY_JWT_PRIVATE_KEY"] != current
         assert rotation.new_kid == kid(written["GATEWAY_JWT_PRIVATE_KEY"])
         assert rotation.previous_kid == kid(current)
+        # The key before signs until every gateway knows the new one: 1 s (the TTL) + 2 s.
+        assert written["GATEWAY_JWT_PREVIOUS_PRIVATE_KEY"] == current
+        at, named = written["GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE"].split(" ")
+        assert named == rotation.new_kid
+        assert int(at) == rotation.not_before
+        assert started + 3 <= rotation.not_before <= time.time() + 4
         assert written["OTHER"] == "x"
         assert env_file.read_text().startswith("# kept\n")
         assert env_file.stat().st_mode & 0o777 == 0o600
@@ -216,8 +306,12 @@ class TestCeremonyOnTheEnvFile:
             GATEWAY_ASSERTION_PRIVATE_KEY=current,
             GATEWAY_ASSERTION_PUBLIC_KEY=current_public,
         )
-        await rotate_assertion_key(manager, env_file=env_file)
+        rotation = await rotate_assertion_key(manager, env_file=env_file)
         written = read_env_file(env_file)
+        assert written["GATEWAY_ASSERTION_PREVIOUS_PRIVATE_KEY"] == current
+        assert written["GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE"] == (
+            f"{rotation.not_before} {rotation.new_kid}"
+        )
         assert written["GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY"] == current_public
         new_private = written["GATEWAY_ASSERTION_PRIVATE_KEY"]
         assert new_private != current

@@ -69,9 +69,13 @@ def test_check_lists_every_managed_secret_and_where_it_resolves():
         "SESSION_SECRET_KEY: required by frontend: resolved from environment (alias FLASK_SECRET_KEY)",
         "GATEWAY_JWT_PRIVATE_KEY: required by gateway: resolved from environment",
         "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY: optional: MISSING",
+        "GATEWAY_JWT_PREVIOUS_PRIVATE_KEY: optional: MISSING",
+        "GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE: optional: MISSING",
         "GATEWAY_ASSERTION_PRIVATE_KEY: required by gateway: resolved from environment",
         "GATEWAY_ASSERTION_PUBLIC_KEY: required by portfolio, stub: resolved from environment",
         "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY: optional: MISSING",
+        "GATEWAY_ASSERTION_PREVIOUS_PRIVATE_KEY: optional: MISSING",
+        "GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE: optional: MISSING",
         "IDENTITY_SERVICE_TOKEN: required by portfolio, gateway: resolved from environment "
         "(alias PORTFOLIO_INTERNAL_TOKEN)",
         "PORTFOLIO_NEW_API_KEY: optional: MISSING",
@@ -199,7 +203,7 @@ def test_check_with_vault_down_reports_every_secret_unavailable():
     result = run("check", **vault_env_for(f"http://127.0.0.1:{free_port()}"))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert len(lines) == 8
+    assert len(lines) == 12
     assert all(": UNAVAILABLE (cannot reach Vault at http://127.0.0.1:" in line for line in lines)
 
 
