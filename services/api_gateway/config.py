@@ -13,6 +13,7 @@ from services.api_gateway.errors import StartupError
 from shared.errors import settings_problems
 from shared.roles import Service
 from shared.secrets import SecretsError, SecretsManager
+from shared.secrets.watch import read_fresh
 
 Seconds = Annotated[float, Field(gt=0)]
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -108,24 +109,43 @@ class GatewaySecrets:
         return "GatewaySecrets(<redacted>)"
 
 
+# Each field of GatewaySecrets and the managed secret it holds.
+SECRET_FIELDS = {
+    "jwt_private_key": "GATEWAY_JWT_PRIVATE_KEY",
+    "assertion_private_key": "GATEWAY_ASSERTION_PRIVATE_KEY",
+    "identity_service_token": "IDENTITY_SERVICE_TOKEN",
+    "jwt_previous_public_key": "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY",
+    "jwt_previous_private_key": "GATEWAY_JWT_PREVIOUS_PRIVATE_KEY",
+    "jwt_not_before": "GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE",
+    "assertion_previous_private_key": "GATEWAY_ASSERTION_PREVIOUS_PRIVATE_KEY",
+    "assertion_not_before": "GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE",
+}
+REQUIRED_FIELDS = ("jwt_private_key", "assertion_private_key", "identity_service_token")
+
+
 async def load_secrets() -> GatewaySecrets:
-    """Resolve the gateway's secrets through the shared secrets layer."""
+    """Resolve the gateway's secrets through the shared secrets layer.
+
+    On the env provider with `SECRETS_ENV_FILE`, the file's values win over the environment
+    this process started with: a gateway restarted after a rotation starts with what the
+    others re-read, not with the keys from before it.
+    """
     try:
         async with SecretsManager.from_environment(service="gateway") as manager:
-            return GatewaySecrets(
-                jwt_private_key=await manager.require("GATEWAY_JWT_PRIVATE_KEY"),
-                assertion_private_key=await manager.require("GATEWAY_ASSERTION_PRIVATE_KEY"),
-                identity_service_token=await manager.require("IDENTITY_SERVICE_TOKEN"),
-                jwt_previous_public_key=await manager.get("GATEWAY_JWT_PREVIOUS_PUBLIC_KEY"),
-                jwt_previous_private_key=await manager.get("GATEWAY_JWT_PREVIOUS_PRIVATE_KEY"),
-                jwt_not_before=await manager.get("GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE"),
-                assertion_previous_private_key=await manager.get(
-                    "GATEWAY_ASSERTION_PREVIOUS_PRIVATE_KEY"
-                ),
-                assertion_not_before=await manager.get("GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE"),
-            )
+            values = {
+                field: await (
+                    manager.require(name) if field in REQUIRED_FIELDS else manager.get(name)
+                )
+                for field, name in SECRET_FIELDS.items()
+            }
+            if manager.settings.secrets_env_file is not None and manager.store_location is None:
+                fresh = await read_fresh(manager, SECRET_FIELDS.values())
+                values.update(
+                    {field: fresh[name] for field, name in SECRET_FIELDS.items() if fresh[name]}
+                )
     except SecretsError as exc:
         raise StartupError(f"gateway cannot start: {exc}") from None
+    return GatewaySecrets(**values)  # type: ignore[arg-type]
 
 
 def load_settings() -> Settings:

@@ -53,6 +53,7 @@ class Stack:
     env: dict[str, str]
     read_secrets: Callable[[], dict[str, str]]
     write_secret: Callable[[str, str], None]
+    start_gateway: Callable[[str], ServerProcess]
     processes: list[ServerProcess] = field(default_factory=list)
 
     def rotate(self, command: str) -> str:
@@ -72,8 +73,13 @@ class Stack:
         return [process.process.pid for process in self.processes if process.process]
 
 
+@pytest.fixture
+def ttl() -> str:
+    return TTL
+
+
 @pytest.fixture(params=["vault", "env-file"])
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest, tmp_path: Path, ttl: str) -> Iterator[Stack]:
     initial = generate_secrets()
     with ExitStack() as exit_stack:
         if request.param == "vault":
@@ -111,7 +117,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
         exit_stack.callback(identity.close)
         for username in USERS:
             identity.create_user(username, PASSWORD, roles=["trading"])
-        env = {**secrets_env, "SECRETS_CACHE_TTL_SECONDS": TTL}
+        env = {**secrets_env, "SECRETS_CACHE_TTL_SECONDS": ttl}
         portfolio = exit_stack.enter_context(
             ServerProcess(
                 "services.portfolio.app:app",
@@ -132,21 +138,24 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
             "PORTFOLIO_SERVICE_URL": portfolio.url,
             "GATEWAY_ACCESS_LOG": str(tmp_path / "access.log"),
         }
-        gateways = [
-            exit_stack.enter_context(
+
+        def start_gateway(name: str) -> ServerProcess:
+            return exit_stack.enter_context(
                 ServerProcess(
                     "services.api_gateway.app:app",
                     env=gateway_env,
                     log_path=tmp_path / f"gateway-{name}.log",
                 )
             )
-            for name in ("a", "b")
-        ]
+
+        gateways = [start_gateway(name) for name in ("a", "b")]
         yield Stack(
             gateways=gateways,
-            env=secrets_env,
+            # The rotation commands count the not-before from the services' interval.
+            env={**secrets_env, "SECRETS_CACHE_TTL_SECONDS": ttl},
             read_secrets=read_secrets,
             write_secret=write_secret,
+            start_gateway=start_gateway,
             processes=[portfolio, stub, *gateways],
         )
 
@@ -305,3 +314,58 @@ def test_a_rotated_service_token_is_taken_up_under_load_with_zero_failed_request
     # gateways' logins never failed in between.
     assert load.failures == []
     assert load.outcomes["login"] >= 8
+
+
+class TestAGatewayStartedRightAfterARotation:
+    """A gateway started in the first interval after a rotation signs with the previous key
+    until the not-before the rotation wrote, so no running gateway refuses its tokens."""
+
+    # Long enough for a gateway to start well before the not-before (interval + 2 s).
+    @pytest.fixture
+    def ttl(self) -> str:
+        return "6"
+
+    def test_signs_with_the_previous_keys_until_every_gateway_knows_the_new_ones(
+        self, stack: Stack
+    ):
+        before = stack.read_secrets()
+        old_kid = key_id(load_private_key(before["GATEWAY_JWT_PRIVATE_KEY"]))
+        old_assertion_kid = key_id(load_private_key(before["GATEWAY_ASSERTION_PRIVATE_KEY"]))
+        stack.rotate("rotate-signing-key")
+        stack.rotate("rotate-assertion-key")
+        after = stack.read_secrets()
+        new_kid = key_id(load_private_key(after["GATEWAY_JWT_PRIVATE_KEY"]))
+        not_before = int(after["GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE"].split()[0])
+        assert int(after["GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE"].split()[0]) >= not_before
+        assert (
+            after["GATEWAY_ASSERTION_PREVIOUS_PRIVATE_KEY"]
+            == before["GATEWAY_ASSERTION_PRIVATE_KEY"]
+        )
+
+        late = stack.start_gateway("c")
+        assert time.time() < not_before - 1, "the gateway took too long to start"
+        # Before the not-before: the previous key signs, and A and B (which may not have
+        # read the new key yet) accept the token; the stub accepts C's assertion.
+        token = login(late.url)
+        assert kid_of(token) == old_kid
+        for gateway in stack.gateways:
+            response = httpx.get(
+                gateway.url + "/api/trading/orders", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert response.status_code == 200, response.text
+        assert jwks_kids(late.url) >= {old_kid, new_kid}
+        assert time.time() < not_before, "the check ran past the not-before"
+
+        # From the not-before on, C signs with the new key like A and B, and its tokens and
+        # assertions are accepted everywhere.
+        time.sleep(max(0.0, not_before - time.time()) + 0.5)
+        for gateway in [*stack.gateways, late]:
+            fresh = login(gateway.url)
+            assert kid_of(fresh) == new_kid
+            for other in [*stack.gateways, late]:
+                response = httpx.get(
+                    other.url + "/api/trading/orders",
+                    headers={"Authorization": f"Bearer {fresh}"},
+                )
+                assert response.status_code == 200, response.text
+        assert old_assertion_kid != key_id(load_private_key(after["GATEWAY_ASSERTION_PRIVATE_KEY"]))
