@@ -5,7 +5,9 @@ lifetime, whichever comes first), so an idle session ends on every replica at on
 is a digest of the session id, never the id itself: whoever reads Redis cannot rebuild a
 cookie. The gateway token is encrypted (AES-GCM, a key derived from the session secret for
 this one purpose, the session's key as associated data), so a Redis dump holds no usable
-token. No password is ever part of a session.
+token. A rotated session secret seals from its activation on, while tokens sealed with the
+secret before keep opening (and are sealed again with the new one when the session is
+saved). No password is ever part of a session.
 
 Redis that cannot be reached makes the call raise `SessionStoreUnavailable`: the browser gets
 a clear error page, never a crash and never a session it did not sign in to.
@@ -30,7 +32,7 @@ from pydantic import SecretStr
 from redis.exceptions import RedisError
 
 from services.frontend.errors import SessionStoreUnavailable
-from services.frontend.sessions import Clock, Session
+from services.frontend.sessions import Clock, DerivedKeys, Session
 
 log = logging.getLogger(__name__)
 
@@ -72,33 +74,48 @@ return 1
 """
 
 
+class SealingKeys(DerivedKeys):
+    """AES-256 keys derived from the session secret (HKDF-SHA256, the purpose as `info`),
+    rotated like the signing keys: the current one seals, the others still open."""
+
+    def _derive(self, secret: SecretStr) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=self._purpose).derive(
+            secret.get_secret_value().encode()
+        )
+
+
 class TokenCipher:
     """Encrypt the gateway token of a session for storage outside this process."""
 
-    def __init__(self, secret: SecretStr) -> None:
-        key = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=None,
-            info=b"lct-frontend-session-token",
-        ).derive(secret.get_secret_value().encode())
-        self._aead = AESGCM(key)
+    def __init__(self, secret: SecretStr, *, clock: Clock = time.time) -> None:
+        self._keys = SealingKeys(secret, b"lct-frontend-session-token", clock=clock)
+
+    def rotate(self, secret: SecretStr, *, activate_at: float = 0.0) -> None:
+        """Open with a key from the rotated secret now and seal with it from `activate_at`
+        on; tokens sealed with the key before keep opening until the next rotation."""
+        self._keys.rotate(secret, activate_at=activate_at)
 
     def encrypt(self, token: str, *, bound_to: str) -> str:
         """Return the token sealed to one session key."""
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, token.encode(), bound_to.encode())
+        sealed = AESGCM(self._keys.current).encrypt(nonce, token.encode(), bound_to.encode())
         return base64.urlsafe_b64encode(nonce + sealed).decode()
 
     def decrypt(self, sealed: str, *, bound_to: str) -> str | None:
         """Return the token, or None when it was sealed by another key or for another session."""
         try:
             raw = base64.urlsafe_b64decode(sealed.encode())
-            return self._aead.decrypt(
-                raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], bound_to.encode()
-            ).decode()
-        except (InvalidTag, ValueError):
+        except ValueError:
             return None
+        for key in self._keys.verifying():
+            try:
+                opened = AESGCM(key).decrypt(
+                    raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], bound_to.encode()
+                )
+            except (InvalidTag, ValueError):
+                continue
+            return opened.decode()
+        return None
 
 
 def session_digest(session_id: str) -> str:
@@ -126,7 +143,8 @@ class RedisSessionStore:
         self.max_sessions_per_user = max_sessions_per_user
         self._prefix = prefix
         self._clock = clock
-        self._cipher = TokenCipher(secret)
+        # Public: the secret watcher hands it a rotated session secret.
+        self.cipher = TokenCipher(secret, clock=clock)
         self._redis = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
@@ -235,7 +253,7 @@ class RedisSessionStore:
                 "csrf": session.csrf_token,
                 "created": session.created_at,
                 "seen": session.last_seen_at,
-                "token": self._cipher.encrypt(token, bound_to=digest) if token else None,
+                "token": self.cipher.encrypt(token, bound_to=digest) if token else None,
                 "token_expires": session.token_expires_at,
                 "roles": list(session.roles),
                 "services": list(session.services),
@@ -247,7 +265,7 @@ class RedisSessionStore:
         try:
             fields: dict[str, Any] = json.loads(data)
             sealed = fields["token"]
-            token = self._cipher.decrypt(sealed, bound_to=digest) if sealed else None
+            token = self.cipher.decrypt(sealed, bound_to=digest) if sealed else None
             if sealed and token is None:
                 # Sealed under another session secret: the session cannot be used.
                 return None

@@ -19,7 +19,7 @@ from services.frontend.config import (
 from services.frontend.csrf import FormPassSigner
 from services.frontend.errors import SessionStoreUnavailable, StartupError
 from services.frontend.gateway import Gateway
-from services.frontend.redis_sessions import RedisSessionStore
+from services.frontend.redis_sessions import RedisSessionStore, TokenCipher
 from services.frontend.sessions import (
     COOKIE_NAME,
     SECURE_COOKIE_NAME,
@@ -88,7 +88,14 @@ async def open_runtime(
     cookie_signer = CookieSigner(secrets.session_secret)
     form_signer = FormPassSigner(secrets.session_secret, lifetime=security.form_timeout)
     watcher = (
-        session_secret_watcher(manager, cookie_signer, form_signer) if manager is not None else None
+        session_secret_watcher(
+            manager,
+            cookie_signer,
+            form_signer,
+            cipher=redis_store.cipher if redis_store is not None else None,
+        )
+        if manager is not None
+        else None
     )
     async with AsyncExitStack() as cleanup:
         if redis_store is not None:
@@ -115,9 +122,14 @@ async def open_runtime(
 
 
 def session_secret_watcher(
-    manager: SecretsManager, cookie_signer: CookieSigner, form_signer: FormPassSigner
+    manager: SecretsManager,
+    cookie_signer: CookieSigner,
+    form_signer: FormPassSigner,
+    *,
+    cipher: TokenCipher | None = None,
 ) -> SecretWatcher:
-    """Return the watcher (not started) that hands a rotated session secret to both signers."""
+    """Return the watcher (not started) that hands a rotated session secret to both signers
+    and to the cipher sealing gateway tokens in Redis."""
 
     async def apply(values: SecretValues) -> None:
         secret = values.get(SESSION_SECRET_NAME)
@@ -131,6 +143,8 @@ def session_secret_watcher(
         activate_at = time.time() + watcher.interval + ACTIVATION_MARGIN_SECONDS
         cookie_signer.rotate(secret, activate_at=activate_at)
         form_signer.rotate(secret, activate_at=activate_at)
+        if cipher is not None:
+            cipher.rotate(secret, activate_at=activate_at)
 
     watcher = SecretWatcher(manager, (SESSION_SECRET_NAME,), apply)
     return watcher

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,8 +14,13 @@ import redis
 from pydantic import SecretStr
 
 from devstack.databases import SHARED_REDIS_URL, shared_prefix
+from services.frontend.csrf import FormPassSigner
 from services.frontend.errors import SessionStoreUnavailable
 from services.frontend.redis_sessions import RedisSessionStore, TokenCipher, session_digest
+from services.frontend.runtime import ACTIVATION_MARGIN_SECONDS, session_secret_watcher
+from services.frontend.sessions import CookieSigner
+from shared.secrets import SecretsManager, SecretsSettings
+from shared.secrets.envfile import write_env_values
 from tests.support.redis_server import RedisServer
 
 SECRET = SecretStr("s" * 48)
@@ -218,3 +224,84 @@ async def test_an_unreachable_redis_is_a_clear_error_logged_once(
     finally:
         server.stop()
         await sessions.close()
+
+
+async def bearer_of(store: RedisSessionStore, session_id: str) -> str | None:
+    session = await store.get(session_id)
+    return session.bearer() if session is not None else None
+
+
+class TestSessionSecretRotation:
+    """A rotated SESSION_SECRET_KEY mid-session: tokens sealed before still open, new ones
+    are sealed with the new secret."""
+
+    def other_store(self, secret: str, prefix: str, clock: Clock) -> RedisSessionStore:
+        return RedisSessionStore(
+            SHARED_REDIS_URL,
+            secret=SecretStr(secret),
+            idle_timeout=600,
+            lifetime=3600,
+            prefix=prefix,
+            clock=clock,
+        )
+
+    async def test_a_watched_rotation_keeps_open_sessions_and_seals_new_ones_anew(
+        self, tmp_path: Path, clock: Clock
+    ):
+        first, second, third = (secrets.token_urlsafe(48) for _ in range(3))
+        env_file = tmp_path / ".env"
+        env_file.write_text(f"SESSION_SECRET_KEY={first}\n")
+        manager = SecretsManager(
+            settings=SecretsSettings(
+                secrets_provider="env", secrets_env_file=env_file, secrets_cache_ttl_seconds=1
+            ),
+            environ={},
+        )
+        with shared_prefix() as prefix:
+            store = self.other_store(first, prefix, clock)
+            only_first = self.other_store(first, prefix, clock)
+            only_second = self.other_store(second, prefix, clock)
+            cookies = CookieSigner(SecretStr(first))
+            forms = FormPassSigner(SecretStr(first), lifetime=600)
+            watcher = session_secret_watcher(manager, cookies, forms, cipher=store.cipher)
+            try:
+                await watcher.prime()
+                before = await sign_in(store, "alice")
+                untouched = await sign_in(store, "carol")
+
+                write_env_values(env_file, {"SESSION_SECRET_KEY": second})
+                assert await watcher.poll() is True
+                assert await bearer_of(store, before.id) == TOKEN
+                # Past the activation (1 s interval + 2 s): new sessions use the new secret.
+                clock.now = time.time() + 1 + ACTIVATION_MARGIN_SECONDS + 0.5
+                after = await sign_in(store, "bob")
+                assert await bearer_of(only_second, after.id) == TOKEN
+                assert await only_first.get(after.id) is None
+                # The session from before, used again, is sealed with the new secret too.
+                read = await store.get(before.id)
+                assert read is not None
+                await store.save(read)
+                assert await bearer_of(only_second, before.id) == TOKEN
+                assert await bearer_of(store, untouched.id) == TOKEN
+
+                # One rotation later, what only the first secret sealed opens no more.
+                write_env_values(env_file, {"SESSION_SECRET_KEY": third})
+                assert await watcher.poll() is True
+                clock.now = time.time() + 1 + ACTIVATION_MARGIN_SECONDS + 0.5
+                assert await store.get(untouched.id) is None
+                assert await bearer_of(store, after.id) == TOKEN
+            finally:
+                for each in (store, only_first, only_second):
+                    await each.close()
+
+    async def test_a_rotated_key_opens_at_once_but_seals_only_from_its_activation(self, clock):
+        cipher = TokenCipher(SECRET, clock=clock)
+        new = SecretStr("n" * 48)
+        cipher.rotate(new, activate_at=clock.now + 10)
+        sealed_elsewhere = TokenCipher(new).encrypt(TOKEN, bound_to="s")
+        assert cipher.decrypt(sealed_elsewhere, bound_to="s") == TOKEN
+        sealed_here = cipher.encrypt(TOKEN, bound_to="s")
+        assert TokenCipher(SECRET).decrypt(sealed_here, bound_to="s") == TOKEN
+        clock.now += 10
+        assert TokenCipher(new).decrypt(cipher.encrypt(TOKEN, bound_to="s"), bound_to="s") == TOKEN
+        assert cipher.decrypt(sealed_here, bound_to="s") == TOKEN
