@@ -17,6 +17,10 @@ Run by the `vault-init` service of docker-compose.yml on every `docker compose u
    `DIR/<service>/role_id` and `secret_id` (0600, owned by the user this job runs as, the
    services' user). A secret id Vault still accepts is kept; `--rotate-secret-id SERVICE`
    destroys that service's secret id first, so a new one is written.
+5. Only when asked, `--rotate-key signing|assertion`: the rotation ceremony of the gateway's
+   keys (`python -m services.api_gateway rotate-signing-key` / `rotate-assertion-key`) with
+   the root token, which no other container holds. Running gateways take the new key up
+   without a restart.
 
 A Vault that is already initialised and unsealed by someone else, with no `VAULT_INIT_FILE`,
 is used as it is: `VAULT_TOKEN` must then hold a root or provisioning token for this job.
@@ -62,6 +66,8 @@ DEFAULT_CREDENTIALS_DIR = "/var/lib/vault-credentials"
 # Left by stacks from before the per-service layout: the shared token's accessor, its policy.
 ACCESSOR_FILE_NAME = "service-token-accessor"
 LEGACY_POLICY = "legacycointrader-services"
+# The gateway keys `--rotate-key` rotates (`python -m services.api_gateway rotate-KEY-key`).
+ROTATABLE_KEYS = ("signing", "assertion")
 
 # Not an answer yet: the server is starting, sealed, or has no active node for a moment.
 TRANSIENT = (
@@ -277,26 +283,38 @@ def destroy_secret_ids(
 
 
 def provision(address: str, token: str, credentials_dir: Path) -> int:
-    """Run `python -m shared.secrets provision` as compose documents it; return its status.
-
-    The provisioning token reaches the child through its environment only (never argv, which
-    other processes can list); the child prints names and paths, never a value.
-    """
-    env = {
-        **os.environ,
-        "VAULT_ADDR": address,
-        "VAULT_TOKEN": token,
-        "VAULT_SECRET_LAYOUT": "per-service",  # nosec B105 - a layout name
-    }
-    command = [
-        sys.executable,
-        "-m",
+    """Run `python -m shared.secrets provision` as compose documents it; return its status."""
+    return run_module(
+        address,
+        token,
         "shared.secrets",
         "provision",
         "--vault",
         "--credentials-dir",
         str(credentials_dir),
-    ]
+    )
+
+
+def rotate_key(address: str, token: str, key: str) -> int:
+    """Run the gateway's rotation of one signing key (`signing` or `assertion`) on the
+    per-service layout; return its status. It prints key ids and times, never a key."""
+    return run_module(address, token, "services.api_gateway", f"rotate-{key}-key")
+
+
+def run_module(address: str, token: str, *argv: str) -> int:
+    """Run `python -m ARGV` of this repository with the provisioning token.
+
+    The token reaches the child through its environment only (never argv, which other
+    processes can list); the children print names and paths, never a value.
+    """
+    env = {
+        **os.environ,
+        "SECRETS_PROVIDER": "vault",
+        "VAULT_ADDR": address,
+        "VAULT_TOKEN": token,
+        "VAULT_SECRET_LAYOUT": "per-service",  # nosec B105 - a layout name
+    }
+    command = [sys.executable, "-m", *argv]
     # A fixed command from this interpreter, no shell.
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, check=False)  # noqa: S603  # nosec B603
     return result.returncode
@@ -307,8 +325,9 @@ def run(
     init_file: Path,
     credentials_dir: Path,
     rotate: Sequence[str] = (),
+    rotate_keys: Sequence[str] = (),
 ) -> int:
-    """Do steps 1 to 4 of the module docstring; return the exit status."""
+    """Do steps 1 to 5 of the module docstring; return the exit status."""
     mount, path = settings.vault_mount_and_path()
     address = settings.vault_addr
     if not address:
@@ -333,7 +352,12 @@ def run(
     if rotate:
         approle = settings.vault_approle_mount.strip("/") or "approle"
         destroy_secret_ids(admin, address, approle, credentials_dir, rotate)
-    return provision(address, token, credentials_dir)
+    status = provision(address, token, credentials_dir)
+    for key in rotate_keys:
+        if status != 0:
+            break
+        status = rotate_key(address, token, key)
+    return status
 
 
 def arguments(argv: Sequence[str]) -> argparse.Namespace:
@@ -347,6 +371,16 @@ def arguments(argv: Sequence[str]) -> argparse.Namespace:
         metavar="SERVICE",
         help="destroy this service's AppRole secret id and write a new one (repeatable): "
         + ", ".join(service.value for service in Consumer),
+    )
+    parser.add_argument(
+        "--rotate-key",
+        action="append",
+        default=[],
+        choices=list(ROTATABLE_KEYS),
+        metavar="KEY",
+        help="after provisioning, rotate the gateway's token-signing key (signing) or its "
+        "downstream assertion key (assertion), as `python -m services.api_gateway rotate-KEY-key` "
+        "does, with the root token (repeatable)",
     )
     return parser.parse_args(argv)
 
@@ -367,7 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     init_file = Path(os.environ.get("VAULT_INIT_FILE") or DEFAULT_INIT_FILE)
     credentials_dir = Path(os.environ.get("VAULT_CREDENTIALS_DIR") or DEFAULT_CREDENTIALS_DIR)
     try:
-        return run(settings, init_file, credentials_dir, options.rotate_secret_id)
+        return run(
+            settings, init_file, credentials_dir, options.rotate_secret_id, options.rotate_key
+        )
     except InitError as exc:
         print(f"vault-init: {exc}", file=sys.stderr)
     except hvac.exceptions.VaultError as exc:
