@@ -214,7 +214,7 @@ async def open_runtime(
 
 def _open_manager() -> SecretsManager:
     try:
-        return SecretsManager.from_environment()
+        return SecretsManager.from_environment(service="gateway")
     except SecretsError as exc:
         raise StartupError(f"gateway cannot start: {exc}") from None
 

@@ -152,6 +152,6 @@ def session_secret_watcher(
 
 def _open_manager() -> SecretsManager:
     try:
-        return SecretsManager.from_environment()
+        return SecretsManager.from_environment(service="frontend")
     except SecretsError as exc:
         raise StartupError(str(exc)) from None

@@ -59,6 +59,6 @@ async def open_runtime(
 
 def _open_manager() -> SecretsManager:
     try:
-        return SecretsManager.from_environment()
+        return SecretsManager.from_environment(service="stub")
     except SecretsError as exc:
         raise StartupError(f"stub cannot start: {exc}") from None

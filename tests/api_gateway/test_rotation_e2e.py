@@ -1,8 +1,9 @@
 """Both signing keys rotate under load with two running gateways and nothing restarted.
 
 The stack (portfolio, a trading stub, gateways A and B) reads its secrets from a real
-OpenBao dev server, or on the env provider from the `.env` file `make run` hands every
-process (`SECRETS_ENV_FILE`). The rotations run as an operator runs them,
+OpenBao dev server (one secret and the root token, or the per-service layout with each
+service's own AppRole, as compose runs it), or on the env provider from the `.env` file
+`make run` hands every process (`SECRETS_ENV_FILE`). The rotations run as an operator runs them,
 `python -m services.api_gateway rotate-...`, while workers keep logging in on one gateway
 and calling a service with that token on the other.
 """
@@ -16,13 +17,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import hvac.exceptions
 import jwt
 import pytest
+from pydantic import SecretStr
 
 from devstack import REPO_ROOT
 from devstack.databases import postgres_database
@@ -31,8 +34,11 @@ from services.portfolio.config import PortfolioSettings
 from services.portfolio.identity import PortfolioIdentityService
 from shared.keys import key_id, load_private_key, load_public_key
 from shared.roles import SERVICES
+from shared.secrets import SecretRegistry, SecretsSettings
 from shared.secrets.envfile import read_env_file, write_env_values
 from shared.secrets.generate import generate_secrets
+from shared.secrets.layout import home_of, readable_paths
+from shared.secrets.provision import provision_vault
 from tests.api_gateway.conftest import FAST_ARGON2, PASSWORD
 from tests.support.openbao_dev import OpenBaoDev
 
@@ -45,6 +51,7 @@ TTL = "1"
 # Read (1 s) + activation (1 s + 2 s) + a slow read under load.
 TAKEN_UP_WITHIN = 12.0
 USERS = ("rot-alice", "rot-bob")
+REGISTRY = SecretRegistry.load()
 
 
 @dataclass
@@ -78,11 +85,51 @@ def ttl() -> str:
     return TTL
 
 
-@pytest.fixture(params=["vault", "env-file"])
+@pytest.fixture(params=["vault", "vault-approle", "env-file"])
 def stack(request: pytest.FixtureRequest, tmp_path: Path, ttl: str) -> Iterator[Stack]:
     initial = generate_secrets()
     with ExitStack() as exit_stack:
-        if request.param == "vault":
+
+        def service_env(service: str) -> dict[str, str]:
+            return secrets_env
+
+        if request.param == "vault-approle":
+            # As compose runs it: the per-service layout, each service its own AppRole; the
+            # rotation commands run with the root token, as vault-init runs them.
+            bao = exit_stack.enter_context(OpenBaoDev(log_path=tmp_path / "bao.log"))
+            credentials = tmp_path / "credentials"
+            secrets_env = {**bao.env(VAULT_PATH), "VAULT_SECRET_LAYOUT": "per-service"}
+            provision_vault(
+                SecretsSettings(
+                    secrets_provider="vault",
+                    vault_addr=bao.url,
+                    vault_token=SecretStr(bao.root_token),
+                    vault_secret_path=f"secret/{VAULT_PATH}",
+                    vault_secret_layout="per-service",
+                ),
+                credentials,
+                generate=lambda: initial,
+            )
+
+            def service_env(service: str) -> dict[str, str]:
+                env = {k: v for k, v in secrets_env.items() if k != "VAULT_TOKEN"}
+                return {
+                    **env,
+                    "VAULT_ROLE_ID_FILE": str(credentials / service / "role_id"),
+                    "VAULT_SECRET_ID_FILE": str(credentials / service / "secret_id"),
+                }
+
+            def read_secrets() -> dict[str, str]:
+                merged: dict[str, str] = {}
+                for path in readable_paths(REGISTRY, None):
+                    with suppress(hvac.exceptions.InvalidPath):
+                        merged.update(bao.read(f"{VAULT_PATH}/{path}"))
+                return merged
+
+            def write_secret(name: str, value: str) -> None:
+                path = f"{VAULT_PATH}/{home_of(name, REGISTRY)}"
+                bao.write(path, {**bao.read(path), name: value})
+        elif request.param == "vault":
             bao = exit_stack.enter_context(OpenBaoDev(log_path=tmp_path / "bao.log"))
             bao.write(VAULT_PATH, initial)
             secrets_env = bao.env(VAULT_PATH)
@@ -121,19 +168,25 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, ttl: str) -> Iterator[
         portfolio = exit_stack.enter_context(
             ServerProcess(
                 "services.portfolio.app:app",
-                env={**env, **FAST_ARGON2, "PORTFOLIO_DATABASE_URL": database_url},
+                env={
+                    **env,
+                    **service_env("portfolio"),
+                    **FAST_ARGON2,
+                    "PORTFOLIO_DATABASE_URL": database_url,
+                },
                 log_path=tmp_path / "portfolio.log",
             )
         )
         stub = exit_stack.enter_context(
             ServerProcess(
                 "services.stub.app:app",
-                env={**env, "STUB_SERVICE_NAME": "trading"},
+                env={**env, **service_env("stub"), "STUB_SERVICE_NAME": "trading"},
                 log_path=tmp_path / "trading.log",
             )
         )
         gateway_env = {
             **env,
+            **service_env("gateway"),
             **{f"{s.value.upper()}_SERVICE_URL": stub.url for s in SERVICES},
             "PORTFOLIO_SERVICE_URL": portfolio.url,
             "GATEWAY_ACCESS_LOG": str(tmp_path / "access.log"),
@@ -323,7 +376,7 @@ class TestAGatewayStartedRightAfterARotation:
     # Long enough for a gateway to start well before the not-before (interval + 2 s).
     @pytest.fixture
     def ttl(self) -> str:
-        return "6"
+        return "15"
 
     def test_signs_with_the_previous_keys_until_every_gateway_knows_the_new_ones(
         self, stack: Stack
