@@ -10,9 +10,13 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from services.frontend.csrf import FormPassSigner
-from services.frontend.runtime import ACTIVATION_MARGIN_SECONDS, session_secret_watcher
+from services.frontend.runtime import (
+    ACTIVATION_MARGIN_SECONDS,
+    _open_manager,
+    session_secret_watcher,
+)
 from services.frontend.sessions import CookieSigner
-from shared.secrets import SecretsManager, SecretsSettings
+from shared.secrets import Consumer, SecretsManager, SecretsSettings
 from shared.secrets.envfile import write_env_values
 
 
@@ -88,3 +92,10 @@ async def test_a_rotated_secret_verifies_at_once_but_signs_only_after_the_interv
     assert cookies.unsign(CookieSigner(SecretStr(second)).sign("from-b")) == "from-b"
     # This one still signs with the first secret, which every frontend still knows.
     assert CookieSigner(SecretStr(first)).unsign(cookies.sign("from-a")) == "from-a"
+
+
+def test_the_watcher_reads_the_frontends_paths_only(monkeypatch):
+    # With the frontend's AppRole on the per-service layout, any other path is refused.
+    monkeypatch.setenv("SECRETS_PROVIDER", "env")
+    manager = _open_manager()
+    assert manager.service is Consumer.FRONTEND
