@@ -19,6 +19,7 @@ from shared.errors import settings_problems
 from shared.secrets import SecretsError, SecretsManager
 
 SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105  # nosec B105 - the name, not the value
+PREVIOUS_SESSION_SECRET_NAME = "SESSION_PREVIOUS_SECRET_KEY"  # noqa: S105  # nosec B105
 MIN_SECRET_BYTES = 32
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -77,6 +78,8 @@ class FrontendSecrets:
     """The managed secret the frontend needs; refused at once when it is too short."""
 
     session_secret: SecretStr
+    # The secret before the last rotation, still accepted (optional).
+    previous_session_secret: SecretStr | None = None
 
     def __post_init__(self) -> None:
         check_session_secret(self.session_secret)
@@ -96,7 +99,8 @@ async def load_secrets() -> FrontendSecrets:
     try:
         async with SecretsManager.from_environment(service="frontend") as manager:
             secret = await manager.require(SESSION_SECRET_NAME)
+            previous = await manager.get(PREVIOUS_SESSION_SECRET_NAME)
     except SecretsError as exc:
         # The layer's messages name the secret, its aliases and the store, never a value.
         raise StartupError(str(exc)) from None
-    return FrontendSecrets(session_secret=secret)
+    return FrontendSecrets(session_secret=secret, previous_session_secret=previous)

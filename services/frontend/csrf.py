@@ -67,6 +67,10 @@ class FormPassSigner:
         still count."""
         self._keys.rotate(secret, activate_at=activate_at)
 
+    def accept_previous(self, secret: SecretStr | None) -> None:
+        """Also accept passes signed with `secret` (SESSION_PREVIOUS_SECRET_KEY)."""
+        self._keys.accept_previous(secret)
+
     def issue(self, *, pending_username: str | None = None) -> FormPass:
         """Return a pass with a fresh nonce."""
         return self.renew(FormPass(new_token(), 0, pending_username))

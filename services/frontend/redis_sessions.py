@@ -95,6 +95,10 @@ class TokenCipher:
         on; tokens sealed with the key before keep opening until the next rotation."""
         self._keys.rotate(secret, activate_at=activate_at)
 
+    def accept_previous(self, secret: SecretStr | None) -> None:
+        """Also open tokens sealed with `secret` (SESSION_PREVIOUS_SECRET_KEY)."""
+        self._keys.accept_previous(secret)
+
     def encrypt(self, token: str, *, bound_to: str) -> str:
         """Return the token sealed to one session key."""
         nonce = os.urandom(_NONCE_BYTES)

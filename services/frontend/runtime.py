@@ -9,6 +9,7 @@ import httpx
 from fastapi.templating import Jinja2Templates
 
 from services.frontend.config import (
+    PREVIOUS_SESSION_SECRET_NAME,
     SESSION_SECRET_NAME,
     FrontendSecrets,
     Settings,
@@ -87,12 +88,16 @@ async def open_runtime(
         )
     cookie_signer = CookieSigner(secrets.session_secret)
     form_signer = FormPassSigner(secrets.session_secret, lifetime=security.form_timeout)
+    # A frontend started after a rotation still accepts what the secret before made.
+    cipher = redis_store.cipher if redis_store is not None else None
+    for keys in _holders(cookie_signer, form_signer, cipher):
+        keys.accept_previous(secrets.previous_session_secret)
     watcher = (
         session_secret_watcher(
             manager,
             cookie_signer,
             form_signer,
-            cipher=redis_store.cipher if redis_store is not None else None,
+            cipher=cipher,
         )
         if manager is not None
         else None
@@ -141,13 +146,23 @@ def session_secret_watcher(
             raise ValueError(str(exc)) from None
         # Signing waits until every frontend sharing the sessions has read the secret too.
         activate_at = time.time() + watcher.interval + ACTIVATION_MARGIN_SECONDS
-        cookie_signer.rotate(secret, activate_at=activate_at)
-        form_signer.rotate(secret, activate_at=activate_at)
-        if cipher is not None:
-            cipher.rotate(secret, activate_at=activate_at)
+        previous = values.get(PREVIOUS_SESSION_SECRET_NAME)
+        for keys in _holders(cookie_signer, form_signer, cipher):
+            keys.rotate(secret, activate_at=activate_at)
+            keys.accept_previous(previous)
 
-    watcher = SecretWatcher(manager, (SESSION_SECRET_NAME,), apply)
+    watcher = SecretWatcher(manager, (SESSION_SECRET_NAME, PREVIOUS_SESSION_SECRET_NAME), apply)
     return watcher
+
+
+def _holders(
+    cookie_signer: CookieSigner, form_signer: FormPassSigner, cipher: TokenCipher | None
+) -> list[CookieSigner | FormPassSigner | TokenCipher]:
+    """Return everything keyed by the session secret."""
+    holders: list[CookieSigner | FormPassSigner | TokenCipher] = [cookie_signer, form_signer]
+    if cipher is not None:
+        holders.append(cipher)
+    return holders
 
 
 def _open_manager() -> SecretsManager:

@@ -245,6 +245,8 @@ class DerivedKeys:
         self._current = self._derive(secret)
         self._pending: tuple[bytes, float] | None = None
         self.previous: bytes | None = None
+        # From SESSION_PREVIOUS_SECRET_KEY: what a frontend started after a rotation accepts.
+        self._stored_previous: bytes | None = None
 
     def _derive(self, secret: SecretStr) -> bytes:
         return hmac.new(secret.get_secret_value().encode(), self._purpose, hashlib.sha256).digest()
@@ -272,7 +274,13 @@ class DerivedKeys:
             keys.append(self._pending[0])
         if self.previous is not None:
             keys.append(self.previous)
+        if self._stored_previous is not None and self._stored_previous not in keys:
+            keys.append(self._stored_previous)
         return tuple(keys)
+
+    def accept_previous(self, secret: SecretStr | None) -> None:
+        """Also verify with a key from `secret` (SESSION_PREVIOUS_SECRET_KEY); None: stop."""
+        self._stored_previous = self._derive(secret) if secret is not None else None
 
 
 def signature_matches(keys: DerivedKeys, message: str, signature: str) -> bool:
@@ -302,6 +310,10 @@ class CookieSigner:
         """Sign with the rotated secret from `activate_at` on; cookies of the one before
         still count."""
         self._keys.rotate(secret, activate_at=activate_at)
+
+    def accept_previous(self, secret: SecretStr | None) -> None:
+        """Also accept cookies signed with `secret` (SESSION_PREVIOUS_SECRET_KEY)."""
+        self._keys.accept_previous(secret)
 
     def sign(self, session_id: str) -> str:
         """Return the cookie value for a session id."""

@@ -305,3 +305,26 @@ class TestSessionSecretRotation:
         clock.now += 10
         assert TokenCipher(new).decrypt(cipher.encrypt(TOKEN, bound_to="s"), bound_to="s") == TOKEN
         assert cipher.decrypt(sealed_here, bound_to="s") == TOKEN
+
+
+async def test_a_frontend_started_after_a_rotation_opens_sessions_of_the_previous_secret(
+    store, clock
+):
+    made = await sign_in(store)  # sealed with SECRET
+    restarted = RedisSessionStore(
+        SHARED_REDIS_URL,
+        secret=SecretStr("n" * 48),
+        idle_timeout=600,
+        lifetime=3600,
+        prefix=store.prefix_for_test,
+        clock=clock,
+    )
+    try:
+        assert await restarted.get(made.id) is None
+        # SESSION_PREVIOUS_SECRET_KEY, as the runtime hands it over at start-up.
+        restarted.cipher.accept_previous(SECRET)
+        assert await bearer_of(restarted, made.id) == TOKEN
+        restarted.cipher.accept_previous(None)
+        assert await restarted.get(made.id) is None
+    finally:
+        await restarted.close()

@@ -99,3 +99,24 @@ def test_the_watcher_reads_the_frontends_paths_only(monkeypatch):
     monkeypatch.setenv("SECRETS_PROVIDER", "env")
     manager = _open_manager()
     assert manager.service is Consumer.FRONTEND
+
+
+async def test_the_stored_previous_secret_is_accepted_and_follows_the_store(tmp_path):
+    first, second = new_secret(), new_secret()
+    env_file, cookies, forms, watcher = watched(tmp_path, second)
+    old_cookie = CookieSigner(SecretStr(first)).sign("session-1")
+    old_pass = FormPassSigner(SecretStr(first), lifetime=600)
+    signed_pass = old_pass.sign(old_pass.issue())
+    await watcher.prime()
+    assert cookies.unsign(old_cookie) is None
+
+    write_env_values(env_file, {"SESSION_PREVIOUS_SECRET_KEY": first})
+    assert await watcher.poll() is True
+    assert cookies.unsign(old_cookie) == "session-1"
+    assert forms.unsign(signed_pass) is not None
+    # New cookies are still signed with the current secret.
+    assert CookieSigner(SecretStr(second)).unsign(cookies.sign("s")) == "s"
+
+    write_env_values(env_file, {"SESSION_PREVIOUS_SECRET_KEY": new_secret()})
+    assert await watcher.poll() is True
+    assert cookies.unsign(old_cookie) is None
