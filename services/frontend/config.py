@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.frontend.errors import StartupError
 from shared.errors import settings_problems
 from shared.secrets import SecretsError, SecretsManager
+from shared.secrets.watch import read_fresh
 
 SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105  # nosec B105 - the name, not the value
 PREVIOUS_SESSION_SECRET_NAME = "SESSION_PREVIOUS_SECRET_KEY"  # noqa: S105  # nosec B105
@@ -100,6 +101,14 @@ async def load_secrets() -> FrontendSecrets:
         async with SecretsManager.from_environment(service="frontend") as manager:
             secret = await manager.require(SESSION_SECRET_NAME)
             previous = await manager.get(PREVIOUS_SESSION_SECRET_NAME)
+            if manager.settings.secrets_env_file is not None and manager.store_location is None:
+                # On the env provider the file holds what was rotated since this process's
+                # environment was set: a frontend restarted by `make run` starts with it.
+                fresh = await read_fresh(
+                    manager, (SESSION_SECRET_NAME, PREVIOUS_SESSION_SECRET_NAME)
+                )
+                secret = fresh[SESSION_SECRET_NAME] or secret
+                previous = fresh[PREVIOUS_SESSION_SECRET_NAME] or previous
     except SecretsError as exc:
         # The layer's messages name the secret, its aliases and the store, never a value.
         raise StartupError(str(exc)) from None

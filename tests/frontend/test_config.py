@@ -95,6 +95,18 @@ async def test_the_secret_comes_from_the_secrets_layer(bare_environment):
     assert (await load_secrets()).session_secret.get_secret_value() == "s" * 40
 
 
+async def test_the_env_file_of_make_run_wins_over_a_stale_environment(bare_environment, tmp_path):
+    # A frontend restarted after a rotation of `.env` starts with the rotated secret.
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"SESSION_SECRET_KEY={'n' * 40}\nSESSION_PREVIOUS_SECRET_KEY={'s' * 40}\n")
+    bare_environment.setenv("SESSION_SECRET_KEY", "s" * 40)
+    bare_environment.setenv("SECRETS_ENV_FILE", str(env_file))
+    secrets = await load_secrets()
+    assert secrets.session_secret.get_secret_value() == "n" * 40
+    assert secrets.previous_session_secret is not None
+    assert secrets.previous_session_secret.get_secret_value() == "s" * 40
+
+
 @pytest.mark.parametrize("alias", ["FLASK_SECRET_KEY", "FRONTEND_SESSION_SECRET"])
 async def test_an_alias_of_the_secret_is_enough(bare_environment, alias):
     bare_environment.setenv(alias, "a" * 40)
