@@ -17,10 +17,11 @@ Run by the `vault-init` service of docker-compose.yml on every `docker compose u
    `DIR/<service>/role_id` and `secret_id` (0600, owned by the user this job runs as, the
    services' user). A secret id Vault still accepts is kept; `--rotate-secret-id SERVICE`
    destroys that service's secret id first, so a new one is written.
-5. Only when asked, `--rotate-key signing|assertion`: the rotation ceremony of the gateway's
-   keys (`python -m services.api_gateway rotate-signing-key` / `rotate-assertion-key`) with
-   the root token, which no other container holds. Running gateways take the new key up
-   without a restart.
+5. Only when asked, `--rotate-key signing|assertion|session`: the rotation ceremony of the
+   gateway's keys (`python -m services.api_gateway rotate-signing-key` /
+   `rotate-assertion-key`) or of the session secret (`python -m services.frontend
+   rotate-session-secret`) with the root token, which no other container holds. Running
+   services take the new key up without a restart.
 
 A Vault that is already initialised and unsealed by someone else, with no `VAULT_INIT_FILE`,
 is used as it is: `VAULT_TOKEN` must then hold a root or provisioning token for this job.
@@ -66,8 +67,12 @@ DEFAULT_CREDENTIALS_DIR = "/var/lib/vault-credentials"
 # Left by stacks from before the per-service layout: the shared token's accessor, its policy.
 ACCESSOR_FILE_NAME = "service-token-accessor"
 LEGACY_POLICY = "legacycointrader-services"
-# The gateway keys `--rotate-key` rotates (`python -m services.api_gateway rotate-KEY-key`).
-ROTATABLE_KEYS = ("signing", "assertion")
+# What `--rotate-key` rotates, and the module command that does it.
+ROTATABLE_KEYS = {
+    "signing": ("services.api_gateway", "rotate-signing-key"),
+    "assertion": ("services.api_gateway", "rotate-assertion-key"),
+    "session": ("services.frontend", "rotate-session-secret"),
+}
 
 # Not an answer yet: the server is starting, sealed, or has no active node for a moment.
 TRANSIENT = (
@@ -296,9 +301,9 @@ def provision(address: str, token: str, credentials_dir: Path) -> int:
 
 
 def rotate_key(address: str, token: str, key: str) -> int:
-    """Run the gateway's rotation of one signing key (`signing` or `assertion`) on the
-    per-service layout; return its status. It prints key ids and times, never a key."""
-    return run_module(address, token, "services.api_gateway", f"rotate-{key}-key")
+    """Run the rotation of one key (`signing`, `assertion`, `session`) on the per-service
+    layout; return its status. It prints key ids and times, never a key."""
+    return run_module(address, token, *ROTATABLE_KEYS[key])
 
 
 def run_module(address: str, token: str, *argv: str) -> int:
@@ -378,9 +383,10 @@ def arguments(argv: Sequence[str]) -> argparse.Namespace:
         default=[],
         choices=list(ROTATABLE_KEYS),
         metavar="KEY",
-        help="after provisioning, rotate the gateway's token-signing key (signing) or its "
-        "downstream assertion key (assertion), as `python -m services.api_gateway rotate-KEY-key` "
-        "does, with the root token (repeatable)",
+        help="after provisioning, rotate the gateway's token-signing key (signing), its "
+        "downstream assertion key (assertion) or the frontend's session secret (session), "
+        "as `python -m services.api_gateway rotate-KEY-key` / `python -m services.frontend "
+        "rotate-session-secret` do, with the root token (repeatable)",
     )
     return parser.parse_args(argv)
 

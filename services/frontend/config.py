@@ -21,6 +21,7 @@ from shared.secrets.watch import read_fresh
 
 SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105  # nosec B105 - the name, not the value
 PREVIOUS_SESSION_SECRET_NAME = "SESSION_PREVIOUS_SECRET_KEY"  # noqa: S105  # nosec B105
+NOT_BEFORE_NAME = "SESSION_SECRET_KEY_NOT_BEFORE"  # nosec B105
 MIN_SECRET_BYTES = 32
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -81,6 +82,8 @@ class FrontendSecrets:
     session_secret: SecretStr
     # The secret before the last rotation, still accepted (optional).
     previous_session_secret: SecretStr | None = None
+    # When the secret starts signing (written by the rotation; optional).
+    not_before: SecretStr | None = None
 
     def __post_init__(self) -> None:
         check_session_secret(self.session_secret)
@@ -101,15 +104,19 @@ async def load_secrets() -> FrontendSecrets:
         async with SecretsManager.from_environment(service="frontend") as manager:
             secret = await manager.require(SESSION_SECRET_NAME)
             previous = await manager.get(PREVIOUS_SESSION_SECRET_NAME)
+            not_before = await manager.get(NOT_BEFORE_NAME)
             if manager.settings.secrets_env_file is not None and manager.store_location is None:
                 # On the env provider the file holds what was rotated since this process's
                 # environment was set: a frontend restarted by `make run` starts with it.
                 fresh = await read_fresh(
-                    manager, (SESSION_SECRET_NAME, PREVIOUS_SESSION_SECRET_NAME)
+                    manager, (SESSION_SECRET_NAME, PREVIOUS_SESSION_SECRET_NAME, NOT_BEFORE_NAME)
                 )
                 secret = fresh[SESSION_SECRET_NAME] or secret
                 previous = fresh[PREVIOUS_SESSION_SECRET_NAME] or previous
+                not_before = fresh[NOT_BEFORE_NAME] or not_before
     except SecretsError as exc:
         # The layer's messages name the secret, its aliases and the store, never a value.
         raise StartupError(str(exc)) from None
-    return FrontendSecrets(session_secret=secret, previous_session_secret=previous)
+    return FrontendSecrets(
+        session_secret=secret, previous_session_secret=previous, not_before=not_before
+    )

@@ -21,6 +21,7 @@ from services.frontend.csrf import FormPassSigner
 from services.frontend.errors import SessionStoreUnavailable, StartupError
 from services.frontend.gateway import Gateway
 from services.frontend.redis_sessions import RedisSessionStore, TokenCipher
+from services.frontend.rotation import NOT_BEFORE, activation, startup_secret
 from services.frontend.sessions import (
     COOKIE_NAME,
     SECURE_COOKIE_NAME,
@@ -63,6 +64,13 @@ async def open_runtime(
     manager = _open_manager() if secrets is None else None
     secrets = secrets if secrets is not None else await load_secrets()
     security = settings.security
+    # A secret a rotation wrote signs from its not-before on; until then, the previous one.
+    signing, signs_from = startup_secret(
+        secrets.session_secret,
+        secrets.previous_session_secret,
+        secrets.not_before,
+        now=time.time(),
+    )
     redis_store: RedisSessionStore | None = None
     sessions: SessionStore
     # `is not None`, not truth: an empty store is falsy (it has a length).
@@ -71,7 +79,7 @@ async def open_runtime(
     elif settings.frontend_session_url is not None:
         sessions = redis_store = RedisSessionStore(
             settings.frontend_session_url.get_secret_value(),
-            secret=secrets.session_secret,
+            secret=signing,
             idle_timeout=security.session_timeout,
             lifetime=security.session_lifetime,
             max_sessions_per_user=security.max_sessions_per_user,
@@ -86,11 +94,13 @@ async def open_runtime(
             max_sessions=security.max_sessions,
             max_sessions_per_user=security.max_sessions_per_user,
         )
-    cookie_signer = CookieSigner(secrets.session_secret)
-    form_signer = FormPassSigner(secrets.session_secret, lifetime=security.form_timeout)
+    cookie_signer = CookieSigner(signing)
+    form_signer = FormPassSigner(signing, lifetime=security.form_timeout)
     # A frontend started after a rotation still accepts what the secret before made.
     cipher = redis_store.cipher if redis_store is not None else None
     for keys in _holders(cookie_signer, form_signer, cipher):
+        if signs_from is not None:
+            keys.rotate(secrets.session_secret, activate_at=signs_from)
         keys.accept_previous(secrets.previous_session_secret)
     watcher = (
         session_secret_watcher(
@@ -144,14 +154,17 @@ def session_secret_watcher(
             check_session_secret(secret)
         except StartupError as exc:
             raise ValueError(str(exc)) from None
-        # Signing waits until every frontend sharing the sessions has read the secret too.
-        activate_at = time.time() + watcher.interval + ACTIVATION_MARGIN_SECONDS
+        # Signing waits until every frontend sharing the sessions has read the secret too:
+        # until the not-before the rotation wrote, else one interval from this read.
+        activate_at = activation(values, time.time() + watcher.interval + ACTIVATION_MARGIN_SECONDS)
         previous = values.get(PREVIOUS_SESSION_SECRET_NAME)
         for keys in _holders(cookie_signer, form_signer, cipher):
             keys.rotate(secret, activate_at=activate_at)
             keys.accept_previous(previous)
 
-    watcher = SecretWatcher(manager, (SESSION_SECRET_NAME, PREVIOUS_SESSION_SECRET_NAME), apply)
+    watcher = SecretWatcher(
+        manager, (SESSION_SECRET_NAME, PREVIOUS_SESSION_SECRET_NAME, NOT_BEFORE), apply
+    )
     return watcher
 
 

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from devstack import REPO_ROOT
 from services.api_gateway.rotation import not_before_of
+from services.frontend.rotation import fingerprint
 from shared.keys import key_id, load_private_key, public_key_text
 from tests.deploy.support import load_script
 from tests.deploy.test_vault_init import JOB, job_env, login, read, run_job
@@ -44,9 +45,9 @@ def init_file(tmp_path: Path) -> Path:
 
 
 def test_an_unknown_key_to_rotate_is_refused_by_name():
-    result = run_job({"PATH": "/usr/bin:/bin"}, JOB, "--rotate-key", "session")
+    result = run_job({"PATH": "/usr/bin:/bin"}, JOB, "--rotate-key", "database")
     assert result.returncode == 2
-    assert "invalid choice: 'session'" in result.stderr
+    assert "invalid choice: 'database'" in result.stderr
 
 
 def test_rotating_both_keys_with_the_root_token_the_gateway_reads_them(bao, init_file):
@@ -109,3 +110,19 @@ def test_the_readmes_ceremony_is_the_jobs_option_on_the_container_holding_the_ro
         if any(str(volume).startswith("vault-unseal:") for volume in spec.get("volumes", []))
     ]
     assert holders == [service]
+
+
+def test_rotating_the_session_secret_the_frontend_reads_both(bao, init_file):
+    env = job_env(bao, init_file)
+    assert run_job(env, JOB).returncode == 0
+    frontend = login(bao, init_file, "frontend")
+    before, _ = read(frontend, "frontend")
+    result = run_job(env, JOB, "--rotate-key", "session")
+    assert result.returncode == 0, result.stderr
+    after, _ = read(frontend, "frontend")
+    old, new = before["SESSION_SECRET_KEY"], after["SESSION_SECRET_KEY"]
+    assert new != old
+    assert after["SESSION_PREVIOUS_SECRET_KEY"] == old
+    assert after["SESSION_SECRET_KEY_NOT_BEFORE"].split()[1] == fingerprint(SecretStr(new))
+    assert old not in result.stdout + result.stderr
+    assert new not in result.stdout + result.stderr

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from services.frontend.csrf import FormPassSigner
+from services.frontend.rotation import fingerprint
 from services.frontend.runtime import (
     ACTIVATION_MARGIN_SECONDS,
     _open_manager,
@@ -120,3 +122,17 @@ async def test_the_stored_previous_secret_is_accepted_and_follows_the_store(tmp_
     write_env_values(env_file, {"SESSION_PREVIOUS_SECRET_KEY": new_secret()})
     assert await watcher.poll() is True
     assert cookies.unsign(old_cookie) is None
+
+
+async def test_a_running_frontend_signs_a_rotated_secret_from_its_not_before(tmp_path):
+    first, second = new_secret(), new_secret()
+    env_file, cookies, _, watcher = watched(tmp_path, first)
+    await watcher.prime()
+    soon = f"{int(time.time()) + 3600} {fingerprint(SecretStr(second))}"
+    write_env_values(
+        env_file, {"SESSION_SECRET_KEY": second, "SESSION_SECRET_KEY_NOT_BEFORE": soon}
+    )
+    assert await watcher.poll() is True
+    # Without the not-before it would sign at once (this test's interval); with it, not yet.
+    assert CookieSigner(SecretStr(first)).unsign(cookies.sign("s")) == "s"
+    assert cookies.unsign(CookieSigner(SecretStr(second)).sign("t")) == "t"

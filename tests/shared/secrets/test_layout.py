@@ -40,6 +40,7 @@ def test_each_service_reads_only_its_paths(service, paths):
         ("SESSION_SECRET_KEY", "frontend"),
         ("FLASK_SECRET_KEY", "frontend"),
         ("SESSION_PREVIOUS_SECRET_KEY", "frontend"),
+        ("SESSION_SECRET_KEY_NOT_BEFORE", "frontend"),
         ("GATEWAY_JWT_PRIVATE_KEY", "gateway"),
         ("GATEWAY_JWT_PREVIOUS_PUBLIC_KEY", "shared"),
         ("GATEWAY_ASSERTION_PRIVATE_KEY", "gateway"),

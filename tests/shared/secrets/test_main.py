@@ -68,6 +68,7 @@ def test_check_lists_every_managed_secret_and_where_it_resolves():
     assert result.stdout.splitlines() == [
         "SESSION_SECRET_KEY: required by frontend: resolved from environment (alias FLASK_SECRET_KEY)",
         "SESSION_PREVIOUS_SECRET_KEY: optional: MISSING",
+        "SESSION_SECRET_KEY_NOT_BEFORE: optional: MISSING",
         "GATEWAY_JWT_PRIVATE_KEY: required by gateway: resolved from environment",
         "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY: optional: MISSING",
         "GATEWAY_JWT_PREVIOUS_PRIVATE_KEY: optional: MISSING",
@@ -204,7 +205,7 @@ def test_check_with_vault_down_reports_every_secret_unavailable():
     result = run("check", **vault_env_for(f"http://127.0.0.1:{free_port()}"))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert len(lines) == 13
+    assert len(lines) == 14
     assert all(": UNAVAILABLE (cannot reach Vault at http://127.0.0.1:" in line for line in lines)
 
 

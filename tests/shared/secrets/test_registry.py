@@ -11,6 +11,7 @@ from shared.secrets.registry import DEFAULT_REGISTRY_PATH
 CONTRACT = {
     "SESSION_SECRET_KEY": (("FLASK_SECRET_KEY", "FRONTEND_SESSION_SECRET"), {"frontend"}),
     "SESSION_PREVIOUS_SECRET_KEY": ((), set()),
+    "SESSION_SECRET_KEY_NOT_BEFORE": ((), set()),
     "GATEWAY_JWT_PRIVATE_KEY": (("GATEWAY_JWT_SIGNING_KEY",), {"gateway"}),
     "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY": ((), set()),
     "GATEWAY_JWT_PREVIOUS_PRIVATE_KEY": ((), set()),
