@@ -14,7 +14,9 @@ from markupsafe import Markup
 
 from services.frontend.numbers import amount, signed
 
-WIDTH = 640
+WIDTH = 480
+# A longer symbol is shortened on the chart (the full name is in its tooltip).
+LABEL_CHARS = 10
 PALETTE = ("#2f6fed", "#17a2b8", "#f59f00", "#7048e8", "#e8590c", "#2b8a3e", "#c2255c", "#5f6b7d")
 
 
@@ -55,7 +57,7 @@ def allocation(currency: str, slices: Sequence[Slice]) -> Markup:
     total = sum((s.value for s in shown), Decimal(0))
     row, top = 34, 8
     height = top * 2 + row * max(len(shown), 1)
-    label_width, value_width = 130, 170
+    label_width, value_width = 122, 150
     bar_space = WIDTH - label_width - value_width
     body: list[str] = []
     if total <= 0:
@@ -71,13 +73,16 @@ def allocation(currency: str, slices: Sequence[Slice]) -> Markup:
             f'<rect x="{label_width}" y="{y + 6}" width="{width:.1f}" height="{row - 12}" '
             f'rx="3" fill="{colour}"/></g>'
         )
-        body.append(_text(label_width - 10, y + row / 2 + 5, item.label, anchor="end"))
+        label = (
+            item.label if len(item.label) <= LABEL_CHARS else item.label[: LABEL_CHARS - 1] + "…"
+        )
+        body.append(_text(label_width - 10, y + row / 2 + 5, label, anchor="end"))
         body.append(
             _text(
                 label_width + width + 8,
                 y + row / 2 + 5,
                 f"{share * 100:.1f} % · {amount(item.value)}",
-                css="muted",
+                css="muted chart-small",
             )
         )
     return _svg(
@@ -90,7 +95,7 @@ def allocation(currency: str, slices: Sequence[Slice]) -> Markup:
 
 def realised_over_time(currency: str, points: Sequence[Point]) -> Markup:
     """Draw cumulative realised P&L in `currency` as a step line, with its zero line."""
-    height, left, right, top, bottom = 240.0, 92.0, 16.0, 16.0, 34.0
+    height, left, right, top, bottom = 220.0, 84.0, 12.0, 16.0, 34.0
     plot_w, plot_h = WIDTH - left - right, height - top - bottom
     values = [p.value for p in points]
     low, high = min([Decimal(0), *values]), max([Decimal(0), *values])
