@@ -1,5 +1,6 @@
 """The portfolio page through the real gateway and portfolio service: what a trader sees."""
 
+import asyncio
 import re
 
 import httpx
@@ -151,6 +152,17 @@ class TestTradeForm:
         assert "This form was already submitted: Bought 2 ETH-USD at 1,800.00 USD once" in (
             page.text
         )
+
+    async def test_two_submits_at_the_same_moment_book_once(self, live, stack):
+        username = stack.user("portfolio")
+        await live.login(username)
+        form = {**(await trade_form(live)), "symbol": "SOL-USD", "side": "buy"}
+        form |= {"quantity": "3", "price": "150"}
+        answers = await asyncio.gather(
+            *(live.client.post("/services/portfolio/trades", data=form) for _ in range(4))
+        )
+        assert [answer.status_code for answer in answers] == [303] * 4
+        assert len(await booked_trades(stack, username)) == 1
 
     async def test_the_apis_validation_errors_show_next_to_the_fields(self, live, stack):
         username = stack.user("portfolio")
