@@ -112,10 +112,10 @@ def realised_over_time(currency: str, points: Sequence[Point]) -> Markup:
         return top + float((high - value) / span) * plot_h
 
     # Realised P&L changes only at a trade: hold the level until the next one.
-    path = [f"M{left:.1f},{y(Decimal(0)):.1f}", f"L{x(points[0]):.1f},{y(Decimal(0)):.1f}"]
+    path = [f"M{left:.1f},{y(Decimal(0)):.1f}"]
     for point in points:
-        path.append(f"V{y(point.value):.1f}")
         path.append(f"H{x(point):.1f}")
+        path.append(f"V{y(point.value):.1f}")
     body = [
         f'<line x1="{left}" x2="{WIDTH - right}" y1="{y(Decimal(0)):.1f}" '
         f'y2="{y(Decimal(0)):.1f}" class="chart-zero"/>',

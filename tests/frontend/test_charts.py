@@ -48,3 +48,13 @@ def test_realised_pnl_steps_through_each_trade():
     assert ">40.00</text>" in svg
     assert ">\u221220.00</text>" in svg
     assert ">0</text>" in svg
+
+
+def test_the_level_holds_until_the_next_trade_then_steps():
+    points = [
+        Point(datetime(2026, 1, 1, tzinfo=UTC), Decimal("40")),
+        Point(datetime(2026, 1, 3, tzinfo=UTC), Decimal("-20")),
+    ]
+    svg = str(realised_over_time("USD", points))
+    # From zero up to +40 at the first trade, flat until the second, then down to -20.
+    assert '<path d="M84.0,129.3 H84.0 V16.0 H468.0 V186.0" class="chart-line"/>' in svg
