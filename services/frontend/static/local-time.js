@@ -1,5 +1,5 @@
-// Shows every <time datetime="..."> in the browser's own time zone. The server writes UTC
-// (correct without script); the UTC text stays in the title, shown on hover.
+// Shows every <time datetime="..."> in the browser's own time zone (pages say so). The
+// server writes UTC (correct without script); the UTC text stays in the title, on hover.
 (function () {
   "use strict";
 
@@ -9,7 +9,6 @@
     day: "numeric",
     hour: "2-digit",
     minute: "2-digit",
-    timeZoneName: "short",
   });
 
   document.querySelectorAll("time[datetime]").forEach(function (element) {
