@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.frontend.pages import clear_session_cookie, redirect, render, runtime_of
+from services.frontend.sessions import Session
 from shared import errors as shared_errors
 from shared.errors import (
     FRAMEWORK_HANDLERS,
@@ -161,6 +162,16 @@ async def handle_session_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def page_session_of(request: Request) -> Session | None:
+    """Return the browser's session for an error page, also where no route read it (404)."""
+    runtime = runtime_of(request)
+    session_id = getattr(request.state, "session_id", None)
+    if session_id is None:
+        value = request.cookies.get(runtime.cookie_name)
+        session_id = runtime.cookie_signer.unsign(value) if value else None
+    return await runtime.sessions.get(session_id) if session_id is not None else None
+
+
 async def handle_frontend_error(request: Request, exc: Exception) -> Response:
     """Answer a frontend or gateway error as JSON or as an error page."""
     if not isinstance(exc, FrontendError):
@@ -169,9 +180,10 @@ async def handle_frontend_error(request: Request, exc: Exception) -> Response:
         return service_error_response(exc, HTTP_STATUS)
     status = status_for(exc, HTTP_STATUS)
     session = None
-    session_id = getattr(request.state, "session_id", None)
-    if session_id is not None and not isinstance(exc, SessionStoreUnavailable):
-        session = await runtime_of(request).sessions.get(session_id)
+    if not isinstance(exc, SessionStoreUnavailable):
+        # An error page keeps the menu of a signed-in user; without a store, no menu.
+        with suppress(SessionStoreUnavailable):
+            session = await page_session_of(request)
     return await render(
         request,
         "error.html",

@@ -110,8 +110,10 @@ class Gateway:
         token: str | None = None,
         json: Any = None,
         client: str | None = None,
+        params: dict[str, str] | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(extra_headers or {})}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         if client is not None:
@@ -119,7 +121,9 @@ class Gateway:
             # ours (it believes this only from an address in GATEWAY_TRUSTED_PROXIES).
             headers["X-Forwarded-For"] = client
         try:
-            response = await self._client.request(method, path, headers=headers, json=json)
+            response = await self._client.request(
+                method, path, headers=headers, json=json, params=params
+            )
         except httpx.TimeoutException as exc:
             raise GatewayTimeoutError() from exc
         except httpx.TransportError as exc:
@@ -185,10 +189,25 @@ class Gateway:
             client=client,
         )
 
-    async def service(self, token: str, service: str, path: str, method: str = "GET") -> Reply:
+    async def service(
+        self,
+        token: str,
+        service: str,
+        path: str,
+        method: str = "GET",
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         """Call a downstream service through the gateway and keep its answer, error or not."""
         response = await self._send(
-            method, f"/api/{quote(service, safe='')}/{path.lstrip('/')}", token=token
+            method,
+            f"/api/{quote(service, safe='')}/{path.lstrip('/')}",
+            token=token,
+            json=json,
+            params=params,
+            extra_headers=headers,
         )
         return Reply(response.status_code, _body(response))
 

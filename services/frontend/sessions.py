@@ -5,9 +5,9 @@ pass, see `csrf.py`), so every session belongs to a user: one user holds at most
 `max_sessions_per_user` of them (the oldest sign-in ends first), and a full store drops the
 least recently used session, never the one being created.
 
-The store here keeps sessions in the memory of one process: several frontend processes
-behind a load balancer would each hold their own (use sticky sessions, or add a shared
-backend implementing `SessionStore`).
+The memory store here keeps sessions in one process: several frontend processes behind a
+load balancer share them through `redis_sessions.RedisSessionStore`
+(`FRONTEND_SESSION_URL`), the same `SessionStore` interface.
 """
 
 import base64

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi.templating import Jinja2Templates
 
+from services.frontend import numbers
 from services.frontend.gateway import epoch
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -67,6 +68,12 @@ def build_templates() -> Jinja2Templates:
         days_since=days_since,
         is_past=is_past,
         pretty_json=pretty_json,
+        amount=numbers.amount,
+        quantity=numbers.quantity,
+        signed=numbers.signed,
+        percent=numbers.percent,
+        exact=numbers.exact,
+        sign_class=numbers.sign_class,
     )
     templates.env.globals["epoch"] = epoch
     return templates

@@ -37,7 +37,7 @@ INFRASTRUCTURE = {"postgres", "redis", "sessions", "vault"}
 ONE_SHOT = {"vault-init"}
 APP_SERVICES = {"portfolio", "gateway", "frontend", *STUBS}
 EXPECTED_SERVICES = INFRASTRUCTURE | ONE_SHOT | APP_SERVICES | {"gateway-lb"}
-PUBLISHED = {"gateway-lb", "frontend"}
+PUBLISHED = {"gateway-lb"}
 REQUIRED_VARIABLES = {"POSTGRES_PASSWORD"}
 # Which AppRole each app service logs in with, written out (the stubs share one).
 APPROLE_OF = {
@@ -219,13 +219,12 @@ class TestDependencies:
 
 
 class TestPublishedPorts:
-    def test_only_the_gateway_load_balancer_and_the_frontend_publish_ports(self, services):
+    def test_only_the_load_balancer_publishes_ports(self, services):
         published = {name for name, service in services.items() if service.get("ports")}
         assert published == PUBLISHED
 
-    @pytest.mark.parametrize(("name", "port"), [("gateway-lb", "8000"), ("frontend", "8080")])
-    def test_published_ports_bind_loopback_only(self, services, name, port):
-        assert services[name]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    def test_the_gateway_and_the_frontend_are_published_on_loopback_only(self, services):
+        assert services["gateway-lb"]["ports"] == ["127.0.0.1:8000:8000", "127.0.0.1:8080:8080"]
 
     def test_no_service_uses_the_host_network(self, services):
         for name, service in services.items():
@@ -236,6 +235,27 @@ class TestPublishedPorts:
         assert "container_name" not in gateway
         assert "ports" not in gateway
         assert "gateway:8000" in NGINX_CONF.read_text()
+
+    def test_frontend_can_be_scaled_behind_the_load_balancer(self, services):
+        frontend = services["frontend"]
+        assert "container_name" not in frontend
+        assert "ports" not in frontend
+        assert frontend["networks"] == ["frontends", "sessions"]
+        published = server_blocks()[2]
+        assert "listen 8080;" in published
+        assert "set $frontend_upstream http://frontend:8080;" in published
+        assert "proxy_pass $frontend_upstream;" in published
+        # Per request through Docker's DNS: every replica's address, round-robin.
+        assert "resolver 127.0.0.11 valid=5s" in NGINX_CONF.read_text()
+
+    def test_the_frontend_believes_forwarded_addresses_from_the_load_balancer_only(self, services):
+        command = services["frontend"]["command"]
+        allowed = command[command.index("--forwarded-allow-ips") + 1]
+        lb_address = services["gateway-lb"]["networks"]["frontends"]["ipv4_address"]
+        assert allowed == lb_address == "10.117.18.10"
+        published = server_blocks()[2]
+        assert "proxy_set_header X-Forwarded-For $remote_addr;" in published
+        assert "$proxy_add_x_forwarded_for" not in published
 
     def test_frontend_reaches_the_gateway_through_the_load_balancer(self, services):
         # The load balancer's internal listener, which keeps the browser address it forwards.
@@ -253,7 +273,7 @@ class TestPublishedPorts:
 
     def test_gateway_trusts_the_address_the_load_balancer_overwrites(self, services):
         assert environment_of(services["gateway"])["GATEWAY_TRUSTED_PROXIES"]
-        published, internal = NGINX_CONF.read_text().split("server {")[1:]
+        published, internal, _ = server_blocks()
         assert "listen 8000;" in published
         assert "proxy_set_header X-Forwarded-For $remote_addr;" in published
         assert "$proxy_add_x_forwarded_for" not in published
@@ -293,13 +313,31 @@ class TestPublishedPorts:
         assert on_the_state_network == ["gateway", "redis"]
 
 
+def server_blocks() -> list[str]:
+    """Return the load balancer's server blocks: gateway :8000, gateway :8001, frontend :8080."""
+    blocks = NGINX_CONF.read_text().split("server {")[1:]
+    assert len(blocks) == 3
+    return blocks
+
+
+def pinned(services: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Return (service, network, address) for every pinned address."""
+    return [
+        (name, network, settings["ipv4_address"])
+        for name, service in services.items()
+        if isinstance(service.get("networks"), dict)
+        for network, settings in service["networks"].items()
+        if settings and "ipv4_address" in settings
+    ]
+
+
 def trusted_proxies(services: dict[str, dict[str, Any]]) -> tuple[IpNetwork, ...]:
     value = environment_of(services["gateway"])["GATEWAY_TRUSTED_PROXIES"]
     return tuple(ipaddress.ip_network(part.strip()) for part in value.split(","))
 
 
 class TestNetwork:
-    """A pinned subnet, so the gateway can trust exactly the load balancer and the frontend."""
+    """Pinned subnets, so the gateway trusts exactly the load balancer and the frontends."""
 
     def test_the_compose_network_has_a_pinned_subnet(self, compose):
         (pool,) = compose["networks"]["default"]["ipam"]["config"]
@@ -309,34 +347,48 @@ class TestNetwork:
             "ip_range": "10.117.17.128/25",
         }
 
-    @pytest.mark.parametrize(
-        ("name", "address"), [("gateway-lb", "10.117.17.10"), ("frontend", "10.117.17.11")]
-    )
-    def test_the_forwarding_services_have_pinned_addresses(self, services, name, address):
-        assert services[name]["networks"]["default"]["ipv4_address"] == address
+    def test_the_frontends_have_an_internal_network_with_a_pinned_subnet(self, compose):
+        network = compose["networks"]["frontends"]
+        assert network["internal"] is True
+        (pool,) = network["ipam"]["config"]
+        assert pool == {
+            "subnet": "10.117.18.0/24",
+            "gateway": "10.117.18.1",
+            "ip_range": "10.117.18.128/25",
+        }
+
+    def test_the_pinned_addresses_are_the_load_balancer_and_vault(self, services):
+        assert sorted(pinned(services)) == [
+            ("gateway-lb", "default", "10.117.17.10"),
+            ("gateway-lb", "frontends", "10.117.18.10"),
+            ("vault", "frontends", "10.117.18.2"),
+        ]
 
     def test_pinned_addresses_are_never_handed_to_another_container(self, compose, services):
-        (pool,) = compose["networks"]["default"]["ipam"]["config"]
-        subnet = ipaddress.ip_network(pool["subnet"])
-        dynamic = ipaddress.ip_network(pool["ip_range"])
-        pinned = [
-            ipaddress.ip_address(network["ipv4_address"])
-            for service in services.values()
-            if isinstance(service.get("networks"), dict)
-            for network in service["networks"].values()
-            if network and "ipv4_address" in network
-        ]
-        assert len(pinned) == len(set(pinned)) == 2
-        for address in pinned:
-            assert address in subnet
-            assert address not in dynamic
-            assert address != ipaddress.ip_address(pool["gateway"])
+        addresses = [address for _, _, address in pinned(services)]
+        assert len(addresses) == len(set(addresses))
+        for _, network, address in pinned(services):
+            (pool,) = compose["networks"][network]["ipam"]["config"]
+            assert ipaddress.ip_address(address) in ipaddress.ip_network(pool["subnet"])
+            assert ipaddress.ip_address(address) not in ipaddress.ip_network(pool["ip_range"])
+            assert address != pool["gateway"]
 
-    def test_gateway_trusts_only_the_load_balancer_and_the_frontend(self, services):
+    def test_only_frontend_replicas_take_addresses_from_the_frontends_range(self, services):
+        # The gateway trusts that range: anything else on the network must be pinned.
+        members = {
+            name for name, service in services.items() if "frontends" in service.get("networks", ())
+        }
+        assert members == {"frontend", "gateway-lb", "vault"}
+        pinned_there = {name for name, network, _ in pinned(services) if network == "frontends"}
+        assert members - pinned_there == {"frontend"}
+
+    def test_gateway_trusts_only_the_load_balancer_and_the_frontends_range(self, compose, services):
+        (pool,) = compose["networks"]["frontends"]["ipam"]["config"]
         assert trusted_proxies(services) == (
             ipaddress.ip_network("10.117.17.10/32"),
-            ipaddress.ip_network("10.117.17.11/32"),
+            ipaddress.ip_network(pool["ip_range"]),
         )
+        assert ipaddress.ip_network(pool["ip_range"]) == ipaddress.ip_network("10.117.18.128/25")
 
     @pytest.mark.parametrize(
         ("peer", "forwarded_for", "client"),
@@ -345,8 +397,11 @@ class TestNetwork:
             ("10.117.17.10", "203.0.113.5", "203.0.113.5"),
             # Published-port traffic seen from the bridge address stays that one address.
             ("10.117.17.10", "10.117.17.1", "10.117.17.1"),
-            # The frontend's login through :8001: browser address, then the frontend's.
-            ("10.117.17.10", "198.51.100.7, 10.117.17.11", "198.51.100.7"),
+            # A frontend replica's login through :8001: browser address, then the replica's.
+            ("10.117.17.10", "198.51.100.7, 10.117.18.130", "198.51.100.7"),
+            ("10.117.17.10", "198.51.100.8, 10.117.18.254", "198.51.100.8"),
+            # Vault on the frontends network is pinned below the range: not trusted.
+            ("10.117.17.10", "198.51.100.7, 10.117.18.2", "10.117.18.2"),
             # A forged chain through :8001 from another container stops at that container.
             ("10.117.17.10", "198.51.100.7, 10.117.17.130", "10.117.17.130"),
             # Any other container calling the gateway directly counts as itself.

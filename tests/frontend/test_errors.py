@@ -27,3 +27,22 @@ async def test_a_bad_query_value_is_a_validation_error_naming_the_field(frontend
     assert error["code"] == "validation_error"
     assert error["fields"] == ["query.expired"]
     assert "perhaps" not in error["message"]
+
+
+async def test_a_signed_in_users_404_keeps_the_menu_and_the_sign_out(frontend, clock):
+    session = await frontend.signed_in(roles=("portfolio",))
+    idle_before = frontend.store.idle_deadline(session)
+    clock.advance(60)
+    response = await frontend.client.get("/no-such-page")
+    assert response.status_code == 404
+    assert '<nav aria-label="Main">' in response.text
+    assert 'href="/services/portfolio"' in response.text
+    assert 'action="/logout"' in response.text
+    # Showing the error page is not activity.
+    stored = await frontend.store.get(session.id)
+    assert frontend.store.idle_deadline(stored) == idle_before
+
+
+async def test_an_anonymous_404_has_no_menu(frontend):
+    response = await frontend.client.get("/no-such-page")
+    assert '<nav aria-label="Main">' not in response.text

@@ -15,9 +15,8 @@ from shared.roles import Service
 
 router = APIRouter()
 
-# What each service page shows: portfolio has a REST API, the stubs echo any path.
-SERVICE_PATHS: dict[str, tuple[str, ...]] = {Service.PORTFOLIO: ("summary", "positions", "trades")}
-DEFAULT_SERVICE_PATHS = ("status",)
+# What a service page shows: the stubs echo any path (the portfolio has its own page).
+SERVICE_PATHS = ("status",)
 
 
 async def refresh_identity(store: SessionStore, gateway: Gateway, session: Session) -> None:
@@ -49,7 +48,7 @@ async def service_page(
         raise PageNotFoundError(f"there is no service named {service!r}")
     await refresh_identity(store, gateway, session)
     replies: list[tuple[str, Reply]] = []
-    for path in SERVICE_PATHS.get(service, DEFAULT_SERVICE_PATHS):
+    for path in SERVICE_PATHS:
         replies.append((path, await gateway.service(session.bearer(), service, path)))
     # A page where every call failed answers like the first failure (403 when forbidden).
     answered = any(reply.ok for _, reply in replies)

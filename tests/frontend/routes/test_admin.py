@@ -156,7 +156,9 @@ class TestApiKeyUsage:
         page = await live.client.get("/admin/api-keys")
         assert page.status_code == 200
         row = re.search(
-            rf"<tr>\s*<th scope=\"row\"><code>(\w+)</code></th>\s*<td>{user}</td>\s*<td>(\d+)</td>",
+            rf"<tr>\s*<th scope=\"row\" data-label=\"Key id\"><code>(\w+)</code></th>\s*"
+            rf"<td data-label=\"User\">{user}</td>\s*"
+            rf"<td class=\"num\" data-label=\"Requests\">(\d+)</td>",
             page.text,
         )
         assert row, "the key's row names its user"

@@ -231,11 +231,12 @@ class TestServicePages:
         assert username in page.text
         assert "HTTP 200" in page.text
 
-    async def test_the_portfolio_page_shows_what_the_gateway_returns(self, live, stack):
+    async def test_the_portfolio_has_a_page_of_its_own_not_the_raw_answers(self, live, stack):
         await live.login(stack.user("portfolio"))
         page = await live.client.get("/services/portfolio")
-        for path in ("summary", "positions", "trades"):
-            assert f"GET /api/portfolio/{path}" in page.text
+        assert page.status_code == 200
+        assert "Book a trade" in page.text
+        assert "GET /api/portfolio" not in page.text
 
     async def test_a_service_outside_the_users_roles_shows_the_gateways_refusal(self, live, stack):
         await live.login(stack.user("trading"))

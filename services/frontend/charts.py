@@ -1,0 +1,147 @@
+"""Charts drawn on the server as inline SVG: no script, no library, nothing from a CDN.
+
+Colours are presentation attributes and classes (the CSP allows no inline `style`); text is
+escaped; each chart scales with its container through its `viewBox`.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from html import escape
+
+from markupsafe import Markup
+
+from services.frontend.numbers import amount, signed
+
+WIDTH = 480
+# A longer symbol is shortened on the chart (the full name is in its tooltip).
+LABEL_CHARS = 10
+PALETTE = ("#2f6fed", "#17a2b8", "#f59f00", "#7048e8", "#e8590c", "#2b8a3e", "#c2255c", "#5f6b7d")
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """One position's share of the value held in a quote currency."""
+
+    label: str
+    value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """Cumulative realised P&L right after a trade that realised some."""
+
+    at: datetime
+    value: Decimal
+
+
+def _text(x: float, y: float, content: str, *, anchor: str = "start", css: str = "") -> str:
+    klass = f' class="{css}"' if css else ""
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}>{escape(content)}</text>'
+
+
+def _svg(height: float, title: str, description: str, body: list[str]) -> Markup:
+    head = (
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {height:.0f}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{escape(title)}</title><desc>{escape(description)}</desc>"
+    )
+    # Every piece of text above went through `escape`; numbers are formatted here.
+    return Markup(head + "".join(body) + "</svg>")  # noqa: S704
+
+
+def allocation(currency: str, slices: Sequence[Slice]) -> Markup:
+    """Draw horizontal bars of each position's share of the value held in `currency`."""
+    shown = sorted((s for s in slices if s.value > 0), key=lambda s: s.value, reverse=True)
+    total = sum((s.value for s in shown), Decimal(0))
+    row, top = 34, 8
+    height = top * 2 + row * max(len(shown), 1)
+    label_width, value_width = 122, 150
+    bar_space = WIDTH - label_width - value_width
+    body: list[str] = []
+    if total <= 0:
+        body.append(_text(WIDTH / 2, height / 2 + 5, "Nothing held", anchor="middle", css="muted"))
+    for index, item in enumerate(shown):
+        share = item.value / total
+        y = top + index * row
+        width = max(float(share) * bar_space, 2.0)
+        colour = PALETTE[index % len(PALETTE)]
+        body.append(
+            f"<g><title>{escape(item.label)}: {escape(amount(item.value))} {escape(currency)} "
+            f"({share * 100:.1f} %)</title>"
+            f'<rect x="{label_width}" y="{y + 6}" width="{width:.1f}" height="{row - 12}" '
+            f'rx="3" fill="{colour}"/></g>'
+        )
+        label = (
+            item.label if len(item.label) <= LABEL_CHARS else item.label[: LABEL_CHARS - 1] + "…"
+        )
+        body.append(_text(label_width - 10, y + row / 2 + 5, label, anchor="end"))
+        body.append(
+            _text(
+                label_width + width + 8,
+                y + row / 2 + 5,
+                f"{share * 100:.1f} % · {amount(item.value)}",
+                css="muted chart-small",
+            )
+        )
+    return _svg(
+        height,
+        f"Allocation of the value held in {currency}",
+        ", ".join(f"{s.label} {amount(s.value)} {currency}" for s in shown) or "nothing held",
+        body,
+    )
+
+
+def realised_over_time(currency: str, points: Sequence[Point]) -> Markup:
+    """Draw cumulative realised P&L in `currency` as a step line, with its zero line."""
+    height, left, right, top, bottom = 220.0, 84.0, 12.0, 16.0, 34.0
+    plot_w, plot_h = WIDTH - left - right, height - top - bottom
+    values = [p.value for p in points]
+    low, high = min([Decimal(0), *values]), max([Decimal(0), *values])
+    span = high - low or Decimal(1)
+    first, last = points[0].at.timestamp(), points[-1].at.timestamp()
+    duration = (last - first) or 1.0
+
+    def x(point: Point) -> float:
+        if len(points) == 1:
+            return left + plot_w / 2
+        return left + (point.at.timestamp() - first) / duration * plot_w
+
+    def y(value: Decimal) -> float:
+        return top + float((high - value) / span) * plot_h
+
+    # Realised P&L changes only at a trade: hold the level until the next one.
+    path = [f"M{left:.1f},{y(Decimal(0)):.1f}"]
+    for point in points:
+        path.append(f"H{x(point):.1f}")
+        path.append(f"V{y(point.value):.1f}")
+    body = [
+        f'<line x1="{left}" x2="{WIDTH - right}" y1="{y(Decimal(0)):.1f}" '
+        f'y2="{y(Decimal(0)):.1f}" class="chart-zero"/>',
+        _text(left - 8, top + 4, amount(high), anchor="end", css="muted"),
+        _text(left - 8, top + plot_h + 4, amount(low), anchor="end", css="muted"),
+        f'<path d="{" ".join(path)}" class="chart-line"/>',
+    ]
+    if low < 0 < high:
+        body.append(_text(left - 8, y(Decimal(0)) + 4, "0", anchor="end", css="muted"))
+    for point in points:
+        tone = "gain" if point.value > 0 else "loss" if point.value < 0 else "flat"
+        body.append(
+            f'<circle cx="{x(point):.1f}" cy="{y(point.value):.1f}" r="4" class="dot-{tone}">'
+            f"<title>{escape(signed(point.value))} {escape(currency)} after the trade of "
+            f"{point.at:%Y-%m-%d %H:%M} UTC</title></circle>"
+        )
+    body.append(_text(left, height - 10, f"{points[0].at:%Y-%m-%d}", css="muted"))
+    if len(points) > 1:
+        body.append(
+            _text(
+                WIDTH - right, height - 10, f"{points[-1].at:%Y-%m-%d}", anchor="end", css="muted"
+            )
+        )
+    return _svg(
+        height,
+        f"Realised P&L in {currency} over time",
+        f"{len(points)} trades realised P&L; now {signed(values[-1])} {currency}",
+        body,
+    )
