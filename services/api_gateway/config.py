@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.api_gateway.errors import StartupError
 from shared.errors import settings_problems
+from shared.metrics import SCRAPE_TOKEN_SECRET
 from shared.roles import Service
 from shared.secrets import SecretsError, SecretsManager
 
@@ -98,6 +99,7 @@ class GatewaySecrets:
     assertion_private_key: SecretStr
     identity_service_token: SecretStr
     jwt_previous_public_key: SecretStr | None = None
+    metrics_scrape_token: SecretStr | None = None
 
     def __repr__(self) -> str:
         return "GatewaySecrets(<redacted>)"
@@ -112,6 +114,7 @@ async def load_secrets() -> GatewaySecrets:
                 assertion_private_key=await manager.require("GATEWAY_ASSERTION_PRIVATE_KEY"),
                 identity_service_token=await manager.require("IDENTITY_SERVICE_TOKEN"),
                 jwt_previous_public_key=await manager.get("GATEWAY_JWT_PREVIOUS_PUBLIC_KEY"),
+                metrics_scrape_token=await manager.get(SCRAPE_TOKEN_SECRET),
             )
     except SecretsError as exc:
         raise StartupError(f"gateway cannot start: {exc}") from None

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.frontend.errors import StartupError
 from shared.errors import settings_problems
+from shared.metrics import SCRAPE_TOKEN_SECRET
 from shared.secrets import SecretsError, SecretsManager
 
 SESSION_SECRET_NAME = "SESSION_SECRET_KEY"  # noqa: S105  # nosec B105 - the name, not the value
@@ -77,6 +78,7 @@ class FrontendSecrets:
     """The managed secret the frontend needs; refused at once when it is too short."""
 
     session_secret: SecretStr
+    metrics_scrape_token: SecretStr | None = None
 
     def __post_init__(self) -> None:
         check_session_secret(self.session_secret)
@@ -96,7 +98,8 @@ async def load_secrets() -> FrontendSecrets:
     try:
         async with SecretsManager.from_environment(service="frontend") as manager:
             secret = await manager.require(SESSION_SECRET_NAME)
+            metrics_token = await manager.get(SCRAPE_TOKEN_SECRET)
     except SecretsError as exc:
         # The layer's messages name the secret, its aliases and the store, never a value.
         raise StartupError(str(exc)) from None
-    return FrontendSecrets(session_secret=secret)
+    return FrontendSecrets(session_secret=secret, metrics_scrape_token=metrics_token)

@@ -17,6 +17,7 @@ CONTRACT = {
     "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY": ((), set()),
     "IDENTITY_SERVICE_TOKEN": (("PORTFOLIO_INTERNAL_TOKEN",), {"portfolio", "gateway"}),
     "PORTFOLIO_NEW_API_KEY": (("PORTFOLIO_ROTATION_API_KEY",), set()),
+    "METRICS_SCRAPE_TOKEN": ((), set()),
 }
 
 
