@@ -36,9 +36,10 @@ STUBS = [service.value for service in Service if service is not Service.PORTFOLI
 INFRASTRUCTURE = {"postgres", "redis", "sessions", "vault"}
 ONE_SHOT = {"vault-init"}
 APP_SERVICES = {"portfolio", "gateway", "frontend", *STUBS}
-EXPECTED_SERVICES = INFRASTRUCTURE | ONE_SHOT | APP_SERVICES | {"gateway-lb"}
-PUBLISHED = {"gateway-lb", "frontend"}
-REQUIRED_VARIABLES = {"POSTGRES_PASSWORD"}
+MONITORING = {"prometheus", "grafana"}
+EXPECTED_SERVICES = INFRASTRUCTURE | ONE_SHOT | APP_SERVICES | MONITORING | {"gateway-lb"}
+PUBLISHED = {"gateway-lb", "frontend", "grafana"}
+REQUIRED_VARIABLES = {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
 # Which AppRole each app service logs in with, written out (the stubs share one).
 APPROLE_OF = {
     "gateway": "gateway",
@@ -223,7 +224,9 @@ class TestPublishedPorts:
         published = {name for name, service in services.items() if service.get("ports")}
         assert published == PUBLISHED
 
-    @pytest.mark.parametrize(("name", "port"), [("gateway-lb", "8000"), ("frontend", "8080")])
+    @pytest.mark.parametrize(
+        ("name", "port"), [("gateway-lb", "8000"), ("frontend", "8080"), ("grafana", "3000")]
+    )
     def test_published_ports_bind_loopback_only(self, services, name, port):
         assert services[name]["ports"] == [f"127.0.0.1:{port}:{port}"]
 
@@ -403,6 +406,7 @@ class TestSecrets:
             "vault-credentials-portfolio:/var/lib/vault-credentials/portfolio",
             "vault-credentials-frontend:/var/lib/vault-credentials/frontend",
             "vault-credentials-stub:/var/lib/vault-credentials/stub",
+            "vault-credentials-prometheus:/var/lib/vault-credentials/prometheus",
         ]
         for role in ("gateway", "portfolio", "frontend", "stub"):
             assert f"vault-credentials-{role}" in compose["volumes"]
@@ -413,6 +417,13 @@ class TestSecrets:
             }
             expected = {name for name, approle in APPROLE_OF.items() if approle == role}
             assert holders == expected | {"vault-init"}, role
+        # The metrics scrape token: written by the job, read by Prometheus alone.
+        holders = {
+            name
+            for name, service in services.items()
+            if "vault-credentials-prometheus:" in str(service.get("volumes", []))
+        }
+        assert holders == {"vault-init", "prometheus"}
 
     def test_the_job_and_the_services_run_as_the_same_user(self, services):
         # The credentials are 0600, owned by whoever wrote them: the job must run as the
