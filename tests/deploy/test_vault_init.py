@@ -338,9 +338,12 @@ class TestFirstStart:
             assert f"{name}: required by" in check.stdout
             assert f"resolved from vault:{SECRET_PATH}/{HOME[name]}" in check.stdout
         # Optional, but provisioned: every service reads the metrics scrape token.
-        assert f"METRICS_SCRAPE_TOKEN: optional: resolved from vault:{SECRET_PATH}/{EVERY}" in (
-            check.stdout
+        token = run_job(
+            env, "-m", "shared.secrets", "get", "METRICS_SCRAPE_TOKEN", "--service", role
         )
+        assert token.returncode == 0, token.stderr
+        stored = everything(first_start.bao, first_start.init_file)
+        assert token.stdout.strip() == stored[EVERY][0]["METRICS_SCRAPE_TOKEN"]
 
     def test_the_root_token_is_the_jobs_alone_and_no_shared_policy_exists(self, first_start):
         root = client(first_start.bao, root_token(first_start.init_file))
