@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.frontend.conftest import Clock, Frontend, running_frontend
+from devstack.databases import SHARED_REDIS_URL, delete_prefix, unique_prefix
+from services.frontend.redis_sessions import RedisSessionStore
+from tests.frontend.conftest import SESSION_SECRET, Clock, Frontend, running_frontend
 from tests.support.metrics import label_values, new_scrape_token, scrape, value
 
 TOKEN = new_scrape_token()
@@ -82,3 +84,31 @@ async def test_a_real_sign_in_and_a_token_the_gateway_refuses(stack, clock):
     assert moved(after, before, "frontend_sessions_started_total") == 1
     assert moved(after, before, ENDS, cause="token_refused") == 1
     assert username not in label_values(after)
+
+
+async def test_the_redis_store_counts_its_own_live_sessions_only():
+    """A prefix with glob characters counts its own keys, not a neighbour's."""
+    base = unique_prefix()
+    ours, neighbour = f"{base}[a]*:", f"{base}a-:"
+    stores = [
+        RedisSessionStore(
+            SHARED_REDIS_URL, secret=SESSION_SECRET, idle_timeout=600, lifetime=3600, prefix=prefix
+        )
+        for prefix in (ours, neighbour)
+    ]
+    try:
+        for store, count in zip(stores, (2, 3), strict=True):
+            for number in range(count):
+                await store.create(
+                    username=f"user-{number}",
+                    access_token="not-a-real-token",
+                    token_expires_at=4102444800.0,
+                    roles=("trading",),
+                    services=("trading",),
+                )
+        assert await stores[0].count() == 2
+        assert await stores[1].count() == 3
+    finally:
+        for store in stores:
+            await store.close()
+        delete_prefix(SHARED_REDIS_URL, base)
