@@ -40,15 +40,19 @@ WORKDIR /app
 # mount points of the vault-unseal and vault-credentials-* volumes, which a new volume takes
 # its owner and mode from: vault-init (as `app`) writes the AppRole credentials there, 0600,
 # and each service (as `app` too) reads its own folder, mounted at /run/vault-credentials.
+# vault-init also writes the metrics scrape token to the prometheus folder, which Prometheus
+# (run as this uid) reads.
 COPY . /app
 RUN mkdir -p /app/var /var/lib/vault-unseal /run/vault-credentials \
       /var/lib/vault-credentials/gateway /var/lib/vault-credentials/portfolio \
       /var/lib/vault-credentials/frontend /var/lib/vault-credentials/stub \
+      /var/lib/vault-credentials/prometheus \
  && chown -R app:app /app/var /var/lib/vault-unseal /var/lib/vault-credentials \
       /run/vault-credentials \
  && chmod 700 /var/lib/vault-unseal /run/vault-credentials /var/lib/vault-credentials \
       /var/lib/vault-credentials/gateway /var/lib/vault-credentials/portfolio \
-      /var/lib/vault-credentials/frontend /var/lib/vault-credentials/stub
+      /var/lib/vault-credentials/frontend /var/lib/vault-credentials/stub \
+      /var/lib/vault-credentials/prometheus
 USER 10001:10001
 EXPOSE 8000
 # Every service listens on 0.0.0.0 inside its own container; compose sets the command.

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 # What docker-compose.yml requires (`${NAME:?...}`), each generated when missing.
-VARIABLES = ("POSTGRES_PASSWORD",)
+VARIABLES = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
 HEADER = (
     "# docker compose credentials, written once by `make compose-env`. Never commit this file.\n"
     "# Use with: docker compose --env-file compose.env ...  (README: changing a password)\n"

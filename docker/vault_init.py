@@ -22,6 +22,8 @@ Run by the `vault-init` service of docker-compose.yml on every `docker compose u
    `rotate-assertion-key`) or of the session secret (`python -m services.frontend
    rotate-session-secret`) with the root token, which no other container holds. Running
    services take the new key up without a restart.
+6. The metrics scrape token, read back from Vault, into `DIR/prometheus/metrics_token` (0600,
+   the same user): the credentials file Prometheus presents at every service's `/metrics`.
 
 A Vault that is already initialised and unsealed by someone else, with no `VAULT_INIT_FILE`,
 is used as it is: `VAULT_TOKEN` must then hold a root or provisioning token for this job.
@@ -49,10 +51,11 @@ import requests.exceptions
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from shared.secrets import layout  # noqa: E402 - needs the repository path
+from shared.metrics import SCRAPE_TOKEN_SECRET  # noqa: E402 - needs the repository path
+from shared.secrets import layout  # noqa: E402
 from shared.secrets.config import SecretsSettings  # noqa: E402
 from shared.secrets.errors import SecretsConfigError  # noqa: E402
-from shared.secrets.registry import Consumer  # noqa: E402
+from shared.secrets.registry import Consumer, SecretRegistry  # noqa: E402
 
 T = TypeVar("T")
 
@@ -63,6 +66,9 @@ STARTING = "resume service shortly"
 # Initialisation is never retried (the keys exist only in its answer), so it gets long.
 INIT_TIMEOUT = 120.0
 DEFAULT_INIT_FILE = "/var/lib/vault-unseal/init.json"
+# Under VAULT_CREDENTIALS_DIR: Prometheus' volume and the file its scrape config names.
+PROMETHEUS_FOLDER = "prometheus"
+SCRAPE_TOKEN_FILE = "metrics_token"  # noqa: S105  # nosec B105 - a file name
 DEFAULT_CREDENTIALS_DIR = "/var/lib/vault-credentials"
 # Left by stacks from before the per-service layout: the shared token's accessor, its policy.
 ACCESSOR_FILE_NAME = "service-token-accessor"
@@ -358,11 +364,31 @@ def run(
         approle = settings.vault_approle_mount.strip("/") or "approle"
         destroy_secret_ids(admin, address, approle, credentials_dir, rotate)
     status = provision(address, token, credentials_dir)
+    if status == 0:
+        write_scrape_token(admin, mount, path, credentials_dir)
     for key in rotate_keys:
         if status != 0:
             break
         status = rotate_key(address, token, key)
     return status
+
+
+def write_scrape_token(admin: hvac.Client, mount: str, path: str, credentials_dir: Path) -> None:
+    """Copy the metrics scrape token from its home in Vault to Prometheus' credentials file."""
+    entry = SecretRegistry.load().get(SCRAPE_TOKEN_SECRET)
+    if entry is None:
+        raise InitError(f"{SCRAPE_TOKEN_SECRET} is not declared in config/managed_secrets.yaml")
+    answer = admin.secrets.kv.v2.read_secret_version(
+        path=f"{path}/{layout.home(entry)}", mount_point=mount, raise_on_deleted_version=True
+    )
+    value = answer["data"]["data"].get(SCRAPE_TOKEN_SECRET)
+    if not isinstance(value, str) or not value:
+        raise InitError(f"{SCRAPE_TOKEN_SECRET} is missing in Vault after provisioning")
+    target = credentials_dir / PROMETHEUS_FOLDER / SCRAPE_TOKEN_FILE
+    if target.exists() and target.read_text() == value:
+        return
+    write_private(target, value)
+    print(f"vault-init: wrote {target} (the token Prometheus presents at /metrics)")
 
 
 def arguments(argv: Sequence[str]) -> argparse.Namespace:

@@ -17,6 +17,7 @@ from services.api_gateway.runtime import open_runtime
 from shared.docs import add_offline_docs
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
+from shared.metrics import MetricsMiddleware
 from shared.redirects import use_relative_slash_redirects
 
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
     # `/api/...` is a raw ASGI app reached before FastAPI's routing and dependencies.
     app.add_middleware(ProxyMount, proxy=ProxyApp("/api"))
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(MetricsMiddleware, mounts={"/api/": "/api/{service}/{path}"})
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from services.api_gateway import metrics
 from services.api_gateway.accounts import IdentityUser
 from services.api_gateway.config import Settings
 from services.api_gateway.errors import (
+    GatewayError,
     InvalidCredentials,
     InvalidToken,
     NotAuthenticated,
@@ -16,6 +18,7 @@ from services.api_gateway.errors import (
     TooManyAttempts,
 )
 from services.api_gateway.identity import IdentityClient
+from services.api_gateway.metrics import Credential
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.stamps import AccessStamps
 from services.api_gateway.state import GatewayState
@@ -56,9 +59,21 @@ class Authenticator:
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         """Authenticate by `Authorization: Bearer` if present, else by `X-API-Key`."""
         if authorization:
-            return await self.bearer(bearer_token(authorization))
+            try:
+                principal = await self.bearer(bearer_token(authorization))
+            except GatewayError as exc:
+                metrics.authentication_failed(Credential.JWT, exc.code)
+                raise
+            metrics.AUTH_SUCCESS[Credential.JWT].inc()
+            return principal
         if api_key:
-            return await self.api_key(api_key)
+            try:
+                principal = await self.api_key(api_key)
+            except GatewayError as exc:
+                metrics.authentication_failed(Credential.API_KEY, exc.code)
+                raise
+            metrics.AUTH_SUCCESS[Credential.API_KEY].inc()
+            return principal
         raise NotAuthenticated("authentication required: send 'Authorization: Bearer' or X-API-Key")
 
     async def bearer(self, token: str) -> Principal:
@@ -80,7 +95,9 @@ class Authenticator:
         key_hash = apikeys.digest(api_key)
         cached = await self._state.cached_api_key(key_hash)
         if cached is not None:
+            metrics.API_KEY_CACHE_HIT.inc()
             return cached
+        metrics.API_KEY_CACHE_MISS.inc()
         # Read before the identity service is asked: an invalidation that lands while the
         # answer is on its way keeps this (possibly stale) answer out of the cache.
         epoch = await self._state.api_key_cache_epoch()
@@ -117,6 +134,10 @@ class Authenticator:
             },
             self._settings.gateway_login_window_seconds,
         )
+        metrics.throttle_decision(
+            "login" if attempts == "logins" else "password_rotation",
+            refused=retry_after is not None,
+        )
         if retry_after is not None:
             raise TooManyAttempts(
                 f"too many failed {attempts}; try again later", retry_after=retry_after
@@ -135,6 +156,15 @@ class Authenticator:
 
     async def login(self, username: str, password: str, *, client: str | None) -> Login:
         """Check a password through the identity service and issue a token."""
+        try:
+            login = await self._login(username, password, client=client)
+        except GatewayError as exc:
+            metrics.authentication_failed(Credential.PASSWORD, exc.code)
+            raise
+        metrics.AUTH_SUCCESS[Credential.PASSWORD].inc()
+        return login
+
+    async def _login(self, username: str, password: str, *, client: str | None) -> Login:
         async with self._throttled(username, client, attempts="logins"):
             try:
                 user = await self._identity.authenticate(username, password)
@@ -161,6 +191,7 @@ class Authenticator:
             raise NotAuthenticated("logout needs the bearer token to revoke")
         await self._state.revoke_token(principal.jti, principal.expires_at)
         self._tokens.forget(token)
+        metrics.TOKEN_REVOKED.inc()
 
     async def rotate_password(
         self, username: str, current_password: str, new_password: str, *, client: str | None
@@ -184,6 +215,7 @@ class Authenticator:
         """Make a user's existing tokens and cached API key stop working at once."""
         await self._state.revoke_subject(username)
         await self._state.invalidate_api_keys(username)
+        metrics.USER_REVOKED.inc()
 
 
 def bearer_token(authorization: str) -> str:

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.api_gateway.errors import StartupError
 from shared.errors import settings_problems
+from shared.metrics import SCRAPE_TOKEN_SECRET
 from shared.roles import Service
 from shared.secrets import SecretsError, SecretsManager
 from shared.secrets.watch import read_fresh
@@ -104,6 +105,7 @@ class GatewaySecrets:
     jwt_not_before: SecretStr | None = None
     assertion_previous_private_key: SecretStr | None = None
     assertion_not_before: SecretStr | None = None
+    metrics_scrape_token: SecretStr | None = None
 
     def __repr__(self) -> str:
         return "GatewaySecrets(<redacted>)"
@@ -115,6 +117,7 @@ SECRET_FIELDS = {
     "assertion_private_key": "GATEWAY_ASSERTION_PRIVATE_KEY",
     "identity_service_token": "IDENTITY_SERVICE_TOKEN",
     "jwt_previous_public_key": "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY",
+    "metrics_scrape_token": SCRAPE_TOKEN_SECRET,
     "jwt_previous_private_key": "GATEWAY_JWT_PREVIOUS_PRIVATE_KEY",
     "jwt_not_before": "GATEWAY_JWT_PRIVATE_KEY_NOT_BEFORE",
     "assertion_previous_private_key": "GATEWAY_ASSERTION_PREVIOUS_PRIVATE_KEY",

@@ -7,6 +7,7 @@ cost more than the proxying itself in the benchmark.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes
@@ -31,6 +32,7 @@ from services.api_gateway.errors import (
     status_for,
 )
 from services.api_gateway.locations import LOCATION_HEADERS, public_locations
+from services.api_gateway.metrics import UPSTREAM_TIMERS, UpstreamCause, upstream_failed
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS
 from shared.roles import SERVICES, Service
 
@@ -105,12 +107,27 @@ CREDENTIAL_PARAMETERS = frozenset(
 BUFFER_LIMIT = 256 * 1024
 CHUNK_SIZE = 64 * 1024
 
-# Lower-layer errors to ours, most specific first.
-UPSTREAM_ERRORS: tuple[tuple[type[BaseException], type[GatewayError], str], ...] = (
-    (aiohttp.ConnectionTimeoutError, UpstreamUnavailable, "did not accept a connection in time"),
-    (TimeoutError, UpstreamTimeout, "did not answer in time"),
-    (aiohttp.ClientConnectorError, UpstreamUnavailable, "is unreachable"),
-    (aiohttp.ClientError, UpstreamUnavailable, "broke the connection"),
+# Lower-layer errors to ours (and the cause the metrics count), most specific first.
+UPSTREAM_ERRORS: tuple[tuple[type[BaseException], type[GatewayError], str, UpstreamCause], ...] = (
+    (
+        aiohttp.ConnectionTimeoutError,
+        UpstreamUnavailable,
+        "did not accept a connection in time",
+        UpstreamCause.CONNECT_TIMEOUT,
+    ),
+    (TimeoutError, UpstreamTimeout, "did not answer in time", UpstreamCause.TIMEOUT),
+    (
+        aiohttp.ClientConnectorError,
+        UpstreamUnavailable,
+        "is unreachable",
+        UpstreamCause.UNREACHABLE,
+    ),
+    (
+        aiohttp.ClientError,
+        UpstreamUnavailable,
+        "broke the connection",
+        UpstreamCause.CONNECTION_BROKEN,
+    ),
 )
 
 
@@ -237,6 +254,7 @@ class ProxyApp:
         headers = _request_headers(scope, connection, context.request_id, context.client)
         headers.append((ASSERTION_HEADER, runtime.assertions.get(principal, service).decode()))
         body = await _request_body(scope, receive)
+        started = time.perf_counter()
         try:
             async with runtime.upstreams[service].request(
                 scope["method"],
@@ -253,13 +271,18 @@ class ProxyApp:
         except RuntimeError as exc:
             # aiohttp's only signal that the session closed under us (shutdown in progress).
             if "closed" in str(exc).lower():
+                upstream_failed(service, 503, UpstreamCause.SHUTTING_DOWN)
                 raise UpstreamNotReady("the gateway is shutting down") from None
             raise
         except Exception as exc:
-            for lower, ours, message in UPSTREAM_ERRORS:
+            for lower, ours, message, cause in UPSTREAM_ERRORS:
                 if isinstance(exc, lower):
-                    raise ours(f"the {service.value} service {message}") from None
+                    error = ours(f"the {service.value} service {message}")
+                    upstream_failed(service, status_for(error), cause)
+                    raise error from None
             raise
+        finally:
+            UPSTREAM_TIMERS[service].observe(time.perf_counter() - started)
 
 
 def _first_segment(segments: list[str]) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import httpx
+from pydantic import SecretStr
 
 from services.api_gateway.access_log import AccessLog
 from services.api_gateway.assertions import AssertionCache
@@ -44,6 +45,8 @@ class Runtime:
     access_log: AccessLog
     sync: IdentitySync
     docs: ApiDocument
+    # `GET /metrics` answers this bearer token alone (shared.metrics); None: nobody.
+    metrics_token: SecretStr | None = None
 
 
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
@@ -195,6 +198,7 @@ async def open_runtime(
         access_log=access_log,
         sync=sync,
         docs=ApiDocument(upstreams[Service.PORTFOLIO], settings.service_url(Service.PORTFOLIO)),
+        metrics_token=secrets.metrics_scrape_token,
     )
     if settings.gateway_identity_sync_seconds > 0:
         sync.start()

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 
+from services.api_gateway import metrics
 from services.api_gateway.accounts import AccessChange, FeedFormatError
 from services.api_gateway.auth import Authenticator
 from services.api_gateway.errors import GatewayError
@@ -99,10 +100,14 @@ class IdentitySync:
         except asyncio.CancelledError:
             raise
         except (GatewayError, FeedFormatError) as exc:
+            metrics.FEED_FAILED.inc()
             self._went_down(type(exc).__name__)
         except Exception as exc:  # the task must outlive any surprise
+            metrics.FEED_FAILED.inc()
             self._went_down(f"unexpected {type(exc).__name__}")
         else:
+            metrics.FEED_OK.inc()
+            metrics.IDENTITY_FEED_LAST_SUCCESS.set_to_current_time()
             self._came_back()
         self._stamps.prune()
 

@@ -10,6 +10,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from services.api_gateway import metrics
 from services.api_gateway.errors import InvalidToken, TokenExpired
 from services.api_gateway.principal import AuthMethod, Principal
 from shared import jwts
@@ -146,10 +147,12 @@ class TokenService:
         current = epoch_seconds() if now is None else now
         cached = self._cache.get(token)
         if cached is not None:
+            metrics.TOKEN_CACHE_HIT.inc()
             if cached.expires_at is not None and cached.expires_at > current:
                 return cached
             del self._cache[token]
             raise TokenExpired("the access token has expired; request a new one at /auth/token")
+        metrics.TOKEN_CACHE_MISS.inc()
         principal = self._decode(token, current)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:

@@ -15,6 +15,7 @@ from services.frontend.sessions import SessionStore
 from services.frontend.templating import STATIC_DIR
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
+from shared.metrics import MetricsMiddleware
 from shared.redirects import use_relative_slash_redirects
 
 
@@ -41,6 +42,7 @@ def create_app(
     )
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(StartupErrorMiddleware, prefix="frontend refused to start: ")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.frontend.errors import StartupError
 from shared.errors import settings_problems
+from shared.metrics import SCRAPE_TOKEN_SECRET
 from shared.secrets import SecretsError, SecretsManager
 from shared.secrets.watch import read_fresh
 
@@ -84,6 +85,7 @@ class FrontendSecrets:
     previous_session_secret: SecretStr | None = None
     # When the secret starts signing (written by the rotation; optional).
     not_before: SecretStr | None = None
+    metrics_scrape_token: SecretStr | None = None
 
     def __post_init__(self) -> None:
         check_session_secret(self.session_secret)
@@ -114,9 +116,13 @@ async def load_secrets() -> FrontendSecrets:
                 secret = fresh[SESSION_SECRET_NAME] or secret
                 previous = fresh[PREVIOUS_SESSION_SECRET_NAME] or previous
                 not_before = fresh[NOT_BEFORE_NAME] or not_before
+            metrics_token = await manager.get(SCRAPE_TOKEN_SECRET)
     except SecretsError as exc:
         # The layer's messages name the secret, its aliases and the store, never a value.
         raise StartupError(str(exc)) from None
     return FrontendSecrets(
-        session_secret=secret, previous_session_secret=previous, not_before=not_before
+        session_secret=secret,
+        previous_session_secret=previous,
+        not_before=not_before,
+        metrics_scrape_token=metrics_token,
     )

@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.frontend import metrics
+from services.frontend.metrics import SessionEnd
 from services.frontend.pages import clear_session_cookie, redirect, render, runtime_of
 from services.frontend.sessions import Session
 from shared import errors as shared_errors
@@ -149,6 +151,9 @@ async def handle_session_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, SessionError):
         return await handle_frontend_error(request, exc)
     session_id = getattr(request.state, "session_id", None)
+    if session_id is not None and isinstance(exc, SessionExpiredError):
+        gone = getattr(request.state, "session_gone", False)
+        metrics.session_ended(SessionEnd.EXPIRED if gone else SessionEnd.TOKEN_REFUSED)
     if session_id is not None:
         # The browser is signed out here either way; an unreachable store logged its state.
         with suppress(SessionStoreUnavailable):

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -37,6 +38,7 @@ from services.frontend.sessions import Clock, DerivedKeys, Session
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "lct:frontend:"
+_GLOB = re.compile(r"([*?\[\]\\])")
 _NONCE_BYTES = 12
 
 # Create: make room in the user's list (sessions already gone leave first, then the oldest
@@ -243,6 +245,19 @@ class RedisSessionStore:
     def idle_deadline(self, session: Session) -> float:
         """Return when the session ends unless it is used again."""
         return min(session.last_seen_at + self.idle_timeout, session.created_at + self.lifetime)
+
+    async def count(self) -> int:
+        """Return how many sessions are live in Redis (every frontend's); one SCAN, for a
+        scrape every few seconds, never a request."""
+        # The prefix is the operator's: its glob characters match themselves only.
+        pattern = _GLOB.sub(r"\\\1", self._prefix) + "session:*"
+        total = 0
+        try:
+            async for _ in self._redis.scan_iter(match=pattern, count=1000):
+                total += 1
+        except (RedisError, OSError):
+            raise SessionStoreUnavailable() from None
+        return total
 
     def _session_key(self, digest: str) -> str:
         return f"{self._prefix}session:{digest}"

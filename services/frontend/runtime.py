@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import httpx
 from fastapi.templating import Jinja2Templates
+from pydantic import SecretStr
 
+from services.frontend import metrics
 from services.frontend.config import (
     PREVIOUS_SESSION_SECRET_NAME,
     SESSION_SECRET_NAME,
@@ -48,6 +50,13 @@ class Runtime:
     cookie_name: str
     cookie_signer: CookieSigner
     form_signer: FormPassSigner
+    # `GET /metrics` answers this bearer token alone (shared.metrics); None: nobody.
+    metrics_token: SecretStr | None = None
+
+    async def refresh_metrics(self) -> None:
+        """Count the live sessions for a scrape; an unreachable store keeps the last count."""
+        with suppress(SessionStoreUnavailable):
+            metrics.SESSIONS_ACTIVE.set(await self.sessions.count())
 
 
 @asynccontextmanager
@@ -133,6 +142,7 @@ async def open_runtime(
             cookie_name=SECURE_COOKIE_NAME if security.cookie_secure else COOKIE_NAME,
             cookie_signer=cookie_signer,
             form_signer=form_signer,
+            metrics_token=secrets.metrics_scrape_token,
         )
 
 

@@ -124,6 +124,10 @@ class SessionStore(Protocol):
         """Forget a session."""
         ...
 
+    async def count(self) -> int:
+        """Return how many sessions are live (every process's, for a shared store)."""
+        ...
+
     def idle_deadline(self, session: Session) -> float:
         """Return when the session ends unless it is used again."""
         ...
@@ -207,6 +211,11 @@ class MemorySessionStore:
     async def delete(self, session_id: str) -> None:
         """Forget a session."""
         self._remove(session_id)
+
+    async def count(self) -> int:
+        """Return how many sessions are live."""
+        self._sweep(self._clock())
+        return len(self._sessions)
 
     def idle_deadline(self, session: Session) -> float:
         """Return when the session ends unless it is used again."""

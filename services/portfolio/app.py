@@ -14,6 +14,7 @@ from services.portfolio.trading import routes as trading_routes
 from shared.docs import add_offline_docs
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
+from shared.metrics import MetricsMiddleware
 from shared.secrets import SecretsManager
 
 
@@ -38,6 +39,7 @@ def create_app(
     app.include_router(accounts_routes.router, include_in_schema=False)
     app.include_router(trading_routes.router)
     app.add_middleware(BodyLimit)
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.portfolio.errors import ConfigurationError
 from shared.assertion import PREVIOUS_PUBLIC_KEY_SECRET, PUBLIC_KEY_SECRET
+from shared.metrics import SCRAPE_TOKEN_SECRET
 from shared.secrets import SecretsError, SecretsManager
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +88,7 @@ class PortfolioSecrets:
     assertion_public_key: SecretStr
     # Still accepted while a rotation of the assertion key is under way.
     assertion_previous_public_key: SecretStr | None = None
+    metrics_scrape_token: SecretStr | None = None
 
     def assertion_public_keys(self) -> list[str]:
         """Return the keys assertions may be signed with, current first."""
@@ -129,6 +131,7 @@ async def load_secrets(manager: SecretsManager | None = None) -> PortfolioSecret
             service_token=await manager.require(SERVICE_TOKEN_SECRET),
             assertion_public_key=await manager.require(ASSERTION_KEY_SECRET),
             assertion_previous_public_key=await manager.get(PREVIOUS_PUBLIC_KEY_SECRET),
+            metrics_scrape_token=await manager.get(SCRAPE_TOKEN_SECRET),
         )
     except SecretsError as exc:
         raise ConfigurationError(f"{CANNOT_START}: {exc}") from None

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from services.portfolio import migrations
+from services.portfolio import metrics, migrations
 from services.portfolio.config import DEFAULT_DATABASE_URL, PortfolioSettings
 from services.portfolio.errors import ConfigurationError, DatabaseUnavailableError
 
@@ -146,6 +146,7 @@ class Database:
     async def open(cls, settings: PortfolioSettings, *, migrate: bool = True) -> "Database":
         """Connect, apply pending migrations, or raise `DatabaseUnavailableError`."""
         engine = create_engine(settings)
+        metrics.watch_pool(engine)
         database = cls(
             engine=engine,
             sessions=async_sessionmaker(engine, expire_on_commit=False),

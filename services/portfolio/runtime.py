@@ -5,6 +5,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from services.portfolio.accounts.service import IdentityService
 from services.portfolio.config import (
     ASSERTION_KEY_SECRET,
@@ -43,6 +45,8 @@ class Runtime:
     verifier: AssertionVerifier
     # Replaced in place when the token is rotated in the secrets store.
     service_token: LiveSecret
+    # `GET /metrics` answers this bearer token alone (shared.metrics); None: nobody.
+    metrics_token: SecretStr | None = None
 
 
 def assertion_verifier(public_keys: list[str]) -> AssertionVerifier:
@@ -98,6 +102,7 @@ async def open_runtime(
                 trades=TradeBook(database),
                 verifier=verifier,
                 service_token=service_token,
+                metrics_token=secrets.metrics_scrape_token,
             )
         finally:
             await watcher.stop()

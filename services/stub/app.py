@@ -13,6 +13,7 @@ from services.stub.errors import EXCEPTION_HANDLERS
 from services.stub.routes import router
 from services.stub.runtime import open_runtime
 from shared.errors import StartupErrorMiddleware
+from shared.metrics import MetricsMiddleware
 
 
 def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None = None) -> FastAPI:
@@ -30,6 +31,7 @@ def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None
     app.include_router(router)
     # After /healthz: the echo app answers every other method and path.
     app.mount("/", EchoApp(), name="echo")
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import ValidationError, field_validator
+from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.stub.errors import StartupError
 from shared.assertion import PREVIOUS_PUBLIC_KEY_SECRET, PUBLIC_KEY_SECRET
 from shared.errors import settings_problems
+from shared.metrics import SCRAPE_TOKEN_SECRET
 from shared.roles import SERVICES, Service
 from shared.secrets import SecretsError, SecretsManager
 
@@ -40,6 +41,7 @@ class StubSecrets:
     assertion_public_key: str
     # Still accepted while a rotation of the assertion key is under way.
     assertion_previous_public_key: str | None = None
+    metrics_scrape_token: SecretStr | None = None
 
     def public_keys(self) -> list[str]:
         """Return the keys assertions may be signed with, current first."""
@@ -61,9 +63,11 @@ async def load_secrets() -> StubSecrets:
         async with SecretsManager.from_environment(service="stub") as manager:
             key = await manager.require(PUBLIC_KEY_SECRET)
             previous = await manager.get(PREVIOUS_PUBLIC_KEY_SECRET)
+            metrics_token = await manager.get(SCRAPE_TOKEN_SECRET)
     except SecretsError as exc:
         raise StartupError(f"stub cannot start: {exc}") from None
     return StubSecrets(
         assertion_public_key=key.get_secret_value(),
         assertion_previous_public_key=previous.get_secret_value() if previous else None,
+        metrics_scrape_token=metrics_token,
     )

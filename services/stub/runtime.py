@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from services.stub.config import StubSecrets, StubSettings, load_secrets, load_settings
 from services.stub.errors import StartupError
 from shared.assertion import AssertionVerifier, watch_verifier_keys
@@ -19,6 +21,8 @@ class Runtime:
 
     settings: StubSettings
     verifier: AssertionVerifier
+    # `GET /metrics` answers this bearer token alone (shared.metrics); None: nobody.
+    metrics_token: SecretStr | None = None
 
     @property
     def service(self) -> str:
@@ -45,13 +49,16 @@ async def open_runtime(
             "stub cannot start: GATEWAY_ASSERTION_PUBLIC_KEY or "
             "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY is not an Ed25519 public key"
         ) from None
+    runtime = Runtime(
+        settings=settings, verifier=verifier, metrics_token=secrets.metrics_scrape_token
+    )
     if manager is None:
-        yield Runtime(settings=settings, verifier=verifier)
+        yield runtime
         return
     watcher = watch_verifier_keys(manager, verifier)
     watcher.start()
     try:
-        yield Runtime(settings=settings, verifier=verifier)
+        yield runtime
     finally:
         await watcher.stop()
         await manager.aclose()

@@ -6,7 +6,8 @@ root or provisioning `VAULT_TOKEN` (the only place such a token is used), does, 
 1. one policy per service (`legacycointrader-<service>`, shared/secrets/layout.py);
 2. the AppRole auth method (`VAULT_APPROLE_MOUNT`, default `approle`) and one role per
    service with exactly its policy;
-3. every required secret that is missing from its path under `VAULT_SECRET_PATH`: taken from
+3. every required secret, and every optional one `generate_secrets` makes (the metrics
+   scrape token), that is missing from its path under `VAULT_SECRET_PATH`: taken from
    the single-document layout at `VAULT_SECRET_PATH` itself when present there (a
    migration), else generated; an existing value is never replaced;
 4. `DIR/<service>/role_id` and `DIR/<service>/secret_id` (files 0600, folders 0700); a secret
@@ -153,7 +154,10 @@ def _secrets(
     generate: Callable[[], dict[str, str]],
     report: ProvisionReport,
 ) -> None:
-    paths = {layout.home(entry) for entry in registry if entry.required_by}
+    fresh = generate()
+    # Required secrets, and optional ones a stack should have from the start.
+    wanted = [entry for entry in registry if entry.required_by or entry.name in fresh]
+    paths = {layout.home(entry) for entry in wanted}
     current = {path: _read(client, mount, f"{base}/{path}") for path in paths}
     legacy = _read(client, mount, base)[0] or {}
 
@@ -166,10 +170,7 @@ def _secrets(
         return None
 
     missing: dict[str, str] = {}
-    fresh = generate()
-    for entry in registry:
-        if not entry.required_by:
-            continue
+    for entry in wanted:
         if present(entry.name, current[layout.home(entry)][0] or {}) is None:
             old = present(entry.name, legacy)
             missing[entry.name] = old if old is not None else fresh[entry.name]

@@ -36,9 +36,10 @@ STUBS = [service.value for service in Service if service is not Service.PORTFOLI
 INFRASTRUCTURE = {"postgres", "redis", "sessions", "vault"}
 ONE_SHOT = {"vault-init"}
 APP_SERVICES = {"portfolio", "gateway", "frontend", *STUBS}
-EXPECTED_SERVICES = INFRASTRUCTURE | ONE_SHOT | APP_SERVICES | {"gateway-lb"}
-PUBLISHED = {"gateway-lb"}
-REQUIRED_VARIABLES = {"POSTGRES_PASSWORD"}
+MONITORING = {"prometheus", "grafana"}
+EXPECTED_SERVICES = INFRASTRUCTURE | ONE_SHOT | APP_SERVICES | MONITORING | {"gateway-lb"}
+PUBLISHED = {"gateway-lb", "grafana"}
+REQUIRED_VARIABLES = {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
 # Which AppRole each app service logs in with, written out (the stubs share one).
 APPROLE_OF = {
     "gateway": "gateway",
@@ -225,6 +226,9 @@ class TestPublishedPorts:
 
     def test_the_gateway_and_the_frontend_are_published_on_loopback_only(self, services):
         assert services["gateway-lb"]["ports"] == ["127.0.0.1:8000:8000", "127.0.0.1:8080:8080"]
+
+    def test_grafana_is_published_on_loopback_only(self, services):
+        assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
 
     def test_no_service_uses_the_host_network(self, services):
         for name, service in services.items():
@@ -458,6 +462,7 @@ class TestSecrets:
             "vault-credentials-portfolio:/var/lib/vault-credentials/portfolio",
             "vault-credentials-frontend:/var/lib/vault-credentials/frontend",
             "vault-credentials-stub:/var/lib/vault-credentials/stub",
+            "vault-credentials-prometheus:/var/lib/vault-credentials/prometheus",
         ]
         for role in ("gateway", "portfolio", "frontend", "stub"):
             assert f"vault-credentials-{role}" in compose["volumes"]
@@ -468,6 +473,13 @@ class TestSecrets:
             }
             expected = {name for name, approle in APPROLE_OF.items() if approle == role}
             assert holders == expected | {"vault-init"}, role
+        # The metrics scrape token: written by the job, read by Prometheus alone.
+        holders = {
+            name
+            for name, service in services.items()
+            if "vault-credentials-prometheus:" in str(service.get("volumes", []))
+        }
+        assert holders == {"vault-init", "prometheus"}
 
     def test_the_job_and_the_services_run_as_the_same_user(self, services):
         # The credentials are 0600, owned by whoever wrote them: the job must run as the

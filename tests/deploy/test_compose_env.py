@@ -32,7 +32,7 @@ def test_new_file_holds_every_variable_compose_requires(tmp_path):
     target = tmp_path / "compose.env"
     assert compose_env.main(str(target)) == 0
     written = values(target)
-    assert set(written) == {"POSTGRES_PASSWORD"}
+    assert set(written) == {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
     required = {
         match["name"]
         for match in REQUIRED_REFERENCE.finditer((REPO_ROOT / "docker-compose.yml").read_text())
@@ -43,9 +43,10 @@ def test_new_file_holds_every_variable_compose_requires(tmp_path):
 
 def test_an_older_file_with_the_retired_vault_token_is_left_as_it_is(tmp_path, capsys):
     target = tmp_path / "compose.env"
-    target.write_text("POSTGRES_PASSWORD=kept\nVAULT_TOKEN=no-longer-read\n")
+    text = "POSTGRES_PASSWORD=kept\nGRAFANA_ADMIN_PASSWORD=kept\nVAULT_TOKEN=no-longer-read\n"
+    target.write_text(text)
     assert compose_env.main(str(target)) == 0
-    assert target.read_text() == "POSTGRES_PASSWORD=kept\nVAULT_TOKEN=no-longer-read\n"
+    assert target.read_text() == text
     assert "nothing changed" in capsys.readouterr().out
 
 

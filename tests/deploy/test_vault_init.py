@@ -39,17 +39,21 @@ write_dev_env = load_script("scripts/write_dev_env.py")
 
 REGISTRY = SecretRegistry.load()
 REQUIRED = {entry.name for entry in REGISTRY if entry.required_by}
+# Provisioned too, though a service starts without it.
+PROVISIONED = REQUIRED | {"METRICS_SCRAPE_TOKEN"}
 JOB = str(REPO_ROOT / "docker" / "vault_init.py")
 SECRET_PATH = "secret/legacycointrader"
 ROLES = ("gateway", "portfolio", "frontend", "stub")
+# The path of what every service reads (the metrics scrape token).
+EVERY = "portfolio-gateway-frontend-stub"
 # Each service's paths under secret/legacycointrader: what it may read, written out.
 READS = {
-    "gateway": {"shared", "gateway", "portfolio-gateway"},
-    "portfolio": {"shared", "portfolio-gateway", "portfolio", "api-keys"},
-    "frontend": {"shared", "frontend"},
-    "stub": {"shared"},
+    "gateway": {"shared", "gateway", "portfolio-gateway", EVERY},
+    "portfolio": {"shared", "portfolio-gateway", "portfolio", "api-keys", EVERY},
+    "frontend": {"shared", "frontend", EVERY},
+    "stub": {"shared", EVERY},
 }
-PATHS = ("shared", "gateway", "portfolio-gateway", "portfolio", "frontend", "api-keys")
+PATHS = ("shared", "gateway", "portfolio-gateway", "portfolio", "frontend", "api-keys", EVERY)
 # Where each required secret lives, written out.
 HOME = {
     "SESSION_SECRET_KEY": "frontend",
@@ -57,6 +61,7 @@ HOME = {
     "GATEWAY_ASSERTION_PRIVATE_KEY": "gateway",
     "GATEWAY_ASSERTION_PUBLIC_KEY": "shared",
     "IDENTITY_SERVICE_TOKEN": "portfolio-gateway",
+    "METRICS_SCRAPE_TOKEN": "portfolio-gateway-frontend-stub",
 }
 
 
@@ -67,8 +72,8 @@ def generated() -> dict[str, str]:
 
 
 class TestGeneratedSecrets:
-    def test_every_secret_a_service_requires_is_generated(self, generated):
-        assert set(generated) == REQUIRED
+    def test_every_secret_a_service_requires_and_the_scrape_token_are_generated(self, generated):
+        assert set(generated) == PROVISIONED
 
     def test_generated_values_are_long_enough(self, generated):
         for entry in REGISTRY:
@@ -254,13 +259,13 @@ class TestFirstStart:
         stored = everything(bao, init_file)
         for name, path in HOME.items():
             assert stored[path][0][name], name
-        assert {name for data, _ in stored.values() for name in data} == REQUIRED
+        assert {name for data, _ in stored.values() for name in data} == PROVISIONED
         assert all(version == 1 for _, version in stored.values())
         assert stat.S_IMODE(init_file.stat().st_mode) == 0o600
 
     def test_writes_each_services_credentials_private_to_the_jobs_user(self, first_start):
         folder = credentials_of(first_start.init_file)
-        assert sorted(path.name for path in folder.iterdir()) == sorted(ROLES)
+        assert sorted(path.name for path in folder.iterdir()) == sorted([*ROLES, "prometheus"])
         for role in ROLES:
             assert stat.S_IMODE((folder / role).stat().st_mode) == 0o700
             assert sorted(path.name for path in (folder / role).iterdir()) == [
@@ -273,6 +278,15 @@ class TestFirstStart:
                 # The services run as the job's user (compose: the image's `app`).
                 assert info.st_uid == os.getuid()
             assert f"credentials {role}: new secret id" in first_start.result.stdout
+
+    def test_writes_the_scrape_token_for_prometheus_private_to_the_jobs_user(self, first_start):
+        stored = everything(first_start.bao, first_start.init_file)
+        token = stored[EVERY][0]["METRICS_SCRAPE_TOKEN"]
+        assert len(token) >= 32
+        file = credentials_of(first_start.init_file) / "prometheus" / "metrics_token"
+        assert file.read_text() == token
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+        assert file.stat().st_uid == os.getuid()
 
     def test_prints_no_value(self, first_start):
         bao, init_file, result = first_start.bao, first_start.init_file, first_start.result
@@ -323,6 +337,13 @@ class TestFirstStart:
         for name in required:
             assert f"{name}: required by" in check.stdout
             assert f"resolved from vault:{SECRET_PATH}/{HOME[name]}" in check.stdout
+        # Optional, but provisioned: every service reads the metrics scrape token.
+        token = run_job(
+            env, "-m", "shared.secrets", "get", "METRICS_SCRAPE_TOKEN", "--service", role
+        )
+        assert token.returncode == 0, token.stderr
+        stored = everything(first_start.bao, first_start.init_file)
+        assert token.stdout.strip() == stored[EVERY][0]["METRICS_SCRAPE_TOKEN"]
 
     def test_the_root_token_is_the_jobs_alone_and_no_shared_policy_exists(self, first_start):
         root = client(first_start.bao, root_token(first_start.init_file))

@@ -116,6 +116,7 @@ async def running_frontend(
     cookie_secure: bool = False,
     session_timeout: int = 1800,
     session_lifetime: int = 43200,
+    metrics_token: SecretStr | None = None,
 ) -> AsyncIterator[Frontend]:
     """Run the frontend in-process (lifespan included) and yield it with a client."""
     settings = Settings(
@@ -129,7 +130,8 @@ async def running_frontend(
     store = MemorySessionStore(
         idle_timeout=session_timeout, lifetime=session_lifetime, clock=clock or time.time
     )
-    app = create_app(settings, FrontendSecrets(SESSION_SECRET), session_store=store)
+    secrets = FrontendSecrets(SESSION_SECRET, metrics_scrape_token=metrics_token)
+    app = create_app(settings, secrets, session_store=store)
     base_url = "https://frontend.test" if cookie_secure else "http://frontend.test"
     async with (
         app.router.lifespan_context(app),

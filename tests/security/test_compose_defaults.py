@@ -23,9 +23,9 @@ def test_every_variable_compose_interpolates_is_required_never_defaulted():
         assert re.fullmatch(r"[A-Z_]+:\?.+", reference), f"${{{reference}}} has a default"
 
 
-def test_only_the_gateway_load_balancer_and_the_frontend_are_published_on_loopback():
+def test_only_the_gateway_load_balancer_the_frontend_and_grafana_are_published_on_loopback():
     published = {name: svc["ports"] for name, svc in SERVICES.items() if svc.get("ports")}
-    assert set(published) == {"gateway-lb", "frontend"}
+    assert set(published) == {"gateway-lb", "frontend", "grafana"}
     for ports in published.values():
         assert all(str(port).startswith("127.0.0.1:") for port in ports)
 

@@ -38,6 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from services.api_gateway import metrics
 from services.api_gateway.errors import StartupError
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.state.base import ApiKeyUsage, ApiKeyUse, StateCondition
@@ -207,6 +208,7 @@ class RedisState:
         self._probe_interval = probe_interval
         self._memory = MemoryState()
         self._up = True
+        metrics.REDIS_UP.set(1)
         self._since = epoch_seconds()
         self._reason = ""
         # Security work owed to Redis, in order, one entry per (kind, token/user/key): a
@@ -282,6 +284,7 @@ class RedisState:
         if not self._up:
             return
         self._up = False
+        metrics.REDIS_UP.set(0)
         self._since = epoch_seconds()
         self._reason = self._reason_for(exc)
         # Logged once per transition, never per request; never the URL (it may hold a password).
@@ -308,12 +311,14 @@ class RedisState:
                 continue
             # No await between the last replayed call and this: nothing new can queue up.
             self._up = True
+            metrics.REDIS_UP.set(1)
             self._since = epoch_seconds()
             logger.warning("gateway state: Redis answers again; shared state restored")
             return
 
     async def _shared(self, call: Callable[[], Awaitable[T]]) -> T | _Unavailable:
         if not self._up:
+            metrics.SHARED_STATE_FALLBACKS.inc()
             return UNAVAILABLE
         try:
             # A slow Redis costs a request at most the budget, once: then it counts as down
@@ -321,6 +326,7 @@ class RedisState:
             return await asyncio.wait_for(call(), self._budget)
         except DOWN_ERRORS as exc:
             self._went_down(exc)
+            metrics.SHARED_STATE_FALLBACKS.inc()
             return UNAVAILABLE
 
     async def _shared_or_owed(

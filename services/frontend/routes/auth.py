@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from services.frontend import metrics
 from services.frontend.csrf import FormPass, FormPassSigner
 from services.frontend.deps import (
     FormSignerDep,
@@ -23,6 +24,7 @@ from services.frontend.errors import (
     SessionStoreUnavailable,
 )
 from services.frontend.gateway import Gateway, TokenGrant
+from services.frontend.metrics import SessionEnd
 from services.frontend.pages import (
     clear_session_cookie,
     redirect,
@@ -106,6 +108,7 @@ async def sign_in(
     if previous is not None:
         await store.delete(previous.id)
         if previous.is_authenticated:
+            metrics.session_ended(SessionEnd.REPLACED)
             await revoke(gateway, previous)
     try:
         session = await store.create(
@@ -121,6 +124,7 @@ async def sign_in(
         with suppress(FrontendError):
             await gateway.logout(grant.access_token)
         raise
+    metrics.SESSIONS_STARTED.inc()
     response = redirect("/dashboard")
     set_session_cookie(response, request, session)
     return response
@@ -320,6 +324,7 @@ async def logout(
         check_csrf(session, csrf_token)
         await store.delete(session.id)
         if session.is_authenticated:
+            metrics.session_ended(SessionEnd.LOGOUT)
             await revoke(gateway, session)
     response = redirect("/login?logged_out=1")
     clear_session_cookie(response, request)

@@ -1,6 +1,7 @@
 """Password hashing (Argon2id, legacy bcrypt verified and upgraded) and the password policy."""
 
 import contextlib
+import functools
 import os
 import secrets
 import threading
@@ -17,6 +18,7 @@ from pwdlib.exceptions import PwdlibError
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
+from services.portfolio import metrics
 from services.portfolio.config import PortfolioSettings
 from services.portfolio.errors import IdentityBusyError, WeakPasswordError
 
@@ -79,20 +81,25 @@ class HashingSlots:
             self._release()
 
     def _on_pool(self, func: Callable[[*Ts], T], *args: *Ts) -> T:
-        return self._pool.submit(func, *args).result()
+        return self._pool.submit(_timed, functools.partial(func, *args)).result()
 
     async def _acquire(self) -> None:
         if self._free:
             self._free -= 1
             return
         if len(self._waiters) >= self._queue:
+            metrics.PASSWORD_HASHES_REFUSED.inc()
             raise IdentityBusyError(self._max_wait)
         granted = anyio.Event()
         self._waiters.append(granted)
         try:
-            with anyio.fail_after(self._max_wait):
+            with (
+                metrics.PASSWORD_HASHES_WAITING.track_inprogress(),
+                anyio.fail_after(self._max_wait),
+            ):
                 await granted.wait()
         except TimeoutError:
+            metrics.PASSWORD_HASHES_REFUSED.inc()
             self._abandon(granted)
             raise IdentityBusyError(self._max_wait) from None
         except BaseException:
@@ -111,6 +118,12 @@ class HashingSlots:
             self._waiters.popleft().set()
         else:
             self._free += 1
+
+
+def _timed(work: Callable[[], T]) -> T:
+    # Timed on the hashing thread itself: the hash, not the wait for a slot or a thread.
+    with metrics.PASSWORD_HASHES_RUNNING.track_inprogress(), metrics.PASSWORD_HASH_SECONDS.time():
+        return work()
 
 
 class PasswordHasher:

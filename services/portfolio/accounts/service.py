@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from services.portfolio import metrics
 from services.portfolio.accounts import apikeys, store
 from services.portfolio.accounts.models import UserAccount
 from services.portfolio.accounts.passwords import PasswordHasher, check_password_policy
@@ -28,6 +29,7 @@ from services.portfolio.errors import (
     InvalidCredentialsError,
     InvalidInputError,
     PasswordExpiredError,
+    PortfolioError,
     TooManyAttemptsError,
     UserExistsError,
     UserNotFoundError,
@@ -123,6 +125,15 @@ class IdentityService:
 
     async def authenticate(self, username: str, password: str) -> User:
         """Check a password; refuse inactive accounts and expired passwords after it checks out."""
+        try:
+            user = await self._authenticate(username, password)
+        except PortfolioError as exc:
+            metrics.login_outcome(exc.code)
+            raise
+        metrics.LOGIN_SUCCESS.inc()
+        return user
+
+    async def _authenticate(self, username: str, password: str) -> User:
         account = await self._check_password(username, password, on_success=self._login_stamp)
         if not account.is_active:
             raise AccountInactiveError()

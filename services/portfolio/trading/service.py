@@ -6,6 +6,7 @@ from decimal import Decimal, localcontext
 
 from sqlalchemy.exc import IntegrityError
 
+from services.portfolio import metrics
 from services.portfolio.db import MONEY_CONTEXT, Database
 from services.portfolio.errors import (
     IdempotencyKeyReusedError,
@@ -124,6 +125,7 @@ class TradeBook:
                 raise
             return winner
         logger.info("booked trade %s: %s %s %s", trade.id, username, order.side.value, order.symbol)
+        metrics.trade_booked(order.side.value)
         return TradeReceipt(trade=_trade(trade), position=_position(position), replayed=False)
 
     async def positions(self, username: str) -> list[PositionOut]:

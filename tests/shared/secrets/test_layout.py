@@ -7,15 +7,17 @@ from shared.secrets.layout import home, home_of, policy_document, readable_paths
 from shared.secrets.registry import Consumer
 
 REGISTRY = SecretRegistry.load()
+# Read by every service (the metrics scrape token), readable by them alone.
+EVERY = "portfolio-gateway-frontend-stub"
 
 
 @pytest.mark.parametrize(
     ("service", "paths"),
     [
-        (Consumer.PORTFOLIO, ["shared", "portfolio-gateway", "portfolio", "api-keys"]),
-        (Consumer.GATEWAY, ["shared", "gateway", "portfolio-gateway"]),
-        (Consumer.FRONTEND, ["shared", "frontend"]),
-        (Consumer.STUB, ["shared"]),
+        (Consumer.PORTFOLIO, ["shared", "portfolio-gateway", "portfolio", EVERY, "api-keys"]),
+        (Consumer.GATEWAY, ["shared", "gateway", "portfolio-gateway", EVERY]),
+        (Consumer.FRONTEND, ["shared", "frontend", EVERY]),
+        (Consumer.STUB, ["shared", EVERY]),
         (
             None,
             [
@@ -24,6 +26,7 @@ REGISTRY = SecretRegistry.load()
                 "gateway",
                 "portfolio-gateway",
                 "portfolio",
+                EVERY,
                 "operator",
                 "api-keys",
             ],
@@ -51,6 +54,7 @@ def test_each_service_reads_only_its_paths(service, paths):
         ("GATEWAY_ASSERTION_PUBLIC_KEY", "shared"),
         ("IDENTITY_SERVICE_TOKEN", "portfolio-gateway"),
         ("PORTFOLIO_NEW_API_KEY", "portfolio"),
+        ("METRICS_SCRAPE_TOKEN", EVERY),
         ("PORTFOLIO_API_KEY__A_2EB", "api-keys"),
         ("SOMETHING_UNDECLARED", "operator"),
     ],
@@ -71,6 +75,7 @@ def test_only_the_portfolio_may_write_and_only_the_api_keys():
         'path "secret/data/legacycointrader/shared" {\n  capabilities = ["read"]\n}\n\n'
         'path "secret/data/legacycointrader/portfolio-gateway" {\n  capabilities = ["read"]\n}\n\n'
         'path "secret/data/legacycointrader/portfolio" {\n  capabilities = ["read"]\n}\n\n'
+        f'path "secret/data/legacycointrader/{EVERY}" {{\n  capabilities = ["read"]\n}}\n\n'
         'path "secret/data/legacycointrader/api-keys" {\n'
         '  capabilities = ["create", "update", "read"]\n}\n\n'
         'path "secret/metadata/legacycointrader/api-keys" {\n  capabilities = ["read"]\n}\n'

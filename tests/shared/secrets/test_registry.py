@@ -23,6 +23,7 @@ CONTRACT = {
     "GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE": ((), set()),
     "IDENTITY_SERVICE_TOKEN": (("PORTFOLIO_INTERNAL_TOKEN",), {"portfolio", "gateway"}),
     "PORTFOLIO_NEW_API_KEY": (("PORTFOLIO_ROTATION_API_KEY",), set()),
+    "METRICS_SCRAPE_TOKEN": ((), set()),
 }
 
 
