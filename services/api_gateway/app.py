@@ -17,11 +17,13 @@ from services.api_gateway.runtime import open_runtime
 from shared.docs import add_offline_docs
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
+from shared.logs import configure_logging
 from shared.redirects import use_relative_slash_redirects
 
 
 def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:
     """Build the gateway; settings and secrets are read at start-up when not given."""
+    configure_logging("gateway")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

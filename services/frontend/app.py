@@ -15,6 +15,7 @@ from services.frontend.sessions import SessionStore
 from services.frontend.templating import STATIC_DIR
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
+from shared.logs import RequestLog, configure_logging
 from shared.redirects import use_relative_slash_redirects
 
 
@@ -25,6 +26,7 @@ def create_app(
     session_store: SessionStore | None = None,
 ) -> FastAPI:
     """Build the frontend; what is not given is read at start-up (environment, secrets layer)."""
+    configure_logging("frontend")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +43,7 @@ def create_app(
     )
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog, quiet=frozenset({"/healthz", "/readyz"}))
     app.add_middleware(StartupErrorMiddleware, prefix="frontend refused to start: ")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
