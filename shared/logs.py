@@ -23,6 +23,8 @@ from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.tracing import tag_request, tracing_on
+
 REQUEST_LOGGER = "lct.request"
 # The loggers of our own code log INFO and up; libraries (httpx logs every request at INFO,
 # the identity feed's polls included) stay at WARNING.
@@ -197,6 +199,8 @@ class RequestLog:
             elif name == b"traceparent":
                 traceparent = value
         context = RequestContext(sane_request_id(request_id), trace_id_from(traceparent))
+        if tracing_on():
+            context.trace_id = tag_request(context.request_id) or context.trace_id
         token = _current.set(context)
         status = 500
         id_header = (b"x-request-id", context.request_id.encode())

@@ -19,6 +19,7 @@ from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
 from shared.logs import configure_logging
 from shared.redirects import use_relative_slash_redirects
+from shared.tracing import instrument_app
 
 
 def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
+    instrument_app(app, "gateway")
     return app
 
 

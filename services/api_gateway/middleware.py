@@ -17,6 +17,7 @@ from services.api_gateway.principal import AuthMethod
 from services.api_gateway.state import ApiKeyUse
 from shared.clock import epoch_seconds
 from shared.logs import route_template, trace_id_from
+from shared.tracing import tag_request, tracing_on
 
 if TYPE_CHECKING:
     from services.api_gateway.runtime import Runtime
@@ -50,6 +51,8 @@ class AccessLogMiddleware:
             client=client_address(peer, forwarded_for, runtime.settings.gateway_trusted_proxies),
             trace_id=trace_id_from(traceparent),
         )
+        if tracing_on():
+            context.trace_id = tag_request(context.request_id) or context.trace_id
         scope[CONTEXT_KEY] = context
         id_header = (b"x-request-id", context.request_id.encode())
 

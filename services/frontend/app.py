@@ -17,6 +17,7 @@ from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
 from shared.logs import RequestLog, configure_logging
 from shared.redirects import use_relative_slash_redirects
+from shared.tracing import instrument_app
 
 
 def create_app(
@@ -50,6 +51,7 @@ def create_app(
     use_relative_slash_redirects(app.router)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
+    instrument_app(app, "frontend")
     return app
 
 

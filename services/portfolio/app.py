@@ -16,6 +16,7 @@ from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
 from shared.logs import RequestLog, configure_logging
 from shared.secrets import SecretsManager
+from shared.tracing import instrument_app
 
 # Polled while nothing happens: the gateway's identity feed and the health probes.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/internal/identity/changes"})
@@ -47,6 +48,7 @@ def create_app(
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
+    instrument_app(app, "portfolio")
     return app
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase
 from services.portfolio import migrations
 from services.portfolio.config import DEFAULT_DATABASE_URL, PortfolioSettings
 from services.portfolio.errors import ConfigurationError, DatabaseUnavailableError
+from shared.tracing import instrument_engine
 
 T = TypeVar("T")
 
@@ -146,6 +147,7 @@ class Database:
     async def open(cls, settings: PortfolioSettings, *, migrate: bool = True) -> "Database":
         """Connect, apply pending migrations, or raise `DatabaseUnavailableError`."""
         engine = create_engine(settings)
+        instrument_engine(engine)
         database = cls(
             engine=engine,
             sessions=async_sessionmaker(engine, expire_on_commit=False),

@@ -14,6 +14,7 @@ from services.stub.routes import router
 from services.stub.runtime import open_runtime
 from shared.errors import StartupErrorMiddleware
 from shared.logs import RequestLog, configure_logging
+from shared.tracing import instrument_app
 
 
 def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None = None) -> FastAPI:
@@ -37,6 +38,7 @@ def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
+    instrument_app(app, settings.stub_service_name.value if settings else "stub")
     return app
 
 
