@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 PROXY_PREFIX = "/api/"
 PROXY_ROUTE = "/api/{service}/{path}"
+# Probed while nothing happens (load balancers, compose): logged only when they fail.
+QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 class AccessLogMiddleware:
@@ -71,6 +73,8 @@ class AccessLogMiddleware:
 async def _record(runtime: Runtime, scope: Scope, context: RequestContext) -> None:
     principal = context.principal
     status = context.status if context.status is not None else 500
+    if status < 400 and scope["path"] in QUIET_PATHS:
+        return
     runtime.access_log.write(
         {
             "request_id": context.request_id,
