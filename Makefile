@@ -72,6 +72,7 @@ lint: install
 bench: install services
 	@$(PY) -m bench
 	@$(PY) -m bench.load
+	@$(PY) -m bench.tracing
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

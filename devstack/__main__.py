@@ -3,7 +3,9 @@
 It refuses to start when a port is taken, starts the nine processes with the `.env` secrets,
 waits until each answers `/healthz`, creates the first `admin` user on a new database (with
 `python -m services.portfolio create-first-admin`; its one-time password is printed once),
-prints the URLs, and stops everything on Ctrl-C or SIGTERM. Exit status: that of the
+prints the URLs, and stops everything on Ctrl-C or SIGTERM. Once the stack is up, a process
+that exits is reported and restarted with backoff (devstack/restarts.py); before that, one
+that cannot start stops everything. Exit status: that of the
 processes (130 after Ctrl-C, 143 after SIGTERM), 1 when the stack did not come up, 2 when it
 refused to start.
 

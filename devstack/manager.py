@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -9,15 +11,22 @@ from datetime import datetime
 from honcho.manager import Manager
 from honcho.printer import Message, Printer
 
-STACK = "stack"
+from devstack.restarts import STACK, RestartingProcess
 
 
 class StackManager(Manager):  # type: ignore[misc]  # honcho ships no type hints
-    """honcho's manager, plus a hook that starts the health watcher after the fork."""
+    """honcho's manager, plus a hook that starts the health watcher after the fork, and
+    processes restarted with backoff once the stack is ready (devstack/restarts.py)."""
 
     def __init__(self, printer: Printer, on_started: Callable[[], None]) -> None:
         super().__init__(printer)
         self.stopping = threading.Event()
+        # Shared with the forked process supervisors, so made before the fork.
+        self.ready = multiprocessing.Event()
+        self._stopping_all = multiprocessing.Event()
+        self._process_ctor = functools.partial(
+            RestartingProcess, ready=self.ready, stopping=self._stopping_all
+        )
         self._on_started = on_started
 
     def _start(self) -> None:
@@ -27,6 +36,8 @@ class StackManager(Manager):  # type: ignore[misc]  # honcho ships no type hints
         self._on_started()
 
     def terminate(self) -> None:
+        # First, so no supervisor restarts the process it is about to see end.
+        self._stopping_all.set()
         self.stopping.set()
         super().terminate()
 

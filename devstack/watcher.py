@@ -55,6 +55,8 @@ class StartupWatcher(threading.Thread):
                 login_url = base_url(self.ports["frontend"]) + "/"
                 admin_lines = create_first_admin(self.env, login_url, self.timeout)
             self._wait_healthy(client, names, deadline)
+        # From here on a process that exits is restarted instead of stopping the stack.
+        self.manager.ready.set()
         # The admin's password comes last, below the URLs, where it does not scroll away.
         self._print_urls()
         for line in admin_lines:

@@ -276,8 +276,24 @@ def settings_problems(exc: ValidationError, *, delimiter: str = ".") -> str:
     )
 
 
+def startup_failure(error: BaseException) -> str:
+    """Name why a start-up failed in one line, never with a traceback or a secret.
+
+    Our errors' messages are written to be shown; an operating-system error (a refused
+    connection, a missing file) says what it is; anything else only its type, since its
+    message may hold anything.
+    """
+    if isinstance(error, StartupError):
+        return str(error)
+    if isinstance(error, ServiceError):
+        return f"cannot start: {error.message}"
+    if isinstance(error, OSError):
+        return f"cannot start: {type(error).__name__}: {error.strerror or 'failed'}"
+    return f"cannot start: unexpected {type(error).__name__} during start-up"
+
+
 class StartupErrorMiddleware:
-    """Report a `StartupError` raised in the lifespan as its one line instead of a traceback."""
+    """Report any error raised in the lifespan as one line instead of a traceback."""
 
     def __init__(self, app: ASGIApp, *, prefix: str = "") -> None:
         self.app = app
@@ -290,10 +306,11 @@ class StartupErrorMiddleware:
 
         async def send_short(message: Message) -> None:
             if message["type"] == "lifespan.startup.failed":
-                # Starlette sends this from inside its `except` block, so the error is current.
+                # Starlette sends this from inside its `except` block, so the error is current
+                # (and the message it sends is the traceback).
                 error = sys.exc_info()[1]
-                if isinstance(error, StartupError):
-                    message = {**message, "message": f"{self.prefix}{error}"}
+                if error is not None:
+                    message = {**message, "message": self.prefix + startup_failure(error)}
             await send(message)
 
         await self.app(scope, receive, send_short)

@@ -7,27 +7,32 @@ import json
 import logging
 import queue
 import sys
-from datetime import UTC, datetime
 from logging.handlers import QueueListener, WatchedFileHandler
 from typing import Any
 
 from shared.clock import epoch_seconds
+from shared.logs import utc_time
 
 LOGGER_NAME = "lct.gateway.access"
 
 # The fields of every line, in order. None of them can hold a token, key or password:
 # the path is logged without its query string, and API keys appear only as their id.
+# The first ones are every service's (shared/logs.py); `upstream` is the service proxied to.
 FIELDS = (
     "time",
+    "level",
+    "service",
     "request_id",
+    "trace_id",
     "method",
+    "route",
     "path",
     "status",
     "duration_ms",
     "user",
     "auth_method",
     "key_id",
-    "service",
+    "upstream",
     "client",
 )
 
@@ -38,9 +43,9 @@ BATCH_SECONDS = 0.05
 
 
 def _line(entry: dict[str, Any]) -> str:
-    entry["time"] = (
-        datetime.fromtimestamp(entry["time"], UTC).isoformat(timespec="milliseconds")
-    ).replace("+00:00", "Z")
+    entry["time"] = utc_time(entry["time"])
+    entry["level"] = "error" if (entry.get("status") or 0) >= 500 else "info"
+    entry["service"] = "gateway"
     return json.dumps({name: entry.get(name) for name in FIELDS}, separators=(",", ":"))
 
 

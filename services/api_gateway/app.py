@@ -17,12 +17,15 @@ from services.api_gateway.runtime import open_runtime
 from shared.docs import add_offline_docs
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
+from shared.logs import configure_logging
 from shared.metrics import MetricsMiddleware
 from shared.redirects import use_relative_slash_redirects
+from shared.tracing import instrument_app
 
 
 def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:
     """Build the gateway; settings and secrets are read at start-up when not given."""
+    configure_logging("gateway")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +65,7 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
+    instrument_app(app, "gateway")
     return app
 
 

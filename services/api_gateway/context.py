@@ -29,6 +29,7 @@ class RequestContext:
     principal: Principal | None = None
     service: str | None = None
     status: int | None = None
+    trace_id: str | None = None
 
 
 def request_context(scope: Scope) -> RequestContext:

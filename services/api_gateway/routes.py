@@ -16,8 +16,9 @@ from services.api_gateway.deps import (
     RuntimeDep,
     admin_principal,
 )
-from services.api_gateway.errors import InvalidRequest, UpstreamNotReady
+from services.api_gateway.errors import InvalidRequest
 from services.api_gateway.principal import AuthMethod, Principal
+from services.api_gateway.readiness import readiness_checks
 from services.api_gateway.schemas import (
     ApiKeyUsageOut,
     ApiKeyUsageResponse,
@@ -35,7 +36,8 @@ from services.api_gateway.schemas import (
     UsersResponse,
 )
 from shared.docs import inline_schema
-from shared.errors import describe_validation_errors, error_responses, invalid_fields
+from shared.errors import ErrorCode, describe_validation_errors, error_responses, invalid_fields
+from shared.readiness import readiness_response
 from shared.roles import services_for
 from shared.usernames import username_label
 
@@ -245,24 +247,25 @@ async def healthz() -> Health:
     summary="Readiness",
     responses=error_responses(503),
 )
-async def readyz(runtime: RuntimeDep) -> Health:
-    """Answer 200 when the identity service is ready, else 503.
+async def readyz(runtime: RuntimeDep) -> Response:
+    """Answer 200 while the gateway can serve, listing what is degraded; 503 without identity.
 
-    A Redis state backend that is down leaves the answer at 200 `degraded`: this replica
-    still authenticates on its in-memory state, and taking every replica out of the load
-    balancer because the shared cache is down would turn a degradation into an outage.
+    Redis down leaves the answer at 200 `degraded`: this replica still authenticates on its
+    in-memory state, and taking every replica out of the load balancer because the shared
+    cache is down would turn a degradation into an outage. A downstream service that is
+    down is listed the same way; only its own routes fail.
     """
-    if not await runtime.identity.ready():
-        raise UpstreamNotReady("the identity service is not ready")
     condition = runtime.state.condition()
-    if condition.backend == "memory":
-        return Health(status="ready")
-    return Health(
-        status="ready" if condition.available else "degraded",
-        state=StateHealth(
+    state = (
+        None
+        if condition.backend == "memory"
+        else StateHealth(
             backend=condition.backend, available=condition.available, detail=condition.detail
-        ),
+        ).model_dump()
     )
+    extra = {"state": state} if state is not None else {}
+    checks = await readiness_checks(runtime)
+    return readiness_response(checks, code=ErrorCode.UPSTREAM_UNAVAILABLE, **extra)
 
 
 @health.get("/.well-known/jwks.json", response_model=Jwks, summary="Token verification keys")

@@ -125,10 +125,24 @@ class StateHealth(BaseModel):
     detail: str
 
 
+class CheckOut(BaseModel):
+    """One dependency in a readiness answer."""
+
+    status: Literal["up", "down"]
+    required: bool = Field(description="Down makes the gateway unready (503)")
+    detail: str
+
+
 class Health(BaseModel):
-    """A liveness or readiness answer; `degraded`: ready, but Redis is down."""
+    """A liveness or readiness answer; `degraded`: ready, but Redis or a downstream is down."""
 
     status: Literal["ok", "ready", "degraded"]
+    degraded: list[str] | None = Field(
+        default=None, description="The dependencies that are down, the gateway serving on"
+    )
+    checks: dict[str, CheckOut] | None = Field(
+        default=None, description="Each dependency: identity, redis, every downstream service"
+    )
     state: StateHealth | None = Field(
         default=None, description="The Redis state backend's condition; absent in memory"
     )

@@ -15,8 +15,10 @@ from services.frontend.sessions import SessionStore
 from services.frontend.templating import STATIC_DIR
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
+from shared.logs import RequestLog, configure_logging
 from shared.metrics import MetricsMiddleware
 from shared.redirects import use_relative_slash_redirects
+from shared.tracing import instrument_app
 
 
 def create_app(
@@ -26,6 +28,7 @@ def create_app(
     session_store: SessionStore | None = None,
 ) -> FastAPI:
     """Build the frontend; what is not given is read at start-up (environment, secrets layer)."""
+    configure_logging("frontend")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,12 +46,14 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestLog, quiet=frozenset({"/healthz", "/readyz"}))
     app.add_middleware(StartupErrorMiddleware, prefix="frontend refused to start: ")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
     use_relative_slash_redirects(app.router)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
+    instrument_app(app, "frontend")
     return app
 
 

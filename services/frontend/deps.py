@@ -10,6 +10,7 @@ from services.frontend.gateway import Gateway
 from services.frontend.pages import runtime_of
 from services.frontend.runtime import Runtime
 from services.frontend.sessions import Session, SessionStore, csrf_matches
+from shared.logs import note_user
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -67,6 +68,8 @@ OptionalFormPass = Annotated[FormPass | None, Depends(optional_form_pass)]
 
 def _signed_in(request: Request, session: Session | None) -> Session:
     if session is not None and session.is_authenticated:
+        if session.username:
+            note_user(session.username)
         return session
     if getattr(request.state, "session_gone", False):
         raise SessionExpiredError()

@@ -102,6 +102,13 @@ class Gateway:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
+    async def ready(self) -> str | None:
+        """Return None when the gateway's `/readyz` answers 200, else what it answered."""
+        response = await self._client.get("/readyz", headers={"Accept": "application/json"})
+        return (
+            None if response.status_code == 200 else f"its /readyz answered {response.status_code}"
+        )
+
     async def _send(
         self,
         method: str,

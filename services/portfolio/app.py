@@ -14,14 +14,20 @@ from services.portfolio.trading import routes as trading_routes
 from shared.docs import add_offline_docs
 from shared.errors import StartupErrorMiddleware
 from shared.limits import BodyLimit
+from shared.logs import RequestLog, configure_logging
 from shared.metrics import MetricsMiddleware
 from shared.secrets import SecretsManager
+from shared.tracing import instrument_app
+
+# Polled while nothing happens: the gateway's identity feed and the health probes.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/internal/identity/changes"})
 
 
 def create_app(
     settings: PortfolioSettings | None = None, *, secrets_manager: SecretsManager | None = None
 ) -> FastAPI:
     """Build the app; settings (when not given), secrets and the database are read at start-up."""
+    configure_logging("portfolio")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,9 +46,11 @@ def create_app(
     app.include_router(trading_routes.router)
     app.add_middleware(BodyLimit)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestLog, quiet=QUIET_ROUTES)
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
+    instrument_app(app, "portfolio")
     return app
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase
 from services.portfolio import metrics, migrations
 from services.portfolio.config import DEFAULT_DATABASE_URL, PortfolioSettings
 from services.portfolio.errors import ConfigurationError, DatabaseUnavailableError
+from shared.tracing import instrument_engine
 
 T = TypeVar("T")
 
@@ -147,6 +148,7 @@ class Database:
         """Connect, apply pending migrations, or raise `DatabaseUnavailableError`."""
         engine = create_engine(settings)
         metrics.watch_pool(engine)
+        instrument_engine(engine)
         database = cls(
             engine=engine,
             sessions=async_sessionmaker(engine, expire_on_commit=False),

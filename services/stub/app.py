@@ -13,16 +13,20 @@ from services.stub.errors import EXCEPTION_HANDLERS
 from services.stub.routes import router
 from services.stub.runtime import open_runtime
 from shared.errors import StartupErrorMiddleware
+from shared.logs import RequestLog, configure_logging
 from shared.metrics import MetricsMiddleware
+from shared.tracing import instrument_app
 
 
 def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None = None) -> FastAPI:
     """Build a stub; settings and the assertion key are read at start-up when not given."""
+    configure_logging(settings.stub_service_name.value if settings else "stub")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, secrets) as runtime:
             app.state.runtime = runtime
+            configure_logging(runtime.service)
             yield
 
     # No /docs or /openapi.json of its own: every path but /healthz is the echo, which
@@ -32,9 +36,11 @@ def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None
     # After /healthz: the echo app answers every other method and path.
     app.mount("/", EchoApp(), name="echo")
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestLog, quiet=frozenset({"/healthz", "/readyz"}))
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
+    instrument_app(app, settings.stub_service_name.value if settings else "stub")
     return app
 
 

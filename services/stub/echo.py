@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from services.stub.errors import AssertionRefused
 from services.stub.runtime import Runtime
 from shared.assertion import ASSERTION_HEADER, REQUEST_ID_HEADER, InvalidAssertionError
+from shared.logs import note_user
 
 _ASSERTION = ASSERTION_HEADER.encode()
 _REQUEST_ID = REQUEST_ID_HEADER.encode()
@@ -55,6 +56,7 @@ class EchoApp:
         except InvalidAssertionError as exc:
             # Answered by the app's handler, like any other error.
             raise AssertionRefused(f"refused: {exc}") from None
+        note_user(caller.username)
         await _send_json(
             send,
             200,

@@ -3,15 +3,21 @@
 `check [--service S]` and `get NAME [--service S]` read as service S does (its paths in
 Vault's per-service layout, with the credentials in the environment); `provision --vault
 --credentials-dir DIR` sets Vault up for least privilege (shared/secrets/provision.py).
+
+`--env-file PATH` (check, get) reads a `.env` file under the environment, as `make run` gives
+it to every process: `check --env-file .env` sees what the local stack sees. Without it a
+check that finds secrets missing while a `.env` is in the current directory says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
+from shared.secrets.envfile import read_env_file
 from shared.secrets.errors import SecretsConfigError, SecretsError, SecretsUnavailableError
 from shared.secrets.manager import SecretsManager
 from shared.secrets.registry import Consumer, ManagedSecret
@@ -19,6 +25,8 @@ from shared.secrets.registry import Consumer, ManagedSecret
 EXIT_OK = 0
 EXIT_MISSING = 1
 EXIT_CONFIG = 2
+LOCAL_ENV_FILE = ".env"
+ENV_FILE_HELP = "read this .env file under the environment, as `make run` does (e.g. .env)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=[consumer.value for consumer in Consumer],
         help="only the secrets this service requires",
     )
+    check.add_argument("--env-file", type=Path, metavar="PATH", help=ENV_FILE_HELP)
     get = commands.add_parser("get", help="print one secret's value (for scripts)")
     get.add_argument("name")
     get.add_argument(
@@ -43,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=[consumer.value for consumer in Consumer],
         help="read as this service does (its paths, its credentials)",
     )
+    get.add_argument("--env-file", type=Path, metavar="PATH", help=ENV_FILE_HELP)
     provision = commands.add_parser(
         "provision",
         help="write Vault's policies, AppRoles and missing secrets; "
@@ -54,14 +64,35 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "provision":
         return _provision(args.credentials_dir)
+    if args.env_file is not None:
+        try:
+            _load_env_file(args.env_file)
+        except SecretsUnavailableError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         manager = SecretsManager.from_environment(service=args.service)
     except SecretsConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check":
-        return asyncio.run(_check(manager, args.service))
+        status = asyncio.run(_check(manager, args.service))
+        if status == EXIT_MISSING and args.env_file is None and Path(LOCAL_ENV_FILE).is_file():
+            print(
+                f"hint: `make run` gives every process the values of {LOCAL_ENV_FILE}; this "
+                f"check read only this shell's environment. To see what the stack sees: "
+                f"python -m shared.secrets check --env-file {LOCAL_ENV_FILE}",
+                file=sys.stderr,
+            )
+        return status
     return asyncio.run(_get(manager, args.name))
+
+
+def _load_env_file(path: Path) -> None:
+    """Put a `.env` file's values under the environment, as `make run` does (the shell wins)."""
+    for name, value in read_env_file(path).items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("SECRETS_ENV_FILE", str(path.resolve()))
 
 
 async def _check(manager: SecretsManager, service: str | None) -> int:

@@ -33,7 +33,12 @@ async def test_every_request_gets_a_line_and_no_line_holds_a_secret(
         )
         await gateway.client.get("/api/trading/x?note=" + api_key, headers={"X-API-Key": api_key})
         await gateway.client.get(
-            "/api/trading/y", headers={"Authorization": f"Bearer {token}", "X-Request-ID": "req-7"}
+            "/api/trading/y",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "X-Request-ID": "req-7",
+                "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            },
         )
         await gateway.client.get("/api/market/z", headers={"Authorization": f"Bearer {token}"})
     # Leaving the lifespan flushed the writer thread.
@@ -49,17 +54,24 @@ async def test_every_request_gets_a_line_and_no_line_holds_a_secret(
         ("GET", "/api/market/z", 403),
     ]
     by_key, by_token = lines[2], lines[3]
-    assert (by_key["user"], by_key["auth_method"], by_key["service"]) == (
+    assert (by_key["user"], by_key["auth_method"], by_key["upstream"]) == (
         name,
         "api_key",
         "trading",
     )
+    assert (by_key["service"], by_key["level"], by_key["route"]) == (
+        "gateway",
+        "info",
+        "/api/{service}/{path}",
+    )
+    assert [line["route"] for line in lines[:2]] == ["/auth/token", "/auth/token"]
     assert by_key["key_id"] == portfolio.service.get_user(name).api_key_id
     assert (by_token["request_id"], by_token["auth_method"], by_token["key_id"]) == (
         "req-7",
         "password",
         None,
     )
+    assert by_token["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert all(line["client"] == "127.0.0.1" and line["duration_ms"] >= 0 for line in lines)
 
 

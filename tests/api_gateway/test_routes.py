@@ -407,7 +407,48 @@ async def test_healthz_answers_without_credentials(gateway):
 
 async def test_readyz_is_200_when_the_identity_service_is_ready(identity_gateway):
     response = await identity_gateway.client.get("/readyz")
-    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+    up = {"status": "up", "required": False, "detail": "its /healthz answers 200"}
+    assert (response.status_code, response.json()) == (
+        200,
+        {
+            "status": "ready",
+            "degraded": [],
+            "checks": {
+                "identity": {
+                    "status": "up",
+                    "required": True,
+                    "detail": "the portfolio's /readyz answers 200",
+                },
+                **{
+                    name: up
+                    for name in (
+                        "trading",
+                        "market",
+                        "strategy",
+                        "token",
+                        "execution",
+                        "monitoring",
+                    )
+                },
+            },
+        },
+    )
+
+
+async def test_readyz_is_200_degraded_naming_a_downstream_that_is_down(
+    make_settings, keys, portfolio
+):
+    down = f"http://127.0.0.1:{free_port()}"
+    settings = make_settings(portfolio_service_url=portfolio.url, market_service_url=down)
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        response = await gateway.client.get("/readyz")
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["degraded"]) == ("degraded", ["market"])
+    assert response.json()["checks"]["market"] == {
+        "status": "down",
+        "required": False,
+        "detail": "unreachable (ClientConnectorError)",
+    }
 
 
 async def test_readyz_is_503_when_the_identity_service_is_down(make_settings, keys):

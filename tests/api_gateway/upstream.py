@@ -57,7 +57,8 @@ async def app(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    if scope["path"] == "/healthz":
+    # Its own and each service's (`/trading/healthz`): the gateway's /readyz probes those.
+    if scope["path"].endswith("/healthz"):
         await _json(send, 200, {"status": "ok"})
         return
     digest, length = hashlib.sha256(), 0

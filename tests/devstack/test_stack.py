@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 
 import httpx
 import pytest
@@ -109,3 +111,32 @@ def test_a_process_that_cannot_start_stops_everything_with_its_status(stack_env,
         assert not any(port_in_use(port) for port in ports.values())
     finally:
         stack.kill_leftovers()
+
+
+@pytest.mark.e2e
+def test_a_process_that_exits_is_reported_and_restarted_and_ctrl_c_still_stops_all(
+    start_stack, ports
+):
+    stack = start_stack()
+    stack.wait_for("Ctrl-C stops everything.")
+    first = stack.children()["market"]
+    os.kill(first, signal.SIGKILL)
+    stack.wait_for("market exited with status -9; restarting in 1 s", timeout=30)
+    deadline = time.monotonic() + 30
+    while stack.children()["market"] == first or not _healthy(ports["market"]):
+        assert time.monotonic() < deadline, stack.output
+        time.sleep(0.2)
+    # The others never stopped.
+    assert all(_healthy(port) for port in ports.values())
+
+    children = list(stack.children().values())
+    assert stack.stop(signal.SIGINT) == 130
+    assert wait_until_gone(children) == []
+    assert not any(port_in_use(port) for port in ports.values())
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

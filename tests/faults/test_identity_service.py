@@ -26,6 +26,11 @@ def test_identity_service_down_and_back(faults):
             ready = client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["error"]["code"] == "upstream_unavailable"
+            assert ready.json()["error"]["checks"]["identity"] == {
+                "status": "down",
+                "required": True,
+                "detail": "its /readyz does not answer 200",
+            }
         finally:
             faults.portfolio.start()
         assert client.get("/readyz").status_code == 200

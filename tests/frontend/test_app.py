@@ -89,3 +89,28 @@ def test_a_bad_setting_is_named_in_one_line():
     [line] = reason_lines(result.stderr)
     assert "SECURITY__SESSION_TIMEOUT" in line
     assert "GATEWAY_URL" in line
+
+
+async def test_readyz_is_503_naming_the_gateway_when_it_is_down(frontend):
+    response = await frontend.client.get("/readyz")
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "service_unavailable"
+    assert error["checks"] == {
+        "gateway": {"status": "down", "required": True, "detail": "unreachable (ConnectError)"}
+    }
+
+
+@pytest.mark.e2e
+async def test_readyz_is_200_while_the_real_gateway_is_ready(live):
+    response = await live.client.get("/readyz")
+    assert (response.status_code, response.json()) == (
+        200,
+        {
+            "status": "ready",
+            "degraded": [],
+            "checks": {
+                "gateway": {"status": "up", "required": True, "detail": "its /readyz answers 200"}
+            },
+        },
+    )

@@ -20,7 +20,20 @@ async def test_healthz_and_readyz(settings):
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready"}
+    assert ready.json() == {
+        "status": "ready",
+        "degraded": [],
+        "checks": {
+            "database": {
+                "status": "up",
+                "required": True,
+                "detail": ready.json()["checks"]["database"]["detail"],
+            }
+        },
+    }
+    assert ready.json()["checks"]["database"]["detail"].startswith(
+        ("SQLite database ", "PostgreSQL database ")
+    )
 
 
 async def test_start_up_applies_the_migrations(settings):
@@ -99,6 +112,7 @@ async def test_lost_database_makes_readyz_and_the_api_answer_503(postgres_url):
         await _drop_database(url)
         ready = await client.get("/readyz")
         users = await client.get("/internal/identity/users")
+    assert ready.json()["error"]["checks"]["database"]["status"] == "down"
     for response in (ready, users):
         assert response.status_code == 503, response.text
         error = response.json()["error"]

@@ -276,6 +276,17 @@ async def test_a_startup_error_is_reported_as_its_one_line(prefix):
     assert await startup_failure(app) == f"{prefix}missing secret X"
 
 
-async def test_any_other_error_keeps_starlettes_report():
-    message = await startup_failure(refusing_app(RuntimeError("boom")))
-    assert "Traceback" in message
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (ServiceError("database down"), "cannot start: database down"),
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            "cannot start: ConnectionRefusedError: Connection refused",
+        ),
+        # A bug's message may hold anything: its type only, and never a traceback.
+        (RuntimeError("hunter2"), "cannot start: unexpected RuntimeError during start-up"),
+    ],
+)
+async def test_any_other_error_is_one_line_too(error, line):
+    assert await startup_failure(refusing_app(error)) == line

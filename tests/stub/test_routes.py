@@ -38,6 +38,15 @@ async def test_healthz_needs_no_assertion(stub):
     assert (response.status_code, response.json()) == (200, {"status": "ok", "service": service})
 
 
+async def test_readyz_is_ready_with_nothing_to_check(stub):
+    _, client = stub
+    response = await client.get("/readyz")
+    assert (response.status_code, response.json()) == (
+        200,
+        {"status": "ready", "degraded": [], "checks": {}},
+    )
+
+
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
 async def test_request_without_an_assertion_is_refused(stub, method):
     _, client = stub

@@ -32,8 +32,10 @@ from services.frontend.pages import (
     set_form_pass_cookie,
     set_session_cookie,
 )
+from services.frontend.readiness import readiness_checks
 from services.frontend.sessions import Session, SessionStore, csrf_matches
 from shared.errors import ErrorCode
+from shared.readiness import readiness_response
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +159,12 @@ def check_csrf(session: Session | None, token: str) -> Session:
 async def healthz() -> dict[str, str]:
     """Answer liveness probes."""
     return {"status": "ok"}
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(gateway: GatewayDep, store: StoreDep) -> Response:
+    """Answer 200 while the gateway and the session store answer, else 503 naming which."""
+    return readiness_response(await readiness_checks(gateway, store))
 
 
 @router.get("/")

@@ -19,6 +19,7 @@ from services.portfolio.trading.schemas import TradeIn
 from services.portfolio.trading.service import TradeBook
 from shared.assertion import Caller, InvalidAssertionError
 from shared.limits import PayloadTooLarge
+from shared.logs import note_user
 from shared.roles import Service, can_access
 
 
@@ -38,6 +39,7 @@ async def require_caller(
         caller = runtime.verifier.verify(x_identity_assertion)
     except InvalidAssertionError as exc:
         raise AssertionRejectedError(str(exc)) from None
+    note_user(caller.username)
     # The gateway checked the role already; a second look costs nothing.
     if not can_access(caller.roles, Service.PORTFOLIO):
         raise NoPortfolioRoleError()

@@ -217,3 +217,41 @@ def test_check_with_a_query_string_in_vault_addr_is_a_clear_error():
         "error: VAULT_ADDR must not carry a query string or fragment (the part from ? or #); "
         "give only scheme, host, port and an optional path, e.g. https://vault.example:8200\n"
     )
+
+
+def test_check_reads_the_env_file_the_local_stack_uses(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "".join(f"{name}={value}\n" for name, value in everything_required().items())
+    )
+    result = run("check", "--env-file", str(env_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "GATEWAY_JWT_PRIVATE_KEY: required by gateway: resolved from environment" in (
+        result.stdout
+    )
+    assert [
+        line for line in result.stdout.splitlines() if "required by" in line and "MISSING" in line
+    ] == []
+    assert_no_value_shown(result)
+
+
+def test_check_of_an_unreadable_env_file_exits_2_naming_it(tmp_path):
+    result = run("check", "--env-file", str(tmp_path / "absent.env"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot read {tmp_path / 'absent.env'}")
+
+
+def test_check_missing_secrets_next_to_a_env_file_says_how_to_read_it(tmp_path):
+    (tmp_path / ".env").write_text("")
+    base = {name: value for name, value in os.environ.items() if not name.startswith(OUTSIDE)}
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.secrets", "check"],
+        cwd=tmp_path,
+        env={**base, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "python -m shared.secrets check --env-file .env" in result.stderr
