@@ -44,6 +44,9 @@ class IdentityUser(BaseModel):
     access_changed_at: datetime | None = None
     # That change's position in the identity service's change feed (None: no change yet).
     access_seq: int | None = None
+    must_change_password: bool = False
+    deleted_at: datetime | None = None
+    api_key_first_used_at: datetime | None = None
 
     @property
     def password_version(self) -> int | None:

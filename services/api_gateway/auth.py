@@ -180,6 +180,14 @@ class Authenticator:
             self._stamps.record_user(user)
         await self.forget_user(user.username)
 
+    async def key_rotated(self, user: IdentityUser) -> None:
+        """After an API-key rotation made through this gateway: the old key leaves this
+        replica's cache now (the others' at their next poll of the change feed); the
+        user's tokens stay."""
+        if self._stamps is not None:
+            self._stamps.record_user(user)
+        await self._state.invalidate_api_keys(user.username)
+
     async def forget_user(self, username: str) -> None:
         """Make a user's existing tokens and cached API key stop working at once."""
         await self._state.revoke_subject(username)

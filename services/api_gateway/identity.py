@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from services.api_gateway.accounts import AccessChangePage, ApiKeyVerification, IdentityUser
+from services.api_gateway.context import current_request
 from services.api_gateway.errors import (
     IDENTITY_ERRORS,
     AccountInactive,
@@ -116,6 +117,58 @@ class IdentityClient:
             await self._call("GET", f"/internal/identity/changes{query}")
         )
 
+    async def create_user(
+        self, username: str, roles: list[str], password: str | None
+    ) -> tuple[IdentityUser, str | None]:
+        """Create a user who must change the password at first sign-in; return it and the
+        one-time password (None when `password` was given)."""
+        body = await self._call(
+            "POST",
+            "/internal/identity/users",
+            {"username": username, "roles": roles, "password": password},
+            expect=201,
+        )
+        return _read(_USER, body.get("user"), "a user"), _optional_text(body, "one_time_password")
+
+    async def reactivate_user(self, username: str) -> IdentityUser:
+        """Let a deactivated user sign in again; return the user."""
+        body = await self._call("POST", f"/internal/identity/users/{_segment(username)}/reactivate")
+        return _read(_USER, body.get("user"), "a user")
+
+    async def delete_user(self, username: str) -> IdentityUser:
+        """Delete a user softly; return the user as deleted."""
+        body = await self._call("DELETE", f"/internal/identity/users/{_segment(username)}")
+        return _read(_USER, body.get("user"), "a user")
+
+    async def reset_password(self, username: str) -> tuple[IdentityUser, str]:
+        """Set a one-time password; return the user and the password (shown once)."""
+        body = await self._call(
+            "POST", f"/internal/identity/users/{_segment(username)}/password/reset"
+        )
+        password = _optional_text(body, "one_time_password")
+        if password is None:
+            raise UpstreamUnavailable("the identity service answered a reset without a password")
+        return _read(_USER, body.get("user"), "a user"), password
+
+    async def rotate_api_key(self, username: str) -> tuple[IdentityUser, str, str | None]:
+        """Give a user a new random API key; return the user, the clear key (shown once) and
+        where the managed store keeps it (None: no managed store)."""
+        body = await self._call("POST", f"/internal/identity/users/{_segment(username)}/api-key")
+        api_key = _optional_text(body, "api_key")
+        if api_key is None:
+            raise UpstreamUnavailable("the identity service answered a rotation without a key")
+        user = _read(_USER, body.get("user"), "a user")
+        return user, api_key, _optional_text(body, "stored_at")
+
+    async def get_user(self, username: str) -> IdentityUser:
+        """Return one user."""
+        body = await self._call("GET", f"/internal/identity/users/{_segment(username)}")
+        return _read(_USER, body.get("user"), "a user")
+
+    async def audit_events(self, query: dict[str, str]) -> dict[str, Any]:
+        """Return one page of the audit trail (`since`, `user`, `type`, `cursor`, `limit`)."""
+        return await self._call("GET", f"/internal/identity/audit?{urlencode(query)}")
+
     async def ready(self) -> bool:
         """Tell whether the identity service answers its readiness probe."""
         try:
@@ -124,7 +177,9 @@ class IdentityClient:
             return False
         return response.status_code == 200
 
-    async def _call(self, method: str, path: str, payload: object = None) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, payload: object = None, *, expect: int = 200
+    ) -> dict[str, Any]:
         token = self._client.headers.get(SERVICE_TOKEN_HEADER)
         response = await self._send(method, path, payload)
         if self.refresh_token is not None and _token_refused(response):
@@ -138,17 +193,31 @@ class IdentityClient:
             body = response.json()
         except ValueError:
             body = None
-        if response.status_code == 200 and isinstance(body, dict):
+        if response.status_code == expect and isinstance(body, dict):
             return body
         raise _identity_error(response, body)
 
     async def _send(self, method: str, path: str, payload: object) -> httpx.Response:
         try:
-            return await self._client.request(method, path, json=payload)
+            return await self._client.request(method, path, json=payload, headers=_audit_headers())
         except httpx.TimeoutException:
             raise UpstreamTimeout("the identity service did not answer in time") from None
         except httpx.HTTPError:
             raise UpstreamUnavailable("the identity service is unreachable") from None
+
+
+def _audit_headers() -> dict[str, str]:
+    """Who asks and from where, for the identity service's audit trail: the request this
+    call serves (none for the gateway's own background calls)."""
+    context = current_request.get()
+    if context is None:
+        return {}
+    headers = {"X-Request-ID": context.request_id}
+    if context.client is not None:
+        headers["X-Audit-Client"] = context.client
+    if context.principal is not None:
+        headers["X-Audit-Actor"] = context.principal.username
+    return headers
 
 
 def _token_refused(response: httpx.Response) -> bool:
@@ -160,6 +229,11 @@ def _token_refused(response: httpx.Response) -> bool:
         return False
     error = body.get("error") if isinstance(body, dict) else None
     return isinstance(error, dict) and error.get("code") in ("invalid_token", "not_authenticated")
+
+
+def _optional_text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    return value if isinstance(value, str) else None
 
 
 def _segment(value: str) -> str:

@@ -11,6 +11,7 @@ from services.api_gateway.context import (
     CONTEXT_KEY,
     RequestContext,
     client_address,
+    current_request,
     request_id_from,
 )
 from services.api_gateway.principal import AuthMethod
@@ -44,6 +45,7 @@ class AccessLogMiddleware:
             client=client_address(peer, forwarded_for, runtime.settings.gateway_trusted_proxies),
         )
         scope[CONTEXT_KEY] = context
+        current_request.set(context)
         id_header = (b"x-request-id", context.request_id.encode())
 
         async def send_with_id(message: Message) -> None:

@@ -296,3 +296,54 @@ def test_a_bad_setting_is_one_line(cli):
     assert done.stderr.startswith("error: the portfolio service cannot start: ")
     assert "PORTFOLIO_PASSWORD_ROTATION_DAYS" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+# audit
+
+
+def test_audit_prints_one_json_object_per_event_oldest_first(cli):
+    seed(cli.url, "ivy", "portfolio")
+    with identity_for(cli.url) as identity:
+        identity.authenticate("ivy", PASSWORD)
+        identity.deactivate_user("ivy")
+    done = cli("audit", "--since", "1h", "--json")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(e["type"], e["subject"], e["outcome"]) for e in events] == [
+        ("user.created", "ivy", "success"),
+        ("login.succeeded", "ivy", "success"),
+        ("user.deactivated", "ivy", "success"),
+    ]
+    assert set(events[0]) == {
+        "id",
+        "time",
+        "type",
+        "actor",
+        "subject",
+        "client_address",
+        "request_id",
+        "outcome",
+        "detail",
+    }
+    assert PASSWORD not in done.stdout
+
+
+def test_audit_filters_by_type_user_and_time(cli):
+    seed(cli.url, "jack", "portfolio")
+    seed(cli.url, "kate", "trading")
+    only_kate = cli("audit", "--user", "KATE", "--json")
+    assert [json.loads(line)["subject"] for line in only_kate.stdout.splitlines()] == ["kate"]
+    future = cli("audit", "--since", "2999-01-01T00:00:00Z", "--type", "user.created")
+    assert (future.returncode, future.stdout) == (0, "")
+    table = cli("audit", "--type", "user.created")
+    assert table.stdout.count("user.created") == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(("--since", "last tuesday"), "--since"), (("--type", "login.maybe"), "type must be one of")],
+)
+def test_audit_refuses_a_bad_filter_naming_it(cli, args, named):
+    done = cli("audit", *args)
+    assert done.returncode in (1, 2)
+    assert named in done.stderr

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +34,10 @@ class User(BaseModel):
     # That change's position in the change feed: a login answers with it and the gateway
     # writes it into the token, so a later deactivation is told by number, not by clock.
     access_seq: int | None = None
+    # Set when the account was deleted: it never signs in again; its name stays reserved.
+    deleted_at: datetime | None = None
+    # When the current API key was first used (None: not yet, or no key).
+    api_key_first_used_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +121,58 @@ class ApiKeyVerified(BaseModel):
 
     user: User
     key_id: str
+
+
+class AuditEventOut(BaseModel):
+    """One security event as the audit API and the CLI give it (one JSON object per line)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    time: datetime
+    type: str
+    actor: str | None
+    subject: str | None
+    client_address: str | None
+    request_id: str | None
+    outcome: str
+    detail: dict[str, Any] | None = None
+
+
+class AuditPageOut(BaseModel):
+    """`{"events": [...], "next_cursor": ...}`, newest first; no `next_cursor`: the last page."""
+
+    events: list[AuditEventOut]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPassword:
+    """A user and the one-time password just set (None: the caller chose the password)."""
+
+    user: User
+    one_time_password: str | None = field(default=None, repr=False)
+
+
+class NewUserIn(BaseModel):
+    """Body of `POST /internal/identity/users`: no password makes a one-time one."""
+
+    username: Username
+    roles: Annotated[list[str], Field(min_length=1, max_length=64)]
+    password: Password | None = None
+
+
+class IssuedPasswordOut(BaseModel):
+    """`{"user": ..., "one_time_password": ...}`: the password is shown this once."""
+
+    user: User
+    one_time_password: str | None = None
+
+
+class ApiKeyIssuedOut(BaseModel):
+    """`{"user", "key_id", "api_key", "stored_at"}`: the clear key is shown this once."""
+
+    user: User
+    key_id: str
+    api_key: str
+    stored_at: str | None = None
