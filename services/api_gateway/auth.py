@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from services.api_gateway.accounts import IdentityUser
 from services.api_gateway.config import Settings
 from services.api_gateway.errors import (
+    GatewayError,
     InvalidCredentials,
     InvalidToken,
     NotAuthenticated,
@@ -23,7 +25,11 @@ from services.api_gateway.tokens import IssuedToken, TokenService
 from shared import apikeys
 from shared.usernames import username_label
 
+logger = logging.getLogger("services.api_gateway.auth")
+
 ROTATE_PATH = "/auth/password/rotate"
+# `reason` of a `password_expired` answer for a password the user has never chosen.
+MUST_CHANGE = "must_change_password"
 _MAX_CREDENTIAL_LENGTH = 4096
 
 
@@ -138,10 +144,18 @@ class Authenticator:
         async with self._throttled(username, client, attempts="logins"):
             try:
                 user = await self._identity.authenticate(username, password)
-            except PasswordExpired:
+            except PasswordExpired as exc:
+                if exc.extra.get("reason") == MUST_CHANGE:
+                    raise PasswordExpired(
+                        "set your password: a new account (or a reset one) must choose its "
+                        f"own password before its first sign-in, with POST {ROTATE_PATH}",
+                        rotate_url=ROTATE_PATH,
+                        reason=MUST_CHANGE,
+                    ) from None
                 raise PasswordExpired(
                     f"the password has expired; set a new one with POST {ROTATE_PATH}",
                     rotate_url=ROTATE_PATH,
+                    reason="expired",
                 ) from None
         roles = list(user.roles)
         issued = self._tokens.issue(
@@ -161,6 +175,18 @@ class Authenticator:
             raise NotAuthenticated("logout needs the bearer token to revoke")
         await self._state.revoke_token(principal.jti, principal.expires_at)
         self._tokens.forget(token)
+        try:
+            # Kept by the identity store too: audited, and read back by a gateway on
+            # in-process state when it restarts.
+            await self._identity.revoke_token(
+                jti=principal.jti, username=principal.username, expires_at=principal.expires_at
+            )
+        except GatewayError as exc:
+            logger.warning(
+                "logout: the revocation holds here but was not stored in the identity "
+                "store (%s); it ends with this process unless the state is shared",
+                type(exc).__name__,
+            )
 
     async def rotate_password(
         self, username: str, current_password: str, new_password: str, *, client: str | None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.api_gateway.accounts import AccessChangePage, ApiKeyVerification, IdentityUser
 from services.api_gateway.context import current_request
@@ -18,11 +19,13 @@ from services.api_gateway.errors import (
     GatewayError,
     IdentityBusy,
     InvalidCredentials,
+    PasswordExpired,
     TooManyAttempts,
     UpstreamNotReady,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from services.api_gateway.state.base import ApiKeyUsage
 
 SERVICE_TOKEN_HEADER = "X-Service-Token"  # noqa: S105  # nosec B105 - a header name
 
@@ -165,6 +168,50 @@ class IdentityClient:
         body = await self._call("GET", f"/internal/identity/users/{_segment(username)}")
         return _read(_USER, body.get("user"), "a user")
 
+    async def revoke_token(self, *, jti: str, username: str, expires_at: float) -> None:
+        """Keep a logout's revocation in the identity store (and its audit trail)."""
+        await self._call(
+            "POST",
+            "/internal/identity/tokens/revoked",
+            {
+                "jti": jti,
+                "username": username,
+                "expires_at": datetime.fromtimestamp(expires_at, UTC).isoformat(),
+            },
+        )
+
+    async def revocations(self) -> dict[str, float]:
+        """Return the stored revocations still in force: jti -> expiry (epoch seconds)."""
+        body = await self._call("GET", "/internal/identity/tokens/revoked")
+        entries = _read(_REVOCATIONS, body.get("revoked"), "a revocation list")
+        return {entry.jti: entry.expires_at.timestamp() for entry in entries}
+
+    async def save_usage(self, counts: list[ApiKeyUsage]) -> None:
+        """Add API-key usage counts to the stored totals."""
+        await self._call(
+            "POST",
+            "/internal/identity/api-keys/usage",
+            {"keys": [_usage_json(count) for count in counts]},
+        )
+
+    async def stored_usage(self) -> list[ApiKeyUsage]:
+        """Return the stored API-key usage totals."""
+        body = await self._call("GET", "/internal/identity/api-keys/usage")
+        entries = _read(_USAGE, body.get("keys"), "an API-key usage list")
+        return [
+            ApiKeyUsage(
+                key_id=entry.key_id,
+                username=entry.username,
+                requests=entry.requests,
+                services=dict(entry.services),
+                status_classes=dict(entry.status_classes),
+                first_used_at=entry.first_used_at.timestamp(),
+                last_used_at=entry.last_used_at.timestamp(),
+                last_client=entry.last_client,
+            )
+            for entry in entries
+        ]
+
     async def audit_events(self, query: dict[str, str]) -> dict[str, Any]:
         """Return one page of the audit trail (`since`, `user`, `type`, `cursor`, `limit`)."""
         return await self._call("GET", f"/internal/identity/audit?{urlencode(query)}")
@@ -231,6 +278,39 @@ def _token_refused(response: httpx.Response) -> bool:
     return isinstance(error, dict) and error.get("code") in ("invalid_token", "not_authenticated")
 
 
+class _Revocation(BaseModel):
+    jti: str
+    expires_at: datetime
+
+
+class _Usage(BaseModel):
+    key_id: str
+    username: str
+    requests: int
+    services: dict[str, int]
+    status_classes: dict[str, int]
+    first_used_at: datetime
+    last_used_at: datetime
+    last_client: str | None = None
+
+
+_REVOCATIONS = TypeAdapter(list[_Revocation])
+_USAGE = TypeAdapter(list[_Usage])
+
+
+def _usage_json(count: ApiKeyUsage) -> dict[str, Any]:
+    return {
+        "key_id": count.key_id,
+        "username": count.username,
+        "requests": count.requests,
+        "services": count.services,
+        "status_classes": count.status_classes,
+        "first_used_at": datetime.fromtimestamp(count.first_used_at, UTC).isoformat(),
+        "last_used_at": datetime.fromtimestamp(count.last_used_at, UTC).isoformat(),
+        "last_client": count.last_client,
+    }
+
+
 def _optional_text(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     return value if isinstance(value, str) else None
@@ -294,6 +374,10 @@ def _identity_error(response: httpx.Response, body: object) -> GatewayError:
     if mapped is not None:
         if mapped is InvalidCredentials:
             return InvalidCredentials("invalid credentials")
+        if mapped is PasswordExpired and isinstance(error, dict):
+            reason = error.get("reason")
+            if isinstance(reason, str) and reason in ("must_change_password", "expired"):
+                return PasswordExpired(str(message or code), reason=reason)
         return mapped(str(message or code))
     if response.status_code >= 500:
         return UpstreamUnavailable(

@@ -16,7 +16,7 @@ from services.api_gateway.deps import (
     RuntimeDep,
     admin_principal,
 )
-from services.api_gateway.errors import InvalidRequest, UpstreamNotReady
+from services.api_gateway.errors import GatewayError, InvalidRequest, UpstreamNotReady
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.schemas import (
     ApiKeyUsageOut,
@@ -173,23 +173,43 @@ async def rotate_password(
     responses=error_responses(401, 403),
 )
 async def api_key_usage(runtime: RuntimeDep) -> ApiKeyUsageResponse:
-    """Return per key id: requests, per service and status class, first and last use."""
+    """Return every current API key, used or not: requests, per service and status class,
+    first and last use, last client. Counts survive a gateway restart (Redis, or the
+    identity store for in-process state)."""
     usage = await runtime.state.api_key_usage()
-    return ApiKeyUsageResponse(
-        keys=[
-            ApiKeyUsageOut(
-                key_id=entry.key_id,
-                username=entry.username,
-                requests=entry.requests,
-                services=dict(entry.services),
-                status_classes=dict(entry.status_classes),
-                first_used_at=_timestamp(entry.first_used_at),
-                last_used_at=_timestamp(entry.last_used_at),
-                last_client=entry.last_client,
-            )
-            for entry in usage
-        ]
+    keys = [
+        ApiKeyUsageOut(
+            key_id=entry.key_id,
+            username=entry.username,
+            requests=entry.requests,
+            services=dict(entry.services),
+            status_classes=dict(entry.status_classes),
+            first_used_at=_timestamp(entry.first_used_at),
+            last_used_at=_timestamp(entry.last_used_at),
+            last_client=entry.last_client,
+        )
+        for entry in usage
+    ]
+    seen = {entry.key_id for entry in usage}
+    try:
+        users = await runtime.identity.list_users()
+    except GatewayError:
+        users = []  # the counts this gateway holds are still worth showing
+    keys.extend(
+        ApiKeyUsageOut(
+            key_id=user.api_key_id,
+            username=user.username,
+            requests=0,
+            services={},
+            status_classes={},
+            first_used_at=None,
+            last_used_at=None,
+            last_client=None,
+        )
+        for user in users
+        if user.api_key_id is not None and user.api_key_id not in seen and user.deleted_at is None
     )
+    return ApiKeyUsageResponse(keys=keys)
 
 
 @admin.get(

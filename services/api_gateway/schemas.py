@@ -111,8 +111,8 @@ class ApiKeyUsageOut(BaseModel):
     requests: int
     services: dict[str, int]
     status_classes: dict[str, int]
-    first_used_at: datetime
-    last_used_at: datetime
+    first_used_at: datetime | None = Field(description="Null for a key never used")
+    last_used_at: datetime | None = Field(description="Null for a key never used")
     last_client: str | None
 
 

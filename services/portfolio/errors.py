@@ -70,8 +70,10 @@ class PasswordExpiredError(IdentityError):
 
     code = ErrorCode.PASSWORD_EXPIRED
 
-    def __init__(self, message: str = "the password has expired; rotate it to log in") -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str = "the password has expired; rotate it to log in", **extra: str
+    ) -> None:
+        super().__init__(message, **extra)
 
 
 class TooManyAttemptsError(IdentityError):

@@ -125,7 +125,12 @@ async def test_an_admin_onboards_a_user_who_sets_their_password_first(identity_g
     one_time = body["one_time_password"]
     first = await login(identity_gateway, name, one_time)
     assert first.status_code == 403
-    assert first.json()["error"]["code"] == "password_expired"
+    error = first.json()["error"]
+    assert error["code"] == "password_expired"
+    # A new account is told to set its password, not that it has expired.
+    assert error["reason"] == "must_change_password"
+    assert error["message"].startswith("set your password")
+    assert error["rotate_url"] == "/auth/password/rotate"
     rotated = await identity_gateway.client.post(
         "/auth/password/rotate",
         json={"username": name, "current_password": one_time, "new_password": NEW_PASSWORD},

@@ -73,6 +73,10 @@ class IdentityCore:
         self._throttle = Throttle.from_settings(settings)
         self._unknown = UnknownNameThrottle(self._throttle)
 
+    def now(self) -> datetime:
+        """Return this service's clock's time."""
+        return self._clock()
+
     async def _update(
         self,
         username: str,

@@ -30,6 +30,11 @@ from services.portfolio.errors import (
 _RESERVE_TRIES = 3
 
 
+# `reason` of a `password_expired` refusal: a new account's (or a reset's) one-time
+# password, rather than one that aged out.
+MUST_CHANGE = "must_change_password"
+
+
 class PasswordCredentials(IdentityCore):
     """Check and replace passwords."""
 
@@ -48,7 +53,13 @@ class PasswordCredentials(IdentityCore):
         if not account.is_active:
             raise AccountInactiveError()
         if self._password_expired(account):
-            raise PasswordExpiredError()
+            if account.must_change_password:
+                raise PasswordExpiredError(
+                    "set your password: this account must choose its own password before "
+                    "its first sign-in",
+                    reason=MUST_CHANGE,
+                )
+            raise PasswordExpiredError(reason="expired")
         return self._user(account)
 
     def _login_stamp(self, account: UserAccount) -> dict[str, object]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.openapi.utils import get_openapi
 
 from services.portfolio.accounts import audit as audit_log
+from services.portfolio.accounts import gateway_state
 from services.portfolio.accounts.deps import AuditDep, IdentityDep, ServiceTokenRoute
 from services.portfolio.accounts.schemas import (
     AccessChangesOut,
@@ -17,8 +18,12 @@ from services.portfolio.accounts.schemas import (
     AuditPageOut,
     Credentials,
     IssuedPasswordOut,
+    KeyUsageIn,
+    KeyUsageOut,
     NewUserIn,
     PasswordRotationIn,
+    RevocationIn,
+    RevocationsOut,
     RolesIn,
     UserOut,
     UsersOut,
@@ -129,6 +134,46 @@ async def rotate_api_key(username: str, identity: IdentityDep, audit: AuditDep) 
         api_key=rotation.api_key,
         stored_at=rotation.stored_at,
     )
+
+
+@router.post("/tokens/revoked")
+async def revoke_token(
+    body: RevocationIn, identity: IdentityDep, audit: AuditDep
+) -> RevocationsOut:
+    """Keep a gateway logout's revocation across gateway restarts; audited `token.revoked`."""
+    await gateway_state.revoke_token(
+        identity.database,
+        audit,
+        jti=body.jti,
+        username=body.username,
+        expires_at=_utc(body.expires_at),
+        now=identity.now(),
+    )
+    return RevocationsOut(revoked=[])
+
+
+@router.get("/tokens/revoked")
+async def revoked_tokens(identity: IdentityDep) -> RevocationsOut:
+    """List the revocations still in force (a gateway reads them when it starts)."""
+    revoked = await gateway_state.live_revocations(identity.database, now=identity.now())
+    return RevocationsOut(revoked=revoked)
+
+
+@router.post("/api-keys/usage")
+async def add_api_key_usage(body: KeyUsageIn, identity: IdentityDep) -> KeyUsageOut:
+    """Add a gateway's API-key usage counts since its last flush to the totals."""
+    await gateway_state.add_usage(identity.database, body.keys)
+    return KeyUsageOut(keys=[])
+
+
+@router.get("/api-keys/usage")
+async def api_key_usage(identity: IdentityDep) -> KeyUsageOut:
+    """Return the API-key usage totals."""
+    return KeyUsageOut(keys=await gateway_state.usage_totals(identity.database))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @router.get("/changes")

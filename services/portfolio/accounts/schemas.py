@@ -176,3 +176,49 @@ class ApiKeyIssuedOut(BaseModel):
     key_id: str
     api_key: str
     stored_at: str | None = None
+
+
+class RevocationIn(BaseModel):
+    """Body of `POST /internal/identity/tokens/revoked`: a gateway logout."""
+
+    jti: Annotated[str, Field(min_length=1, max_length=64)]
+    username: Username
+    expires_at: datetime
+
+
+class Revocation(BaseModel):
+    """A revoked token's id and when it would have expired."""
+
+    jti: str
+    expires_at: datetime
+
+
+class RevocationsOut(BaseModel):
+    """`{"revoked": [...]}`: the revocations still in force."""
+
+    revoked: list[Revocation]
+
+
+class KeyUsage(BaseModel):
+    """API-key usage of one key id: totals, or a gateway's counts since its last flush."""
+
+    key_id: Annotated[str, Field(min_length=1, max_length=16)]
+    username: Username
+    requests: Annotated[int, Field(ge=0)]
+    services: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(ge=0)]]
+    status_classes: dict[Annotated[str, Field(max_length=8)], Annotated[int, Field(ge=0)]]
+    first_used_at: datetime
+    last_used_at: datetime
+    last_client: Annotated[str | None, Field(max_length=64)] = None
+
+
+class KeyUsageIn(BaseModel):
+    """Body of `POST /internal/identity/api-keys/usage`: counts to add."""
+
+    keys: Annotated[list[KeyUsage], Field(max_length=10_000)]
+
+
+class KeyUsageOut(BaseModel):
+    """`{"keys": [...]}`: the stored totals."""
+
+    keys: list[KeyUsage]
