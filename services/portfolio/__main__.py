@@ -128,6 +128,27 @@ def deactivate_user(identity: PortfolioIdentityService, args: argparse.Namespace
     print(f"deactivated {user.username}")
 
 
+def reactivate_user(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Let a deactivated user sign in again."""
+    user = identity.reactivate_user(args.username)
+    print(f"reactivated {user.username}")
+
+
+def delete_user(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Delete a user softly (the name stays reserved, the history auditable)."""
+    user = identity.delete_user(args.username)
+    print(f"deleted {user.username}; the name stays reserved")
+
+
+def reset_password(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Set a one-time password, printed once, to change at the next sign-in."""
+    issued = identity.reset_password(args.username)
+    print(f"reset the password of {issued.user.username}")
+    print(
+        f"  {ONE_TIME_PASSWORD_LABEL} {issued.one_time_password}   (shown this once, never again)"
+    )
+
+
 def set_roles(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
     """Replace a user's roles."""
     user = identity.set_roles(args.username, args.role)
@@ -224,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("list-users", list_users, "list every user")
     sub.add_argument("--json", action="store_true", help="one JSON object per line")
     sub = add("deactivate-user", deactivate_user, "deactivate a user")
+    sub.add_argument("username")
+    sub = add("reactivate-user", reactivate_user, "let a deactivated user sign in again")
+    sub.add_argument("username")
+    sub = add("delete-user", delete_user, "delete a user (soft: the name stays reserved)")
+    sub.add_argument("username")
+    sub = add(
+        "reset-password",
+        reset_password,
+        "set a one-time password, printed once, to change at the next sign-in",
+    )
     sub.add_argument("username")
     sub = add("set-roles", set_roles, "replace a user's roles")
     sub.add_argument("username")

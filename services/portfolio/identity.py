@@ -17,7 +17,12 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import SecretStr
 
 from services.portfolio.accounts.audit import AuditQuery, parse_event_type, read_forward
-from services.portfolio.accounts.schemas import ApiKeyRotation, AuditEventOut, User
+from services.portfolio.accounts.schemas import (
+    ApiKeyRotation,
+    AuditEventOut,
+    IssuedPassword,
+    User,
+)
 from services.portfolio.accounts.service import IdentityService
 from services.portfolio.config import PortfolioSettings, load_settings
 from services.portfolio.db import Database
@@ -108,6 +113,18 @@ class PortfolioIdentityService:
     def set_roles(self, username: str, roles: Iterable[str]) -> User:
         """Replace a user's roles."""
         return self._run(self._service.set_roles, username, list(roles))
+
+    def reactivate_user(self, username: str) -> User:
+        """Let a deactivated user sign in again."""
+        return self._run(self._service.reactivate_user, username)
+
+    def delete_user(self, username: str) -> User:
+        """Delete a user softly: never signs in again; the name stays reserved."""
+        return self._run(self._service.delete_user, username)
+
+    def reset_password(self, username: str) -> IssuedPassword:
+        """Set a one-time password (in the result, this once) to change at next sign-in."""
+        return self._run(self._service.reset_password, username)
 
     def audit_events(
         self,

@@ -10,6 +10,7 @@ import pytest
 from devstack import REPO_ROOT
 from devstack.ports import free_port
 from services.portfolio.__main__ import ONE_TIME_PASSWORD_LABEL, one_time_password
+from services.portfolio.errors import PasswordExpiredError
 from services.portfolio.identity import PortfolioIdentityService
 from tests.portfolio.conftest import CHEAP_ARGON2_ENV, PASSWORD, make_settings
 
@@ -347,3 +348,28 @@ def test_audit_refuses_a_bad_filter_naming_it(cli, args, named):
     done = cli("audit", *args)
     assert done.returncode in (1, 2)
     assert named in done.stderr
+
+
+# reactivate-user, delete-user, reset-password
+
+
+def test_reset_reactivate_and_delete_from_the_shell(cli):
+    seed(cli.url, "lena", "portfolio")
+    seed(cli.url, "root", "admin")
+    reset = cli("reset-password", "lena")
+    assert reset.returncode == 0, reset.stderr
+    [line] = [ln for ln in reset.stdout.splitlines() if ONE_TIME_PASSWORD_LABEL in ln]
+    one_time = line.split(ONE_TIME_PASSWORD_LABEL)[1].split()[0]
+    with identity_for(cli.url) as identity:
+        with pytest.raises(PasswordExpiredError):
+            identity.authenticate("lena", one_time)
+        identity.deactivate_user("lena")
+    assert cli("reactivate-user", "lena").stdout == "reactivated lena\n"
+    deleted = cli("delete-user", "lena")
+    assert deleted.stdout == "deleted lena; the name stays reserved\n"
+    again = cli("reactivate-user", "lena")
+    assert again.returncode == 1
+    assert "deleted" in again.stderr
+    last = cli("delete-user", "root")
+    assert last.returncode == 1
+    assert "last active admin" in last.stderr

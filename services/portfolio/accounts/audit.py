@@ -165,7 +165,7 @@ def decode_cursor(cursor: str) -> int:
         before = json.loads(raw)["before"]
     except (binascii.Error, ValueError, TypeError, KeyError):
         raise InvalidInputError("cursor must be a value a previous page returned") from None
-    if not isinstance(before, int) or isinstance(before, bool) or before < 1:
+    if not isinstance(before, int) or isinstance(before, bool) or not 1 <= before < 2**62:
         raise InvalidInputError("cursor must be a value a previous page returned")
     return before
 

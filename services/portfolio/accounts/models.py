@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.portfolio.db import Base, UTCDateTime
@@ -129,7 +129,7 @@ class ApiKeyUsageRecord(Base):
 
     key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
-    requests: Mapped[int] = mapped_column(Integer)
+    requests: Mapped[int] = mapped_column(BigInteger)
     services: Mapped[dict[str, int]] = mapped_column(JSON)
     status_classes: Mapped[dict[str, int]] = mapped_column(JSON)
     first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -146,7 +146,7 @@ async def revoke_token(
         audit,
         jti=body.jti,
         username=body.username,
-        expires_at=_utc(body.expires_at),
+        expires_at=body.expires_at,
         now=identity.now(),
     )
     return RevocationsOut(revoked=[])
@@ -170,10 +170,6 @@ async def add_api_key_usage(body: KeyUsageIn, identity: IdentityDep) -> KeyUsage
 async def api_key_usage(identity: IdentityDep) -> KeyUsageOut:
     """Return the API-key usage totals."""
     return KeyUsageOut(keys=await gateway_state.usage_totals(identity.database))
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @router.get("/changes")
@@ -202,12 +198,21 @@ async def audit_events(
 ) -> AuditPageOut:
     """List security events newest first; pass `next_cursor` back as `cursor` for more."""
     query = audit_log.AuditQuery(
-        # A time without an offset is taken as UTC, like every time this API returns.
-        since=since if since is None or since.tzinfo else since.replace(tzinfo=UTC),
+        since=_since(since),
         user=_canonical_or_none(user),
         event_type=audit_log.parse_event_type(type),
     )
     return await audit_log.read_page(identity.database, query, cursor=cursor, limit=limit)
+
+
+def _since(since: datetime | None) -> datetime | None:
+    if since is None:
+        return None
+    # A time without an offset is taken as UTC, like every time this API returns.
+    try:
+        return (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise InvalidInputError("since: the time is out of range") from None
 
 
 def _canonical_or_none(user: str | None) -> str | None:

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # Generous caps on request fields so a request cannot make the service hash megabytes;
 # the password policy itself (12..1024 by default) answers `weak_password`.
@@ -183,7 +183,7 @@ class RevocationIn(BaseModel):
 
     jti: Annotated[str, Field(min_length=1, max_length=64)]
     username: Username
-    expires_at: datetime
+    expires_at: AwareDatetime
 
 
 class Revocation(BaseModel):
@@ -199,16 +199,22 @@ class RevocationsOut(BaseModel):
     revoked: list[Revocation]
 
 
+# One save's count of anything: far above what a gateway counts between two saves.
+_MAX_COUNT = 1_000_000_000
+
+
 class KeyUsage(BaseModel):
     """API-key usage of one key id: totals, or a gateway's counts since its last flush."""
 
     key_id: Annotated[str, Field(min_length=1, max_length=16)]
-    username: Username
-    requests: Annotated[int, Field(ge=0)]
-    services: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(ge=0)]]
-    status_classes: dict[Annotated[str, Field(max_length=8)], Annotated[int, Field(ge=0)]]
-    first_used_at: datetime
-    last_used_at: datetime
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    requests: Annotated[int, Field(ge=0, le=_MAX_COUNT)]
+    services: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(ge=0, le=_MAX_COUNT)]]
+    status_classes: dict[
+        Annotated[str, Field(max_length=8)], Annotated[int, Field(ge=0, le=_MAX_COUNT)]
+    ]
+    first_used_at: AwareDatetime
+    last_used_at: AwareDatetime
     last_client: Annotated[str | None, Field(max_length=64)] = None
 
 

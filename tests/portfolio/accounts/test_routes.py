@@ -330,6 +330,8 @@ async def test_audit_records_the_gateways_actor_client_and_request_id(client, id
         ({"cursor": "garbage"}, "cursor"),
         ({"user": "has space"}, "user"),
         ({"since": "yesterday"}, "since"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
+        ({"cursor": "eyJiZWZvcmUiOjEwMDAwMDAwMDAwMDAwMDAwMDAwMDB9"}, "cursor"),  # 10**21
         ({"limit": "0"}, "limit"),
     ],
 )
@@ -401,3 +403,63 @@ async def test_lifecycle_endpoints_answer_with_the_user(client, identity):
     deleted = await client.post("/internal/identity/users/rosa/reactivate")
     assert "deleted" in assert_error(deleted, 409, "conflict")["message"]
     assert_error(await client.delete("/internal/identity/users/nobody"), 404, "not_found")
+
+
+# What a gateway on in-process state keeps here: /tokens/revoked, /api-keys/usage
+
+
+async def test_revocations_and_usage_round_trip(client):
+    revoked = await client.post(
+        "/internal/identity/tokens/revoked",
+        json={"jti": "j-1", "username": "Alice", "expires_at": "2999-01-01T00:00:00Z"},
+    )
+    assert revoked.status_code == 200, revoked.text
+    listed = await client.get("/internal/identity/tokens/revoked")
+    assert [r["jti"] for r in listed.json()["revoked"]] == ["j-1"]
+    count = {
+        "key_id": "0123456789abcdef",
+        "username": "alice",
+        "requests": 2,
+        "services": {"trading": 2},
+        "status_classes": {"2xx": 2},
+        "first_used_at": "2025-01-15T12:00:00Z",
+        "last_used_at": "2025-01-15T12:01:00Z",
+        "last_client": "192.0.2.1",
+    }
+    for _ in range(2):
+        saved = await client.post("/internal/identity/api-keys/usage", json={"keys": [count]})
+        assert saved.status_code == 200
+    [total] = (await client.get("/internal/identity/api-keys/usage")).json()["keys"]
+    assert total["requests"] == 4
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "named"),
+    [
+        (
+            "/internal/identity/tokens/revoked",
+            {"jti": "j", "username": "alice", "expires_at": "2999-01-01T00:00:00"},
+            "expires_at",
+        ),
+        (
+            "/internal/identity/api-keys/usage",
+            {
+                "keys": [
+                    {
+                        "key_id": "k",
+                        "username": "alice",
+                        "requests": 10**12,
+                        "services": {},
+                        "status_classes": {},
+                        "first_used_at": "2025-01-15T12:00:00Z",
+                        "last_used_at": "2025-01-15T12:00:00Z",
+                    }
+                ]
+            },
+            "requests",
+        ),
+    ],
+)
+async def test_gateway_state_refuses_what_it_cannot_store(client, path, body, named):
+    error = assert_error(await client.post(path, json=body), 422, "validation_error")
+    assert named in error["message"]

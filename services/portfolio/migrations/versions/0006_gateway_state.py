@@ -30,7 +30,7 @@ def upgrade() -> None:
         "api_key_usage",
         sa.Column("key_id", sa.String(length=16), nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
-        sa.Column("requests", sa.Integer(), nullable=False),
+        sa.Column("requests", sa.BigInteger(), nullable=False),
         sa.Column("services", sa.JSON(), nullable=False),
         sa.Column("status_classes", sa.JSON(), nullable=False),
         sa.Column("first_used_at", sa.DateTime(timezone=True), nullable=False),
