@@ -154,3 +154,23 @@ class AccessChangePage:
             cursor=cursor,
             more=body.get("more") is True,
         )
+
+
+class StoredRevocation(BaseModel):
+    """A logout revocation the identity store keeps for a gateway on in-process state."""
+
+    jti: str
+    expires_at: datetime
+
+
+class StoredUsage(BaseModel):
+    """API-key usage totals the identity store keeps for a gateway on in-process state."""
+
+    key_id: str
+    username: str
+    requests: int
+    services: dict[str, int]
+    status_classes: dict[str, int]
+    first_used_at: datetime
+    last_used_at: datetime
+    last_client: str | None = None

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from services.api_gateway.accounts import AccessChangePage, ApiKeyVerification, IdentityUser
+from services.api_gateway.accounts import (
+    AccessChangePage,
+    ApiKeyVerification,
+    IdentityUser,
+    StoredRevocation,
+    StoredUsage,
+)
 from services.api_gateway.context import current_request
 from services.api_gateway.errors import (
-    IDENTITY_ERRORS,
     AccountInactive,
-    GatewayError,
-    IdentityBusy,
     InvalidCredentials,
-    PasswordExpired,
-    TooManyAttempts,
-    UpstreamNotReady,
     UpstreamTimeout,
     UpstreamUnavailable,
+    identity_error,
 )
 from services.api_gateway.state.base import ApiKeyUsage
 
@@ -242,7 +242,7 @@ class IdentityClient:
             body = None
         if response.status_code == expect and isinstance(body, dict):
             return body
-        raise _identity_error(response, body)
+        raise identity_error(response, body)
 
     async def _send(self, method: str, path: str, payload: object) -> httpx.Response:
         try:
@@ -278,24 +278,8 @@ def _token_refused(response: httpx.Response) -> bool:
     return isinstance(error, dict) and error.get("code") in ("invalid_token", "not_authenticated")
 
 
-class _Revocation(BaseModel):
-    jti: str
-    expires_at: datetime
-
-
-class _Usage(BaseModel):
-    key_id: str
-    username: str
-    requests: int
-    services: dict[str, int]
-    status_classes: dict[str, int]
-    first_used_at: datetime
-    last_used_at: datetime
-    last_client: str | None = None
-
-
-_REVOCATIONS = TypeAdapter(list[_Revocation])
-_USAGE = TypeAdapter(list[_Usage])
+_REVOCATIONS = TypeAdapter(list[StoredRevocation])
+_USAGE = TypeAdapter(list[StoredUsage])
 
 
 def _usage_json(count: ApiKeyUsage) -> dict[str, Any]:
@@ -329,60 +313,3 @@ def _read(model: TypeAdapter[T], value: object, what: str) -> T:
         raise UpstreamUnavailable(
             f"the identity service answered {what} the gateway cannot read"
         ) from None
-
-
-# The identity store refuses an account for at most 15 minutes by default; a day bounds any
-# setting, and a `Retry-After` the gateway passes on.
-MAX_THROTTLE_SECONDS = 86_400.0
-
-
-def _busy_retry_after(response: httpx.Response) -> float:
-    try:
-        seconds = float(response.headers.get("Retry-After", "1"))
-    except ValueError:
-        return 1.0
-    # A busy identity service frees up in seconds: a finite, short wait whatever it said.
-    return min(max(seconds, 1.0), 60.0) if math.isfinite(seconds) else 1.0
-
-
-def _identity_error(response: httpx.Response, body: object) -> GatewayError:
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    if code == "too_many_attempts":
-        retry = error.get("retry_after") if isinstance(error, dict) else None
-        if retry is None:
-            retry = response.headers.get("Retry-After", "60")
-        try:
-            seconds = float(retry)
-        except (TypeError, ValueError):
-            seconds = 60.0
-        # Whatever the identity service sent, a finite wait no longer than its longest refusal.
-        seconds = min(max(seconds, 1.0), MAX_THROTTLE_SECONDS) if math.isfinite(seconds) else 60.0
-        return TooManyAttempts("too many attempts; try again later", retry_after=seconds)
-    if code == "identity_busy":
-        seconds = _busy_retry_after(response)
-        return IdentityBusy(
-            "the identity service is busy checking other passwords; "
-            f"try again in {max(1, math.ceil(seconds))} seconds",
-            retry_after=seconds,
-        )
-    if response.status_code == 401 and code in ("invalid_token", "not_authenticated"):
-        # Our service token was refused: a deployment fault, not the caller's.
-        return UpstreamNotReady("the identity service refused the gateway's service token")
-    mapped = IDENTITY_ERRORS.get(str(code)) if code else None
-    if mapped is not None:
-        if mapped is InvalidCredentials:
-            return InvalidCredentials("invalid credentials")
-        if mapped is PasswordExpired and isinstance(error, dict):
-            reason = error.get("reason")
-            if isinstance(reason, str) and reason in ("must_change_password", "expired"):
-                return PasswordExpired(str(message or code), reason=reason)
-        return mapped(str(message or code))
-    if response.status_code >= 500:
-        return UpstreamUnavailable(
-            f"the identity service failed with status {response.status_code}"
-        )
-    return UpstreamUnavailable(
-        f"the identity service answered an unexpected status {response.status_code}"
-    )
