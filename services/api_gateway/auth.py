@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +28,11 @@ from shared import apikeys
 from shared.usernames import username_label
 
 logger = logging.getLogger("services.api_gateway.auth")
+
+# A throttled account's refusals are audited at most this often (and this many accounts
+# remembered), so a storm of refusals never becomes a storm of writes.
+THROTTLE_AUDIT_SECONDS = 60.0
+THROTTLE_AUDIT_TRACKED = 10_000
 
 ROTATE_PATH = "/auth/password/rotate"
 # `reason` of a `password_expired` answer for a password the user has never chosen.
@@ -58,6 +65,7 @@ class Authenticator:
         self._identity = identity
         self._state = state
         self._stamps = stamps
+        self._refusals_audited: OrderedDict[str, float] = OrderedDict()
 
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         """Authenticate by `Authorization: Bearer` if present, else by `X-API-Key`."""
@@ -124,6 +132,7 @@ class Authenticator:
             self._settings.gateway_login_window_seconds,
         )
         if retry_after is not None:
+            await self._audit_refusal(username_label(username))
             raise TooManyAttempts(
                 f"too many failed {attempts}; try again later", retry_after=retry_after
             )
@@ -138,6 +147,22 @@ class Authenticator:
             raise
         await self._state.refund_login_attempt((address,))
         await self._state.clear_login_failures(account)
+
+    async def _audit_refusal(self, name: str) -> None:
+        """Audit a throttled attempt (`login.throttled`), at most once a minute per account:
+        a storm of refusals must not become a storm of writes."""
+        now = time.monotonic()
+        last = self._refusals_audited.get(name)
+        if last is not None and now - last < THROTTLE_AUDIT_SECONDS:
+            return
+        self._refusals_audited[name] = now
+        self._refusals_audited.move_to_end(name)
+        while len(self._refusals_audited) > THROTTLE_AUDIT_TRACKED:
+            self._refusals_audited.popitem(last=False)
+        try:
+            await self._identity.record_throttled(name)
+        except GatewayError as exc:
+            logger.warning("could not audit a throttled login (%s)", type(exc).__name__)
 
     async def login(self, username: str, password: str, *, client: str | None) -> Login:
         """Check a password through the identity service and issue a token."""

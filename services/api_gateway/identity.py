@@ -168,6 +168,10 @@ class IdentityClient:
         body = await self._call("GET", f"/internal/identity/users/{_segment(username)}")
         return _read(_USER, body.get("user"), "a user")
 
+    async def record_throttled(self, username: str) -> None:
+        """Audit a login this gateway's throttle refused (`login.throttled`)."""
+        await self._call("POST", "/internal/identity/audit/login-throttled", {"username": username})
+
     async def revoke_token(self, *, jti: str, username: str, expires_at: float) -> None:
         """Keep a logout's revocation in the identity store (and its audit trail)."""
         await self._call(

@@ -230,10 +230,11 @@ async def list_users(runtime: RuntimeDep) -> UsersResponse:
     "/users/{username}/deactivate",
     response_model=UserResponse,
     summary="Deactivate a user",
-    responses=error_responses(401, 403, 404, 502, 503, 504),
+    responses=error_responses(401, 403, 404, 409, 502, 503, 504),
 )
 async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
-    """Deactivate a user; their tokens and API key stop working here at once."""
+    """Deactivate a user; their tokens and API key stop working here at once. `409
+    conflict`: the last active admin, or a deleted account."""
     user = await runtime.identity.deactivate_user(username)
     await runtime.authenticator.end_access(user)
     return UserResponse(user=UserOut.model_validate(user, from_attributes=True))
@@ -243,10 +244,11 @@ async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
     "/users/{username}/roles",
     response_model=UserResponse,
     summary="Replace a user's roles",
-    responses=error_responses(401, 403, 404, 413, 422, 502, 503, 504),
+    responses=error_responses(401, 403, 404, 409, 413, 422, 502, 503, 504),
 )
 async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> UserResponse:
-    """Replace a user's roles; tokens carrying the old roles stop working at once."""
+    """Replace a user's roles; tokens carrying the old roles stop working at once. `409
+    conflict`: it would take the admin role from the last active admin."""
     user = await runtime.identity.set_roles(username, body.roles)
     await runtime.authenticator.end_access(user)
     return UserResponse(user=UserOut.model_validate(user, from_attributes=True))

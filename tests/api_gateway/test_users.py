@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from shared.roles import ROLES
-from tests.api_gateway.conftest import PASSWORD
+from tests.api_gateway.conftest import PASSWORD, running_gateway
 from tests.api_gateway.test_routes import bearer, login
 
 USER_CALLS = [
@@ -341,6 +341,8 @@ async def test_a_user_without_a_key_sees_none(identity_gateway, portfolio):
         ("get", "/auth/api-key", {"200", "401"}),
         ("post", "/auth/api-key", {"200", "401", "403"}),
         ("get", "/admin/audit", {"200", "401", "403", "422"}),
+        ("post", "/admin/users/{username}/deactivate", {"200", "404", "409"}),
+        ("put", "/admin/users/{username}/roles", {"200", "404", "409", "422"}),
     ],
 )
 async def test_openapi_documents_each_endpoint_and_its_errors(gateway, method, path, codes):
@@ -348,3 +350,27 @@ async def test_openapi_documents_each_endpoint_and_its_errors(gateway, method, p
     operation = document["paths"][path][method]
     assert codes <= set(operation["responses"])
     assert operation["description"]
+
+
+async def test_a_login_the_gateway_throttles_is_audited_once_a_minute(
+    make_settings, keys, portfolio
+):
+    admin, _ = portfolio.user("admin")
+    name, _ = portfolio.user("trading")
+    settings = make_settings(portfolio_service_url=portfolio.url, gateway_login_max_attempts=2)
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        for _ in range(2):
+            assert (await login(gateway, name, "wrong password!")).status_code == 401
+        for _ in range(3):
+            assert (await login(gateway, name)).status_code == 429
+        page = await gateway.client.get(
+            "/admin/audit",
+            params={"user": name, "type": "login.throttled"},
+            headers=await bearer(gateway, admin),
+        )
+    [event] = page.json()["events"]
+    assert (event["subject"], event["outcome"], event["client_address"]) == (
+        name,
+        "failure",
+        "127.0.0.1",
+    )

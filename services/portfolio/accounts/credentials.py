@@ -24,6 +24,7 @@ from services.portfolio.errors import (
     PasswordExpiredError,
     TooManyAttemptsError,
 )
+from shared.usernames import username_label
 
 # A reservation refused by the database but not by the row read right after it (a login
 # succeeded in between) is tried again this often before the attempt is refused.
@@ -75,6 +76,12 @@ class PasswordCredentials(IdentityCore):
             reason = "must_change_password" if account.must_change_password else "expired"
             return EventType.PASSWORD_EXPIRED, Outcome.FAILURE, {"reason": reason}
         return EventType.LOGIN_SUCCEEDED, Outcome.SUCCESS, {}
+
+    async def record_gateway_throttle(self, username: str, *, audit: AuditContext = SYSTEM) -> None:
+        """Audit a login the gateway refused by its own throttle (it never reached here)."""
+        await self._record_alone(
+            audit, EventType.LOGIN_THROTTLED, username_label(username), Outcome.FAILURE
+        )
 
     async def rotate_password(
         self,

@@ -22,9 +22,11 @@ from services.portfolio.accounts.schemas import (
     KeyUsageOut,
     NewUserIn,
     PasswordRotationIn,
+    Recorded,
     RevocationIn,
     RevocationsOut,
     RolesIn,
+    ThrottledIn,
     UserOut,
     UsersOut,
 )
@@ -136,10 +138,15 @@ async def rotate_api_key(username: str, identity: IdentityDep, audit: AuditDep) 
     )
 
 
+@router.post("/audit/login-throttled")
+async def login_throttled(body: ThrottledIn, identity: IdentityDep, audit: AuditDep) -> Recorded:
+    """Audit a login the gateway refused by its own throttle (`login.throttled`)."""
+    await identity.record_gateway_throttle(body.username, audit=audit)
+    return Recorded()
+
+
 @router.post("/tokens/revoked")
-async def revoke_token(
-    body: RevocationIn, identity: IdentityDep, audit: AuditDep
-) -> RevocationsOut:
+async def revoke_token(body: RevocationIn, identity: IdentityDep, audit: AuditDep) -> Recorded:
     """Keep a gateway logout's revocation across gateway restarts; audited `token.revoked`."""
     await gateway_state.revoke_token(
         identity.database,
@@ -149,7 +156,7 @@ async def revoke_token(
         expires_at=body.expires_at,
         now=identity.now(),
     )
-    return RevocationsOut(revoked=[])
+    return Recorded()
 
 
 @router.get("/tokens/revoked")
@@ -160,10 +167,10 @@ async def revoked_tokens(identity: IdentityDep) -> RevocationsOut:
 
 
 @router.post("/api-keys/usage")
-async def add_api_key_usage(body: KeyUsageIn, identity: IdentityDep) -> KeyUsageOut:
+async def add_api_key_usage(body: KeyUsageIn, identity: IdentityDep) -> Recorded:
     """Add a gateway's API-key usage counts since its last flush to the totals."""
     await gateway_state.add_usage(identity.database, body.keys)
-    return KeyUsageOut(keys=[])
+    return Recorded()
 
 
 @router.get("/api-keys/usage")

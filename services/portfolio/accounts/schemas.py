@@ -228,3 +228,15 @@ class KeyUsageOut(BaseModel):
     """`{"keys": [...]}`: the stored totals."""
 
     keys: list[KeyUsage]
+
+
+class ThrottledIn(BaseModel):
+    """Body of `POST /internal/identity/audit/login-throttled`."""
+
+    username: Username
+
+
+class Recorded(BaseModel):
+    """`{"recorded": true}`: the write committed."""
+
+    recorded: bool = True
