@@ -66,6 +66,10 @@ class MissingClaim(JwtError):
         self.claim = claim
 
 
+class WrongClaimType(JwtError):
+    """A registered claim PyJWT checks the type of (`sub`, `jti`) is not a string."""
+
+
 class InvalidJwt(JwtError):
     """Any other reason PyJWT refuses the token."""
 
@@ -78,6 +82,8 @@ PYJWT_ERRORS: tuple[tuple[type[jwt.PyJWTError], type[JwtError]], ...] = (
     (jwt.InvalidIssuerError, WrongIssuer),
     (jwt.InvalidSignatureError, BadSignature),
     (jwt.InvalidAlgorithmError, AlgorithmRefused),
+    (jwt.exceptions.InvalidSubjectError, WrongClaimType),
+    (jwt.exceptions.InvalidJTIError, WrongClaimType),
 )
 
 

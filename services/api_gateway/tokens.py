@@ -33,6 +33,7 @@ _REFUSALS: dict[type[jwts.JwtError], str] = {
     jwts.WrongIssuer: "the access token was not issued by this gateway",
     jwts.NotYetValid: "the access token is not valid yet",
     jwts.BadSignature: "the access token signature does not verify",
+    jwts.WrongClaimType: "the access token's sub and jti claims must be strings",
 }
 
 
@@ -213,6 +214,7 @@ class TokenService:
         roles = claims["roles"]
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise InvalidToken("the access token's roles claim must be a list of strings")
+        # PyJWT refuses these itself (WrongClaimType); kept should a version stop checking.
         if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
             raise InvalidToken("the access token's sub and jti claims must be strings")
         version = claims.get(PASSWORD_VERSION_CLAIM)

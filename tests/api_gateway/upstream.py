@@ -7,7 +7,9 @@ says which service the request was meant for; the assertion is verified for that
 - `/<service>/bytes/<n>`: streams n bytes without a Content-Length
 - `/<service>/slow/<seconds>`: answers after a pause
 - `/<service>/redirect?to=<url>`: answers 302 with `Location: <url>`
-- anything else: echoes method, path, query, headers, body digest and the verified caller
+- `/<service>/hop`: answers with hop-by-hop headers and one its `Connection` header names
+- anything else: echoes method, path, query, headers (also `raw_headers`: every pair as it
+  arrived, in order, duplicates kept), body digest and the verified caller
 """
 
 import asyncio
@@ -94,6 +96,19 @@ async def app(scope, receive, send):
         location = parse_qs(scope["query_string"].decode("latin-1"))["to"][0]
         await _json(send, 302, {"to": location}, extra_headers=[(b"location", location.encode())])
         return
+    if rest[:1] == ["hop"]:
+        hop = [
+            (b"connection", b"X-Upstream-Hop, X-Other-Hop"),
+            (b"x-upstream-hop", b"1"),
+            (b"x-other-hop", b"1"),
+            (b"keep-alive", b"timeout=5"),
+            (b"proxy-authenticate", b"Basic realm=upstream"),
+            (b"proxy-connection", b"keep-alive"),
+            (b"trailer", b"x-checksum"),
+            (b"upgrade", b"websocket"),
+        ]
+        await _json(send, 200, {"hop": True}, extra_headers=hop)
+        return
     if rest[:1] == ["slow"]:
         await asyncio.sleep(float(rest[1]))
         await _json(send, 200, {"slow": float(rest[1])})
@@ -126,6 +141,10 @@ async def app(scope, receive, send):
             "raw_path": scope["raw_path"].decode("latin-1"),
             "query": scope["query_string"].decode("latin-1"),
             "headers": headers,
+            "raw_headers": [
+                [name.decode("latin-1"), value.decode("latin-1")]
+                for name, value in scope["headers"]
+            ],
             "body_sha256": digest.hexdigest(),
             "body_length": length,
             "caller": identity,

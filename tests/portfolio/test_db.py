@@ -71,14 +71,39 @@ def test_database_description_never_shows_the_password():
     assert described == "PostgreSQL database 'pf' at db.internal:6543"
 
 
+async def _state(database: Database) -> tuple[str, str | None]:
+    async with database.engine.connect() as conn:
+        mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+        version = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar()
+    return mode, version
+
+
 async def test_concurrent_start_ups_on_new_sqlite_files_never_find_it_locked(tmp_path):
     # Both switch a brand-new file to WAL; SQLite refuses the loser at once, without its
     # busy timeout. The race is narrow, so try it on many new files.
     for attempt in range(60):
-        settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / f'race-{attempt}.db'}")
+        path = tmp_path / f"race-{attempt}.db"
+        settings = make_settings(f"sqlite+aiosqlite:///{path}")
         first, second = await asyncio.gather(Database.open(settings), Database.open(settings))
-        await first.close()
-        await second.close()
+        try:
+            # Both came up on the same file, switched to WAL and migrated once to the
+            # same revision, and each sees what the other writes.
+            (first_mode, first_version), (second_mode, second_version) = await asyncio.gather(
+                _state(first), _state(second)
+            )
+            assert (first_mode, second_mode) == ("wal", "wal")
+            assert first_version is not None
+            assert first_version == second_version
+            async with first.engine.begin() as conn:
+                await conn.exec_driver_sql("CREATE TABLE seen (n INTEGER)")
+                await conn.exec_driver_sql(f"INSERT INTO seen VALUES ({attempt})")
+            async with second.engine.connect() as conn:
+                seen = (await conn.exec_driver_sql("SELECT n FROM seen")).scalars().all()
+            assert seen == [attempt]
+            assert Path(f"{path}-wal").exists()
+        finally:
+            await first.close()
+            await second.close()
 
 
 def _mode(path: Path) -> int:

@@ -11,7 +11,7 @@ from shared.assertion import (
     InvalidAssertionError,
     apply_verifier_keys,
 )
-from shared.keys import generate_private_key, load_private_key, public_key_text
+from shared.keys import generate_private_key, key_id, load_private_key, public_key_text
 
 
 @pytest.fixture
@@ -57,12 +57,13 @@ def test_assertion_signed_by_another_key_is_refused(keypair):
 
 def test_expired_assertion_is_refused_even_when_cached(keypair):
     private, public = keypair
-    signer = AssertionSigner(private, ttl_seconds=1)
+    # A lifetime of whole seconds: one second could end before the first check on a busy host.
+    signer = AssertionSigner(private, ttl_seconds=30)
     verifier = AssertionVerifier([public], "trading", leeway_seconds=0)
     token, _ = signer.sign(username="a", roles=[], auth_method="password", service="trading")
     verifier.verify(token)
     with pytest.raises(InvalidAssertionError, match="expired"):
-        verifier.verify(token, now=time.time() + 5)
+        verifier.verify(token, now=time.time() + 35)
 
 
 def test_alg_none_assertion_is_refused(keypair):
@@ -123,3 +124,102 @@ def test_a_bad_rotated_key_keeps_the_keys_in_use_and_names_the_secret(keypair):
     assert verifier.verify(sign_with(private)).username == "alice"
     with pytest.raises(ValueError, match="GATEWAY_ASSERTION_PUBLIC_KEY is no longer set"):
         apply_verifier_keys(verifier, secret_values(GATEWAY_ASSERTION_PUBLIC_KEY=None))
+
+
+# --- claims, leeway and the cache: values written out, not taken from the module -------
+
+
+def forged(private: str, *, omit: str | None = None, **changes: object) -> str:
+    """An assertion signed with `private` like the gateway's, without `omit`, with `changes`."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": "legacycointrader-gateway",
+        "aud": "trading",
+        "sub": "alice",
+        "roles": ["trading"],
+        "auth": "password",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 60,
+        **changes,
+    }
+    claims.pop(omit or "", None)
+    key = load_private_key(private)
+    return jwt.encode(
+        claims, key, algorithm="EdDSA", headers={"kid": key_id(key), "typ": "lct-assertion+jwt"}
+    )
+
+
+def test_the_forged_helper_makes_assertions_that_verify(keypair):
+    private, public = keypair
+    assert AssertionVerifier([public], "trading").verify(forged(private)).username == "alice"
+
+
+@pytest.mark.parametrize("claim", ["iss", "aud", "sub", "roles", "auth", "iat", "exp"])
+def test_an_assertion_lacking_a_required_claim_is_refused(keypair, claim):
+    private, public = keypair
+    with pytest.raises(InvalidAssertionError) as refused:
+        AssertionVerifier([public], "trading").verify(forged(private, omit=claim))
+    assert str(refused.value) == (
+        f'invalid identity assertion: Token is missing the "{claim}" claim'
+    )
+
+
+@pytest.mark.parametrize("roles", ["admin", {"admin": True}, [1], ["trading", None], 7])
+def test_an_assertion_whose_roles_are_not_a_list_of_strings_is_refused(keypair, roles):
+    private, public = keypair
+    with pytest.raises(InvalidAssertionError) as refused:
+        AssertionVerifier([public], "trading").verify(forged(private, roles=roles))
+    assert str(refused.value) == "identity assertion roles must be a list of strings"
+
+
+@pytest.mark.parametrize("claim", ["sub", "jti"])
+def test_an_assertion_whose_sub_or_jti_is_not_a_string_is_refused(keypair, claim):
+    private, public = keypair
+    with pytest.raises(InvalidAssertionError, match="must be a string"):
+        AssertionVerifier([public], "trading").verify(forged(private, **{claim: 42}))
+
+
+@pytest.mark.parametrize(("seconds_past_exp", "accepted"), [(2, True), (4, True), (8, False)])
+def test_the_verifier_allows_five_seconds_of_clock_skew_by_default(
+    keypair, seconds_past_exp, accepted
+):
+    private, public = keypair
+    exp = int(time.time()) - seconds_past_exp
+    token = forged(private, iat=exp - 60, nbf=exp - 60, exp=exp)
+    verifier = AssertionVerifier([public], "trading")
+    if accepted:
+        assert verifier.verify(token).username == "alice"
+    else:
+        with pytest.raises(InvalidAssertionError, match="expired"):
+            verifier.verify(token)
+
+
+def test_a_cached_assertion_is_accepted_within_the_leeway_and_refused_beyond(keypair):
+    private, public = keypair
+    verifier = AssertionVerifier([public], "trading", leeway_seconds=5)
+    token = forged(private)
+    expires = verifier.verify(token).expires_at
+    assert verifier.verify(token, now=expires + 4).username == "alice"
+    with pytest.raises(InvalidAssertionError, match="expired"):
+        verifier.verify(token, now=expires + 5)
+    # Evicted once found expired: a later check does not find it cached.
+    assert token not in verifier._cache
+
+
+def test_without_leeway_an_assertion_is_refused_at_its_exp(keypair):
+    private, public = keypair
+    exp = int(time.time()) - 2
+    token = forged(private, iat=exp - 60, nbf=exp - 60, exp=exp)
+    with pytest.raises(InvalidAssertionError, match="expired"):
+        AssertionVerifier([public], "trading", leeway_seconds=0).verify(token)
+
+
+def test_the_assertion_cache_is_bounded_and_drops_the_oldest(keypair):
+    private, public = keypair
+    verifier = AssertionVerifier([public], "trading", cache_size=3)
+    tokens = [forged(private, sub=f"user-{n}") for n in range(5)]
+    for token in tokens:
+        verifier.verify(token)
+    assert list(verifier._cache) == tokens[2:]
+    assert [verifier._cache[t].username for t in tokens[2:]] == ["user-2", "user-3", "user-4"]

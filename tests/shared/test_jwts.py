@@ -65,9 +65,22 @@ def test_the_algorithm_is_refused_before_any_key_is_looked_up(current):
         (lambda key, other: sign(key, claims(nbf=int(time.time()) + 600)), jwts.NotYetValid),
         (lambda key, other: sign(key, claims(aud="another")), jwts.WrongAudience),
         (lambda key, other: sign(key, claims(iss="another")), jwts.WrongIssuer),
-        (lambda key, other: sign(key, claims(sub=5)), jwts.InvalidJwt),
+        (lambda key, other: sign(key, claims(sub=5)), jwts.WrongClaimType),
+        (lambda key, other: sign(key, claims(jti=5)), jwts.WrongClaimType),
+        (lambda key, other: sign(key, claims(iat="yesterday")), jwts.InvalidJwt),
     ],
-    ids=["malformed", "unknown-kid", "bad-signature", "expired", "early", "aud", "iss", "other"],
+    ids=[
+        "malformed",
+        "unknown-kid",
+        "bad-signature",
+        "expired",
+        "early",
+        "aud",
+        "iss",
+        "sub",
+        "jti",
+        "other",
+    ],
 )
 def test_each_fault_is_named(current, previous, token, error):
     with pytest.raises(error):

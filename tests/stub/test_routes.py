@@ -1,12 +1,14 @@
+import time
 from collections.abc import AsyncIterator
 
 import httpx
+import jwt
 import pytest
 
 from services.stub.app import create_app
 from services.stub.config import STUB_SERVICES, StubSecrets, StubSettings
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS, AssertionSigner
-from shared.keys import generate_private_key, load_private_key, public_key_text
+from shared.keys import generate_private_key, key_id, load_private_key, public_key_text
 
 PRIVATE_KEY = generate_private_key()
 SIGNER = AssertionSigner(PRIVATE_KEY)
@@ -90,3 +92,32 @@ async def test_valid_assertion_is_echoed_with_the_request(stub, method):
         "roles": ["trading", "market"],
         "request_id": "rid-1",
     }
+
+
+def assertion_without(service: str, claim: str) -> str:
+    """An assertion signed with the gateway's key but lacking `claim` (or holding bad roles)."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": "legacycointrader-gateway",
+        "aud": service,
+        "sub": "alice",
+        "roles": "admin" if claim == "roles-as-a-string" else ["trading"],
+        "auth": "password",
+        "iat": now,
+        "exp": now + 60,
+    }
+    claims.pop(claim, None)
+    key = load_private_key(PRIVATE_KEY)
+    return jwt.encode(
+        claims, key, algorithm="EdDSA", headers={"kid": key_id(key), "typ": "lct-assertion+jwt"}
+    )
+
+
+@pytest.mark.parametrize("claim", ["roles", "auth", "iat", "sub", "roles-as-a-string"])
+async def test_an_assertion_lacking_a_claim_or_with_string_roles_is_401_not_500(stub, claim):
+    service, client = stub
+    response = await client.get(
+        "/orders", headers={ASSERTION_HEADER: assertion_without(service, claim)}
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "invalid_token"

@@ -1,6 +1,8 @@
 """Password hashing: Argon2id, legacy bcrypt verified and upgraded at the next login."""
 
 import os
+import secrets
+import string
 import threading
 from typing import ClassVar
 
@@ -55,6 +57,34 @@ def test_policy_refuses_whitespace_only_and_invalid_unicode(sqlite_url):
     with pytest.raises(WeakPasswordError, match="Unicode"):
         check_password_policy("abc\ud800defghijklmn", settings)
     check_password_policy("ünïcödé pässwörd", settings)
+
+
+def random_password(length: int) -> str:
+    """A strong, random-looking password of exactly `length` characters."""
+    alphabet = string.ascii_letters + string.digits + "!#$%&()*+,-./:;<=>?@[]^_{|}~"
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+@pytest.mark.parametrize("length", [12, 13, 1023, 1024])
+def test_policy_accepts_a_length_from_12_to_1024_characters(sqlite_url, length):
+    password = random_password(length)
+    assert len(password) == length
+    check_password_policy(password, make_settings(sqlite_url))
+
+
+@pytest.mark.parametrize(
+    ("length", "message"),
+    [
+        (11, "the password must be at least 12 characters long"),
+        (1, "the password must be at least 12 characters long"),
+        (1025, "the password must be at most 1024 characters long"),
+        (4000, "the password must be at most 1024 characters long"),
+    ],
+)
+def test_policy_refuses_a_length_below_12_or_above_1024(sqlite_url, length, message):
+    with pytest.raises(WeakPasswordError) as refused:
+        check_password_policy(random_password(length), make_settings(sqlite_url))
+    assert str(refused.value) == message
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,13 @@
 """The login throttle: 5 failures, then a doubling refusal capped at 15 minutes."""
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.portfolio.accounts.passwords import PasswordHasher
 from services.portfolio.accounts.service import IdentityService
-from services.portfolio.accounts.throttle import Throttle
+from services.portfolio.accounts.throttle import Throttle, UnknownNameThrottle
 from services.portfolio.errors import InvalidCredentialsError, TooManyAttemptsError
 from tests.portfolio.conftest import PASSWORD, env_secrets
 
@@ -40,6 +40,33 @@ def test_delay_doubles_from_the_fifth_failure_and_is_capped():
     delays = [throttle.delay(n) for n in range(5, 12)]
     assert delays == [timedelta(seconds=s) for s in (30, 60, 120, 240, 480, 900, 900)]
     assert throttle.delay(10_000) == timedelta(minutes=15)
+
+
+def test_unknown_names_table_is_bounded_and_forgets_the_oldest_name_first():
+    # One failure refuses a name for a minute, so "still tracked" is "refused now".
+    names = UnknownNameThrottle(Throttle(threshold=1, base_seconds=60, max_seconds=60), capacity=3)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    for name in ["oldest", "second", "third", "newest"]:
+        assert names.reserve(name, now) is None
+    refused_until = now + timedelta(seconds=60)
+    # Junk names push out the oldest entry, never the one just added.
+    assert names.reserve("newest", now) == refused_until
+    assert names.reserve("third", now) == refused_until
+    assert names.reserve("second", now) == refused_until
+    assert names.reserve("oldest", now) is None
+
+
+def test_a_refused_name_stays_the_newest_entry():
+    names = UnknownNameThrottle(Throttle(threshold=1, base_seconds=60, max_seconds=60), capacity=2)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert names.reserve("victim", now) is None
+    assert names.reserve("junk-1", now) is None
+    # Asking about the victim again (refused) makes it the most recent entry...
+    assert names.reserve("victim", now) == now + timedelta(seconds=60)
+    # ...so the next junk name pushes out junk-1, not the victim.
+    assert names.reserve("junk-2", now) is None
+    assert names.reserve("victim", now) == now + timedelta(seconds=60)
+    assert names.reserve("junk-1", now) is None
 
 
 async def test_fifth_failure_throttles_even_the_right_password(identity, clock):
