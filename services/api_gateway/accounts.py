@@ -44,6 +44,9 @@ class IdentityUser(BaseModel):
     access_changed_at: datetime | None = None
     # That change's position in the identity service's change feed (None: no change yet).
     access_seq: int | None = None
+    must_change_password: bool = False
+    deleted_at: datetime | None = None
+    api_key_first_used_at: datetime | None = None
 
     @property
     def password_version(self) -> int | None:
@@ -151,3 +154,23 @@ class AccessChangePage:
             cursor=cursor,
             more=body.get("more") is True,
         )
+
+
+class StoredRevocation(BaseModel):
+    """A logout revocation the identity store keeps for a gateway on in-process state."""
+
+    jti: str
+    expires_at: datetime
+
+
+class StoredUsage(BaseModel):
+    """API-key usage totals the identity store keeps for a gateway on in-process state."""
+
+    key_id: str
+    username: str
+    requests: int
+    services: dict[str, int]
+    status_classes: dict[str, int]
+    first_used_at: datetime
+    last_used_at: datetime
+    last_client: str | None = None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,7 +29,16 @@ from services.api_gateway.tokens import IssuedToken, TokenService
 from shared import apikeys
 from shared.usernames import username_label
 
+logger = logging.getLogger("services.api_gateway.auth")
+
+# A throttled account's refusals are audited at most this often (and this many accounts
+# remembered), so a storm of refusals never becomes a storm of writes.
+THROTTLE_AUDIT_SECONDS = 60.0
+THROTTLE_AUDIT_TRACKED = 10_000
+
 ROTATE_PATH = "/auth/password/rotate"
+# `reason` of a `password_expired` answer for a password the user has never chosen.
+MUST_CHANGE = "must_change_password"
 _MAX_CREDENTIAL_LENGTH = 4096
 
 
@@ -55,6 +67,7 @@ class Authenticator:
         self._identity = identity
         self._state = state
         self._stamps = stamps
+        self._refusals_audited: OrderedDict[str, float] = OrderedDict()
 
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         """Authenticate by `Authorization: Bearer` if present, else by `X-API-Key`."""
@@ -139,6 +152,7 @@ class Authenticator:
             refused=retry_after is not None,
         )
         if retry_after is not None:
+            await self._audit_refusal(username_label(username))
             raise TooManyAttempts(
                 f"too many failed {attempts}; try again later", retry_after=retry_after
             )
@@ -154,6 +168,22 @@ class Authenticator:
         await self._state.refund_login_attempt((address,))
         await self._state.clear_login_failures(account)
 
+    async def _audit_refusal(self, name: str) -> None:
+        """Audit a throttled attempt (`login.throttled`), at most once a minute per account:
+        a storm of refusals must not become a storm of writes."""
+        now = time.monotonic()
+        last = self._refusals_audited.get(name)
+        if last is not None and now - last < THROTTLE_AUDIT_SECONDS:
+            return
+        self._refusals_audited[name] = now
+        self._refusals_audited.move_to_end(name)
+        while len(self._refusals_audited) > THROTTLE_AUDIT_TRACKED:
+            self._refusals_audited.popitem(last=False)
+        try:
+            await self._identity.record_throttled(name)
+        except GatewayError as exc:
+            logger.warning("could not audit a throttled login (%s)", type(exc).__name__)
+
     async def login(self, username: str, password: str, *, client: str | None) -> Login:
         """Check a password through the identity service and issue a token."""
         try:
@@ -168,10 +198,18 @@ class Authenticator:
         async with self._throttled(username, client, attempts="logins"):
             try:
                 user = await self._identity.authenticate(username, password)
-            except PasswordExpired:
+            except PasswordExpired as exc:
+                if exc.extra.get("reason") == MUST_CHANGE:
+                    raise PasswordExpired(
+                        "set your password: a new account (or a reset one) must choose its "
+                        f"own password before its first sign-in, with POST {ROTATE_PATH}",
+                        rotate_url=ROTATE_PATH,
+                        reason=MUST_CHANGE,
+                    ) from None
                 raise PasswordExpired(
                     f"the password has expired; set a new one with POST {ROTATE_PATH}",
                     rotate_url=ROTATE_PATH,
+                    reason="expired",
                 ) from None
         roles = list(user.roles)
         issued = self._tokens.issue(
@@ -192,6 +230,18 @@ class Authenticator:
         await self._state.revoke_token(principal.jti, principal.expires_at)
         self._tokens.forget(token)
         metrics.TOKEN_REVOKED.inc()
+        try:
+            # Kept by the identity store too: audited, and read back by a gateway on
+            # in-process state when it restarts.
+            await self._identity.revoke_token(
+                jti=principal.jti, username=principal.username, expires_at=principal.expires_at
+            )
+        except GatewayError as exc:
+            logger.warning(
+                "logout: the revocation holds here but was not stored in the identity "
+                "store (%s); it ends with this process unless the state is shared",
+                type(exc).__name__,
+            )
 
     async def rotate_password(
         self, username: str, current_password: str, new_password: str, *, client: str | None
@@ -210,6 +260,14 @@ class Authenticator:
         if self._stamps is not None:
             self._stamps.record_user(user)
         await self.forget_user(user.username)
+
+    async def key_rotated(self, user: IdentityUser) -> None:
+        """After an API-key rotation made through this gateway: the old key leaves this
+        replica's cache now (the others' at their next poll of the change feed); the
+        user's tokens stay."""
+        if self._stamps is not None:
+            self._stamps.record_user(user)
+        await self._state.invalidate_api_keys(user.username)
 
     async def forget_user(self, username: str) -> None:
         """Make a user's existing tokens and cached API key stop working at once."""

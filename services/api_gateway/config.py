@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     gateway_identity_timeout_seconds: Seconds = 10.0
     # How often the identity service's change feed is polled; 0 turns the sync off.
     gateway_identity_sync_seconds: Annotated[float, Field(ge=0)] = 5.0
+    # In-process state only (no GATEWAY_STATE_URL): how often API-key usage counts are saved
+    # in the identity store, which also keeps logout revocations; 0 turns both off.
+    gateway_state_journal_seconds: Annotated[float, Field(ge=0)] = 5.0
 
     gateway_api_key_cache_seconds: Annotated[float, Field(ge=0)] = 30.0
     gateway_login_max_attempts: Annotated[int, Field(ge=1)] = 5

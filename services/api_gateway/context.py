@@ -8,6 +8,7 @@ import os
 import re
 import time
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from starlette.types import Scope
@@ -30,6 +31,10 @@ class RequestContext:
     service: str | None = None
     status: int | None = None
     trace_id: str | None = None
+
+
+# The request being served, for calls made on its behalf (the identity service's audit trail).
+current_request: ContextVar[RequestContext | None] = ContextVar("current_request", default=None)
 
 
 def request_context(scope: Scope) -> RequestContext:

@@ -6,6 +6,8 @@ import json
 import math
 from typing import Any
 
+import httpx
+
 from shared import errors as shared_errors
 from shared.errors import (
     ErrorCode,
@@ -230,3 +232,61 @@ IDENTITY_ERRORS: dict[str, type[GatewayError]] = {
 
 
 EXCEPTION_HANDLERS: dict[type[Exception], Handler] = exception_handlers(HTTP_STATUS)
+
+
+# The identity store refuses an account for at most 15 minutes by default; a day bounds any
+# setting, and a `Retry-After` the gateway passes on.
+MAX_THROTTLE_SECONDS = 86_400.0
+
+
+def _busy_retry_after(response: httpx.Response) -> float:
+    try:
+        seconds = float(response.headers.get("Retry-After", "1"))
+    except ValueError:
+        return 1.0
+    # A busy identity service frees up in seconds: a finite, short wait whatever it said.
+    return min(max(seconds, 1.0), 60.0) if math.isfinite(seconds) else 1.0
+
+
+def identity_error(response: httpx.Response, body: object) -> GatewayError:
+    """Return the gateway error an identity service's error answer stands for."""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if code == "too_many_attempts":
+        retry = error.get("retry_after") if isinstance(error, dict) else None
+        if retry is None:
+            retry = response.headers.get("Retry-After", "60")
+        try:
+            seconds = float(retry)
+        except (TypeError, ValueError):
+            seconds = 60.0
+        # Whatever the identity service sent, a finite wait no longer than its longest refusal.
+        seconds = min(max(seconds, 1.0), MAX_THROTTLE_SECONDS) if math.isfinite(seconds) else 60.0
+        return TooManyAttempts("too many attempts; try again later", retry_after=seconds)
+    if code == "identity_busy":
+        seconds = _busy_retry_after(response)
+        return IdentityBusy(
+            "the identity service is busy checking other passwords; "
+            f"try again in {max(1, math.ceil(seconds))} seconds",
+            retry_after=seconds,
+        )
+    if response.status_code == 401 and code in ("invalid_token", "not_authenticated"):
+        # Our service token was refused: a deployment fault, not the caller's.
+        return UpstreamNotReady("the identity service refused the gateway's service token")
+    mapped = IDENTITY_ERRORS.get(str(code)) if code else None
+    if mapped is not None:
+        if mapped is InvalidCredentials:
+            return InvalidCredentials("invalid credentials")
+        if mapped is PasswordExpired and isinstance(error, dict):
+            reason = error.get("reason")
+            if isinstance(reason, str) and reason in ("must_change_password", "expired"):
+                return PasswordExpired(str(message or code), reason=reason)
+        return mapped(str(message or code))
+    if response.status_code >= 500:
+        return UpstreamUnavailable(
+            f"the identity service failed with status {response.status_code}"
+        )
+    return UpstreamUnavailable(
+        f"the identity service answered an unexpected status {response.status_code}"
+    )

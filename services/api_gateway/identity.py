@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from services.api_gateway.accounts import AccessChangePage, ApiKeyVerification, IdentityUser
+from services.api_gateway.accounts import (
+    AccessChangePage,
+    ApiKeyVerification,
+    IdentityUser,
+    StoredRevocation,
+    StoredUsage,
+)
+from services.api_gateway.context import current_request
 from services.api_gateway.errors import (
-    IDENTITY_ERRORS,
     AccountInactive,
-    GatewayError,
-    IdentityBusy,
     InvalidCredentials,
-    TooManyAttempts,
-    UpstreamNotReady,
     UpstreamTimeout,
     UpstreamUnavailable,
+    identity_error,
 )
+from services.api_gateway.state.base import ApiKeyUsage
 
 SERVICE_TOKEN_HEADER = "X-Service-Token"  # noqa: S105  # nosec B105 - a header name
 
@@ -116,6 +120,106 @@ class IdentityClient:
             await self._call("GET", f"/internal/identity/changes{query}")
         )
 
+    async def create_user(
+        self, username: str, roles: list[str], password: str | None
+    ) -> tuple[IdentityUser, str | None]:
+        """Create a user who must change the password at first sign-in; return it and the
+        one-time password (None when `password` was given)."""
+        body = await self._call(
+            "POST",
+            "/internal/identity/users",
+            {"username": username, "roles": roles, "password": password},
+            expect=201,
+        )
+        return _read(_USER, body.get("user"), "a user"), _optional_text(body, "one_time_password")
+
+    async def reactivate_user(self, username: str) -> IdentityUser:
+        """Let a deactivated user sign in again; return the user."""
+        body = await self._call("POST", f"/internal/identity/users/{_segment(username)}/reactivate")
+        return _read(_USER, body.get("user"), "a user")
+
+    async def delete_user(self, username: str) -> IdentityUser:
+        """Delete a user softly; return the user as deleted."""
+        body = await self._call("DELETE", f"/internal/identity/users/{_segment(username)}")
+        return _read(_USER, body.get("user"), "a user")
+
+    async def reset_password(self, username: str) -> tuple[IdentityUser, str]:
+        """Set a one-time password; return the user and the password (shown once)."""
+        body = await self._call(
+            "POST", f"/internal/identity/users/{_segment(username)}/password/reset"
+        )
+        password = _optional_text(body, "one_time_password")
+        if password is None:
+            raise UpstreamUnavailable("the identity service answered a reset without a password")
+        return _read(_USER, body.get("user"), "a user"), password
+
+    async def rotate_api_key(self, username: str) -> tuple[IdentityUser, str, str | None]:
+        """Give a user a new random API key; return the user, the clear key (shown once) and
+        where the managed store keeps it (None: no managed store)."""
+        body = await self._call("POST", f"/internal/identity/users/{_segment(username)}/api-key")
+        api_key = _optional_text(body, "api_key")
+        if api_key is None:
+            raise UpstreamUnavailable("the identity service answered a rotation without a key")
+        user = _read(_USER, body.get("user"), "a user")
+        return user, api_key, _optional_text(body, "stored_at")
+
+    async def get_user(self, username: str) -> IdentityUser:
+        """Return one user."""
+        body = await self._call("GET", f"/internal/identity/users/{_segment(username)}")
+        return _read(_USER, body.get("user"), "a user")
+
+    async def record_throttled(self, username: str) -> None:
+        """Audit a login this gateway's throttle refused (`login.throttled`)."""
+        await self._call("POST", "/internal/identity/audit/login-throttled", {"username": username})
+
+    async def revoke_token(self, *, jti: str, username: str, expires_at: float) -> None:
+        """Keep a logout's revocation in the identity store (and its audit trail)."""
+        await self._call(
+            "POST",
+            "/internal/identity/tokens/revoked",
+            {
+                "jti": jti,
+                "username": username,
+                "expires_at": datetime.fromtimestamp(expires_at, UTC).isoformat(),
+            },
+        )
+
+    async def revocations(self) -> dict[str, float]:
+        """Return the stored revocations still in force: jti -> expiry (epoch seconds)."""
+        body = await self._call("GET", "/internal/identity/tokens/revoked")
+        entries = _read(_REVOCATIONS, body.get("revoked"), "a revocation list")
+        return {entry.jti: entry.expires_at.timestamp() for entry in entries}
+
+    async def save_usage(self, counts: list[ApiKeyUsage]) -> None:
+        """Add API-key usage counts to the stored totals."""
+        await self._call(
+            "POST",
+            "/internal/identity/api-keys/usage",
+            {"keys": [_usage_json(count) for count in counts]},
+        )
+
+    async def stored_usage(self) -> list[ApiKeyUsage]:
+        """Return the stored API-key usage totals."""
+        body = await self._call("GET", "/internal/identity/api-keys/usage")
+        entries = _read(_USAGE, body.get("keys"), "an API-key usage list")
+        return [
+            ApiKeyUsage(
+                key_id=entry.key_id,
+                username=entry.username,
+                requests=entry.requests,
+                services=dict(entry.services),
+                status_classes=dict(entry.status_classes),
+                first_used_at=entry.first_used_at.timestamp(),
+                last_used_at=entry.last_used_at.timestamp(),
+                last_client=entry.last_client,
+            )
+            for entry in entries
+        ]
+
+    async def audit_events(self, query: dict[str, str]) -> dict[str, Any]:
+        """Return one page of the audit trail (`since`, `user`, `type`, `cursor`, `limit`)."""
+        return await self._call("GET", f"/internal/identity/audit?{urlencode(query)}")
+
     async def ready(self) -> bool:
         """Tell whether the identity service answers its readiness probe."""
         try:
@@ -124,7 +228,9 @@ class IdentityClient:
             return False
         return response.status_code == 200
 
-    async def _call(self, method: str, path: str, payload: object = None) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, payload: object = None, *, expect: int = 200
+    ) -> dict[str, Any]:
         token = self._client.headers.get(SERVICE_TOKEN_HEADER)
         response = await self._send(method, path, payload)
         if self.refresh_token is not None and _token_refused(response):
@@ -138,17 +244,31 @@ class IdentityClient:
             body = response.json()
         except ValueError:
             body = None
-        if response.status_code == 200 and isinstance(body, dict):
+        if response.status_code == expect and isinstance(body, dict):
             return body
-        raise _identity_error(response, body)
+        raise identity_error(response, body)
 
     async def _send(self, method: str, path: str, payload: object) -> httpx.Response:
         try:
-            return await self._client.request(method, path, json=payload)
+            return await self._client.request(method, path, json=payload, headers=_audit_headers())
         except httpx.TimeoutException:
             raise UpstreamTimeout("the identity service did not answer in time") from None
         except httpx.HTTPError:
             raise UpstreamUnavailable("the identity service is unreachable") from None
+
+
+def _audit_headers() -> dict[str, str]:
+    """Who asks and from where, for the identity service's audit trail: the request this
+    call serves (none for the gateway's own background calls)."""
+    context = current_request.get()
+    if context is None:
+        return {}
+    headers = {"X-Request-ID": context.request_id}
+    if context.client is not None:
+        headers["X-Audit-Client"] = context.client
+    if context.principal is not None:
+        headers["X-Audit-Actor"] = context.principal.username
+    return headers
 
 
 def _token_refused(response: httpx.Response) -> bool:
@@ -160,6 +280,28 @@ def _token_refused(response: httpx.Response) -> bool:
         return False
     error = body.get("error") if isinstance(body, dict) else None
     return isinstance(error, dict) and error.get("code") in ("invalid_token", "not_authenticated")
+
+
+_REVOCATIONS = TypeAdapter(list[StoredRevocation])
+_USAGE = TypeAdapter(list[StoredUsage])
+
+
+def _usage_json(count: ApiKeyUsage) -> dict[str, Any]:
+    return {
+        "key_id": count.key_id,
+        "username": count.username,
+        "requests": count.requests,
+        "services": count.services,
+        "status_classes": count.status_classes,
+        "first_used_at": datetime.fromtimestamp(count.first_used_at, UTC).isoformat(),
+        "last_used_at": datetime.fromtimestamp(count.last_used_at, UTC).isoformat(),
+        "last_client": count.last_client,
+    }
+
+
+def _optional_text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    return value if isinstance(value, str) else None
 
 
 def _segment(value: str) -> str:
@@ -175,56 +317,3 @@ def _read(model: TypeAdapter[T], value: object, what: str) -> T:
         raise UpstreamUnavailable(
             f"the identity service answered {what} the gateway cannot read"
         ) from None
-
-
-# The identity store refuses an account for at most 15 minutes by default; a day bounds any
-# setting, and a `Retry-After` the gateway passes on.
-MAX_THROTTLE_SECONDS = 86_400.0
-
-
-def _busy_retry_after(response: httpx.Response) -> float:
-    try:
-        seconds = float(response.headers.get("Retry-After", "1"))
-    except ValueError:
-        return 1.0
-    # A busy identity service frees up in seconds: a finite, short wait whatever it said.
-    return min(max(seconds, 1.0), 60.0) if math.isfinite(seconds) else 1.0
-
-
-def _identity_error(response: httpx.Response, body: object) -> GatewayError:
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    if code == "too_many_attempts":
-        retry = error.get("retry_after") if isinstance(error, dict) else None
-        if retry is None:
-            retry = response.headers.get("Retry-After", "60")
-        try:
-            seconds = float(retry)
-        except (TypeError, ValueError):
-            seconds = 60.0
-        # Whatever the identity service sent, a finite wait no longer than its longest refusal.
-        seconds = min(max(seconds, 1.0), MAX_THROTTLE_SECONDS) if math.isfinite(seconds) else 60.0
-        return TooManyAttempts("too many attempts; try again later", retry_after=seconds)
-    if code == "identity_busy":
-        seconds = _busy_retry_after(response)
-        return IdentityBusy(
-            "the identity service is busy checking other passwords; "
-            f"try again in {max(1, math.ceil(seconds))} seconds",
-            retry_after=seconds,
-        )
-    if response.status_code == 401 and code in ("invalid_token", "not_authenticated"):
-        # Our service token was refused: a deployment fault, not the caller's.
-        return UpstreamNotReady("the identity service refused the gateway's service token")
-    mapped = IDENTITY_ERRORS.get(str(code)) if code else None
-    if mapped is not None:
-        if mapped is InvalidCredentials:
-            return InvalidCredentials("invalid credentials")
-        return mapped(str(message or code))
-    if response.status_code >= 500:
-        return UpstreamUnavailable(
-            f"the identity service failed with status {response.status_code}"
-        )
-    return UpstreamUnavailable(
-        f"the identity service answered an unexpected status {response.status_code}"
-    )

@@ -11,6 +11,7 @@ from services.api_gateway.context import (
     CONTEXT_KEY,
     RequestContext,
     client_address,
+    current_request,
     request_id_from,
 )
 from services.api_gateway.principal import AuthMethod
@@ -56,6 +57,7 @@ class AccessLogMiddleware:
         if tracing_on():
             context.trace_id = tag_request(context.request_id) or context.trace_id
         scope[CONTEXT_KEY] = context
+        current_request.set(context)
         id_header = (b"x-request-id", context.request_id.encode())
 
         async def send_with_id(message: Message) -> None:

@@ -16,7 +16,7 @@ from services.api_gateway.deps import (
     RuntimeDep,
     admin_principal,
 )
-from services.api_gateway.errors import InvalidRequest
+from services.api_gateway.errors import GatewayError, InvalidRequest
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.readiness import readiness_checks
 from services.api_gateway.schemas import (
@@ -175,23 +175,43 @@ async def rotate_password(
     responses=error_responses(401, 403),
 )
 async def api_key_usage(runtime: RuntimeDep) -> ApiKeyUsageResponse:
-    """Return per key id: requests, per service and status class, first and last use."""
+    """Return every current API key, used or not: requests, per service and status class,
+    first and last use, last client. Counts survive a gateway restart (Redis, or the
+    identity store for in-process state)."""
     usage = await runtime.state.api_key_usage()
-    return ApiKeyUsageResponse(
-        keys=[
-            ApiKeyUsageOut(
-                key_id=entry.key_id,
-                username=entry.username,
-                requests=entry.requests,
-                services=dict(entry.services),
-                status_classes=dict(entry.status_classes),
-                first_used_at=_timestamp(entry.first_used_at),
-                last_used_at=_timestamp(entry.last_used_at),
-                last_client=entry.last_client,
-            )
-            for entry in usage
-        ]
+    keys = [
+        ApiKeyUsageOut(
+            key_id=entry.key_id,
+            username=entry.username,
+            requests=entry.requests,
+            services=dict(entry.services),
+            status_classes=dict(entry.status_classes),
+            first_used_at=_timestamp(entry.first_used_at),
+            last_used_at=_timestamp(entry.last_used_at),
+            last_client=entry.last_client,
+        )
+        for entry in usage
+    ]
+    seen = {entry.key_id for entry in usage}
+    try:
+        users = await runtime.identity.list_users()
+    except GatewayError:
+        users = []  # the counts this gateway holds are still worth showing
+    keys.extend(
+        ApiKeyUsageOut(
+            key_id=user.api_key_id,
+            username=user.username,
+            requests=0,
+            services={},
+            status_classes={},
+            first_used_at=None,
+            last_used_at=None,
+            last_client=None,
+        )
+        for user in users
+        if user.api_key_id is not None and user.api_key_id not in seen and user.deleted_at is None
     )
+    return ApiKeyUsageResponse(keys=keys)
 
 
 @admin.get(
@@ -212,10 +232,11 @@ async def list_users(runtime: RuntimeDep) -> UsersResponse:
     "/users/{username}/deactivate",
     response_model=UserResponse,
     summary="Deactivate a user",
-    responses=error_responses(401, 403, 404, 502, 503, 504),
+    responses=error_responses(401, 403, 404, 409, 502, 503, 504),
 )
 async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
-    """Deactivate a user; their tokens and API key stop working here at once."""
+    """Deactivate a user; their tokens and API key stop working here at once. `409
+    conflict`: the last active admin, or a deleted account."""
     user = await runtime.identity.deactivate_user(username)
     await runtime.authenticator.end_access(user)
     return UserResponse(user=UserOut.model_validate(user, from_attributes=True))
@@ -225,10 +246,11 @@ async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
     "/users/{username}/roles",
     response_model=UserResponse,
     summary="Replace a user's roles",
-    responses=error_responses(401, 403, 404, 413, 422, 502, 503, 504),
+    responses=error_responses(401, 403, 404, 409, 413, 422, 502, 503, 504),
 )
 async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> UserResponse:
-    """Replace a user's roles; tokens carrying the old roles stop working at once."""
+    """Replace a user's roles; tokens carrying the old roles stop working at once. `409
+    conflict`: it would take the admin role from the last active admin."""
     user = await runtime.identity.set_roles(username, body.roles)
     await runtime.authenticator.end_access(user)
     return UserResponse(user=UserOut.model_validate(user, from_attributes=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ from services.api_gateway.config import GatewaySecrets, Settings, load_secrets, 
 from services.api_gateway.docs import ApiDocument
 from services.api_gateway.errors import StartupError
 from services.api_gateway.identity import SERVICE_TOKEN_HEADER, IdentityClient
+from services.api_gateway.journal import StateJournal
 from services.api_gateway.rotation import live_keys_watcher, startup_key
 from services.api_gateway.stamps import SKEW_MARGIN_SECONDS, AccessStamps
 from services.api_gateway.state import GatewayState, create_state
+from services.api_gateway.state.memory import MemoryState
 from services.api_gateway.sync import IdentitySync
 from services.api_gateway.tokens import TokenService
 from shared.assertion import AssertionSigner
@@ -28,6 +31,8 @@ from shared.clock import epoch_seconds
 from shared.keys import KeyFormatError
 from shared.roles import SERVICES, Service
 from shared.secrets import SecretsError, SecretsManager
+
+JOURNAL_START_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,8 @@ class Runtime:
     docs: ApiDocument
     # `GET /metrics` answers this bearer token alone (shared.metrics); None: nobody.
     metrics_token: SecretStr | None = None
+    # Saves an in-process state across restarts (None: Redis, or turned off).
+    journal: StateJournal | None = None
 
 
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
@@ -175,6 +182,13 @@ async def open_runtime(
         interval=settings.gateway_identity_sync_seconds,
         replay_seconds=settings.gateway_token_ttl_seconds + SKEW_MARGIN_SECONDS,
     )
+    journal = (
+        StateJournal(
+            identity=identity, state=state, interval=settings.gateway_state_journal_seconds
+        )
+        if isinstance(state, MemoryState) and settings.gateway_state_journal_seconds > 0
+        else None
+    )
     watcher = (
         live_keys_watcher(
             manager,
@@ -199,7 +213,15 @@ async def open_runtime(
         sync=sync,
         docs=ApiDocument(upstreams[Service.PORTFOLIO], settings.service_url(Service.PORTFOLIO)),
         metrics_token=secrets.metrics_scrape_token,
+        journal=journal,
     )
+    if journal is not None:
+        # Revocations read back before the first request, so a token logged out before a
+        # restart is refused from the start; an identity store that does not answer in
+        # time leaves it to the journal's next tick.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(journal.tick(), timeout=JOURNAL_START_SECONDS)
+        journal.start()
     if settings.gateway_identity_sync_seconds > 0:
         sync.start()
     if watcher is not None:
@@ -212,6 +234,8 @@ async def open_runtime(
             await watcher.stop()
             await watcher.manager.aclose()
         await sync.stop()
+        if journal is not None:
+            await journal.stop()
         await _close(identity_client, upstreams, state)
         access_log.stop()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator
 
@@ -73,6 +73,11 @@ class UserOut(BaseModel):
     password_expires_at: datetime | None = None
     api_key_id: str | None = None
     api_key_last_rotated_at: datetime | None = None
+    must_change_password: bool = False
+    deleted_at: datetime | None = Field(
+        default=None, description="Set once the account is deleted; its name stays reserved"
+    )
+    api_key_first_used_at: datetime | None = None
 
 
 class UserResponse(BaseModel):
@@ -106,8 +111,8 @@ class ApiKeyUsageOut(BaseModel):
     requests: int
     services: dict[str, int]
     status_classes: dict[str, int]
-    first_used_at: datetime
-    last_used_at: datetime
+    first_used_at: datetime | None = Field(description="Null for a key never used")
+    last_used_at: datetime | None = Field(description="Null for a key never used")
     last_client: str | None
 
 
@@ -163,3 +168,72 @@ class Jwks(BaseModel):
     """The keys that verify the gateway's access tokens, current first."""
 
     keys: list[Jwk]
+
+
+class AuditEventOut(BaseModel):
+    """One security event; never a password, key or token."""
+
+    id: int
+    time: datetime
+    type: str = Field(description="e.g. login.failed, user.created, api_key.rotated")
+    actor: str | None = Field(description="Who acted; null for the system or the CLI")
+    subject: str | None = Field(description="Whom it concerned")
+    client_address: str | None
+    request_id: str | None
+    outcome: Literal["success", "failure"]
+    detail: dict[str, Any] | None = None
+
+
+class AuditPage(BaseModel):
+    """Events newest first; pass `next_cursor` back as `cursor` for the next page."""
+
+    events: list[AuditEventOut]
+    next_cursor: str | None = None
+
+
+class CreateUserRequest(BaseModel):
+    """A new user: at least one role; no password makes a one-time password."""
+
+    username: Username
+    roles: Annotated[list[str], Field(min_length=1, max_length=16)]
+    password: Password | None = Field(
+        default=None,
+        description="Omit to have a one-time password generated and returned once",
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        return [role.value for role in parse_roles(value)]
+
+
+class IssuedPasswordResponse(BaseModel):
+    """The user, and the one-time password shown this once (null: the admin chose it)."""
+
+    user: UserOut
+    one_time_password: str | None = None
+
+
+class ApiKeyIssued(BaseModel):
+    """A new API key: the clear key is shown this once and never again."""
+
+    username: str
+    key_id: str
+    api_key: str
+    created_at: datetime | None
+    stored_in_managed_store: bool = Field(
+        description="True when the key was also written back to Vault or AWS Secrets Manager"
+    )
+
+
+class MyApiKey(BaseModel):
+    """The caller's own API key, never the key itself."""
+
+    username: str
+    key_id: str | None = Field(description="Null when the user has no API key")
+    created_at: datetime | None
+    first_used_at: datetime | None
+    last_used_at: datetime | None = Field(
+        description="Last use seen by the gateway (null: not used since the counts began)"
+    )
+    last_client: str | None = None

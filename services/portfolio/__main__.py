@@ -15,16 +15,19 @@ nothing was created), 1 an error (one line on stderr; nothing was changed), 2 a 
 import argparse
 import getpass
 import logging
+import re
 import secrets
-import string
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
+from services.portfolio.accounts.passwords import one_time_password
 from services.portfolio.accounts.schemas import User
 from services.portfolio.errors import ConfigurationError, PortfolioError
 from services.portfolio.identity import PortfolioIdentityService
 from shared.roles import ROLES, Role
 from shared.secrets import SecretsError
+from shared.usernames import InvalidUsernameError
 
 ROLE_HELP = "a role to grant (repeat for several): " + ", ".join(ROLES)
 FIRST_ADMIN = "admin"
@@ -125,25 +128,68 @@ def deactivate_user(identity: PortfolioIdentityService, args: argparse.Namespace
     print(f"deactivated {user.username}")
 
 
+def reactivate_user(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Let a deactivated user sign in again."""
+    user = identity.reactivate_user(args.username)
+    print(f"reactivated {user.username}")
+
+
+def delete_user(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Delete a user softly (the name stays reserved, the history auditable)."""
+    user = identity.delete_user(args.username)
+    print(f"deleted {user.username}; the name stays reserved")
+
+
+def reset_password(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Set a one-time password, printed once, to change at the next sign-in."""
+    issued = identity.reset_password(args.username)
+    print(f"reset the password of {issued.user.username}")
+    print(
+        f"  {ONE_TIME_PASSWORD_LABEL} {issued.one_time_password}   (shown this once, never again)"
+    )
+
+
 def set_roles(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
     """Replace a user's roles."""
     user = identity.set_roles(args.username, args.role)
     print(f"set roles of {_describe(user)}")
 
 
-def one_time_password() -> str:
-    """Return a random password with lower, upper, digit and punctuation, 24 characters."""
-    punctuation = "-_.!"
-    alphabet = string.ascii_letters + string.digits + punctuation
-    while True:
-        password = "".join(secrets.choice(alphabet) for _ in range(24))
-        if (
-            any(c.islower() for c in password)
-            and any(c.isupper() for c in password)
-            and any(c.isdigit() for c in password)
-            and any(c in punctuation for c in password)
-        ):
-            return password
+_RELATIVE = re.compile(r"(\d{1,6})([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str) -> datetime:
+    """Return the moment `value` names: ISO 8601 (UTC unless it says), or `30m`, `24h`, `7d` ago."""
+    relative = _RELATIVE.fullmatch(value.strip())
+    if relative is not None:
+        amount, unit = relative.groups()
+        return datetime.now(UTC) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since must be an ISO 8601 time (2026-01-31T08:00:00Z) or an age "
+            f"such as 30m, 24h or 7d, not {value[:40]!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def audit(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
+    """Print security events oldest first, or as JSON lines for a SIEM."""
+    try:
+        events = identity.audit_events(since=args.since, user=args.user, event_type=args.type)
+    except InvalidUsernameError as exc:
+        raise CommandError(f"--user: {exc}") from None
+    for event in events:
+        if args.json:
+            print(event.model_dump_json())
+            continue
+        print(
+            f"{event.time.isoformat(timespec='seconds')}  #{event.id}  {event.type}  "
+            f"{event.outcome}  actor={event.actor or '-'}  subject={event.subject or '-'}  "
+            f"client={event.client_address or '-'}  request={event.request_id or '-'}"
+        )
 
 
 def create_first_admin(identity: PortfolioIdentityService, args: argparse.Namespace) -> None:
@@ -152,7 +198,7 @@ def create_first_admin(identity: PortfolioIdentityService, args: argparse.Namesp
     if existing:
         print(f"the database already has {len(existing)} user(s); no admin user created")
         return
-    password = one_time_password()
+    password = one_time_password(avoid=FIRST_ADMIN)
     identity.create_user(FIRST_ADMIN, password, FIRST_ADMIN_ROLES, must_change_password=True)
     where = f"at {args.login_url} " if args.login_url else ""
     print(f"new database: created user '{FIRST_ADMIN}' with roles {FIRST_ADMIN_ROLES}")
@@ -200,9 +246,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="one JSON object per line")
     sub = add("deactivate-user", deactivate_user, "deactivate a user")
     sub.add_argument("username")
+    sub = add("reactivate-user", reactivate_user, "let a deactivated user sign in again")
+    sub.add_argument("username")
+    sub = add("delete-user", delete_user, "delete a user (soft: the name stays reserved)")
+    sub.add_argument("username")
+    sub = add(
+        "reset-password",
+        reset_password,
+        "set a one-time password, printed once, to change at the next sign-in",
+    )
+    sub.add_argument("username")
     sub = add("set-roles", set_roles, "replace a user's roles")
     sub.add_argument("username")
     sub.add_argument("--role", action="append", required=True, help=ROLE_HELP)
+    sub = add("audit", audit, "print security events, oldest first")
+    sub.add_argument(
+        "--since",
+        type=parse_since,
+        help="only events at or after this time: ISO 8601, or an age such as 30m, 24h, 7d",
+    )
+    sub.add_argument("--user", help="only events by or about this user")
+    sub.add_argument("--type", help="only events of this type, e.g. login.failed")
+    sub.add_argument("--json", action="store_true", help="one JSON object per line")
     sub = add(
         "create-first-admin",
         create_first_admin,

@@ -39,6 +39,9 @@ class PortfolioSettings(BaseSettings):
     password_rotation_days: Annotated[int, Field(ge=0)] = 90
     password_min_length: Annotated[int, Field(ge=12)] = 12
     password_max_length: Annotated[int, Field(ge=128, le=4096)] = 1024
+    # The lowest zxcvbn strength score (0..4) a new password may have. 3 is "safely
+    # unguessable" (about 10**10 guesses); it may be raised to 4, never lowered.
+    password_min_score: Annotated[int, Field(ge=3, le=4)] = 3
 
     # Argon2id cost; argon2-cffi's defaults (RFC 9106 low-memory profile). Tests lower them.
     argon2_time_cost: PositiveInt = 3

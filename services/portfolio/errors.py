@@ -70,8 +70,10 @@ class PasswordExpiredError(IdentityError):
 
     code = ErrorCode.PASSWORD_EXPIRED
 
-    def __init__(self, message: str = "the password has expired; rotate it to log in") -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str = "the password has expired; rotate it to log in", **extra: str
+    ) -> None:
+        super().__init__(message, **extra)
 
 
 class TooManyAttemptsError(IdentityError):
@@ -125,6 +127,32 @@ class UserExistsError(IdentityError):
     def __init__(self, username: str) -> None:
         self.username = username
         super().__init__(f"a user named {username!r} already exists")
+
+
+class LastAdminError(IdentityError):
+    """A change that would leave no active admin (deactivation, deletion, roles)."""
+
+    code = ErrorCode.CONFLICT
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(
+            f"refused: {username!r} is the last active admin, and without one nobody could "
+            "manage users; make another user admin first"
+        )
+
+
+class AccountDeletedError(IdentityError):
+    """A change to a deleted account: it stays as it is, its name reserved."""
+
+    code = ErrorCode.CONFLICT
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(
+            f"the account {username!r} is deleted: it cannot be changed or signed in to again, "
+            "and its name stays reserved"
+        )
 
 
 class ApiKeyInUseError(IdentityError):
@@ -242,6 +270,8 @@ HTTP_STATUS: StatusTable = {
     UserNotFoundError: 404,
     UserExistsError: 409,
     ApiKeyInUseError: 409,
+    LastAdminError: 409,
+    AccountDeletedError: 409,
     InvalidInputError: 422,
     ServiceTokenError: 401,
     WeakPasswordError: 422,

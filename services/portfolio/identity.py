@@ -10,17 +10,25 @@ facade also works when it is called from code that already runs an event loop.
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, Self, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import SecretStr
 
-from services.portfolio.accounts.schemas import ApiKeyRotation, User
+from services.portfolio.accounts.audit import AuditQuery, parse_event_type, read_forward
+from services.portfolio.accounts.schemas import (
+    ApiKeyRotation,
+    AuditEventOut,
+    IssuedPassword,
+    User,
+)
 from services.portfolio.accounts.service import IdentityService
 from services.portfolio.config import PortfolioSettings, load_settings
 from services.portfolio.db import Database
 from shared.clock import Clock, utcnow
 from shared.secrets import SecretsManager
+from shared.usernames import normalize_username
 
 T = TypeVar("T")
 
@@ -105,6 +113,36 @@ class PortfolioIdentityService:
     def set_roles(self, username: str, roles: Iterable[str]) -> User:
         """Replace a user's roles."""
         return self._run(self._service.set_roles, username, list(roles))
+
+    def reactivate_user(self, username: str) -> User:
+        """Let a deactivated user sign in again."""
+        return self._run(self._service.reactivate_user, username)
+
+    def delete_user(self, username: str) -> User:
+        """Delete a user softly: never signs in again; the name stays reserved."""
+        return self._run(self._service.delete_user, username)
+
+    def reset_password(self, username: str) -> IssuedPassword:
+        """Set a one-time password (in the result, this once) to change at next sign-in."""
+        return self._run(self._service.reset_password, username)
+
+    def audit_events(
+        self,
+        *,
+        since: datetime | None = None,
+        user: str | None = None,
+        event_type: str | None = None,
+    ) -> list[AuditEventOut]:
+        """Return the security events matching every filter given, oldest first."""
+        query = AuditQuery(
+            since=since,
+            user=normalize_username(user) if user is not None else None,
+            event_type=parse_event_type(event_type),
+        )
+        return self._run(self._collect, query)
+
+    async def _collect(self, query: AuditQuery) -> list[AuditEventOut]:
+        return [event async for event in read_forward(self._database, query)]
 
     def close(self) -> None:
         """Close the database connections and stop the background loop."""

@@ -135,6 +135,9 @@ def make_settings(upstream: str, access_log: Path):
         # The identity change feed runs in the background and drops cached API keys of users
         # the test just changed; only the sync tests turn it on.
         values["gateway_identity_sync_seconds"] = 0
+        # Likewise the state journal (it reads and writes the identity store); only the
+        # restart tests turn it on.
+        values["gateway_state_journal_seconds"] = 0
         values.update(overrides)
         return Settings(**values)
 

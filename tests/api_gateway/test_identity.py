@@ -19,9 +19,10 @@ from services.api_gateway.errors import (
     InvalidCredentials,
     TooManyAttempts,
     UpstreamUnavailable,
+    identity_error,
     status_for,
 )
-from services.api_gateway.identity import IdentityClient, _identity_error
+from services.api_gateway.identity import IdentityClient
 
 USER = {
     "username": "alice",
@@ -126,7 +127,7 @@ def answer(status: int, code: str, **headers: str) -> httpx.Response:
 
 def test_a_busy_identity_service_is_passed_on_as_503_identity_busy_with_retry_after():
     response = answer(503, "identity_busy", **{"Retry-After": "2"})
-    error = _identity_error(response, response.json())
+    error = identity_error(response, response.json())
     assert isinstance(error, IdentityBusy)
     assert status_for(error) == 503
     assert error.code == "identity_busy"
@@ -139,12 +140,12 @@ def test_a_busy_identity_service_is_passed_on_as_503_identity_busy_with_retry_af
 )
 def test_a_busy_answer_gets_a_short_finite_retry_after_whatever_was_sent(sent, kept):
     response = answer(503, "identity_busy", **({"Retry-After": sent} if sent else {}))
-    assert _identity_error(response, response.json()).headers() == {"Retry-After": kept}
+    assert identity_error(response, response.json()).headers() == {"Retry-After": kept}
 
 
 def test_another_503_is_still_upstream_unavailable():
     response = answer(503, "service_unavailable")
-    assert isinstance(_identity_error(response, response.json()), UpstreamUnavailable)
+    assert isinstance(identity_error(response, response.json()), UpstreamUnavailable)
 
 
 @pytest.mark.parametrize(
@@ -164,6 +165,6 @@ def test_a_throttled_answer_gets_a_finite_retry_after_whatever_was_sent(body_ret
     if body_retry is not None:
         body["error"]["retry_after"] = body_retry
     response = httpx.Response(429, json=body, headers={"Retry-After": header} if header else {})
-    error = _identity_error(response, response.json())
+    error = identity_error(response, response.json())
     assert isinstance(error, TooManyAttempts)
     assert error.headers() == {"Retry-After": kept}

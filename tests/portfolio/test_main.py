@@ -10,6 +10,7 @@ import pytest
 from devstack import REPO_ROOT
 from devstack.ports import free_port
 from services.portfolio.__main__ import ONE_TIME_PASSWORD_LABEL, one_time_password
+from services.portfolio.errors import PasswordExpiredError
 from services.portfolio.identity import PortfolioIdentityService
 from tests.portfolio.conftest import CHEAP_ARGON2_ENV, PASSWORD, make_settings
 
@@ -296,3 +297,79 @@ def test_a_bad_setting_is_one_line(cli):
     assert done.stderr.startswith("error: the portfolio service cannot start: ")
     assert "PORTFOLIO_PASSWORD_ROTATION_DAYS" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+# audit
+
+
+def test_audit_prints_one_json_object_per_event_oldest_first(cli):
+    seed(cli.url, "ivy", "portfolio")
+    with identity_for(cli.url) as identity:
+        identity.authenticate("ivy", PASSWORD)
+        identity.deactivate_user("ivy")
+    done = cli("audit", "--since", "1h", "--json")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(e["type"], e["subject"], e["outcome"]) for e in events] == [
+        ("user.created", "ivy", "success"),
+        ("login.succeeded", "ivy", "success"),
+        ("user.deactivated", "ivy", "success"),
+    ]
+    assert set(events[0]) == {
+        "id",
+        "time",
+        "type",
+        "actor",
+        "subject",
+        "client_address",
+        "request_id",
+        "outcome",
+        "detail",
+    }
+    assert PASSWORD not in done.stdout
+
+
+def test_audit_filters_by_type_user_and_time(cli):
+    seed(cli.url, "jack", "portfolio")
+    seed(cli.url, "kate", "trading")
+    only_kate = cli("audit", "--user", "KATE", "--json")
+    assert [json.loads(line)["subject"] for line in only_kate.stdout.splitlines()] == ["kate"]
+    future = cli("audit", "--since", "2999-01-01T00:00:00Z", "--type", "user.created")
+    assert (future.returncode, future.stdout) == (0, "")
+    table = cli("audit", "--type", "user.created")
+    assert table.stdout.count("user.created") == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(("--since", "last tuesday"), "--since"), (("--type", "login.maybe"), "type must be one of")],
+)
+def test_audit_refuses_a_bad_filter_naming_it(cli, args, named):
+    done = cli("audit", *args)
+    assert done.returncode in (1, 2)
+    assert named in done.stderr
+
+
+# reactivate-user, delete-user, reset-password
+
+
+def test_reset_reactivate_and_delete_from_the_shell(cli):
+    seed(cli.url, "lena", "portfolio")
+    seed(cli.url, "root", "admin")
+    reset = cli("reset-password", "lena")
+    assert reset.returncode == 0, reset.stderr
+    [line] = [ln for ln in reset.stdout.splitlines() if ONE_TIME_PASSWORD_LABEL in ln]
+    one_time = line.split(ONE_TIME_PASSWORD_LABEL)[1].split()[0]
+    with identity_for(cli.url) as identity:
+        with pytest.raises(PasswordExpiredError):
+            identity.authenticate("lena", one_time)
+        identity.deactivate_user("lena")
+    assert cli("reactivate-user", "lena").stdout == "reactivated lena\n"
+    deleted = cli("delete-user", "lena")
+    assert deleted.stdout == "deleted lena; the name stays reserved\n"
+    again = cli("reactivate-user", "lena")
+    assert again.returncode == 1
+    assert "deleted" in again.stderr
+    last = cli("delete-user", "root")
+    assert last.returncode == 1
+    assert "last active admin" in last.stderr

@@ -55,6 +55,8 @@ def test_verifying_a_key_costs_the_same_with_more_users_and_hashes_no_password(
     stack, statements, monkeypatch
 ):
     _, key = stack.user("trading", api_key=True)
+    # A key's first use is stamped and audited once; every later check is what is measured.
+    stack.identity.verify_api_key(key)
     before = statements.during(lambda: stack.identity.verify_api_key(key))
     for _ in range(10):
         stack.user("trading", api_key=True)
@@ -92,6 +94,7 @@ def test_the_key_lookup_uses_the_index_on_a_large_table(statements):
         try:
             identity.create_user("holder", PASSWORD, roles=["trading"])
             key = identity.rotate_api_key("holder", secrets.token_hex(32)).api_key
+            identity.verify_api_key(key)  # the first use is stamped once; then one query
             [(statement, parameters)] = statements.during(lambda: identity.verify_api_key(key))
             query_plan = asyncio.run(plan(database_url, statement, tuple(parameters)))
         finally:

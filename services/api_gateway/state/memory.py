@@ -24,6 +24,10 @@ class MemoryState:
         self._issued: dict[str, dict[str, float]] = {}  # subject -> {jti: exp}
         self._api_keys: dict[str, tuple[Principal, float]] = {}  # hash -> (who, fresh until)
         self._usage: dict[str, ApiKeyUsage] = {}
+        # Counts since the journal last took them (see `take_usage_counts`); kept only
+        # once a journal saves them, so a Redis fallback never grows it.
+        self._unsaved: dict[str, ApiKeyUsage] = {}
+        self.journaled = False
         self._api_key_epoch = 0
         self._ops = 0
 
@@ -118,19 +122,26 @@ class MemoryState:
             del self._api_keys[key_hash]
 
     async def record_api_key_use(self, use: ApiKeyUse) -> None:
-        usage = self._usage.get(use.key_id)
-        if usage is None:
-            usage = self._usage[use.key_id] = ApiKeyUsage(
-                key_id=use.key_id, username=use.username, first_used_at=use.at
-            )
-        usage.username = use.username
-        usage.requests += 1
-        if use.service is not None:
-            usage.services[use.service] = usage.services.get(use.service, 0) + 1
-        status_class = f"{use.status // 100}xx"
-        usage.status_classes[status_class] = usage.status_classes.get(status_class, 0) + 1
-        usage.last_used_at = use.at
-        usage.last_client = use.client
+        _count(self._usage, use)
+        if self.journaled:
+            _count(self._unsaved, use)
+
+    def take_usage_counts(self) -> list[ApiKeyUsage]:
+        """Return the counts made since the last call, and start counting afresh."""
+        taken, self._unsaved = list(self._unsaved.values()), {}
+        return taken
+
+    def restore_usage_counts(self, counts: list[ApiKeyUsage], *, unsaved: bool) -> None:
+        """Add counts to the totals: stored ones read at start (`unsaved=False`), or taken
+        ones that could not be saved (`unsaved=True`: counted again as unsaved only)."""
+        for count in counts:
+            target = self._unsaved if unsaved else self._usage
+            _merge(target, count)
+
+    def restore_revocations(self, revoked: Mapping[str, float]) -> None:
+        """Take up revocations made before this process started (jti -> expiry)."""
+        now = epoch_seconds()
+        self._revoked.update({jti: exp for jti, exp in revoked.items() if exp > now})
 
     async def api_key_usage(self) -> list[ApiKeyUsage]:
         return sorted(self._usage.values(), key=lambda u: u.last_used_at, reverse=True)
@@ -143,3 +154,45 @@ class MemoryState:
 
     async def close(self) -> None:
         return None
+
+
+def _count(usage: dict[str, ApiKeyUsage], use: ApiKeyUse) -> None:
+    entry = usage.get(use.key_id)
+    if entry is None:
+        entry = usage[use.key_id] = ApiKeyUsage(
+            key_id=use.key_id, username=use.username, first_used_at=use.at
+        )
+    entry.username = use.username
+    entry.requests += 1
+    if use.service is not None:
+        entry.services[use.service] = entry.services.get(use.service, 0) + 1
+    status_class = f"{use.status // 100}xx"
+    entry.status_classes[status_class] = entry.status_classes.get(status_class, 0) + 1
+    entry.last_used_at = use.at
+    entry.last_client = use.client
+
+
+def _merge(usage: dict[str, ApiKeyUsage], count: ApiKeyUsage) -> None:
+    entry = usage.get(count.key_id)
+    if entry is None:
+        usage[count.key_id] = ApiKeyUsage(
+            key_id=count.key_id,
+            username=count.username,
+            requests=count.requests,
+            services=dict(count.services),
+            status_classes=dict(count.status_classes),
+            first_used_at=count.first_used_at,
+            last_used_at=count.last_used_at,
+            last_client=count.last_client,
+        )
+        return
+    entry.requests += count.requests
+    for name, number in count.services.items():
+        entry.services[name] = entry.services.get(name, 0) + number
+    for name, number in count.status_classes.items():
+        entry.status_classes[name] = entry.status_classes.get(name, 0) + number
+    entry.first_used_at = min(entry.first_used_at, count.first_used_at)
+    if count.last_used_at > entry.last_used_at:
+        entry.last_used_at = count.last_used_at
+        entry.last_client = count.last_client
+        entry.username = count.username

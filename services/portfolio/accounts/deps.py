@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 
+from services.portfolio.accounts.audit import AuditContext
 from services.portfolio.accounts.service import IdentityService
 from services.portfolio.deps import RuntimeDep, get_runtime
 from services.portfolio.errors import ServiceTokenError
@@ -18,6 +19,24 @@ async def get_identity(runtime: RuntimeDep) -> IdentityService:
 
 
 IdentityDep = Annotated[IdentityService, Depends(get_identity)]
+
+# Set by the gateway (behind the service token) on calls made for one of its requests.
+AUDIT_ACTOR_HEADER = "x-audit-actor"
+AUDIT_CLIENT_HEADER = "x-audit-client"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+async def get_audit_context(request: Request) -> AuditContext:
+    """Return who the gateway says is asking, and from where, for the audit trail."""
+    headers = request.headers
+    return AuditContext.from_untrusted(
+        headers.get(AUDIT_ACTOR_HEADER),
+        headers.get(AUDIT_CLIENT_HEADER),
+        headers.get(REQUEST_ID_HEADER),
+    )
+
+
+AuditDep = Annotated[AuditContext, Depends(get_audit_context)]
 
 
 async def require_service_token(request: Request) -> None:

@@ -1,8 +1,9 @@
 """The table of user accounts."""
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.portfolio.db import Base, UTCDateTime
@@ -42,6 +43,11 @@ class UserAccount(Base):
     # it into the token, and a token older than a deactivation is refused by this number,
     # never by comparing two clocks.
     access_seq: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Set once, when the account is deleted: it never signs in again, and the row stays so
+    # that its name stays reserved and its history auditable.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When the current API key was first presented (None: never yet). Audited once per key.
+    api_key_first_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     def __repr__(self) -> str:
         return f"UserAccount(username={self.username!r})"
@@ -73,3 +79,59 @@ class AccessChangeRecord(Base):
 
     def __repr__(self) -> str:
         return f"AccessChangeRecord(id={self.id!r}, username={self.username!r})"
+
+
+class AuditEvent(Base):
+    """One security event, written in the transaction of the change it records.
+
+    Never a password, key or token: who did what to whom, from where, and how it ended.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_occurred_at", "occurred_at"),
+        Index("ix_audit_events_subject", "subject", "id"),
+        Index("ix_audit_events_event_type", "event_type", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_type: Mapped[str] = mapped_column(String(32))
+    # Who acted (None: the system, or an operator at the CLI) and whom it concerned.
+    actor: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(64))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+    def __repr__(self) -> str:
+        return f"AuditEvent(id={self.id!r}, event_type={self.event_type!r})"
+
+
+class RevokedToken(Base):
+    """A gateway access token revoked by its logout, kept until it would have expired."""
+
+    __tablename__ = "revoked_tokens"
+    __table_args__ = (Index("ix_revoked_tokens_expires_at", "expires_at"),)
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiKeyUsageRecord(Base):
+    """API-key usage counted by gateways on in-process state, summed across their flushes."""
+
+    __tablename__ = "api_key_usage"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    requests: Mapped[int] = mapped_column(BigInteger)
+    services: Mapped[dict[str, int]] = mapped_column(JSON)
+    status_classes: Mapped[dict[str, int]] = mapped_column(JSON)
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_client: Mapped[str | None] = mapped_column(String(64))

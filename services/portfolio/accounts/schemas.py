@@ -2,9 +2,9 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # Generous caps on request fields so a request cannot make the service hash megabytes;
 # the password policy itself (12..1024 by default) answers `weak_password`.
@@ -34,6 +34,10 @@ class User(BaseModel):
     # That change's position in the change feed: a login answers with it and the gateway
     # writes it into the token, so a later deactivation is told by number, not by clock.
     access_seq: int | None = None
+    # Set when the account was deleted: it never signs in again; its name stays reserved.
+    deleted_at: datetime | None = None
+    # When the current API key was first used (None: not yet, or no key).
+    api_key_first_used_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +121,122 @@ class ApiKeyVerified(BaseModel):
 
     user: User
     key_id: str
+
+
+class AuditEventOut(BaseModel):
+    """One security event as the audit API and the CLI give it (one JSON object per line)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    time: datetime
+    type: str
+    actor: str | None
+    subject: str | None
+    client_address: str | None
+    request_id: str | None
+    outcome: str
+    detail: dict[str, Any] | None = None
+
+
+class AuditPageOut(BaseModel):
+    """`{"events": [...], "next_cursor": ...}`, newest first; no `next_cursor`: the last page."""
+
+    events: list[AuditEventOut]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPassword:
+    """A user and the one-time password just set (None: the caller chose the password)."""
+
+    user: User
+    one_time_password: str | None = field(default=None, repr=False)
+
+
+class NewUserIn(BaseModel):
+    """Body of `POST /internal/identity/users`: no password makes a one-time one."""
+
+    username: Username
+    roles: Annotated[list[str], Field(min_length=1, max_length=64)]
+    password: Password | None = None
+
+
+class IssuedPasswordOut(BaseModel):
+    """`{"user": ..., "one_time_password": ...}`: the password is shown this once."""
+
+    user: User
+    one_time_password: str | None = None
+
+
+class ApiKeyIssuedOut(BaseModel):
+    """`{"user", "key_id", "api_key", "stored_at"}`: the clear key is shown this once."""
+
+    user: User
+    key_id: str
+    api_key: str
+    stored_at: str | None = None
+
+
+class RevocationIn(BaseModel):
+    """Body of `POST /internal/identity/tokens/revoked`: a gateway logout."""
+
+    jti: Annotated[str, Field(min_length=1, max_length=64)]
+    username: Username
+    expires_at: AwareDatetime
+
+
+class Revocation(BaseModel):
+    """A revoked token's id and when it would have expired."""
+
+    jti: str
+    expires_at: datetime
+
+
+class RevocationsOut(BaseModel):
+    """`{"revoked": [...]}`: the revocations still in force."""
+
+    revoked: list[Revocation]
+
+
+# One save's count of anything: far above what a gateway counts between two saves.
+_MAX_COUNT = 1_000_000_000
+
+
+class KeyUsage(BaseModel):
+    """API-key usage of one key id: totals, or a gateway's counts since its last flush."""
+
+    key_id: Annotated[str, Field(min_length=1, max_length=16)]
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    requests: Annotated[int, Field(ge=0, le=_MAX_COUNT)]
+    services: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(ge=0, le=_MAX_COUNT)]]
+    status_classes: dict[
+        Annotated[str, Field(max_length=8)], Annotated[int, Field(ge=0, le=_MAX_COUNT)]
+    ]
+    first_used_at: AwareDatetime
+    last_used_at: AwareDatetime
+    last_client: Annotated[str | None, Field(max_length=64)] = None
+
+
+class KeyUsageIn(BaseModel):
+    """Body of `POST /internal/identity/api-keys/usage`: counts to add."""
+
+    keys: Annotated[list[KeyUsage], Field(max_length=10_000)]
+
+
+class KeyUsageOut(BaseModel):
+    """`{"keys": [...]}`: the stored totals."""
+
+    keys: list[KeyUsage]
+
+
+class ThrottledIn(BaseModel):
+    """Body of `POST /internal/identity/audit/login-throttled`."""
+
+    username: Username
+
+
+class Recorded(BaseModel):
+    """`{"recorded": true}`: the write committed."""
+
+    recorded: bool = True

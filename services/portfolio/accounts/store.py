@@ -12,6 +12,8 @@ from services.portfolio.accounts.models import AccessChangeRecord, UserAccount
 # The PostgreSQL advisory lock every writer of `access_changes` holds from taking its id to
 # its commit (an arbitrary constant, unique to this table's writers).
 _FEED_LOCK = 0x4C43_5400_0000_0001
+# The lock every change that may take away an active admin holds while it counts them.
+_ADMINS_LOCK = 0x4C43_5400_0000_0002
 
 
 async def get_user(session: AsyncSession, username: str) -> UserAccount | None:
@@ -154,3 +156,32 @@ async def reserve_login_attempt(
         .execution_options(populate_existing=True, synchronize_session=False)
     )
     return result.one_or_none()
+
+
+async def lock_admins(session: AsyncSession, username: str) -> None:
+    """Serialise the changes that may take away an active admin, until this transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock, so two of them never both count the
+    other's admin as still there. SQLite: a write first, which takes the database's write
+    lock before anything is read (a read first would pin a snapshot another writer can
+    outdate before this one writes).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADMINS_LOCK})
+    else:
+        await session.execute(
+            update(UserAccount)
+            .where(UserAccount.username == username)
+            .values(username=UserAccount.username)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def count_active_admins(session: AsyncSession) -> int:
+    """Return how many active, undeleted accounts hold the admin role."""
+    result = await session.scalars(
+        select(UserAccount.roles).where(
+            UserAccount.is_active.is_(True), UserAccount.deleted_at.is_(None)
+        )
+    )
+    return sum(1 for roles in result.all() if "admin" in roles)

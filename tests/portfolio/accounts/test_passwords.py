@@ -298,3 +298,87 @@ async def test_hashes_run_at_a_lower_priority_than_the_rest_of_the_process(sqlit
     assert await anyio.to_thread.run_sync(niceness) == base
     plain = PasswordHasher(make_settings(sqlite_url, hashing_niceness=0))
     assert await plain.slots.run(niceness) == base
+
+
+# The policy (ASVS V6.2): length, no username, no product name, zxcvbn score 3 or more.
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [
+        ("aaaaaaaaaaaa", "too easy to guess (strength 0 of 4, at least 3 needed): repeats"),
+        ("password1234", "too easy to guess (strength 1 of 4, at least 3 needed)"),
+        ("Xq7#mK2!pL9", "at least 12 characters"),
+        ("x" * 1025, "at most 1024 characters"),
+        ("my LegacyCoinTrader login 77", "must not contain the product name"),
+    ],
+)
+def test_policy_refuses_and_names_the_rule(sqlite_url, password, rule):
+    with pytest.raises(WeakPasswordError) as refused:
+        check_password_policy(password, make_settings(sqlite_url))
+    assert rule in str(refused.value)
+    assert password not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "Xq7#mK2!pL9v",  # exactly 12
+        "velvet quasar mandolin oxbow",
+        "ünïcödé pässwörd",
+        # exactly 1024: the estimator judges the first 72 characters, the rest is kept.
+        "velvet quasar mandolin oxbow " + "z" * 995,
+    ],
+)
+def test_policy_accepts_strong_passwords_from_12_to_1024_characters(sqlite_url, password):
+    check_password_policy(password, make_settings(sqlite_url))
+
+
+def test_the_boundaries_are_12_and_1024_characters():
+    assert len("Xq7#mK2!pL9v") == 12
+    assert len("velvet quasar mandolin oxbow " + "z" * 995) == 1024
+
+
+@pytest.mark.parametrize("name", ["alice", "ALICE", "Alice"])
+def test_policy_refuses_a_password_containing_the_username_in_any_case(sqlite_url, name):
+    with pytest.raises(WeakPasswordError, match="must not contain the username"):
+        check_password_policy(
+            f"velvet quasar {name} mandolin", make_settings(sqlite_url), username="alice"
+        )
+
+
+def test_a_stricter_minimum_score_is_allowed_a_weaker_one_is_not(sqlite_url):
+    with pytest.raises(ValueError, match="password_min_score"):
+        make_settings(sqlite_url, password_min_score=2)
+    strict = make_settings(sqlite_url, password_min_score=4)
+    assert strict.password_min_score == 4
+
+
+async def test_create_and_rotate_apply_the_policy_with_the_username(identity):
+    with pytest.raises(WeakPasswordError, match="too easy to guess"):
+        await identity.create_user("alice", "aaaaaaaaaaaa", ["admin"])
+    with pytest.raises(WeakPasswordError, match="must not contain the username"):
+        await identity.create_user("alice", "velvet alice quasar mandolin", ["portfolio"])
+    await identity.create_user("alice", PASSWORD, ["portfolio"])
+    with pytest.raises(WeakPasswordError, match="must not contain the username"):
+        await identity.rotate_password("alice", PASSWORD, "Alice velvet quasar mandolin")
+    with pytest.raises(WeakPasswordError, match="too easy to guess"):
+        await identity.rotate_password("alice", PASSWORD, "aaaaaaaaaaaa")
+    rotated = await identity.rotate_password("alice", PASSWORD, "velvet quasar mandolin oxbow")
+    assert rotated.username == "alice"
+
+
+async def test_the_strength_estimate_runs_off_the_event_loop(identity, monkeypatch):
+    from services.portfolio.accounts import passwords
+
+    threads: list[str] = []
+    real = passwords.zxcvbn
+
+    def spy(password, user_inputs=None):
+        threads.append(threading.current_thread().name)
+        return real(password, user_inputs=user_inputs)
+
+    monkeypatch.setattr(passwords, "zxcvbn", spy)
+    await identity.create_user("alice", PASSWORD, ["portfolio"])
+    assert threads
+    assert threading.main_thread().name not in threads

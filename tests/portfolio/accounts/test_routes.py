@@ -224,12 +224,17 @@ async def test_rotate_password_works_on_an_expired_password(client, identity):
     await identity.create_user("grace", PASSWORD, ["trading"], must_change_password=True)
     response = await client.post(
         "/internal/identity/password/rotate",
-        json={"username": "grace", "current_password": PASSWORD, "new_password": "n" * 16},
+        json={
+            "username": "grace",
+            "current_password": PASSWORD,
+            "new_password": "velvet quasar mandolin",
+        },
     )
     assert response.status_code == 200
     assert response.json()["user"]["must_change_password"] is False
     login = await client.post(
-        "/internal/identity/authenticate", json={"username": "grace", "password": "n" * 16}
+        "/internal/identity/authenticate",
+        json={"username": "grace", "password": "velvet quasar mandolin"},
     )
     assert login.status_code == 200
 
@@ -237,7 +242,7 @@ async def test_rotate_password_works_on_an_expired_password(client, identity):
 @pytest.mark.parametrize(
     ("current", "new", "status", "code"),
     [
-        ("wrong current pw", "n" * 16, 401, "invalid_credentials"),
+        ("wrong current pw", "velvet quasar mandolin", 401, "invalid_credentials"),
         (PASSWORD, "short", 422, "weak_password"),
         (PASSWORD, PASSWORD, 422, "weak_password"),
         (PASSWORD, "n" * 1025, 422, "weak_password"),
@@ -289,3 +294,172 @@ async def test_set_roles(client, identity):
     assert "admin" in error["message"]
     missing = await client.put("/internal/identity/users/ghost/roles", json={"roles": ["market"]})
     assert_error(missing, 404, "not_found")
+
+
+# GET /internal/identity/audit
+
+
+async def test_audit_records_the_gateways_actor_client_and_request_id(client, identity):
+    await identity.create_user("xxx", PASSWORD, ["portfolio"])
+    headers = {"X-Audit-Actor": "Root", "X-Audit-Client": "198.51.100.4", "X-Request-ID": "r-42"}
+    refused = await client.post(
+        "/internal/identity/authenticate",
+        json={"username": "xxx", "password": "a wrong long password"},
+        headers=headers,
+    )
+    assert refused.status_code == 401
+    page = await client.get("/internal/identity/audit", params={"type": "login.failed"})
+    assert page.status_code == 200, page.text
+    (event,) = page.json()["events"]
+    fields = ("type", "actor", "subject", "client_address", "request_id", "outcome")
+    assert {name: event[name] for name in fields} == {
+        "type": "login.failed",
+        "actor": "root",
+        "subject": "xxx",
+        "client_address": "198.51.100.4",
+        "request_id": "r-42",
+        "outcome": "failure",
+    }
+    assert page.json()["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"type": "nope"}, "type must be one of"),
+        ({"cursor": "garbage"}, "cursor"),
+        ({"user": "has space"}, "user"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
+        ({"cursor": "eyJiZWZvcmUiOjEwMDAwMDAwMDAwMDAwMDAwMDAwMDB9"}, "cursor"),  # 10**21
+        ({"limit": "0"}, "limit"),
+    ],
+)
+async def test_audit_refuses_bad_filters_naming_them(client, params, named):
+    error = assert_error(
+        await client.get("/internal/identity/audit", params=params), 422, "validation_error"
+    )
+    assert named in error["message"]
+
+
+# The lifecycle: POST /users, reactivate, DELETE, password/reset, api-key
+
+
+async def test_create_user_returns_201_and_a_one_time_password(client):
+    created = await client.post(
+        "/internal/identity/users", json={"username": "Olive", "roles": ["trading"]}
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["user"]["username"] == "olive"
+    assert body["user"]["must_change_password"] is True
+    assert len(body["one_time_password"]) == 24
+    again = await client.post(
+        "/internal/identity/users", json={"username": "OLIVE", "roles": ["trading"]}
+    )
+    assert "already exists" in assert_error(again, 409, "conflict")["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "named"),
+    [
+        ({"username": "pat", "roles": []}, 422, "validation_error", "roles"),
+        ({"username": "pat"}, 422, "validation_error", "roles"),
+        ({"username": "pat", "roles": ["wizard"]}, 422, "validation_error", "wizard"),
+        ({"username": "p a t", "roles": ["market"]}, 422, "validation_error", "username"),
+        (
+            {"username": "pat", "roles": ["market"], "password": "aaaaaaaaaaaa"},
+            422,
+            "weak_password",
+            "too easy to guess",
+        ),
+    ],
+)
+async def test_create_user_refusals_name_the_problem(client, body, status, code, named):
+    error = assert_error(await client.post("/internal/identity/users", json=body), status, code)
+    assert named in error["message"]
+
+
+async def test_lifecycle_endpoints_answer_with_the_user(client, identity):
+    await identity.create_user("quinn", PASSWORD, ["admin"])
+    await identity.create_user("rosa", PASSWORD, ["admin"])
+    await identity.deactivate_user("rosa")
+    back = await client.post("/internal/identity/users/rosa/reactivate")
+    assert back.status_code == 200
+    assert back.json()["user"]["is_active"] is True
+    reset = await client.post("/internal/identity/users/rosa/password/reset")
+    assert reset.status_code == 200
+    assert reset.json()["user"]["must_change_password"] is True
+    assert reset.json()["one_time_password"]
+    key = await client.post("/internal/identity/users/rosa/api-key")
+    assert key.status_code == 200
+    assert key.json()["key_id"] == key.json()["user"]["api_key_id"]
+    assert key.json()["api_key"]
+    gone = await client.delete("/internal/identity/users/rosa")
+    assert gone.status_code == 200
+    assert gone.json()["user"]["deleted_at"] is not None
+    last = await client.delete("/internal/identity/users/quinn")
+    assert "last active admin" in assert_error(last, 409, "conflict")["message"]
+    deleted = await client.post("/internal/identity/users/rosa/reactivate")
+    assert "deleted" in assert_error(deleted, 409, "conflict")["message"]
+    assert_error(await client.delete("/internal/identity/users/nobody"), 404, "not_found")
+
+
+# What a gateway on in-process state keeps here: /tokens/revoked, /api-keys/usage
+
+
+async def test_revocations_and_usage_round_trip(client):
+    revoked = await client.post(
+        "/internal/identity/tokens/revoked",
+        json={"jti": "j-1", "username": "Alice", "expires_at": "2999-01-01T00:00:00Z"},
+    )
+    assert revoked.status_code == 200, revoked.text
+    listed = await client.get("/internal/identity/tokens/revoked")
+    assert [r["jti"] for r in listed.json()["revoked"]] == ["j-1"]
+    count = {
+        "key_id": "0123456789abcdef",
+        "username": "alice",
+        "requests": 2,
+        "services": {"trading": 2},
+        "status_classes": {"2xx": 2},
+        "first_used_at": "2025-01-15T12:00:00Z",
+        "last_used_at": "2025-01-15T12:01:00Z",
+        "last_client": "192.0.2.1",
+    }
+    for _ in range(2):
+        saved = await client.post("/internal/identity/api-keys/usage", json={"keys": [count]})
+        assert saved.status_code == 200
+    [total] = (await client.get("/internal/identity/api-keys/usage")).json()["keys"]
+    assert total["requests"] == 4
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "named"),
+    [
+        (
+            "/internal/identity/tokens/revoked",
+            {"jti": "j", "username": "alice", "expires_at": "2999-01-01T00:00:00"},
+            "expires_at",
+        ),
+        (
+            "/internal/identity/api-keys/usage",
+            {
+                "keys": [
+                    {
+                        "key_id": "k",
+                        "username": "alice",
+                        "requests": 10**12,
+                        "services": {},
+                        "status_classes": {},
+                        "first_used_at": "2025-01-15T12:00:00Z",
+                        "last_used_at": "2025-01-15T12:00:00Z",
+                    }
+                ]
+            },
+            "requests",
+        ),
+    ],
+)
+async def test_gateway_state_refuses_what_it_cannot_store(client, path, body, named):
+    error = assert_error(await client.post(path, json=body), 422, "validation_error")
+    assert named in error["message"]

@@ -1,0 +1,96 @@
+"""What a gateway on in-process state keeps here across its restarts: logout revocations
+(each audited as `token.revoked` in its own transaction) and API-key usage totals."""
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+
+from services.portfolio.accounts import audit as audit_log
+from services.portfolio.accounts.audit import AuditContext, EventType
+from services.portfolio.accounts.models import ApiKeyUsageRecord, RevokedToken
+from services.portfolio.accounts.schemas import KeyUsage, Revocation
+from services.portfolio.db import Database
+from shared.usernames import username_label
+
+
+async def revoke_token(
+    database: Database,
+    audit: AuditContext,
+    *,
+    jti: str,
+    username: str,
+    expires_at: datetime,
+    now: datetime,
+) -> None:
+    """Keep a logout's revocation until the token would have expired, and audit it."""
+    name = username_label(username)
+    async with database.sessions.begin() as session:
+        # Expired revocations are dropped here, so the table stays as small as the live ones.
+        await session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
+        if await session.get(RevokedToken, jti) is None:
+            session.add(RevokedToken(jti=jti, username=name, expires_at=expires_at, revoked_at=now))
+        await audit_log.record(
+            session, audit, EventType.TOKEN_REVOKED, subject=name, at=now, detail={"jti": jti}
+        )
+
+
+async def live_revocations(database: Database, *, now: datetime) -> list[Revocation]:
+    """Return the revocations of tokens that have not expired yet."""
+    async with database.sessions() as session:
+        rows = await session.scalars(select(RevokedToken).where(RevokedToken.expires_at > now))
+        return [Revocation(jti=row.jti, expires_at=row.expires_at) for row in rows.all()]
+
+
+async def add_usage(database: Database, counts: list[KeyUsage]) -> None:
+    """Add a gateway's counts since its last flush to the stored totals."""
+    async with database.sessions.begin() as session:
+        for count in counts:
+            row = await session.get(ApiKeyUsageRecord, count.key_id, with_for_update=True)
+            if row is None:
+                session.add(
+                    ApiKeyUsageRecord(
+                        key_id=count.key_id,
+                        username=count.username,
+                        requests=count.requests,
+                        services=dict(count.services),
+                        status_classes=dict(count.status_classes),
+                        first_used_at=count.first_used_at,
+                        last_used_at=count.last_used_at,
+                        last_client=count.last_client,
+                    )
+                )
+                continue
+            row.requests += count.requests
+            row.services = _summed(row.services, count.services)
+            row.status_classes = _summed(row.status_classes, count.status_classes)
+            row.first_used_at = min(row.first_used_at, count.first_used_at)
+            if count.last_used_at >= row.last_used_at:
+                row.last_used_at = count.last_used_at
+                row.last_client = count.last_client
+                row.username = count.username
+
+
+async def usage_totals(database: Database) -> list[KeyUsage]:
+    """Return the stored usage totals, most recently used first."""
+    async with database.sessions() as session:
+        rows = await session.scalars(
+            select(ApiKeyUsageRecord).order_by(ApiKeyUsageRecord.last_used_at.desc())
+        )
+        return [
+            KeyUsage(
+                key_id=row.key_id,
+                username=row.username,
+                requests=row.requests,
+                services=dict(row.services),
+                status_classes=dict(row.status_classes),
+                first_used_at=row.first_used_at,
+                last_used_at=row.last_used_at,
+                last_client=row.last_client,
+            )
+            for row in rows.all()
+        ]
+
+
+def _summed(stored: dict[str, int], added: dict[str, int]) -> dict[str, int]:
+    # A new dict: the JSON column is only written back when the attribute is reassigned.
+    return {key: stored.get(key, 0) + added.get(key, 0) for key in {*stored, *added}}

@@ -1,0 +1,95 @@
+"""Onboarding, auditing and offboarding through the real processes (uvicorn gateway and
+identity service on PostgreSQL), and what survives a gateway restart on in-process state."""
+
+import hashlib
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from devstack.servers import ServerProcess
+from tests.api_gateway.conftest import PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+NEW_PASSWORD = "velvet quasar mandolin"
+
+
+@pytest.fixture
+def gateway_process(keys, portfolio, upstream, tmp_path) -> Callable[[], ServerProcess]:
+    """Return a maker of gateway processes sharing one configuration (and access log)."""
+    env = {
+        **keys.env(),
+        "PORTFOLIO_SERVICE_URL": portfolio.url,
+        "TRADING_SERVICE_URL": f"{upstream}/trading",
+        "MARKET_SERVICE_URL": f"{upstream}/market",
+        "GATEWAY_ACCESS_LOG": str(tmp_path / "access.log"),
+    }
+    counter = iter(range(100))
+    return lambda: ServerProcess(
+        "services.api_gateway.app:app", env=env, log_path=tmp_path / f"gw{next(counter)}.log"
+    )
+
+
+def login(client: httpx.Client, name: str, password: str = PASSWORD) -> dict[str, str]:
+    response = client.post("/auth/token", json={"username": name, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_an_admin_onboards_audits_and_offboards_over_http(gateway_process, portfolio):
+    admin, _ = portfolio.user("admin")
+    with gateway_process() as gateway, httpx.Client(base_url=gateway.url, timeout=30) as client:
+        headers = login(client, admin)
+        created = client.post(
+            "/admin/users",
+            json={"username": "E2E-Onboarded", "roles": ["trading"]},
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+        name = created.json()["user"]["username"]
+        one_time = created.json()["one_time_password"]
+        rotated = client.post(
+            "/auth/password/rotate",
+            json={"username": name, "current_password": one_time, "new_password": NEW_PASSWORD},
+        )
+        assert rotated.status_code == 200
+        key = client.post(f"/admin/users/{name}/api-key", headers=headers).json()["api_key"]
+        assert client.get("/api/trading/x", headers={"X-API-Key": key}).status_code == 200
+        own = client.get("/auth/api-key", headers=login(client, name, NEW_PASSWORD)).json()
+        assert own["key_id"] == hashlib.sha256(key.encode()).hexdigest()[:16]
+
+        deleted = client.delete(f"/admin/users/{name}", headers=headers)
+        assert deleted.status_code == 200
+        assert client.get("/api/trading/x", headers={"X-API-Key": key}).status_code == 401
+
+        audit = client.get("/admin/audit", params={"user": name}, headers=headers).json()
+        seen = [(e["type"], e["actor"]) for e in reversed(audit["events"])]
+        assert seen == [
+            ("user.created", admin),
+            ("password.rotated", None),
+            ("api_key.rotated", admin),
+            ("api_key.first_used", None),
+            ("login.succeeded", None),
+            ("user.deleted", admin),
+        ]
+        assert key not in str(audit)
+        assert one_time not in str(audit)
+
+
+def test_usage_and_logouts_survive_a_gateway_restart(gateway_process, portfolio):
+    admin, _ = portfolio.user("admin")
+    name, key = portfolio.user("trading", api_key=True)
+    key_id = hashlib.sha256(key.encode()).hexdigest()[:16]
+    with gateway_process() as gateway, httpx.Client(base_url=gateway.url, timeout=30) as client:
+        for _ in range(3):
+            assert client.get("/api/trading/x", headers={"X-API-Key": key}).status_code == 200
+        token = login(client, name)
+        assert client.post("/auth/logout", headers=token).status_code == 204
+    # A new process: nothing of the first one's memory is left.
+    with gateway_process() as gateway, httpx.Client(base_url=gateway.url, timeout=30) as client:
+        assert client.get("/auth/me", headers=token).status_code == 401
+        usage = client.get("/admin/api-keys/usage", headers=login(client, admin)).json()
+        [entry] = [e for e in usage["keys"] if e["key_id"] == key_id]
+        assert entry["requests"] == 3
+        assert entry["services"] == {"trading": 3}
