@@ -136,6 +136,21 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
     return spans
 
 
+def arithmetic_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Return the (line, column) spans of the binary operations in `source`.
+
+    cosmic-ray also takes the keyword-only marker `*` of a signature for a multiplication;
+    a binary-operator mutant outside these spans is one of those, not a change of the code.
+    """
+    return [
+        ((node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset))
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.BinOp | ast.AugAssign)
+        and node.end_lineno is not None
+        and node.end_col_offset is not None
+    ]
+
+
 def copy_tree(destination: Path) -> None:
     """Copy the working tree (tracked and untracked, not ignored files) to `destination`."""
     listed = subprocess.run(  # nosec B603 B607 - fixed arguments
@@ -224,6 +239,7 @@ def select(
     source = (scratch / target.path).read_text()
     spans = definition_lines(source, target.only) if target.only else None
     hints = annotation_spans(source)
+    arithmetic = arithmetic_spans(source)
     with use_db(str(session), WorkDB.Mode.open) as db:
         kept: list[str] = []
         skipped: list[str] = []
@@ -232,8 +248,15 @@ def select(
             line = mutation.start_pos[0]
             inside = spans is None or any(low <= line <= high for low, high in spans)
             excluded = any(op in mutation.operator_name for op in settings.exclude_operators)
-            hint = any(start <= mutation.start_pos < end for start, end in hints)
-            (kept if inside and not excluded and not hint else skipped).append(item.job_id)
+            position = tuple(mutation.start_pos)
+            hint = any(start <= position < end for start, end in hints)
+            marker = mutation.operator_name.startswith("core/ReplaceBinaryOperator_") and not any(
+                start <= position < end for start, end in arithmetic
+            )
+            if inside and not excluded and not hint and not marker:
+                kept.append(item.job_id)
+            else:
+                skipped.append(item.job_id)
         if sample is not None and sample < len(kept):
             # The same sample every run of the same code: seeded by the module's path.
             chosen = set(random.Random(target.path).sample(kept, sample))  # noqa: S311  # nosec B311

@@ -142,3 +142,9 @@ def test_mutation_is_not_part_of_make_test():
     assert "mutation" not in test_rule.group(1)
     assert re.search(r"^mutation: ", makefile, re.MULTILINE)
     assert "nice -n 10" in makefile
+
+
+def test_a_keyword_only_marker_is_not_taken_for_a_multiplication():
+    source = "def f(a, *, b=2):\n    return a * b + 1\n"
+    # `a * b + 1`: the sum (col 11 to 20) and the product in it (col 11 to 16); not the `*` at col 9.
+    assert sorted(mutation.arithmetic_spans(source)) == [((2, 11), (2, 16)), ((2, 11), (2, 20))]
