@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run run-vault test test-fast lint bench services clean compose-env lock
+.PHONY: install run run-vault test test-fast lint bench services clean compose-env lock mutation
 
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command "make lock"
@@ -68,6 +68,13 @@ lint: install
 	@set -o pipefail; $(VENV)/bin/bandit -q -r shared services bench scripts docker devstack 2>&1 \
 		| { grep -v '\bWARNING\b' || true; }
 	@$(PY) scripts/audit.py
+
+# Mutation testing of the security-critical modules of config/mutation.toml, on a scratch
+# copy of the tree (never the tree itself); slow, so not part of `make test`.
+# MODULE=shared/assertion.py runs one module; SAMPLE=N runs at most N mutants per module.
+mutation: install services
+	@nice -n 10 $(PY) scripts/mutation.py $(if $(MODULE),--module $(MODULE)) \
+		$(if $(SAMPLE),--sample $(SAMPLE))
 
 bench: install services
 	@$(PY) -m bench

@@ -147,3 +147,15 @@ async def test_hop_by_hop_response_headers_and_those_its_connection_names_are_dr
         "x-upstream",
     ]
     assert response.headers["x-upstream"] == "yes"
+
+
+async def test_a_redirect_to_the_downstreams_own_url_is_rewritten_to_the_public_path(
+    gateway, upstream
+):
+    response = await gateway.client.get(
+        "/api/market/redirect",
+        params={"to": f"{upstream}/market/next?page=2"},
+        headers=gateway.bearer("alice", "market"),
+    )
+    assert response.status_code == 302
+    assert response.headers["location"] == "/api/market/next?page=2"

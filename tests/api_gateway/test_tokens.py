@@ -225,3 +225,22 @@ def test_a_token_with_a_malformed_password_version_is_rejected(version):
 def test_garbage_is_rejected_as_malformed():
     with pytest.raises(InvalidToken, match="malformed"):
         service().verify("not-a-jwt")
+
+
+def test_a_token_carries_the_access_version_of_its_login_as_acv():
+    tokens = service()
+    issued = tokens.issue(username="alice", roles=["trading"], access_version=42)
+    assert jwt.decode(issued.token, options={"verify_signature": False})["acv"] == 42
+    assert tokens.verify(issued.token).access_version == 42
+    # A user with no access change yet: 0, which every later change exceeds.
+    first = tokens.issue(username="bob", roles=["trading"])
+    assert jwt.decode(first.token, options={"verify_signature": False})["acv"] == 0
+    assert tokens.verify(first.token).access_version == 0
+
+
+@pytest.mark.parametrize("version", ["7", 1.5, True, -1])
+def test_a_token_with_a_malformed_access_version_is_rejected(version):
+    key = generate_private_key()
+    with pytest.raises(InvalidToken) as refused:
+        service(key).verify(forge(claims(acv=version), key))
+    assert str(refused.value) == "the access token's acv claim must be a whole number"

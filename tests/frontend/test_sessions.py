@@ -1,7 +1,13 @@
 import pytest
 from pydantic import SecretStr
 
-from services.frontend.sessions import CookieSigner, MemorySessionStore, Session, csrf_matches
+from services.frontend.sessions import (
+    CookieSigner,
+    DerivedKeys,
+    MemorySessionStore,
+    Session,
+    csrf_matches,
+)
 from tests.frontend.conftest import SESSION_SECRET, Clock
 
 
@@ -125,6 +131,18 @@ class TestIdleTimeout:
         clock.advance(50)
         assert await store.get(session.id) is not None
 
+    async def test_a_session_idle_past_the_timeout_is_gone(self, store, clock):
+        session = await signed_in(store)
+        clock.advance(61)
+        assert await store.get(session.id) is None
+
+    async def test_saving_is_activity_by_default(self, store, clock):
+        session = await signed_in(store)
+        clock.advance(50)
+        await store.save(session)
+        clock.advance(50)
+        assert await store.get(session.id) is not None
+
     async def test_saving_without_touch_is_not_activity(self, store, clock):
         session = await signed_in(store)
         clock.advance(50)
@@ -233,3 +251,22 @@ class TestCsrf:
     async def test_another_sessions_token_does_not(self, store):
         mine, theirs = await signed_in(store), await signed_in(store)
         assert not csrf_matches(mine, theirs.csrf_token)
+
+
+class TestDerivedKeys:
+    def test_a_rotated_secret_verifies_at_once_and_signs_from_its_activation(self, clock):
+        keys = DerivedKeys(SecretStr("first secret " * 3), b"purpose", clock=clock)
+        first = keys.current
+        keys.rotate(SecretStr("second secret " * 3), activate_at=clock.now + 10)
+        assert keys.current == first
+        assert len(keys.verifying()) == 2
+        clock.advance(10)
+        second = keys.current
+        assert second != first
+        assert keys.verifying() == (second, first)
+
+    def test_rotating_to_the_current_secret_changes_nothing(self, clock):
+        keys = DerivedKeys(SecretStr("first secret " * 3), b"purpose", clock=clock)
+        first = keys.current
+        keys.rotate(SecretStr("first secret " * 3), activate_at=0.0)
+        assert keys.verifying() == (first,)

@@ -180,8 +180,10 @@ def test_an_assertion_whose_sub_or_jti_is_not_a_string_is_refused(keypair, claim
         AssertionVerifier([public], "trading").verify(forged(private, **{claim: 42}))
 
 
-@pytest.mark.parametrize(("seconds_past_exp", "accepted"), [(2, True), (4, True), (8, False)])
-def test_the_verifier_allows_five_seconds_of_clock_skew_by_default(
+@pytest.mark.parametrize(
+    ("seconds_past_exp", "accepted"), [(2, True), (4, True), (5, False), (8, False)]
+)
+def test_the_verifier_accepts_an_assertion_less_than_five_seconds_past_its_exp(
     keypair, seconds_past_exp, accepted
 ):
     private, public = keypair
@@ -223,3 +225,57 @@ def test_the_assertion_cache_is_bounded_and_drops_the_oldest(keypair):
         verifier.verify(token)
     assert list(verifier._cache) == tokens[2:]
     assert [verifier._cache[t].username for t in tokens[2:]] == ["user-2", "user-3", "user-4"]
+
+
+def test_a_signed_assertion_holds_exactly_these_claims(keypair):
+    private, _ = keypair
+    token, expires = AssertionSigner(private, ttl_seconds=30).sign(
+        username="alice",
+        roles=["trading", "market"],
+        auth_method="api_key",
+        service="market",
+        key_id="key-7",
+        now=1_800_000_000.9,
+    )
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims == {
+        "iss": "legacycointrader-gateway",
+        "aud": "market",
+        "sub": "alice",
+        "roles": ["trading", "market"],
+        "auth": "api_key",
+        "iat": 1_800_000_000,
+        "nbf": 1_800_000_000,
+        "exp": 1_800_000_030,
+        "kid": "key-7",
+    }
+    assert expires == 1_800_000_030.0
+    assert jwt.get_unverified_header(token)["typ"] == "lct-assertion+jwt"
+
+
+def test_the_api_key_id_reaches_the_verified_caller_and_is_absent_without_one(keypair):
+    private, public = keypair
+    signer, verifier = AssertionSigner(private), AssertionVerifier([public], "trading")
+    with_key, _ = signer.sign(
+        username="bot", roles=["trading"], auth_method="api_key", service="trading", key_id="k1"
+    )
+    without, _ = signer.sign(
+        username="alice", roles=["trading"], auth_method="password", service="trading"
+    )
+    assert verifier.verify(with_key).key_id == "k1"
+    assert verifier.verify(without).key_id is None
+    assert "kid" not in jwt.decode(without, options={"verify_signature": False})
+
+
+def test_a_verified_assertion_is_served_from_the_cache_after_a_key_rotation(keypair):
+    # Verified once with a trusted key, it stays accepted until it expires, even after the
+    # key ring changed (the comment in replace_keys); an unverified one is refused.
+    private, public = keypair
+    verifier = AssertionVerifier([public], "trading")
+    token = forged(private)
+    assert verifier.verify(token).username == "alice"
+    other = public_key_text(load_private_key(generate_private_key()))
+    verifier.replace_keys([other])
+    assert verifier.verify(token).username == "alice"
+    with pytest.raises(InvalidAssertionError, match="unknown key"):
+        verifier.verify(forged(private, sub="bob"))

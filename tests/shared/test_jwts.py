@@ -103,3 +103,23 @@ def test_the_type_is_checked_when_asked(current):
 def test_the_leeway_forgives_a_little_expiry(current):
     token = sign(current, claims(exp=int(time.time()) - 2))
     assert decode(token, jwts.KeyRing([current.public_key()]), leeway=30)["sub"] == "alice"
+
+
+@pytest.mark.parametrize("typ", ["JWT", "zz+jwt", "lct-assertion+jwt2", None])
+def test_a_token_of_another_typ_or_none_is_refused_when_a_typ_is_expected(current, typ):
+    ring = jwts.KeyRing([current.public_key()])
+    token = sign(current, typ=typ)  # PyJWT leaves out a typ of None
+    assert jwt.get_unverified_header(token).get("typ") == typ
+    with pytest.raises(jwts.WrongType, match="the token's typ is not lct-assertion\\+jwt"):
+        decode(token, ring, typ="lct-assertion+jwt")
+    assert decode(sign(current, typ="lct-assertion+jwt"), ring, typ="lct-assertion+jwt")
+
+
+def test_without_a_leeway_a_token_is_expired_at_its_exp_second(current):
+    while time.time() % 1 > 0.5:  # well inside one second, so `exp` is this second
+        time.sleep(0.1)
+    now = int(time.time())
+    token = sign(current, claims(iat=now - 60, exp=now))
+    with pytest.raises(jwts.Expired):
+        decode(token, jwts.KeyRing([current.public_key()]))
+    assert decode(token, jwts.KeyRing([current.public_key()]), leeway=5)["exp"] == now

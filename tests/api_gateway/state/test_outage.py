@@ -117,3 +117,20 @@ async def test_a_slow_redis_costs_one_call_the_budget_then_memory_answers(redis_
     warnings = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(warnings) == 1
     assert "slow" in warnings[0]
+
+
+async def test_the_probe_keeps_trying_through_a_long_outage(redis_prefix):
+    # Probed every second: several probes fail while Redis is away, and one after it is
+    # back still restores the shared state.
+    with TcpProxy(REDIS_PORT) as proxy:
+        state = await replica(proxy.url(), redis_prefix)
+        try:
+            proxy.cut()
+            await state.revoke_token("during-outage", time.time() + 900)
+            assert not state.condition().available
+            await asyncio.sleep(3.5)
+            assert not state.condition().available
+            proxy.restore()
+            await back(state)
+        finally:
+            await state.close()

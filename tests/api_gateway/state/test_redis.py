@@ -63,6 +63,18 @@ async def test_every_key_the_backend_writes_has_an_expiry(redis_prefix):
         assert {key: client.ttl(key) for key in keys if client.ttl(key) <= 0} == {}
 
 
+async def test_api_key_usage_is_kept_thirty_days_after_the_last_use(redis_prefix):
+    state = await replica(SHARED_REDIS_URL, redis_prefix)
+    try:
+        await state.record_api_key_use(use(time.time(), key_id="k-usage"))
+    finally:
+        await state.close()
+    month = 30 * 24 * 3600
+    with redis.Redis.from_url(SHARED_REDIS_URL) as client:
+        ttl = client.ttl(f"{redis_prefix}usage:k-usage")
+    assert month - 60 <= ttl <= month
+
+
 async def test_concurrent_attempts_on_two_replicas_never_pass_the_limit(redis_prefix):
     replicas = [await replica(SHARED_REDIS_URL, redis_prefix) for _ in range(2)]
     limits = {"account:alice": 7, "address:10.0.0.1": 100}

@@ -205,6 +205,23 @@ async def test_slots_run_a_bounded_number_queue_a_few_and_refuse_the_rest_at_onc
     assert sorted(results) == [1, 2, 3]
 
 
+async def test_each_run_gives_back_exactly_one_slot_so_the_bound_holds_after_many():
+    slots = HashingSlots(size=2, queue=4, max_wait=30)
+    for value in range(5):
+        assert await slots.run(int, str(value)) == value
+    assert (slots.running, slots.waiting) == (0, 0)
+    gate = Gate()
+    async with anyio.create_task_group() as group:
+        for value in (1, 2, 3):
+            group.start_soon(slots.run, gate.job, value)
+        await gate.wait_started(2)
+        while slots.waiting < 1:
+            await anyio.sleep(0.01)
+        assert (slots.running, slots.waiting) == (2, 1)
+        gate.release.set()
+    assert (slots.running, slots.waiting) == (0, 0)
+
+
 async def test_a_queued_caller_waits_at_most_max_wait():
     slots = HashingSlots(size=1, queue=4, max_wait=0.2)
     gate = Gate()

@@ -69,6 +69,17 @@ def test_a_refused_name_stays_the_newest_entry():
     assert names.reserve("junk-1", now) is None
 
 
+def test_an_unknown_name_is_refused_until_its_refusal_ends_and_no_longer():
+    names = UnknownNameThrottle(Throttle(threshold=1, base_seconds=60, max_seconds=60), capacity=10)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    assert names.reserve("ghost", start) is None
+    assert names.reserve("ghost", start + timedelta(seconds=59)) == start + timedelta(seconds=60)
+    # At the very end of the refusal the name may be tried again (and is refused anew).
+    assert names.reserve("ghost", start + timedelta(seconds=60)) is None
+    assert names.reserve("ghost", start + timedelta(seconds=61)) == start + timedelta(seconds=120)
+    assert names.reserve("ghost", start + timedelta(seconds=500)) is None
+
+
 async def test_fifth_failure_throttles_even_the_right_password(identity, clock):
     await identity.create_user("alice", PASSWORD, ["trading"])
     await fail(identity, "alice", 5)

@@ -1,0 +1,95 @@
+"""The authenticator's own rules: credential length limits, per-address throttling, and
+ending the access obtained before a change made through this gateway."""
+
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from devstack.ports import free_port
+from services.api_gateway.accounts import IdentityUser
+from services.api_gateway.app import create_app
+from services.api_gateway.auth import bearer_token
+from services.api_gateway.errors import InvalidToken
+from tests.api_gateway.conftest import PASSWORD, running_gateway
+
+
+@pytest.mark.parametrize("length", [1, 4095, 4096])
+def test_a_bearer_token_of_up_to_4096_characters_is_taken(length):
+    assert bearer_token("Bearer " + "t" * length) == "t" * length
+
+
+@pytest.mark.parametrize("length", [4097, 10_000])
+def test_a_bearer_token_longer_than_4096_characters_is_malformed(length):
+    with pytest.raises(InvalidToken) as refused:
+        bearer_token("Bearer " + "t" * length)
+    assert str(refused.value) == "the access token is malformed"
+
+
+@pytest.mark.parametrize(
+    ("length", "status", "code"),
+    [
+        # Up to 4096 characters the identity service is asked (here it is down: 502)...
+        (4096, 502, "upstream_unavailable"),
+        # ...beyond, the key is refused without asking anyone.
+        (4097, 401, "invalid_credentials"),
+        (8000, 401, "invalid_credentials"),
+    ],
+)
+async def test_an_api_key_longer_than_4096_characters_is_refused_unchecked(
+    make_settings, keys, length, status, code
+):
+    settings = make_settings(portfolio_service_url=f"http://127.0.0.1:{free_port()}")
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        response = await gateway.client.get("/auth/me", headers={"X-API-Key": "k" * length})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+async def test_each_client_address_has_its_own_login_attempts(make_settings, keys, portfolio):
+    # One gateway, two addresses: the attempts of one never count against the other.
+    name, _ = portfolio.user("trading")
+    settings = make_settings(
+        portfolio_service_url=portfolio.url, gateway_login_max_attempts_per_address=3
+    )
+    app = create_app(settings, keys.secrets())
+
+    def client(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 1))
+        return httpx.AsyncClient(transport=transport, base_url="http://gateway")
+
+    async with (
+        app.router.lifespan_context(app),
+        client("198.51.100.7") as first,
+        client("198.51.100.8") as second,
+    ):
+        for attempt in range(3):
+            response = await first.post(
+                "/auth/token", json={"username": f"nobody-{attempt}", "password": "wrong!"}
+            )
+            assert response.status_code == 401
+        right = {"username": name, "password": PASSWORD}
+        assert (await first.post("/auth/token", json=right)).status_code == 429
+        assert (await second.post("/auth/token", json=right)).status_code == 200
+
+
+async def test_a_change_made_through_this_gateway_refuses_tokens_from_before_it(gateway):
+    # A token the gateway never tracked (so revoking the user's tokens cannot reach it):
+    # only the stamp of the change refuses it.
+    issued = gateway.runtime.tokens.issue(username="carol", roles=["trading"])
+    headers = {"Authorization": f"Bearer {issued.token}"}
+    assert (await gateway.client.get("/api/trading/x", headers=headers)).status_code == 200
+    changed = IdentityUser(
+        username="carol",
+        roles=("market",),
+        is_active=True,
+        access_changed_at=datetime.now(UTC),
+        access_seq=7,
+    )
+    await gateway.runtime.authenticator.end_access(changed)
+    response = await gateway.client.get("/api/trading/x", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == {
+        "code": "invalid_token",
+        "message": "the access token predates a change to the account; log in again",
+    }
