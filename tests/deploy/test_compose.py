@@ -361,10 +361,11 @@ class TestNetwork:
             "ip_range": "10.117.18.128/25",
         }
 
-    def test_the_pinned_addresses_are_the_load_balancer_and_vault(self, services):
+    def test_the_pinned_addresses_are_the_load_balancer_vault_and_prometheus(self, services):
         assert sorted(pinned(services)) == [
             ("gateway-lb", "default", "10.117.17.10"),
             ("gateway-lb", "frontends", "10.117.18.10"),
+            ("prometheus", "frontends", "10.117.18.3"),
             ("vault", "frontends", "10.117.18.2"),
         ]
 
@@ -382,7 +383,7 @@ class TestNetwork:
         members = {
             name for name, service in services.items() if "frontends" in service.get("networks", ())
         }
-        assert members == {"frontend", "gateway-lb", "vault"}
+        assert members == {"frontend", "gateway-lb", "prometheus", "vault"}
         pinned_there = {name for name, network, _ in pinned(services) if network == "frontends"}
         assert members - pinned_there == {"frontend"}
 
