@@ -1,9 +1,15 @@
 """Every user's "My API key" page against the real gateway."""
 
+import json
 import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+
+from tests.frontend.conftest import running_frontend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -51,3 +57,51 @@ class TestMyApiKey:
         page = await live.client.get("/dashboard")
         assert '<a href="/account/api-key">My API key</a>' in page.text
         assert '<a href="/admin/audit"' not in page.text, "the audit link is for admins"
+
+
+class ApiKeySignIn(BaseHTTPRequestHandler):
+    """A gateway that sees an API-key sign-in: the real one cannot, since every browser
+    session holds a password sign-in's token. Answers as the gateway's OpenAPI says."""
+
+    def _answer(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        key = {"username": "alice", "key_id": "0123456789abcdef", "created_at": None}
+        self._answer(200, {**key, "first_used_at": None, "last_used_at": None})
+
+    def do_POST(self) -> None:
+        message = "sign in with your password to rotate your API key"
+        self._answer(403, {"error": {"code": "forbidden", "message": message}})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def api_key_gateway() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ApiKeySignIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_the_gateways_refusal_is_shown_on_the_page(api_key_gateway):
+    async with running_frontend(gateway_url=api_key_gateway) as frontend:
+        session = await frontend.signed_in(username="alice")
+        page = await frontend.client.post(
+            "/account/api-key", data={"csrf_token": session.csrf_token}
+        )
+    assert page.status_code == 403
+    assert "Sign in with your password to rotate your API key" in page.text
+    assert "<code>0123456789abcdef</code>" in page.text, "the page is shown again"
+    assert "secret-value" not in page.text
