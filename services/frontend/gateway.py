@@ -147,8 +147,11 @@ class Gateway:
         token: str | None = None,
         json: Any = None,
         client: str | None = None,
+        params: dict[str, str] | None = None,
     ) -> Any:
-        response = await self._send(method, path, token=token, json=json, client=client)
+        response = await self._send(
+            method, path, token=token, json=json, client=client, params=params
+        )
         if response.is_error:
             raise _error(response)
         return _body(response)
@@ -244,3 +247,39 @@ class Gateway:
     async def api_key_usage(self, token: str) -> Any:
         """Return the gateway's in-memory API key usage (admin)."""
         return await self._call("GET", "/admin/api-keys/usage", token=token)
+
+    async def create_user(
+        self, token: str, username: str, roles: list[str], password: str | None
+    ) -> dict[str, Any]:
+        """Create a user (admin); the answer holds a one-time password when none was given."""
+        body: dict[str, Any] = {"username": username, "roles": roles}
+        if password:
+            body["password"] = password
+        return dict(await self._call("POST", "/admin/users", token=token, json=body))
+
+    async def user_action(self, token: str, username: str, action: str) -> dict[str, Any]:
+        """Reactivate, delete, reset the password of, or rotate the API key of a user (admin)."""
+        method, suffix = USER_ACTIONS[action]
+        path = f"/admin/users/{quote(username, safe='')}{suffix}"
+        return dict(await self._call(method, path, token=token))
+
+    async def my_api_key(self, token: str) -> dict[str, Any]:
+        """Return the caller's key id, creation and last use, never the key."""
+        return dict(await self._call("GET", "/auth/api-key", token=token))
+
+    async def rotate_my_api_key(self, token: str) -> dict[str, Any]:
+        """Give the caller a new API key, returned this once."""
+        return dict(await self._call("POST", "/auth/api-key", token=token))
+
+    async def audit(self, token: str, params: dict[str, str]) -> dict[str, Any]:
+        """Return one page of security events, newest first (admin)."""
+        return dict(await self._call("GET", "/admin/audit", token=token, params=params))
+
+
+# The admin's actions on one user: what each is called at the gateway.
+USER_ACTIONS = {
+    "reactivate": ("POST", "/reactivate"),
+    "delete": ("DELETE", ""),
+    "reset-password": ("POST", "/password/reset"),
+    "rotate-api-key": ("POST", "/api-key"),
+}

@@ -169,16 +169,17 @@ async def test_a_token_the_gateway_revoked_ends_the_session_in_the_background(pa
         server.stop()
 
 
-async def test_an_expired_password_is_rotated_and_the_user_signed_in(page, stack, frontend_url):
+async def test_a_new_account_sets_its_password_and_is_signed_in(page, stack, frontend_url):
     username = stack.user("trading", expired=True)
     await log_in(page, frontend_url, username)
-    await expect(page).to_have_url(frontend_url + "/password/rotate")
-    await expect(page.get_by_text("Your password has expired")).to_be_visible()
+    await expect(page).to_have_url(frontend_url + "/password/rotate?first=1")
+    await expect(page.get_by_role("heading", name="Set your password")).to_be_visible()
+    await expect(page.get_by_text("12 to 1024 characters")).to_be_visible()
     await expect(page.get_by_label("Username")).to_have_value(username)
     await page.get_by_label("Current password").fill(PASSWORD)
     await page.get_by_label("New password", exact=True).fill("a fresh and long passphrase")
     await page.get_by_label("New password, again").fill("a fresh and long passphrase")
-    await page.get_by_role("button", name="Change password and sign in").click()
+    await page.get_by_role("button", name="Set password and sign in").click()
     await expect(page).to_have_url(frontend_url + "/dashboard")
     await expect(page.get_by_text("Your password was changed.")).to_be_visible()
 

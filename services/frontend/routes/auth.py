@@ -232,7 +232,9 @@ async def login(
     except FrontendError as exc:
         if isinstance(exc, GatewayError) and exc.code == ErrorCode.PASSWORD_EXPIRED:
             # Still nothing server-side: the pass names whose password is to be changed.
-            response = redirect("/password/rotate")
+            # A new account (or a reset password) is told to set one, not that it expired.
+            first = exc.details.get("reason") == "must_change_password"
+            response = redirect("/password/rotate?first=1" if first else "/password/rotate")
             set_form_pass_cookie(response, request, signer.issue(pending_username=username))
             return response
         return await render(
@@ -247,7 +249,11 @@ async def login(
 
 @router.get("/password/rotate")
 async def rotate_page(
-    request: Request, signer: FormSignerDep, session: OptionalSession, form_pass: OptionalFormPass
+    request: Request,
+    signer: FormSignerDep,
+    session: OptionalSession,
+    form_pass: OptionalFormPass,
+    first: bool = False,
 ) -> Response:
     """Show the password rotation form (current password, new one twice)."""
     pending = form_pass.pending_username if form_pass is not None else None
@@ -260,6 +266,7 @@ async def rotate_page(
         "password_rotate.html",
         username=username,
         expired=pending is not None,
+        first=first and pending is not None,
     )
 
 
@@ -275,6 +282,7 @@ async def rotate_password(
     new_password: FormText = "",
     new_password_confirm: FormText = "",
     csrf_token: FormText = "",
+    first: FormText = "",
 ) -> Response:
     """Rotate the password at the gateway, then sign in with the new one."""
     context: dict[str, Any] = {}
@@ -286,7 +294,7 @@ async def rotate_password(
         raise CsrfError()
     username = username.strip()
     expired = form_pass is not None and form_pass.pending_username is not None
-    context.update(username=username, expired=expired)
+    context.update(username=username, expired=expired, first=expired and first == "1")
     error = None
     if not username or not current_password or not new_password:
         error = "Fill in your username, current password and new password."

@@ -109,6 +109,13 @@ async def test_no_page_is_wider_than_the_screen(browser, stack, frontend_url, wi
             "admin-roles": f"/admin/users/{victim}/roles",
             "admin-deactivate": f"/admin/users/{victim}/deactivate",
             "admin-api-keys": "/admin/api-keys",
+            "admin-user-new": "/admin/users/new",
+            "admin-reset-password": f"/admin/users/{victim}/reset-password",
+            "admin-rotate-api-key": f"/admin/users/{victim}/rotate-api-key",
+            "admin-reactivate": f"/admin/users/{victim}/reactivate",
+            "admin-delete": f"/admin/users/{victim}/delete",
+            "admin-audit": "/admin/audit",
+            "account-api-key": "/account/api-key",
             "not-found": "/no-such-page",
         }
         for name, path in pages.items():
@@ -119,11 +126,18 @@ async def test_no_page_is_wider_than_the_screen(browser, stack, frontend_url, wi
         frame = await page.locator(".table-wrap").first.bounding_box()
         assert frame is not None
         right = min(width, frame["x"] + frame["width"])
-        for action in ("Change roles", "Deactivate"):
+        for action in ("Change roles", "Reset password", "Rotate API key", "Deactivate", "Delete"):
             box = await row.get_by_role("link", name=action).bounding_box()
             assert box is not None, action
             assert box["x"] >= max(0, frame["x"]), f"{action} is cut off on the left"
             assert box["x"] + box["width"] <= right, f"{action} is cut off on the right"
+        # The page that shows a new API key once (a long unbroken word).
+        await page.goto(frontend_url + f"/admin/users/{victim}/rotate-api-key")
+        await page.get_by_role("button", name=f"Yes, rotate the api key of {victim}").click()
+        await expect(page.locator("#secret-value")).to_be_visible()
+        if await overflow(page) > 0:
+            wider["admin-secret"] = await overflow(page)
+        await page.screenshot(path=str(ARTIFACTS / str(width) / "admin-secret.png"), full_page=True)
         await page.get_by_role("button", name="Sign out").click()
         await expect(page).to_have_url(frontend_url + "/login?logged_out=1")
         await log_in(page, frontend_url, stack.user("trading"))

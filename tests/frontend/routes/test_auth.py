@@ -5,6 +5,7 @@ What needs the gateway's answers is in test_with_gateway.py against the real pro
 
 import time
 
+import asyncpg
 import httpx
 import pytest
 
@@ -301,17 +302,45 @@ class TestLoginThroughTheGateway:
 @pytest.mark.e2e
 @pytest.mark.postgres
 class TestExpiredPassword:
-    async def test_login_with_an_expired_password_leads_to_the_rotation_form(self, live, stack):
+    async def test_a_first_sign_in_leads_to_the_form_to_set_a_password(self, live, stack):
         username = stack.user("trading", expired=True)
         response = await live.login(username)
         assert response.status_code == 303
-        assert response.headers["location"] == "/password/rotate"
-        form = await live.client.get("/password/rotate")
-        assert "Your password has expired" in form.text
+        assert response.headers["location"] == "/password/rotate?first=1"
+        form = await live.client.get("/password/rotate?first=1")
+        assert '<h1 id="rotate-title">Set your password</h1>' in form.text
+        assert "Your password has expired" not in form.text
+        assert "12 to 1024 characters" in form.text
+        assert "username or the product name" in form.text
         assert f'value="{username}"' in form.text
         assert await live.session() is None
         assert live.form_pass().pending_username == username
         assert len(live.store) == 0
+
+    async def test_a_password_past_its_age_still_says_it_expired(self, live, stack):
+        username = stack.user("trading")
+        # Age the password past the 90-day rotation: the gateway's reason is then `expired`.
+        url = stack.env["PORTFOLIO_DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(
+                "UPDATE user_accounts SET password_changed_at = '2000-01-01T00:00:00+00'"
+                " WHERE username = $1",
+                username,
+            )
+        finally:
+            await connection.close()
+        response = await live.login(username)
+        assert response.headers["location"] == "/password/rotate"
+        form = await live.client.get(response.headers["location"])
+        assert "Your password has expired" in form.text
+        assert '<h1 id="rotate-title">Change your password</h1>' in form.text
+
+    async def test_the_first_sign_in_wording_needs_a_pending_account(self, live):
+        form = await live.client.get("/password/rotate?first=1")
+        assert '<h1 id="rotate-title">Change your password</h1>' in form.text
+        assert "Set your password" not in form.text
+        assert "12 to 1024 characters" in form.text, "the rules are shown before any attempt"
 
     async def test_rotating_the_password_signs_in_with_the_new_one(self, live, stack):
         username = stack.user("trading", expired=True)
