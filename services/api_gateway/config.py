@@ -118,7 +118,7 @@ class GatewaySecrets:
 SECRET_FIELDS = {
     "jwt_private_key": "GATEWAY_JWT_PRIVATE_KEY",
     "assertion_private_key": "GATEWAY_ASSERTION_PRIVATE_KEY",
-    "identity_service_token": "IDENTITY_SERVICE_TOKEN",
+    "identity_service_token": "IDENTITY_SERVICE_TOKEN",  # nosec B105 - a name, not a value
     "jwt_previous_public_key": "GATEWAY_JWT_PREVIOUS_PUBLIC_KEY",
     "metrics_scrape_token": SCRAPE_TOKEN_SECRET,
     "jwt_previous_private_key": "GATEWAY_JWT_PREVIOUS_PRIVATE_KEY",

@@ -4,13 +4,21 @@ login never keeps a session id the browser had before (no fixation)."""
 from tests.frontend.conftest import running_frontend
 from tests.security.conftest import PASSWORD
 
+# The admin actions behind `/admin/users/{username}/{action}`, written out.
+USER_ACTIONS = ("reset-password", "rotate-api-key", "reactivate", "delete")
+
 
 def form_routes(app) -> list[str]:
     # Read from the app's own route table (its OpenAPI view), so a new form is covered.
-    return [
+    paths = [
         path.replace("{username}", "{victim}")
         for path, methods in app.openapi()["paths"].items()
         if "post" in methods
+    ]
+    return [
+        path.replace("{action}", action) if "{action}" in path else path
+        for path in paths
+        for action in (USER_ACTIONS if "{action}" in path else ("",))
     ]
 
 
