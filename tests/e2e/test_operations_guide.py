@@ -454,7 +454,9 @@ def test_first_admin_from_make_run_rotates_its_one_time_password_then_gets_in(st
     with httpx.Client(base_url=stack.frontend) as browser:
         sent_to_rotate = frontend_login(browser, "admin", one_time)
         assert sent_to_rotate.status_code == 303
-        assert sent_to_rotate.headers["location"] == "/password/rotate"
+        # A one-time password: the page says "Set your password", not "expired".
+        assert sent_to_rotate.headers["location"] == "/password/rotate?first=1"
+        assert "Set your password" in browser.get("/password/rotate?first=1").text
         form = {
             "username": "admin",
             "current_password": one_time,
