@@ -56,11 +56,18 @@ class Runtime:
     journal: StateJournal | None = None
 
 
+# An idle pooled connection is closed after this long, before the server behind it closes it
+# (uvicorn after 5 s, nginx after 75 s): a request sent on a connection the server is closing
+# at that moment is lost ("server disconnected"), and a POST is not retried.
+IDLE_CONNECTION_SECONDS = 3.0
+
+
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
     """Return the pooled client for one downstream service (one per service)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(
-            limit=settings.gateway_upstream_max_connections, keepalive_timeout=30
+            limit=settings.gateway_upstream_max_connections,
+            keepalive_timeout=IDLE_CONNECTION_SECONDS,
         ),
         timeout=aiohttp.ClientTimeout(
             total=None,
@@ -82,6 +89,7 @@ def identity_http(settings: Settings, secrets: GatewaySecrets) -> httpx.AsyncCli
         base_url=settings.portfolio_service_url,
         headers={SERVICE_TOKEN_HEADER: secrets.identity_service_token.get_secret_value()},
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+        limits=httpx.Limits(keepalive_expiry=IDLE_CONNECTION_SECONDS),
         follow_redirects=False,
     )
 
