@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import anyio.to_thread
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
@@ -38,9 +37,8 @@ from shared.keys import (
     public_key_text,
 )
 from shared.secrets import SecretsManager
-from shared.secrets.envfile import write_env_values
 from shared.secrets.errors import MissingSecretError, SecretsConfigError
-from shared.secrets.stores import create_store
+from shared.secrets.rotate import write_rotation
 from shared.secrets.watch import MIN_INTERVAL_SECONDS, SecretValues, SecretWatcher, read_fresh
 
 logger = logging.getLogger("services.api_gateway")
@@ -223,7 +221,7 @@ async def rotate_signing_key(manager: SecretsManager, *, env_file: Path) -> Rota
         JWT_PREVIOUS_PRIVATE_KEY: current_text,
         JWT_PRIVATE_KEY: new,
     }
-    written_to = await _write(manager, updates, env_file=env_file)
+    written_to = await write_rotation(manager, updates, env_file=env_file)
     return Rotation(new_kid, key_id(current), written_to, int(not_before + 0.999))
 
 
@@ -244,7 +242,7 @@ async def rotate_assertion_key(manager: SecretsManager, *, env_file: Path) -> Ro
         ASSERTION_PREVIOUS_PRIVATE_KEY: current_text,
         ASSERTION_PRIVATE_KEY: new,
     }
-    written_to = await _write(manager, updates, env_file=env_file)
+    written_to = await write_rotation(manager, updates, env_file=env_file)
     return Rotation(new_kid, key_id(current), written_to, int(not_before + 0.999))
 
 
@@ -260,16 +258,3 @@ async def _current_private_key(
         raise SecretsConfigError(
             f"the current {name} is not an Ed25519 private key; rotate by writing a new one"
         ) from None
-
-
-async def _write(manager: SecretsManager, updates: dict[str, str], *, env_file: Path) -> str:
-    store = create_store(manager.settings)
-    if store is None:
-        await anyio.to_thread.run_sync(write_env_values, env_file, updates)
-        return str(env_file)
-    try:
-        for name, value in updates.items():
-            await store.write(name, value)
-    finally:
-        await store.aclose()
-    return store.location

@@ -16,14 +16,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio.to_thread
 from pydantic import SecretStr
 
 from shared.clock import epoch_seconds
 from shared.secrets import SecretsManager
-from shared.secrets.envfile import write_env_values
 from shared.secrets.errors import MissingSecretError
-from shared.secrets.stores import create_store
+from shared.secrets.rotate import write_rotation
 from shared.secrets.watch import MIN_INTERVAL_SECONDS, SecretValues, read_fresh
 
 # Secret names; not credentials.
@@ -97,15 +95,5 @@ async def rotate_session_secret(manager: SecretsManager, *, env_file: Path) -> R
         PREVIOUS_SESSION_SECRET: current.get_secret_value(),
         SESSION_SECRET: new.get_secret_value(),
     }
-    store = create_store(manager.settings)
-    if store is None:
-        await anyio.to_thread.run_sync(write_env_values, env_file, updates)
-        written_to = str(env_file)
-    else:
-        try:
-            for name, value in updates.items():
-                await store.write(name, value)
-        finally:
-            await store.aclose()
-        written_to = store.location
+    written_to = await write_rotation(manager, updates, env_file=env_file)
     return Rotation(fingerprint(new), fingerprint(current), written_to, at)
