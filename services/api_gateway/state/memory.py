@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from services.api_gateway.principal import Principal
 from services.api_gateway.state.base import ApiKeyUsage, ApiKeyUse, StateCondition
+from shared.apikeys import merge_usage
 from shared.clock import epoch_seconds
 
 # An epoch read from this store: never equal to one read from Redis.
@@ -175,24 +176,11 @@ def _count(usage: dict[str, ApiKeyUsage], use: ApiKeyUse) -> None:
 def _merge(usage: dict[str, ApiKeyUsage], count: ApiKeyUsage) -> None:
     entry = usage.get(count.key_id)
     if entry is None:
-        usage[count.key_id] = ApiKeyUsage(
+        # Blank but for the times: adding the count makes it an exact copy.
+        entry = usage[count.key_id] = ApiKeyUsage(
             key_id=count.key_id,
             username=count.username,
-            requests=count.requests,
-            services=dict(count.services),
-            status_classes=dict(count.status_classes),
             first_used_at=count.first_used_at,
             last_used_at=count.last_used_at,
-            last_client=count.last_client,
         )
-        return
-    entry.requests += count.requests
-    for name, number in count.services.items():
-        entry.services[name] = entry.services.get(name, 0) + number
-    for name, number in count.status_classes.items():
-        entry.status_classes[name] = entry.status_classes.get(name, 0) + number
-    entry.first_used_at = min(entry.first_used_at, count.first_used_at)
-    if count.last_used_at > entry.last_used_at:
-        entry.last_used_at = count.last_used_at
-        entry.last_client = count.last_client
-        entry.username = count.username
+    merge_usage(entry, count)

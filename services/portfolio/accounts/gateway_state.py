@@ -10,6 +10,7 @@ from services.portfolio.accounts.audit import AuditContext, EventType
 from services.portfolio.accounts.models import ApiKeyUsageRecord, RevokedToken
 from services.portfolio.accounts.schemas import KeyUsage, Revocation
 from services.portfolio.db import Database
+from shared.apikeys import merge_usage
 from shared.usernames import username_label
 
 
@@ -47,27 +48,17 @@ async def add_usage(database: Database, counts: list[KeyUsage]) -> None:
         for count in counts:
             row = await session.get(ApiKeyUsageRecord, count.key_id, with_for_update=True)
             if row is None:
-                session.add(
-                    ApiKeyUsageRecord(
-                        key_id=count.key_id,
-                        username=count.username,
-                        requests=count.requests,
-                        services=dict(count.services),
-                        status_classes=dict(count.status_classes),
-                        first_used_at=count.first_used_at,
-                        last_used_at=count.last_used_at,
-                        last_client=count.last_client,
-                    )
+                row = ApiKeyUsageRecord(
+                    key_id=count.key_id,
+                    username=count.username,
+                    requests=0,
+                    services={},
+                    status_classes={},
+                    first_used_at=count.first_used_at,
+                    last_used_at=count.last_used_at,
                 )
-                continue
-            row.requests += count.requests
-            row.services = _summed(row.services, count.services)
-            row.status_classes = _summed(row.status_classes, count.status_classes)
-            row.first_used_at = min(row.first_used_at, count.first_used_at)
-            if count.last_used_at >= row.last_used_at:
-                row.last_used_at = count.last_used_at
-                row.last_client = count.last_client
-                row.username = count.username
+                session.add(row)
+            merge_usage(row, count)
 
 
 async def usage_totals(database: Database) -> list[KeyUsage]:
@@ -89,8 +80,3 @@ async def usage_totals(database: Database) -> list[KeyUsage]:
             )
             for row in rows.all()
         ]
-
-
-def _summed(stored: dict[str, int], added: dict[str, int]) -> dict[str, int]:
-    # A new dict: the JSON column is only written back when the attribute is reassigned.
-    return {key: stored.get(key, 0) + added.get(key, 0) for key in {*stored, *added}}
