@@ -27,13 +27,9 @@ from services.api_gateway.schemas import (
     MeResponse,
     PasswordRotateRequest,
     PasswordRotateResponse,
-    RolesUpdate,
     StateHealth,
     TokenRequest,
     TokenResponse,
-    UserOut,
-    UserResponse,
-    UsersResponse,
 )
 from shared.docs import inline_schema
 from shared.errors import ErrorCode, describe_validation_errors, error_responses, invalid_fields
@@ -212,48 +208,6 @@ async def api_key_usage(runtime: RuntimeDep) -> ApiKeyUsageResponse:
         if user.api_key_id is not None and user.api_key_id not in seen and user.deleted_at is None
     )
     return ApiKeyUsageResponse(keys=keys)
-
-
-@admin.get(
-    "/users",
-    response_model=UsersResponse,
-    summary="Every user of the identity store",
-    responses=error_responses(401, 403, 502, 503, 504),
-)
-async def list_users(runtime: RuntimeDep) -> UsersResponse:
-    """List users through the identity service."""
-    users = await runtime.identity.list_users()
-    return UsersResponse(
-        users=[UserOut.model_validate(user, from_attributes=True) for user in users]
-    )
-
-
-@admin.post(
-    "/users/{username}/deactivate",
-    response_model=UserResponse,
-    summary="Deactivate a user",
-    responses=error_responses(401, 403, 404, 409, 502, 503, 504),
-)
-async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
-    """Deactivate a user; their tokens and API key stop working here at once. `409
-    conflict`: the last active admin, or a deleted account."""
-    user = await runtime.identity.deactivate_user(username)
-    await runtime.authenticator.end_access(user)
-    return UserResponse(user=UserOut.model_validate(user, from_attributes=True))
-
-
-@admin.put(
-    "/users/{username}/roles",
-    response_model=UserResponse,
-    summary="Replace a user's roles",
-    responses=error_responses(401, 403, 404, 409, 413, 422, 502, 503, 504),
-)
-async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> UserResponse:
-    """Replace a user's roles; tokens carrying the old roles stop working at once. `409
-    conflict`: it would take the admin role from the last active admin."""
-    user = await runtime.identity.set_roles(username, body.roles)
-    await runtime.authenticator.end_access(user)
-    return UserResponse(user=UserOut.model_validate(user, from_attributes=True))
 
 
 @health.get("/healthz", response_model=Health, response_model_exclude_none=True, summary="Liveness")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
@@ -18,8 +18,10 @@ from services.api_gateway.schemas import (
     CreateUserRequest,
     IssuedPasswordResponse,
     MyApiKey,
+    RolesUpdate,
     UserOut,
     UserResponse,
+    UsersResponse,
 )
 from shared.errors import error_responses
 
@@ -29,8 +31,23 @@ admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_p
 auth = APIRouter(prefix="/auth", tags=["auth"])
 
 
+# Every endpoint here may answer these: no or a bad credential, not allowed, and the identity
+# service down, failing or too slow. `_errors` adds what an endpoint answers besides.
+_ALWAYS = (401, 403, 502, 503, 504)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return error_responses(*sorted({*_ALWAYS, *statuses}))
+
+
 def _user(user: IdentityUser) -> UserOut:
     return UserOut.model_validate(user, from_attributes=True)
+
+
+async def _access_ended(runtime: Runtime, user: IdentityUser) -> UserResponse:
+    # Tokens and cached API keys from before the change stop here at once.
+    await runtime.authenticator.end_access(user)
+    return UserResponse(user=_user(user))
 
 
 def _issued_key(user: IdentityUser, api_key: str, stored_at: str | None) -> ApiKeyIssued:
@@ -49,12 +66,47 @@ async def _rotate_key(runtime: Runtime, username: str) -> ApiKeyIssued:
     return _issued_key(user, api_key, stored_at)
 
 
+@admin.get(
+    "/users",
+    response_model=UsersResponse,
+    summary="Every user of the identity store",
+    responses=_errors(),
+)
+async def list_users(runtime: RuntimeDep) -> UsersResponse:
+    """List users through the identity service."""
+    return UsersResponse(users=[_user(user) for user in await runtime.identity.list_users()])
+
+
+@admin.post(
+    "/users/{username}/deactivate",
+    response_model=UserResponse,
+    summary="Deactivate a user",
+    responses=_errors(404, 409),
+)
+async def deactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
+    """Deactivate a user; their tokens and API key stop working here at once. `409
+    conflict`: the last active admin, or a deleted account."""
+    return await _access_ended(runtime, await runtime.identity.deactivate_user(username))
+
+
+@admin.put(
+    "/users/{username}/roles",
+    response_model=UserResponse,
+    summary="Replace a user's roles",
+    responses=_errors(404, 409, 413, 422),
+)
+async def set_roles(username: str, body: RolesUpdate, runtime: RuntimeDep) -> UserResponse:
+    """Replace a user's roles; tokens carrying the old roles stop working at once. `409
+    conflict`: it would take the admin role from the last active admin."""
+    return await _access_ended(runtime, await runtime.identity.set_roles(username, body.roles))
+
+
 @admin.post(
     "/users",
     status_code=201,
     response_model=IssuedPasswordResponse,
     summary="Create a user",
-    responses=error_responses(401, 403, 409, 413, 422, 502, 503, 504),
+    responses=_errors(409, 413, 422),
 )
 async def create_user(body: CreateUserRequest, runtime: RuntimeDep) -> IssuedPasswordResponse:
     """Create a user with at least one role. Without `password` a one-time password is
@@ -71,36 +123,32 @@ async def create_user(body: CreateUserRequest, runtime: RuntimeDep) -> IssuedPas
     "/users/{username}/reactivate",
     response_model=UserResponse,
     summary="Reactivate a user",
-    responses=error_responses(401, 403, 404, 409, 502, 503, 504),
+    responses=_errors(404, 409),
 )
 async def reactivate_user(username: str, runtime: RuntimeDep) -> UserResponse:
     """Let a deactivated user sign in again; tokens from before the deactivation stay
     ended. `409 conflict`: the account is deleted."""
-    user = await runtime.identity.reactivate_user(username)
-    await runtime.authenticator.end_access(user)
-    return UserResponse(user=_user(user))
+    return await _access_ended(runtime, await runtime.identity.reactivate_user(username))
 
 
 @admin.delete(
     "/users/{username}",
     response_model=UserResponse,
     summary="Delete a user (soft)",
-    responses=error_responses(401, 403, 404, 409, 502, 503, 504),
+    responses=_errors(404, 409),
 )
 async def delete_user(username: str, runtime: RuntimeDep) -> UserResponse:
     """Delete an account: it never signs in again, its tokens and API key stop at once, its
     name stays reserved and its history stays in the audit trail. `409 conflict`: it is
     the last active admin, or already deleted."""
-    user = await runtime.identity.delete_user(username)
-    await runtime.authenticator.end_access(user)
-    return UserResponse(user=_user(user))
+    return await _access_ended(runtime, await runtime.identity.delete_user(username))
 
 
 @admin.post(
     "/users/{username}/password/reset",
     response_model=IssuedPasswordResponse,
     summary="Reset a user's password",
-    responses=error_responses(401, 403, 404, 409, 502, 503, 504),
+    responses=_errors(404, 409),
 )
 async def reset_password(username: str, runtime: RuntimeDep) -> IssuedPasswordResponse:
     """Set a one-time password, returned this once, to change at the next sign-in; every
@@ -114,7 +162,7 @@ async def reset_password(username: str, runtime: RuntimeDep) -> IssuedPasswordRe
     "/users/{username}/api-key",
     response_model=ApiKeyIssued,
     summary="Rotate a user's API key",
-    responses=error_responses(401, 403, 404, 409, 502, 503, 504),
+    responses=_errors(404, 409),
 )
 async def rotate_user_api_key(username: str, runtime: RuntimeDep) -> ApiKeyIssued:
     """Give a user a new random API key, returned this once with its key id; the previous
@@ -128,7 +176,7 @@ async def rotate_user_api_key(username: str, runtime: RuntimeDep) -> ApiKeyIssue
     "/api-key",
     response_model=MyApiKey,
     summary="My API key (never the key itself)",
-    responses=error_responses(401, 403, 502, 503, 504),
+    responses=_errors(),
 )
 async def my_api_key(principal: CurrentPrincipal, runtime: RuntimeDep) -> MyApiKey:
     """Return the caller's key id, when it was created and first used, and the last use
@@ -154,7 +202,7 @@ async def my_api_key(principal: CurrentPrincipal, runtime: RuntimeDep) -> MyApiK
     "/api-key",
     response_model=ApiKeyIssued,
     summary="Rotate my API key",
-    responses=error_responses(401, 403, 409, 502, 503, 504),
+    responses=_errors(409),
 )
 async def rotate_my_api_key(principal: CurrentPrincipal, runtime: RuntimeDep) -> ApiKeyIssued:
     """Give the caller a new API key, returned this once; the previous one stops at once.
@@ -169,7 +217,7 @@ async def rotate_my_api_key(principal: CurrentPrincipal, runtime: RuntimeDep) ->
     "/audit",
     response_model=AuditPage,
     summary="Security events, newest first",
-    responses=error_responses(401, 403, 422, 502, 503, 504),
+    responses=_errors(422),
 )
 async def audit_events(
     runtime: RuntimeDep,
