@@ -167,7 +167,7 @@ async def rotate_password(
 @admin.get(
     "/api-keys/usage",
     response_model=ApiKeyUsageResponse,
-    summary="API-key usage seen by this gateway",
+    summary="API-key usage totals",
     responses=error_responses(401, 403),
 )
 async def api_key_usage(runtime: RuntimeDep) -> ApiKeyUsageResponse:

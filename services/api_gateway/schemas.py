@@ -104,7 +104,7 @@ class RolesUpdate(BaseModel):
 
 
 class ApiKeyUsageOut(BaseModel):
-    """What this gateway has seen of one API key since it started (by key id, never the key)."""
+    """Usage totals of one API key (by key id, never the key); they outlast gateway restarts."""
 
     key_id: str
     username: str

@@ -245,7 +245,7 @@ class Gateway:
         return dict(body.get("user", body))
 
     async def api_key_usage(self, token: str) -> Any:
-        """Return the gateway's in-memory API key usage (admin)."""
+        """Return the usage totals of every current API key (admin)."""
         return await self._call("GET", "/admin/api-keys/usage", token=token)
 
     async def create_user(

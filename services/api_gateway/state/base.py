@@ -23,7 +23,7 @@ class ApiKeyUse:
 
 @dataclass(slots=True)
 class ApiKeyUsage:
-    """What the gateway has seen of one API key since it started."""
+    """Usage of one API key: totals, or the counts not yet saved."""
 
     key_id: str
     username: str

@@ -166,6 +166,7 @@ class TestDashboardThroughTheGateway:
             assert f'href="/services/{service}"' in page.text
         assert 'href="/admin/users"' in page.text
         assert 'href="/admin/api-keys"' in page.text
+        assert "since the gateway started" not in page.text
 
     async def test_the_page_script_is_served_from_self_with_the_deadlines(self, live, stack):
         await live.login(stack.user("trading"))
