@@ -66,10 +66,8 @@ async def browser() -> AsyncIterator[Browser]:
             await chromium.close()
 
 
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    page = await context.new_page()
+def browser_problems(page: Page) -> list[str]:
+    """Collect what the page's console reports as errors, from now on, into the list returned."""
     problems: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
@@ -80,6 +78,14 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    problems = browser_problems(page)
     try:
         yield page
         assert problems == [], "the browser reported errors"

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from playwright.async_api import ConsoleMessage, Locator, Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from tests.frontend.browser.test_layout import WIDTHS, overflow
 from tests.frontend.stack import Stack, start_stack
-from tests.frontend.test_browser import ARTIFACTS, log_in, start_frontend
+from tests.frontend.test_browser import ARTIFACTS, browser_problems, log_in, start_frontend
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.postgres]
 
@@ -84,15 +84,8 @@ async def test_the_last_active_admin_is_refused_with_the_reason(browser, lone, w
     assert [u.username for u in users if "admin" in u.roles and u.is_active] == [lone.admin]
     context = await browser.new_context(viewport={"width": width, "height": 844})
     page = await context.new_page()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        # The 409 itself is logged as "Failed to load resource"; anything else is a fault.
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            problems.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    # The 409 itself is logged as "Failed to load resource"; anything else is a fault.
+    problems = browser_problems(page)
     wider: dict[str, int] = {}
     try:
         await log_in(page, lone.frontend_url, lone.admin)
