@@ -165,5 +165,5 @@ class TestApiKeyUsage:
         assert int(row.group(2)) == 3
         assert rotation.api_key not in page.text
         # The totals are stored (identity store or Redis), not one gateway's memory.
-        assert "keeps across its restarts" in page.text
+        assert "kept across gateway restarts" in page.text
         assert "since the gateway started" not in page.text
