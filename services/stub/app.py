@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,8 +41,16 @@ def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
-    instrument_app(app, settings.stub_service_name.value if settings else "stub")
+    instrument_app(app, _trace_name(settings))
     return app
+
+
+def _trace_name(settings: StubSettings | None) -> str:
+    """Name the stub's spans by the service it stands in for (`trading`), read before the
+    settings are (a bad name is refused at start-up all the same)."""
+    if settings is not None:
+        return settings.stub_service_name.value
+    return os.environ.get("STUB_SERVICE_NAME", "").strip().lower() or "stub"
 
 
 app = create_app()
