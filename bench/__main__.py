@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -103,18 +104,28 @@ class CpuTally:
     seconds: float = 0.0
     requests: int = 0
     failures: int = 0
+    # CPU µs per request of each run, in order.
+    runs: list[float] = field(default_factory=list)
 
     @property
     def per_request_us(self) -> float:
         return self.seconds * 1e6 / max(1, self.requests)
+
+    def add(self, seconds: float, result: wrk.Result) -> None:
+        """Count one run."""
+        self.seconds += seconds
+        self.requests += result.requests
+        self.failures += result.failures
+        self.runs.append(seconds * 1e6 / max(1, result.requests))
 
 
 def metrics_on_and_off(
     stack: Stack, *, rounds: int, duration: float, connections: int, threads: int
 ) -> tuple[CpuTally, CpuTally]:
     """Drive the JWT path of the gateway and of the unmetered gateway in turn, `rounds`
-    times each (the order alternating, so a change of load falls on both), and return
-    their CPU tallies (metrics on, metrics off)."""
+    times each (the order alternating, so a change of load falls on both, and each round's
+    two runs back to back, so they can be compared as a pair), and return their CPU tallies
+    (metrics on, metrics off)."""
     headers = {"Authorization": f"Bearer {stack.access_token}"}
     on, off = CpuTally(), CpuTally()
     gateways = [(on, stack.gateway_url, stack.gateway_pid)]
@@ -124,7 +135,7 @@ def metrics_on_and_off(
     for round_ in range(rounds):
         for tally, url, pid in gateways if round_ % 2 == 0 else gateways[::-1]:
             wrk.run(
-                url + PATH, headers=headers, connections=connections, duration=1.0, threads=threads
+                url + PATH, headers=headers, connections=connections, duration=0.5, threads=threads
             )
             before = cpu_seconds(pid)
             result = wrk.run(
@@ -134,9 +145,7 @@ def metrics_on_and_off(
                 duration=duration,
                 threads=threads,
             )
-            tally.seconds += cpu_seconds(pid) - before
-            tally.requests += result.requests
-            tally.failures += result.failures
+            tally.add(cpu_seconds(pid) - before, result)
     return on, off
 
 
@@ -151,9 +160,12 @@ def print_metrics_cost(on: CpuTally, off: CpuTally, isolated: tuple[float, float
     print("metrics cost, gateway+JWT -> stub (CPU per proxied request):")
     print(f"  metrics on  (the gateway as shipped):  {on.per_request_us:8.1f} µs")
     print(f"  metrics off (bench.unmetered):         {off.per_request_us:8.1f} µs")
+    pairs = sorted(a - b for a, b in zip(on.runs, off.runs, strict=True))
     print(
         f"  difference, whole gateway under wrk:   {measured:+8.1f} µs "
-        f"({measured / off.per_request_us:+.1%}; noisy when other processes share the cores)"
+        f"({measured / off.per_request_us:+.1%}); per round: median "
+        f"{statistics.median(pairs):+.1f} µs, {pairs[0]:+.1f} to {pairs[-1]:+.1f} "
+        "(noisy when other processes share the cores)"
     )
     print(
         f"  metrics' own work, in isolation:       {added_us:+8.1f} µs "
@@ -171,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64, help="open connections (64)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
     parser.add_argument(
-        "--metrics-rounds", type=int, default=2, help="metrics on/off runs of each gateway (2)"
+        "--metrics-rounds", type=int, default=4, help="metrics on/off runs of each gateway (4)"
     )
     parser.add_argument(
-        "--metrics-duration", type=float, default=6.0, help="seconds per metrics on/off run (6)"
+        "--metrics-duration", type=float, default=4.0, help="seconds per metrics on/off run (4)"
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)

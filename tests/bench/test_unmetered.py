@@ -23,7 +23,7 @@ async def test_metrics_on_and_off_are_both_measured(tmp_path, capsys):
         scrape = {"Authorization": f"Bearer {stack.metrics_scrape_token}"}
         jwt = {"Authorization": f"Bearer {stack.access_token}"}
         before = parse(httpx.get(stack.gateway_url + "/metrics", headers=scrape).text)
-        on, off = metrics_on_and_off(stack, rounds=1, duration=0.5, connections=4, threads=1)
+        on, off = metrics_on_and_off(stack, rounds=2, duration=0.5, connections=4, threads=1)
         after = parse(httpx.get(stack.gateway_url + "/metrics", headers=scrape).text)
         # The metered gateway counted its share of the runs (its check, warm-up and run).
         assert proxied(after) - proxied(before) >= on.requests > 0
@@ -41,3 +41,5 @@ async def test_metrics_on_and_off_are_both_measured(tmp_path, capsys):
     assert abs(shown_on - on.per_request_us) <= 0.06
     assert abs(shown_off - off.per_request_us) <= 0.06
     assert 0 < share < 1
+    assert len(on.runs) == len(off.runs) == 2
+    assert "per round: median" in out
