@@ -15,13 +15,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from devstack.databases import postgres_database
+from devstack.servers import ServerProcess
 from services.portfolio import metrics
 from services.portfolio.app import create_app
 from services.portfolio.db import create_engine
 from tests.portfolio.callers import ASSERTION_PUBLIC_KEY, as_caller
-from tests.portfolio.conftest import env_secrets, make_settings
+from tests.portfolio.conftest import CHEAP_ARGON2_ENV, env_secrets, make_settings
 from tests.portfolio.http import SERVICE_TOKEN
-from tests.support.metrics import label_values, new_scrape_token, scrape, value
+from tests.support.metrics import label_values, new_scrape_token, parse, scrape, value
 from tests.support.tcp_proxy import TcpProxy
 
 TOKEN = new_scrape_token()
@@ -150,3 +151,38 @@ async def test_a_failed_reconnection_leaves_no_connection_in_use(breakable_datab
         assert REGISTRY.get_sample_value(POOL_SAMPLE, {"state": "in_use"}) == 0
     finally:
         await engine.dispose()
+
+
+@pytest.mark.e2e
+def test_two_workers_report_the_pool_of_both(sqlite_url, tmp_path):
+    """In multiprocess mode every scrape, whichever worker answers it, sums both workers'
+    pools: each keeps its gauges current, not only the one a scrape reaches."""
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    env = {
+        "PORTFOLIO_DATABASE_URL": sqlite_url,
+        "IDENTITY_SERVICE_TOKEN": SERVICE_TOKEN,
+        "GATEWAY_ASSERTION_PUBLIC_KEY": ASSERTION_PUBLIC_KEY,
+        "METRICS_SCRAPE_TOKEN": TOKEN.get_secret_value(),
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "SECRETS_PROVIDER": "env",
+        **CHEAP_ARGON2_ENV,
+    }
+    scrape_headers = {"Authorization": f"Bearer {TOKEN.get_secret_value()}"}
+    with ServerProcess(
+        "services.portfolio.app:app",
+        env=env,
+        log_path=tmp_path / "portfolio.log",
+        extra_args=("--workers", "2"),
+    ) as server:
+        for _ in range(30):  # new connections: the kernel spreads them over both workers
+            with httpx.Client(base_url=server.url) as http:
+                assert http.get("/positions", headers=as_caller("olga-metrics")).is_success
+        for _ in range(6):
+            with httpx.Client(base_url=server.url) as http:
+                samples = parse(http.get("/metrics", headers=scrape_headers).text)
+            assert value(samples, POOL_SAMPLE, state="in_use") == 0
+            # Each worker opened a connection at start-up (its migration check) and keeps it.
+            assert value(samples, POOL_SAMPLE, state="open") >= 2
+        gauges = list(multiproc.glob("gauge_livesum_*.db"))
+        assert len(gauges) == 2, "one live gauge file per worker"
