@@ -86,24 +86,20 @@ def watch_pool(engine: AsyncEngine) -> None:
     `checkin` event), so the read runs once the current step is over; a scrape reads the
     scraped app's own engine again (`Runtime.refresh_metrics`).
     """
-    pending = False
-
-    def read_later(*_: Any) -> None:
-        nonlocal pending
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop in this thread: the move is over once we return
-            read_pool(engine.sync_engine.pool)
-            return
-        if not pending:
-            pending = True
-            loop.call_soon(read_now)
 
     def read_now() -> None:
-        nonlocal pending
-        pending = False
         # `dispose()` replaces the pool (its listeners go along): read the engine's current one.
         read_pool(engine.sync_engine.pool)
+
+    def read_later(*_: Any) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # No loop in this thread (synchronous use): read now; a connection being
+            # returned still counts until the next event or scrape.
+            read_now()
+            return
+        loop.call_soon(read_now)
 
     for name in ("connect", "checkout", "checkin", "close", "close_detached", "invalidate"):
         event.listen(engine.sync_engine.pool, name, read_later)
