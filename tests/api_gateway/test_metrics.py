@@ -114,6 +114,32 @@ class TestAuthentication:
         assert key not in label_values(after)
 
 
+class TestLogins:
+    @pytest.mark.postgres
+    async def test_wrong_passwords_are_counted_and_the_throttle_refusal_too(
+        self, make_settings, secrets, portfolio
+    ):
+        username, _ = portfolio.user("trading")
+        settings = make_settings(portfolio_service_url=portfolio.url, gateway_login_max_attempts=2)
+        wrong = {"username": username, "password": "not the password at all"}
+        async with running_gateway(settings, secrets) as gateway:
+            before = await scrape(gateway.client, TOKEN)
+            statuses = [
+                (await gateway.client.post("/auth/token", json=wrong)).status_code for _ in range(3)
+            ]
+            after = await scrape(gateway.client, TOKEN)
+        assert statuses == [401, 401, 429]
+        throttle = "gateway_throttle_decisions_total"
+        assert moved(after, before, throttle, operation="login", decision="allowed") == 2
+        assert moved(after, before, throttle, operation="login", decision="refused") == 1
+        auth = "gateway_authentications_total"
+        password = {"method": "password"}
+        assert moved(after, before, auth, **password, outcome="invalid_credentials") == 2
+        assert moved(after, before, auth, **password, outcome="too_many_attempts") == 1
+        assert moved(after, before, auth, **password, outcome="success") == 0
+        assert username not in label_values(after)
+
+
 class TestSharedState:
     async def test_redis_down_shows_as_down_and_calls_fall_back(self, make_settings, secrets):
         settings = make_settings(gateway_state_url=f"redis://127.0.0.1:{free_port()}/0")
