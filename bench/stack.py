@@ -1,4 +1,5 @@
-"""The processes under test: identity service, stub upstream, nginx, gateway."""
+"""The processes under test: identity service, stub upstream, nginx, the gateway, and the
+same gateway with its metrics taken out (`bench.unmetered`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 
 from devstack.ports import free_port
 from devstack.servers import ServerProcess
+from shared.metrics import SCRAPE_TOKEN_SECRET
 from shared.secrets.generate import generate_secrets
 
 USERNAME = "bench-user"
@@ -60,9 +62,12 @@ class Stack:
     nginx_url: str
     gateway_url: str
     gateway_pid: int
+    unmetered_gateway_url: str
+    unmetered_gateway_pid: int
     access_token: str
     api_key: str
     assertion_private_key: str
+    metrics_scrape_token: str
 
 
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -145,31 +150,40 @@ def running_stack(root: Path) -> Iterator[Stack]:
             )
         )
         nginx_url = stack.enter_context(nginx(root / "nginx", stub.port))
-        gateway = stack.enter_context(
-            ServerProcess(
-                "services.api_gateway.app:app",
-                env={
-                    **env,
-                    "PORTFOLIO_SERVICE_URL": portfolio.url,
-                    "TRADING_SERVICE_URL": stub.url,
-                    "GATEWAY_ACCESS_LOG": str(root / "gateway-access.log"),
-                },
-                log_path=root / "gateway.log",
-                extra_args=FAST_SERVER,
+        gateway, unmetered = (
+            stack.enter_context(
+                ServerProcess(
+                    app,
+                    env={
+                        **env,
+                        "PORTFOLIO_SERVICE_URL": portfolio.url,
+                        "TRADING_SERVICE_URL": stub.url,
+                        "GATEWAY_ACCESS_LOG": str(root / f"{name}-access.log"),
+                    },
+                    log_path=root / f"{name}.log",
+                    extra_args=FAST_SERVER,
+                )
+            )
+            for name, app in (
+                ("gateway", "services.api_gateway.app:app"),
+                ("unmetered-gateway", "bench.unmetered:app"),
             )
         )
         login = httpx.post(
             gateway.url + "/auth/token", json={"username": USERNAME, "password": PASSWORD}
         )
         login.raise_for_status()
-        if gateway.process is None:
-            raise RuntimeError("the gateway process did not start")
+        if gateway.process is None or unmetered.process is None:
+            raise RuntimeError("a gateway process did not start")
         yield Stack(
             stub_url=stub.url,
             nginx_url=nginx_url,
             gateway_url=gateway.url,
             gateway_pid=gateway.process.pid,
+            unmetered_gateway_url=unmetered.url,
+            unmetered_gateway_pid=unmetered.process.pid,
             access_token=login.json()["access_token"],
             api_key=api_key,
             assertion_private_key=env["GATEWAY_ASSERTION_PRIVATE_KEY"],
+            metrics_scrape_token=env[SCRAPE_TOKEN_SECRET],
         )

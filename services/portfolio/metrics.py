@@ -6,11 +6,13 @@ a username, key or address.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import Pool, QueuePool
 
 SUCCESS = "success"
 
@@ -65,23 +67,39 @@ def trade_booked(side: str) -> None:
     TRADES_BOOKED.labels(side).inc()
 
 
+def read_pool(pool: Pool) -> None:
+    """Set the pool gauges from what `pool` holds now: connections checked out, and those
+    open (checked out or idle in the pool). Only a queue pool counts; others leave them."""
+    if not isinstance(pool, QueuePool):
+        return
+    in_use = pool.checkedout()
+    POOL_IN_USE.set(in_use)
+    POOL_OPEN.set(in_use + pool.checkedin())
+
+
 def watch_pool(engine: AsyncEngine) -> None:
-    """Follow the engine's pool: connections opened, closed, checked out and returned."""
-    pool = engine.sync_engine.pool
+    """Keep the pool gauges current as the engine's pool hands out and takes back connections.
 
-    def connected(*_: Any) -> None:
-        POOL_OPEN.inc()
+    The gauges are read from the pool itself, never counted from its events: a count drifts
+    (a checkin without its checkout, an engine of another test) and went negative. A pool
+    event fires before the pool has finished the move (a connection is returned after its
+    `checkin` event), so the read runs once the current step is over; a scrape reads the
+    scraped app's own engine again (`Runtime.refresh_metrics`).
+    """
 
-    def closed(*_: Any) -> None:
-        POOL_OPEN.dec()
+    def read_now() -> None:
+        # `dispose()` replaces the pool (its listeners go along): read the engine's current one.
+        read_pool(engine.sync_engine.pool)
 
-    def checked_out(*_: Any) -> None:
-        POOL_IN_USE.inc()
+    def read_later(*_: Any) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # No loop in this thread (synchronous use): read now; a connection being
+            # returned still counts until the next event or scrape.
+            read_now()
+            return
+        loop.call_soon(read_now)
 
-    def checked_in(*_: Any) -> None:
-        POOL_IN_USE.dec()
-
-    event.listen(pool, "connect", connected)
-    event.listen(pool, "close", closed)
-    event.listen(pool, "checkout", checked_out)
-    event.listen(pool, "checkin", checked_in)
+    for name in ("connect", "checkout", "checkin", "close", "close_detached", "invalidate"):
+        event.listen(engine.sync_engine.pool, name, read_later)

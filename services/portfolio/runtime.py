@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from services.portfolio import metrics
 from services.portfolio.accounts.service import IdentityService
 from services.portfolio.config import (
     ASSERTION_KEY_SECRET,
@@ -47,6 +48,11 @@ class Runtime:
     service_token: LiveSecret
     # `GET /metrics` answers this bearer token alone (shared.metrics); None: nobody.
     metrics_token: SecretStr | None = None
+
+    async def refresh_metrics(self) -> None:
+        """Read this app's own database pool for a scrape (another engine of the process may
+        have set the gauges last)."""
+        metrics.read_pool(self.database.engine.sync_engine.pool)
 
 
 def assertion_verifier(public_keys: list[str]) -> AssertionVerifier:

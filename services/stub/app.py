@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.stub.config import StubSecrets, StubSettings
+from services.stub.config import STUB_SERVICES, StubSecrets, StubSettings
 from services.stub.echo import EchoApp
 from services.stub.errors import EXCEPTION_HANDLERS
 from services.stub.routes import router
@@ -20,7 +21,7 @@ from shared.tracing import instrument_app
 
 def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None = None) -> FastAPI:
     """Build a stub; settings and the assertion key are read at start-up when not given."""
-    configure_logging(settings.stub_service_name.value if settings else "stub")
+    configure_logging(_service_name(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,8 +41,17 @@ def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
-    instrument_app(app, settings.stub_service_name.value if settings else "stub")
+    instrument_app(app, _service_name(settings))
     return app
+
+
+def _service_name(settings: StubSettings | None) -> str:
+    """Name the stub's log lines and spans by the service it stands in for (`trading`) from
+    the first line on, before the settings are read (a bad name is refused all the same)."""
+    if settings is not None:
+        return settings.stub_service_name.value
+    name = os.environ.get("STUB_SERVICE_NAME", "").strip().lower()
+    return name if name in {service.value for service in STUB_SERVICES} else "stub"
 
 
 app = create_app()

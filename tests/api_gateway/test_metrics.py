@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 
 import pytest
 
@@ -112,6 +114,75 @@ class TestAuthentication:
         assert moved(after, before, auth, method="api_key", outcome="success") == 3
         assert username not in label_values(after)
         assert key not in label_values(after)
+
+
+class TestLogins:
+    @pytest.mark.postgres
+    async def test_wrong_passwords_are_counted_and_the_throttle_refusal_too(
+        self, make_settings, secrets, portfolio
+    ):
+        username, _ = portfolio.user("trading")
+        settings = make_settings(portfolio_service_url=portfolio.url, gateway_login_max_attempts=2)
+        wrong = {"username": username, "password": "not the password at all"}
+        async with running_gateway(settings, secrets) as gateway:
+            before = await scrape(gateway.client, TOKEN)
+            statuses = [
+                (await gateway.client.post("/auth/token", json=wrong)).status_code for _ in range(3)
+            ]
+            after = await scrape(gateway.client, TOKEN)
+        assert statuses == [401, 401, 429]
+        throttle = "gateway_throttle_decisions_total"
+        assert moved(after, before, throttle, operation="login", decision="allowed") == 2
+        assert moved(after, before, throttle, operation="login", decision="refused") == 1
+        auth = "gateway_authentications_total"
+        password = {"method": "password"}
+        assert moved(after, before, auth, **password, outcome="invalid_credentials") == 2
+        assert moved(after, before, auth, **password, outcome="too_many_attempts") == 1
+        assert moved(after, before, auth, **password, outcome="success") == 0
+        assert username not in label_values(after)
+
+
+class TestIdentityFeed:
+    FEED = "gateway_identity_feed_polls_total"
+    LAST = "gateway_identity_feed_last_success_timestamp_seconds"
+
+    async def polled(self, gateway, before, outcome: str, times: int):
+        """Scrape until the feed has been polled `times` more times with `outcome`."""
+        deadline = time.monotonic() + 15
+        while True:
+            after = await scrape(gateway.client, TOKEN)
+            if moved(after, before, self.FEED, outcome=outcome) >= times:
+                return after
+            assert time.monotonic() < deadline, f"the feed was not polled {times} times"
+            await asyncio.sleep(0.1)
+
+    @pytest.mark.postgres
+    async def test_polls_are_counted_and_the_last_success_stamped(
+        self, make_settings, secrets, portfolio
+    ):
+        settings = make_settings(
+            portfolio_service_url=portfolio.url, gateway_identity_sync_seconds=0.2
+        )
+        async with running_gateway(settings, secrets) as gateway:
+            started = time.time()
+            before = await scrape(gateway.client, TOKEN)
+            after = await self.polled(gateway, before, "ok", 3)
+        assert moved(after, before, self.FEED, outcome="failed") == 0
+        # The feed's lag is time() minus this: it was read to its end just now.
+        assert started - 1 <= value(after, self.LAST) <= time.time()
+
+    async def test_a_failing_poll_is_counted_and_leaves_the_last_success(
+        self, make_settings, secrets
+    ):
+        settings = make_settings(
+            portfolio_service_url=f"http://127.0.0.1:{free_port()}",
+            gateway_identity_sync_seconds=0.2,
+        )
+        async with running_gateway(settings, secrets) as gateway:
+            before = await scrape(gateway.client, TOKEN)
+            after = await self.polled(gateway, before, "failed", 2)
+        assert moved(after, before, self.FEED, outcome="ok") == 0
+        assert value(after, self.LAST) == value(before, self.LAST)
 
 
 class TestSharedState:

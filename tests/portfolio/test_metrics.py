@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from shutil import rmtree
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
+from devstack.databases import postgres_database
+from devstack.servers import ServerProcess
+from services.portfolio import metrics
 from services.portfolio.app import create_app
+from services.portfolio.db import create_engine
 from tests.portfolio.callers import ASSERTION_PUBLIC_KEY, as_caller
-from tests.portfolio.conftest import env_secrets, make_settings
+from tests.portfolio.conftest import CHEAP_ARGON2_ENV, env_secrets, make_settings
 from tests.portfolio.http import SERVICE_TOKEN
-from tests.support.metrics import label_values, new_scrape_token, scrape, value
+from tests.support.metrics import label_values, new_scrape_token, parse, scrape, value
+from tests.support.tcp_proxy import TcpProxy
 
 TOKEN = new_scrape_token()
 PASSWORD = "a long enough test password"
+POOL_SAMPLE = "portfolio_db_pool_connections"
+HELD = 3  # connections held at once, fewer than the pool's 5
 BUY = {"symbol": "BTC-USD", "side": "buy", "quantity": "1", "price": "100"}
 
 
@@ -69,12 +83,106 @@ async def test_a_booked_trade_is_counted_once_and_a_replay_not_again(portfolio):
 
 
 async def test_the_pool_gauges_follow_connections(portfolio):
-    _, client = portfolio
-    before = await scrape(client, TOKEN)
+    app, client = portfolio
+    engine = app.state.runtime.database.engine
+    pool = "portfolio_db_pool_connections"
     assert (await client.get("/positions", headers=as_caller("peggy-metrics"))).status_code == 200
-    after = await scrape(client, TOKEN)
-    # Between requests every connection the request took is back in the pool (the gauge is
-    # process-wide: other engines of this test process may count too), and one is open.
-    in_use = "portfolio_db_pool_connections"
-    assert value(after, in_use, state="in_use") == value(before, in_use, state="in_use")
-    assert value(after, "portfolio_db_pool_connections", state="open") >= 1
+    idle = await scrape(client, TOKEN)
+    # Between requests every connection the request took is back in the pool, and open.
+    assert value(idle, pool, state="in_use") == 0
+    assert value(idle, pool, state="open") >= 1
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(HELD):
+            connection = await held.enter_async_context(engine.connect())
+            await connection.execute(text("SELECT 1"))
+        busy = await scrape(client, TOKEN)
+        assert value(busy, pool, state="in_use") == HELD
+        assert value(busy, pool, state="open") >= HELD
+    released = await scrape(client, TOKEN)
+    assert value(released, pool, state="in_use") == 0
+    assert value(released, pool, state="open") >= HELD  # kept open for the next requests
+
+
+async def test_the_pool_gauges_are_current_without_a_scrape(portfolio):
+    """Workers that a scrape does not reach (multiprocess mode) keep their gauges current."""
+    app, client = portfolio
+    engine = app.state.runtime.database.engine
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+        await asyncio.sleep(0)  # the gauges are read once the pool's move is over
+        assert REGISTRY.get_sample_value(POOL_SAMPLE, {"state": "in_use"}) == 1
+    await asyncio.sleep(0)
+    assert REGISTRY.get_sample_value(POOL_SAMPLE, {"state": "in_use"}) == 0
+    assert (await client.get("/positions", headers=as_caller("peggy-metrics"))).status_code == 200
+    await asyncio.sleep(0)
+    assert REGISTRY.get_sample_value(POOL_SAMPLE, {"state": "in_use"}) == 0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def breakable_database(request, tmp_path):
+    """Yield (settings, break) for a database `break()` makes unreachable: a SQLite file whose
+    folder is removed, or PostgreSQL behind a proxy that is cut."""
+    if request.param == "sqlite":
+        folder = tmp_path / "gone"
+        folder.mkdir()
+        yield make_settings(f"sqlite+aiosqlite:///{folder / 'ledger.db'}"), lambda: rmtree(folder)
+        return
+    with postgres_database() as url, TcpProxy(5432) as proxy:
+        through = make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
+        yield make_settings(through), proxy.cut
+
+
+async def test_a_failed_reconnection_leaves_no_connection_in_use(breakable_database):
+    """A pooled connection that cannot be re-opened is handed back without ever being handed
+    out (SQLAlchemy fires `checkin` alone): counting events took the gauge below zero."""
+    settings, cut = breakable_database
+    engine = create_engine(settings)
+    metrics.watch_pool(engine)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            await connection.invalidate()
+        cut()
+        for _ in range(3):
+            with pytest.raises((DBAPIError, OSError)):
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        await asyncio.sleep(0)
+        assert REGISTRY.get_sample_value(POOL_SAMPLE, {"state": "in_use"}) == 0
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.e2e
+def test_two_workers_report_the_pool_of_both(sqlite_url, tmp_path):
+    """In multiprocess mode every scrape, whichever worker answers it, sums both workers'
+    pools: each keeps its gauges current, not only the one a scrape reaches."""
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    env = {
+        "PORTFOLIO_DATABASE_URL": sqlite_url,
+        "IDENTITY_SERVICE_TOKEN": SERVICE_TOKEN,
+        "GATEWAY_ASSERTION_PUBLIC_KEY": ASSERTION_PUBLIC_KEY,
+        "METRICS_SCRAPE_TOKEN": TOKEN.get_secret_value(),
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "SECRETS_PROVIDER": "env",
+        **CHEAP_ARGON2_ENV,
+    }
+    scrape_headers = {"Authorization": f"Bearer {TOKEN.get_secret_value()}"}
+    with ServerProcess(
+        "services.portfolio.app:app",
+        env=env,
+        log_path=tmp_path / "portfolio.log",
+        extra_args=("--workers", "2"),
+    ) as server:
+        for _ in range(30):  # new connections: the kernel spreads them over both workers
+            with httpx.Client(base_url=server.url) as http:
+                assert http.get("/positions", headers=as_caller("olga-metrics")).is_success
+        for _ in range(6):
+            with httpx.Client(base_url=server.url) as http:
+                samples = parse(http.get("/metrics", headers=scrape_headers).text)
+            assert value(samples, POOL_SAMPLE, state="in_use") == 0
+            # Each worker opened a connection at start-up (its migration check) and keeps it.
+            assert value(samples, POOL_SAMPLE, state="open") >= 2
+        gauges = list(multiproc.glob("gauge_livesum_*.db"))
+        assert len(gauges) == 2, "one live gauge file per worker"

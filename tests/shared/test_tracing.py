@@ -1,6 +1,7 @@
 """OpenTelemetry: off by default; on, one request through the gateway to the portfolio is one
 trace holding both services' spans (real processes, exported over OTLP/HTTP to a receiver)."""
 
+import time
 from contextlib import ExitStack
 
 import httpx
@@ -10,7 +11,7 @@ from devstack.servers import ServerProcess
 from shared.tracing import tracing_requested
 from tests.portfolio.conftest import PASSWORD
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.support.stack import fast_identity, stack_env
+from tests.support.stack import fast_identity, service_urls, stack_env, start_portfolio_and_stub
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
@@ -46,17 +47,13 @@ def test_a_request_through_the_gateway_is_one_trace_across_gateway_and_portfolio
             OTEL_BSP_SCHEDULE_DELAY="100",
         )
         identity = fast_identity(sqlite_url)
-        identity.create_user("tracer", PASSWORD, roles=["portfolio"])
+        identity.create_user("tracer", PASSWORD, roles=["portfolio", "trading"])
         identity.close()
-        portfolio = stack.enter_context(
-            ServerProcess(
-                "services.portfolio.app:app", env=env, log_path=tmp_path / "portfolio.log"
-            )
-        )
+        portfolio, stub = start_portfolio_and_stub(stack, env, tmp_path)
         gateway = stack.enter_context(
             ServerProcess(
                 "services.api_gateway.app:app",
-                env={**env, "PORTFOLIO_SERVICE_URL": portfolio.url},
+                env={**env, **service_urls(portfolio.url, stub.url)},
                 log_path=tmp_path / "gateway.log",
             )
         )
@@ -74,6 +71,17 @@ def test_a_request_through_the_gateway_is_one_trace_across_gateway_and_portfolio
         )
         assert response.status_code == 200, response.text
         spans = receiver.wait_for(TRACE_ID, _gateway_portfolio_and_sql)
+        # Without a traceparent the gateway starts the trace, and a stub joins it.
+        started = httpx.get(
+            gateway.url + "/api/trading/orders/7",
+            headers={"Authorization": f"Bearer {token}", "X-Request-ID": "req-traced-2"},
+        )
+        assert started.status_code == 200, started.text
+        root = _wait_for_span(receiver, "gateway", "req-traced-2")
+        assert root.kind == SERVER
+        assert root.parent_span_id == ""
+        assert root.trace_id != TRACE_ID
+        started_spans = receiver.wait_for(root.trace_id, _gateway_and_trading)
 
     by_service = {
         service: [s for s in spans if s.service == service] for service in ("gateway", "portfolio")
@@ -100,9 +108,36 @@ def test_a_request_through_the_gateway_is_one_trace_across_gateway_and_portfolio
     portfolio_log = (tmp_path / "portfolio.log").read_text()
     assert f'"trace_id":"{TRACE_ID}"' in portfolio_log
     assert f'"trace_id":"{TRACE_ID}"' in gateway_log
+    # The stub, named by the service it stands in for, continued the trace the gateway began.
+    [client] = [s for s in started_spans if s.service == "gateway" and s.kind == CLIENT]
+    [trading_server] = [s for s in started_spans if s.service == "trading" and s.kind == SERVER]
+    assert trading_server.parent_span_id == client.span_id
+    assert trading_server.attributes["lct.request_id"] == "req-traced-2"
 
 
 def _gateway_portfolio_and_sql(spans: list[ReceivedSpan]) -> bool:
-    return {"gateway", "portfolio"} <= {s.service for s in spans} and any(
-        s.service == "portfolio" and s.kind == CLIENT for s in spans
-    )
+    # Each process exports its spans in its own batches: wait for every kind asserted on.
+    kinds = {(s.service, s.kind) for s in spans}
+    return {
+        ("gateway", SERVER),
+        ("gateway", CLIENT),
+        ("portfolio", SERVER),
+        ("portfolio", CLIENT),
+    } <= kinds
+
+
+def _gateway_and_trading(spans: list[ReceivedSpan]) -> bool:
+    kinds = {(s.service, s.kind) for s in spans}
+    return {("gateway", SERVER), ("gateway", CLIENT), ("trading", SERVER)} <= kinds
+
+
+def _wait_for_span(receiver: OtlpReceiver, service: str, request_id: str) -> ReceivedSpan:
+    """Return the server span of `service` tagged with `request_id` (fail after 20 s)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for span in list(receiver.spans):
+            tagged = span.attributes.get("lct.request_id") == request_id
+            if span.service == service and span.kind == SERVER and tagged:
+                return span
+        time.sleep(0.1)
+    raise AssertionError(f"no {service} server span for {request_id}: {receiver.spans}")

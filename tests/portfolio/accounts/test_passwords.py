@@ -10,6 +10,7 @@ import anyio
 import anyio.to_thread
 import bcrypt
 import pytest
+from prometheus_client import REGISTRY
 
 from services.portfolio.accounts import store
 from services.portfolio.accounts.passwords import (
@@ -399,3 +400,44 @@ async def test_the_strength_estimate_runs_off_the_event_loop(identity, monkeypat
     await identity.create_user("alice", PASSWORD, ["portfolio"])
     assert threads
     assert threading.main_thread().name not in threads
+
+
+def _sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_the_metrics_show_hashes_running_waiting_and_refused():
+    slots = HashingSlots(size=2, queue=1, max_wait=0.3)
+    refused_before = _sample("portfolio_password_hashes_refused_total")
+    timed_before = _sample("portfolio_password_hash_duration_seconds_count")
+    gate = Gate()
+    outcomes: list[str] = []
+
+    async def run(value: int) -> None:
+        try:
+            await slots.run(gate.job, value)
+        except IdentityBusyError:
+            outcomes.append("refused")
+        else:
+            outcomes.append("hashed")
+
+    async with anyio.create_task_group() as group:
+        for value in (1, 2, 3):
+            group.start_soon(run, value)
+        await gate.wait_started(2)
+        while slots.waiting < 1:
+            await anyio.sleep(0.01)
+        assert _sample("portfolio_password_hashes_running") == 2
+        assert _sample("portfolio_password_hashes_waiting") == 1
+        with pytest.raises(IdentityBusyError):  # the queue is full: refused at once
+            await slots.run(gate.job, 4)
+        assert _sample("portfolio_password_hashes_refused_total") - refused_before == 1
+        # The queued caller waits past max_wait: refused too.
+        while slots.waiting:
+            await anyio.sleep(0.05)
+        assert _sample("portfolio_password_hashes_refused_total") - refused_before == 2
+        assert _sample("portfolio_password_hashes_waiting") == 0
+        gate.release.set()
+    assert sorted(outcomes) == ["hashed", "hashed", "refused"]
+    assert _sample("portfolio_password_hashes_running") == 0
+    assert _sample("portfolio_password_hash_duration_seconds_count") - timed_before == 2
