@@ -1,8 +1,9 @@
 """`ANY /api/{service}/{path}`: authenticate, authorise, and stream to the downstream service.
 
-This is a raw ASGI app that `ProxyMount` hands every `/api/...` request to before FastAPI
-routes anything: the hot path skips FastAPI's routing and dependency machinery, which
-cost more than the proxying itself in the benchmark.
+This is a raw ASGI app. `ApiFront` (middleware.py) hands it every `/api/...` request before
+any of FastAPI's layers; with tracing on, `ProxyMount` does, after the middlewares and before
+FastAPI routes anything. Either way the hot path skips FastAPI's routing and dependency
+machinery, which cost more than the proxying itself in the benchmark.
 """
 
 from __future__ import annotations
