@@ -31,12 +31,35 @@ API_KEY_TARGET = 0.9
 IDLE_RSS_TARGET_MIB = 120.0
 # Issue 14: metrics may add at most this much to the gateway's CPU per proxied request.
 METRICS_CPU_BUDGET = 0.10
+# Targets of issue 15: the gateway's CPU per JWT-proxied request, the API-key path's beside it.
+JWT_CPU_TARGET_US = 110.0
+API_KEY_CPU_MARGIN = 0.05
 
 
 def cpu_seconds(pid: int) -> float:
     """Return the user + system CPU time a process has used so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """Return the CPU time of a process and its children (nginx's master and worker)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def proxy_cpu_seconds(stack: Stack, path: str) -> float:
+    """Return the CPU time so far of the proxy a path goes through (0 for the direct path)."""
+    if path.startswith("gateway"):
+        return cpu_seconds(stack.gateway_pid)
+    return tree_cpu_seconds(stack.nginx_pid) if path.startswith("nginx") else 0.0
 
 
 def rss_mib(pid: int) -> float:
@@ -193,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     results: dict[str, wrk.Result] = {}
-    gateway_cpu: dict[str, float] = {}
+    # CPU microseconds per request of the proxy in the path: the gateway, or nginx.
+    proxy_cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="lct-bench-") as tmp, running_stack(Path(tmp)) as stack:
         time.sleep(1.0)
         idle_rss = rss_mib(stack.gateway_pid)
@@ -209,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                         duration=args.warmup,
                         threads=args.threads,
                     )
-                cpu_before = cpu_seconds(stack.gateway_pid)
+                cpu_before = proxy_cpu_seconds(stack, name)
                 results[name] = wrk.run(
                     url,
                     headers=headers,
@@ -217,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                     duration=args.duration,
                     threads=args.threads,
                 )
-                used = cpu_seconds(stack.gateway_pid) - cpu_before
-                gateway_cpu[name] = used * 1000 / max(1, results[name].requests)
+                used = proxy_cpu_seconds(stack, name) - cpu_before
+                proxy_cpu[name] = used * 1e6 / max(1, results[name].requests)
         loaded_rss = max(peak.peak, rss_mib(stack.gateway_pid))
         print("  running gateway+JWT with metrics on and off ...", file=sys.stderr, flush=True)
         metrics_on, metrics_off = metrics_on_and_off(
@@ -242,15 +266,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'path':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'x nginx':>10}{'failed':>8}"
-        f"{'gateway CPU ms/req':>20}"
+        f"{'proxy CPU µs/req':>18}"
     )
     for name, result in results.items():
-        cpu = f"{gateway_cpu[name]:.3f}" if name.startswith("gateway") else "-"
+        cpu = f"{proxy_cpu[name]:.0f}" if proxy_cpu.get(name) else "-"
         print(
             f"{name:<26}{result.requests_per_second:>10.0f}{result.p50_ms:>10.2f}"
             f"{result.p99_ms:>10.2f}{result.requests_per_second / nginx:>10.2f}"
-            f"{result.failures:>8}{cpu:>20}"
+            f"{result.failures:>8}{cpu:>18}"
         )
+    jwt_cpu, key_cpu = proxy_cpu["gateway+JWT -> stub"], proxy_cpu["gateway+API key -> stub"]
+    nginx_cpu = proxy_cpu["nginx -> stub"]
+    print(
+        f"CPU per request: gateway+JWT {jwt_cpu:.0f} µs, gateway+API key {key_cpu:.0f} µs, "
+        f"nginx {nginx_cpu:.0f} µs; gateway+JWT / nginx = {jwt_cpu / max(nginx_cpu, 1e-9):.1f}"
+    )
     print(f"gateway RSS: idle {idle_rss:.1f} MiB, loaded (peak) {loaded_rss:.1f} MiB")
     metrics_share = print_metrics_cost(metrics_on, metrics_off, isolated)
     failures = (
@@ -268,6 +298,16 @@ def main(argv: list[str] | None = None) -> int:
             f"API key >= {API_KEY_TARGET}x JWT",
             api_key.requests_per_second / jwt.requests_per_second,
             api_key.requests_per_second >= API_KEY_TARGET * jwt.requests_per_second,
+        ),
+        (
+            f"gateway+JWT CPU <= {JWT_CPU_TARGET_US:.0f} µs/request",
+            jwt_cpu,
+            jwt_cpu <= JWT_CPU_TARGET_US,
+        ),
+        (
+            f"API-key CPU within {API_KEY_CPU_MARGIN:.0%} of JWT's (ratio)",
+            key_cpu / jwt_cpu,
+            key_cpu <= (1 + API_KEY_CPU_MARGIN) * jwt_cpu,
         ),
         (
             f"idle RSS <= {IDLE_RSS_TARGET_MIB:.0f} MiB",

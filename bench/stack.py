@@ -64,6 +64,7 @@ class Stack:
     gateway_pid: int
     unmetered_gateway_url: str
     unmetered_gateway_pid: int
+    nginx_pid: int
     access_token: str
     api_key: str
     assertion_private_key: str
@@ -91,8 +92,9 @@ def find_nginx() -> str:
 
 
 @contextmanager
-def nginx(root: Path, stub_port: int) -> Iterator[str]:
-    """Run nginx in the foreground as a keep-alive reverse proxy to the stub."""
+def nginx(root: Path, stub_port: int) -> Iterator[tuple[str, int]]:
+    """Run nginx in the foreground as a keep-alive reverse proxy to the stub; yield its URL
+    and the pid of its master process (its one worker is a child)."""
     port = free_port()
     for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -116,7 +118,7 @@ def nginx(root: Path, stub_port: int) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("nginx did not start listening") from None
                 time.sleep(0.1)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -149,7 +151,7 @@ def running_stack(root: Path) -> Iterator[Stack]:
                 extra_args=FAST_SERVER,
             )
         )
-        nginx_url = stack.enter_context(nginx(root / "nginx", stub.port))
+        nginx_url, nginx_pid = stack.enter_context(nginx(root / "nginx", stub.port))
         gateway, unmetered = (
             stack.enter_context(
                 ServerProcess(
@@ -182,6 +184,7 @@ def running_stack(root: Path) -> Iterator[Stack]:
             gateway_pid=gateway.process.pid,
             unmetered_gateway_url=unmetered.url,
             unmetered_gateway_pid=unmetered.process.pid,
+            nginx_pid=nginx_pid,
             access_token=login.json()["access_token"],
             api_key=api_key,
             assertion_private_key=env["GATEWAY_ASSERTION_PRIVATE_KEY"],

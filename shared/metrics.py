@@ -131,10 +131,6 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, *, mounts: Mapping[str, str] | None = None) -> None:
         self.app = app
         self.mounts = dict(mounts or {})
-        # (route, method, status class) -> bound children: one dict lookup per request
-        # instead of `.labels()` (a lock and a tuple) twice. Bounded: every key is a route
-        # template, a known method and a status class.
-        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -169,16 +165,24 @@ class MetricsMiddleware:
             self._record(scope, status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        method = scope["method"]
-        if method not in METHODS:
-            method = "other"
-        key = (route_template(scope, self.mounts), method, status_class(status))
-        children = self._children.get(key)
-        if children is None:
-            children = (REQUESTS.labels(*key), REQUEST_SECONDS.labels(*key))
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        record_request(route_template(scope, self.mounts), scope["method"], status, seconds)
+
+
+# (route, method, status class) -> bound children: one dict lookup per request instead of
+# `.labels()` (a lock and a tuple) twice. Bounded: every key is a route template, a known
+# method and a status class.
+_CHILDREN: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+
+def record_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count and time one answered request (`route` a template, never a raw path)."""
+    key = (route, method if method in METHODS else "other", status_class(status))
+    children = _CHILDREN.get(key)
+    if children is None:
+        children = (REQUESTS.labels(*key), REQUEST_SECONDS.labels(*key))
+        _CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 async def _send_exposition(send: Send) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import queue
 import sys
+from json.encoder import encode_basestring_ascii
 from logging.handlers import QueueListener, WatchedFileHandler
 from typing import Any
 
@@ -42,17 +44,66 @@ BATCH_SIZE = 256
 BATCH_SECONDS = 0.05
 
 
-def _line(entry: dict[str, Any]) -> str:
-    entry["time"] = utc_time(entry["time"])
-    entry["level"] = "error" if (entry.get("status") or 0) >= 500 else "info"
-    entry["service"] = "gateway"
-    return json.dumps({name: entry.get(name) for name in FIELDS}, separators=(",", ":"))
+# Lines are formatted by hand, with json.dumps' own escaping of a string (C, ASCII-only
+# output): byte for byte what json.dumps wrote, at a quarter of its CPU (it builds a new
+# encoder per call, then walks a dict).
+_quote = encode_basestring_ascii
+
+
+def _json(value: object) -> str:
+    # Exact types: a bool is an int, and a subclass may print itself differently.
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return _quote(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value)
+
+
+class _Timestamps:
+    """`utc_time`, formatted once per second: a line differs from the last in milliseconds."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, seconds: float) -> str:
+        whole = math.floor(seconds)
+        micros = round((seconds - whole) * 1_000_000)
+        if micros >= 1_000_000:
+            whole, micros = whole + 1, micros - 1_000_000
+        if whole != self._second:
+            self._second = whole
+            self._prefix = utc_time(whole)[:-5]  # without ".000Z"
+        return f"{self._prefix}.{micros // 1000:03d}Z"
+
+
+def _line(entry: dict[str, Any], timestamp: _Timestamps) -> str:
+    # FIELDS, written out: a third of the CPU of a loop over them.
+    get = entry.get
+    level = "error" if (get("status") or 0) >= 500 else "info"
+    return (
+        f'{{"time":"{timestamp(entry["time"])}","level":"{level}","service":"gateway",'
+        f'"request_id":{_json(get("request_id"))},"trace_id":{_json(get("trace_id"))},'
+        f'"method":{_json(get("method"))},"route":{_json(get("route"))},'
+        f'"path":{_json(get("path"))},"status":{_json(get("status"))},'
+        f'"duration_ms":{_json(get("duration_ms"))},"user":{_json(get("user"))},'
+        f'"auth_method":{_json(get("auth_method"))},"key_id":{_json(get("key_id"))},'
+        f'"upstream":{_json(get("upstream"))},"client":{_json(get("client"))}}}'
+    )
 
 
 class _JsonLinesFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._timestamp = _Timestamps()
+
     def format(self, record: logging.LogRecord) -> str:
         entries: list[dict[str, Any]] = record.msg if isinstance(record.msg, list) else []
-        return "\n".join(_line(entry) for entry in entries)
+        return "\n".join([_line(entry, self._timestamp) for entry in entries])
 
 
 class _Listener(QueueListener):

@@ -6,12 +6,10 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-
 from services.api_gateway import users
 from services.api_gateway.config import GatewaySecrets, Settings
 from services.api_gateway.errors import EXCEPTION_HANDLERS
-from services.api_gateway.middleware import AccessLogMiddleware
+from services.api_gateway.middleware import AccessLogMiddleware, ApiFront, GatewayApp
 from services.api_gateway.proxy import ProxyApp, ProxyMount
 from services.api_gateway.routes import routers
 from services.api_gateway.runtime import open_runtime
@@ -24,12 +22,14 @@ from shared.redirects import use_relative_slash_redirects
 from shared.tracing import instrument_app
 
 
-def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, secrets: GatewaySecrets | None = None
+) -> GatewayApp:
     """Build the gateway; settings and secrets are read at start-up when not given."""
     configure_logging("gateway")
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: GatewayApp) -> AsyncIterator[None]:
         async with open_runtime(settings, secrets) as runtime:
             app.state.runtime = runtime
             # Start-up objects live as long as the process: keep the collector off them, so
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
             gc.freeze()
             yield
 
-    app = FastAPI(
+    app = GatewayApp(
         title="LegacyCoinTrader API gateway",
         version="1.0.0",
         summary="Authentication, role-to-service RBAC and the proxy to downstream services.",
@@ -59,8 +59,11 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
     use_relative_slash_redirects(app.router)
     # Inside ProxyMount: the gateway's own endpoints read small bodies; the proxy streams.
     app.add_middleware(BodyLimit)
-    # `/api/...` is a raw ASGI app reached before FastAPI's routing and dependencies.
-    app.add_middleware(ProxyMount, proxy=ProxyApp("/api"))
+    # `/api/...` is a raw ASGI app reached before FastAPI's routing and dependencies, and
+    # (`front`) before every middleware, whose work for it `ApiFront` does in one layer.
+    proxy = ProxyApp("/api")
+    app.add_middleware(ProxyMount, proxy=proxy)
+    app.front = ApiFront(proxy)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(MetricsMiddleware, mounts={"/api/": "/api/{service}/{path}"})
     app.add_middleware(StartupErrorMiddleware)

@@ -1,10 +1,12 @@
-"""Raw ASGI middleware: request context and access log."""
+"""Raw ASGI middleware: request context and access log, and the `/api/` front door."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
 
+from fastapi import FastAPI
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api_gateway.context import (
@@ -15,9 +17,12 @@ from services.api_gateway.context import (
     request_id_from,
 )
 from services.api_gateway.principal import AuthMethod
+from services.api_gateway.proxy import ProxyApp, refused_query
 from services.api_gateway.state import ApiKeyUse
 from shared.clock import epoch_seconds
+from shared.errors import handle_unexpected
 from shared.logs import route_template, trace_id_from
+from shared.metrics import record_request
 from shared.tracing import tag_request, tracing_on
 
 if TYPE_CHECKING:
@@ -40,24 +45,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         runtime: Runtime = scope["app"].state.runtime
-        request_id = forwarded_for = traceparent = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value
-            elif name == b"x-forwarded-for":
-                forwarded_for = value
-            elif name == b"traceparent":
-                traceparent = value
-        peer = scope["client"][0] if scope.get("client") else None
-        context = RequestContext(
-            request_id=request_id_from(request_id),
-            client=client_address(peer, forwarded_for, runtime.settings.gateway_trusted_proxies),
-            trace_id=trace_id_from(traceparent),
-        )
-        if tracing_on():
-            context.trace_id = tag_request(context.request_id) or context.trace_id
-        scope[CONTEXT_KEY] = context
-        current_request.set(context)
+        context = open_context(runtime, scope)
         id_header = (b"x-request-id", context.request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -70,6 +58,94 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             await _record(runtime, scope, context)
+
+
+class ApiFront:
+    """`/api/...` in one layer: what the metrics, access-log, query-string and error
+    middlewares give a request, around the proxy.
+
+    The same request through those middlewares passes six wrapping layers (FastAPI's
+    telemetry check, Starlette's error middleware, ...) and four `send` wrappers; this is
+    one of each.
+    """
+
+    def __init__(self, proxy: ProxyApp) -> None:
+        self.proxy = proxy
+        self.prefix = proxy.prefix + "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime: Runtime = scope["app"].state.runtime
+        context = open_context(runtime, scope)
+        id_header = (b"x-request-id", context.request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                context.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        try:
+            if not scope["query_string"] or not await refused_query(scope, send_with_id):
+                await self.proxy(scope, receive, send_with_id)
+        except Exception as exc:
+            # As Starlette's error middleware: a JSON 500 unless the answer has started
+            # (then the server drops the connection), and the server sees the error.
+            response = await handle_unexpected(Request(scope), exc)
+            if context.status is None:
+                await response(scope, receive, send_with_id)
+            raise
+        finally:
+            status = context.status if context.status is not None else 500
+            record_request(
+                PROXY_ROUTE, scope["method"], status, time.perf_counter() - context.started
+            )
+            await _record(runtime, scope, context)
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with `/api/...` handed to `front` before any of FastAPI's own layers.
+
+    With tracing on, `/api/` takes the long way (the middlewares, then `ProxyMount`), where
+    the tracing middleware opens a span for it.
+    """
+
+    front: ApiFront | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front = self.front
+        if (
+            front is not None
+            and scope["type"] == "http"
+            and scope["path"].startswith(front.prefix)
+            and not tracing_on()
+        ):
+            scope["app"] = self
+            await front(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def open_context(runtime: Runtime, scope: Scope) -> RequestContext:
+    """Give a request its id, client address and trace id; attach them to its scope."""
+    request_id = forwarded_for = traceparent = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            request_id = value
+        elif name == b"x-forwarded-for":
+            forwarded_for = value
+        elif name == b"traceparent":
+            traceparent = value
+    peer = scope["client"][0] if scope.get("client") else None
+    context = RequestContext(
+        request_id=request_id_from(request_id),
+        client=client_address(peer, forwarded_for, runtime.settings.gateway_trusted_proxies),
+        trace_id=trace_id_from(traceparent),
+    )
+    if tracing_on():
+        context.trace_id = tag_request(context.request_id) or context.trace_id
+    scope[CONTEXT_KEY] = context
+    current_request.set(context)
+    return context
 
 
 async def _record(runtime: Runtime, scope: Scope, context: RequestContext) -> None:

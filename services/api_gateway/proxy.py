@@ -1,8 +1,9 @@
 """`ANY /api/{service}/{path}`: authenticate, authorise, and stream to the downstream service.
 
-This is a raw ASGI app that `ProxyMount` hands every `/api/...` request to before FastAPI
-routes anything: the hot path skips FastAPI's routing and dependency machinery, which
-cost more than the proxying itself in the benchmark.
+This is a raw ASGI app. `ApiFront` (middleware.py) hands it every `/api/...` request before
+any of FastAPI's layers; with tracing on, `ProxyMount` does, after the middlewares and before
+FastAPI routes anything. Either way the hot path skips FastAPI's routing and dependency
+machinery, which cost more than the proxying itself in the benchmark.
 """
 
 from __future__ import annotations
@@ -161,6 +162,21 @@ def credential_parameter(query: bytes) -> str | None:
     return None
 
 
+async def refused_query(scope: Scope, send: Send) -> bool:
+    """Answer 400 when the query string carries a credential; tell whether it did."""
+    parameter = credential_parameter(scope["query_string"])
+    if parameter is None:
+        return False
+    await send_error(
+        send,
+        CredentialsInQuery(
+            f"credentials must not be sent in the query string (found "
+            f"{parameter!r}); send them in the Authorization or X-API-Key header"
+        ),
+    )
+    return True
+
+
 class ProxyMount:
     """Refuse credentials in a query string; send `/api/...` straight to the proxy and
     everything else on to FastAPI.
@@ -176,17 +192,8 @@ class ProxyMount:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if scope["query_string"]:
-                parameter = credential_parameter(scope["query_string"])
-                if parameter is not None:
-                    await send_error(
-                        send,
-                        CredentialsInQuery(
-                            f"credentials must not be sent in the query string (found "
-                            f"{parameter!r}); send them in the Authorization or X-API-Key header"
-                        ),
-                    )
-                    return
+            if scope["query_string"] and await refused_query(scope, send):
+                return
             if scope["path"].startswith(self._prefix):
                 await self.proxy(scope, receive, send)
                 return

@@ -1,7 +1,11 @@
 import asyncio
 import json
+import random
 
-from services.api_gateway.access_log import FIELDS, AccessLog
+import pytest
+
+from services.api_gateway.access_log import FIELDS, AccessLog, _line, _Timestamps
+from shared.logs import utc_time
 from tests.api_gateway.conftest import PASSWORD, running_gateway
 
 
@@ -105,3 +109,41 @@ async def test_trusted_proxy_address_is_logged_as_the_forwarded_client(
     assert response.json()["headers"]["x-forwarded-for"] == ["10.1.2.3"]
     clients = [json.loads(line)["client"] for line in access_log.read_text().splitlines()]
     assert clients == ["203.0.113.4", "10.1.2.3"]
+
+
+def _dumped(entry):
+    """The line as json.dumps writes it: what the hand-written formatter must match."""
+    entry = dict(entry)
+    entry["time"] = utc_time(entry["time"])
+    entry["level"] = "error" if (entry.get("status") or 0) >= 500 else "info"
+    entry["service"] = "gateway"
+    return json.dumps({name: entry.get(name) for name in FIELDS}, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"path": '/api/trading/"quoted"\\back\nline\ttab\x00\x1f\x7f', "status": 200},
+        {"path": "/api/trading/é/€/😀/\u2028", "user": "zoë", "status": 404},
+        {"status": 503, "duration_ms": 12.5, "key_id": "k-1", "auth_method": "api_key"},
+        {"status": True, "duration_ms": float("nan"), "client": None, "trace_id": "ab" * 16},
+        {"status": None, "duration_ms": 1e-05, "route": "/api/{service}/{path}"},
+        {},
+    ],
+)
+def test_a_line_is_byte_for_byte_what_json_dumps_writes(fields):
+    entry = {"request_id": "r1", "method": "GET", "time": 1764739008.7845, **fields}
+    line = _line(dict(entry), _Timestamps())
+    assert line == _dumped(entry)
+    assert list(json.loads(line)) == list(FIELDS)
+
+
+def test_timestamps_match_utc_time_across_seconds_and_rounding():
+    timestamp = _Timestamps()
+    rng = random.Random(15)
+    samples = [0.0, 0.0005, 0.9994999, 0.9995, 0.9999995, 59.9999999, 1764739199.9999996]
+    samples += [rng.uniform(0, 4e9) for _ in range(20_000)]
+    second = 1764739000.0
+    samples += [second + n / 1000 for n in range(2000)]  # every millisecond of two seconds
+    for seconds in samples:
+        assert timestamp(seconds) == utc_time(seconds), seconds
