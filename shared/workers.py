@@ -5,8 +5,9 @@ holds it: `uvicorn --workers N`, gunicorn, or systemd handing one socket to seve
 processes would give each worker its own copy, so every limit counts N times and a
 revocation reaches one worker in N. The workers of one server share what tells them apart
 from independent servers: the listening socket their supervisor bound and handed to each.
-So a starting process claims every listening socket it already holds with an exclusive
-`flock` on a lock file named after the socket's address, and a second claimant is refused.
+So a starting process claims every server socket it already holds (bound, listening or
+not yet) with an exclusive `flock` on a lock file named after the socket's address, and a
+second claimant is refused.
 
 The kernel drops the lock when its process dies, however it dies, so a restart is never
 refused by a lock left behind. A process that binds its socket itself (uvicorn with one
