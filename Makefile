@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run run-vault test test-fast lint bench services clean compose-env lock mutation
+.PHONY: install run run-vault test test-fast lint bench bench-workers services clean compose-env lock mutation
 
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command "make lock"
@@ -80,6 +80,10 @@ bench: install services
 	@$(PY) -m bench
 	@$(PY) -m bench.load
 	@$(PY) -m bench.tracing
+
+# Optional, not part of `make bench`: one gateway worker against WORKERS (2) on Redis.
+bench-workers: install services
+	@$(PY) -m bench.workers --workers $(or $(WORKERS),2)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -22,7 +22,7 @@ from services.api_gateway.identity import SERVICE_TOKEN_HEADER, IdentityClient
 from services.api_gateway.journal import StateJournal
 from services.api_gateway.rotation import live_keys_watcher, startup_key
 from services.api_gateway.stamps import SKEW_MARGIN_SECONDS, AccessStamps
-from services.api_gateway.state import GatewayState, create_state
+from services.api_gateway.state import GatewayState, create_state, in_process
 from services.api_gateway.state.memory import MemoryState
 from services.api_gateway.sync import IdentitySync
 from services.api_gateway.tokens import TokenService
@@ -31,6 +31,7 @@ from shared.clock import epoch_seconds
 from shared.keys import KeyFormatError
 from shared.roles import SERVICES, Service
 from shared.secrets import SecretsError, SecretsManager
+from shared.workers import ListenerTakenError, sole_worker
 
 JOURNAL_START_SECONDS = 3.0
 
@@ -157,6 +158,35 @@ async def open_runtime(
     so a rotated key or service token is taken up without a restart.
     """
     settings = settings if settings is not None else load_settings()
+    with _sole_worker_on_memory(settings):
+        async with _open_runtime(settings, secrets) as runtime:
+            yield runtime
+
+
+@contextlib.contextmanager
+def _sole_worker_on_memory(settings: Settings) -> Iterator[None]:
+    # In-process state is right for one process only: a second worker on the same socket
+    # would count every throttle again and never see the first one's revocations.
+    url = settings.gateway_state_url
+    if not in_process(url.get_secret_value() if url is not None else None):
+        yield
+        return
+    try:
+        with sole_worker("gateway"):
+            yield
+    except ListenerTakenError as exc:
+        raise StartupError(
+            f"gateway cannot start: another gateway worker already serves {exc.address} on "
+            "in-memory state, where each worker would keep its own login throttles and token "
+            "revocations (every limit multiplied by the workers, a logout seen by one); set "
+            "GATEWAY_STATE_URL=redis://host:6379/0 to share them, or run one worker"
+        ) from None
+
+
+@asynccontextmanager
+async def _open_runtime(
+    settings: Settings, secrets: GatewaySecrets | None
+) -> AsyncIterator[Runtime]:
     manager = _open_manager() if secrets is None else None
     secrets = secrets if secrets is not None else await load_secrets()
     tokens, assertions = _keys(settings, secrets)

@@ -1,8 +1,8 @@
 """The portfolio service's long-lived resources, opened in the lifespan and closed after it."""
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -31,6 +31,7 @@ from shared.keys import KeyFormatError
 from shared.roles import Service
 from shared.secrets import SecretsManager
 from shared.secrets.watch import LiveSecret, SecretValues, SecretWatcher
+from shared.workers import ListenerTakenError, sole_worker
 
 logger = logging.getLogger("services.portfolio")
 
@@ -90,6 +91,31 @@ async def open_runtime(
     """Build the runtime: settings (from the environment when omitted), the secrets, the
     database (migrated); close what was opened when the block ends."""
     settings = settings if settings is not None else load_settings()
+    with _sole_worker():
+        async with _open_runtime(settings, secrets_manager) as runtime:
+            yield runtime
+
+
+@contextmanager
+def _sole_worker() -> Iterator[None]:
+    # The throttle of names without an account lives in the process: a second worker on the
+    # same socket would refuse an unknown name later than an account, which tells them apart.
+    try:
+        with sole_worker("portfolio"):
+            yield
+    except ListenerTakenError as exc:
+        raise ConfigurationError(
+            f"{CANNOT_START}: another portfolio worker already serves {exc.address}; the login "
+            "throttle of unknown usernames is kept in each worker, so a second one would let "
+            "a caller tell unknown names from accounts; run one worker (password hashing "
+            "already runs on threads across every core)"
+        ) from None
+
+
+@asynccontextmanager
+async def _open_runtime(
+    settings: PortfolioSettings, secrets_manager: SecretsManager | None
+) -> AsyncIterator[Runtime]:
     manager = secrets_manager if secrets_manager is not None else open_secrets()
     try:
         secrets = await load_secrets(manager)

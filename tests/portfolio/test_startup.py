@@ -93,3 +93,29 @@ def test_a_busy_port_is_one_line(env):
         f"[Errno 98] error while attempting to bind on address ('{HOST}', {port}): "
         "address already in use"
     ]
+
+
+def test_a_second_worker_is_refused(env):
+    # The throttle of unknown usernames lives in each worker: two would tell names apart.
+    port = free_port()
+    argv = [*uvicorn_command(APP, host=HOST, port=port, python=sys.executable), "--workers", "2"]
+    done = subprocess.run(
+        argv,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    # uvicorn's supervisor writes plain text; the workers JSON lines.
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    [refusal] = _errors(lines)
+    assert refusal.startswith(
+        f"the portfolio service cannot start: another portfolio worker already serves "
+        f"{HOST}:{port}; "
+    )
+    assert "run one worker" in refusal
+    assert "failed to start, stopping the parent process" in output

@@ -21,14 +21,20 @@ __all__ = [
     "MemoryState",
     "StateCondition",
     "create_state",
+    "in_process",
 ]
+
+
+def in_process(url: str | None) -> bool:
+    """Tell whether `GATEWAY_STATE_URL` leaves the state in this process."""
+    return url is None or url.strip() in ("", "memory://")
 
 
 def create_state(
     url: str | None, *, prefix: str = "lct:gateway:", timeout: float = 0.5, budget: float = 0.25
 ) -> GatewayState:
     """Build the state backend `GATEWAY_STATE_URL` names (unset: in memory)."""
-    if url is None or url.strip() in ("", "memory://"):
+    if url is None or in_process(url):
         return MemoryState()
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in REDIS_SCHEMES:
