@@ -3,7 +3,7 @@
 import asyncio
 
 from services.api_gateway.principal import AuthMethod, Principal
-from services.api_gateway.state import MemoryState
+from services.api_gateway.state import ApiKeyUsage, ApiKeyUse, MemoryState
 from shared.clock import epoch_seconds
 
 
@@ -42,3 +42,118 @@ async def test_expired_entries_are_dropped_at_the_1024th_operation_and_live_ones
     # The user still tracked has their tokens revoked as one.
     await state.revoke_subject("kept")
     assert await state.is_token_revoked("kept-jti")
+
+
+def use(at: float, *, service: str | None = "trading", status: int = 200, **overrides) -> ApiKeyUse:
+    fields = {"key_id": "k1", "username": "alice", "client": "10.0.0.9", **overrides}
+    return ApiKeyUse(service=service, status=status, at=at, **fields)
+
+
+def usage(**fields) -> ApiKeyUsage:
+    return ApiKeyUsage(**{"key_id": "k1", "username": "alice", **fields})
+
+
+async def test_the_journal_takes_only_the_counts_made_since_its_last_take():
+    state = MemoryState()
+    await state.record_api_key_use(use(1.0))  # before a journal: in the totals only
+    state.journaled = True
+    await state.record_api_key_use(use(2.0, status=404))
+    await state.record_api_key_use(use(3.0, service="market"))
+    [taken] = state.take_usage_counts()
+    assert (taken.requests, taken.services, taken.status_classes) == (
+        2,
+        {"trading": 1, "market": 1},
+        {"4xx": 1, "2xx": 1},
+    )
+    assert (taken.first_used_at, taken.last_used_at) == (2.0, 3.0)
+    assert state.take_usage_counts() == []
+    [total] = await state.api_key_usage()
+    assert total.requests == 3
+
+
+async def test_a_state_no_journal_saves_keeps_no_unsaved_counts():
+    # The fallback of a Redis state: nothing would ever take them, so they are not kept.
+    state = MemoryState()
+    await state.record_api_key_use(use(1.0))
+    assert state.take_usage_counts() == []
+
+
+async def test_stored_counts_read_back_add_to_what_this_process_counted():
+    state = MemoryState()
+    state.journaled = True
+    await state.record_api_key_use(use(50.0, service="market", status=500, client="10.0.0.1"))
+    stored = usage(
+        username="alice-renamed-before",
+        requests=7,
+        services={"trading": 5, "market": 2},
+        status_classes={"2xx": 6, "4xx": 1},
+        first_used_at=10.0,
+        last_used_at=40.0,
+        last_client="10.0.0.7",
+    )
+    state.restore_usage_counts([stored], unsaved=False)
+    [total] = await state.api_key_usage()
+    assert total.requests == 8
+    assert total.services == {"trading": 5, "market": 3}
+    assert total.status_classes == {"2xx": 6, "4xx": 1, "5xx": 1}
+    # The first use is the stored one's; the last use (and who, from where) stays this one's.
+    assert (total.first_used_at, total.last_used_at) == (10.0, 50.0)
+    assert (total.username, total.last_client) == ("alice", "10.0.0.1")
+    # Read back from the store, so not saved again: only this process's count is taken.
+    [taken] = state.take_usage_counts()
+    assert taken.requests == 1
+
+
+async def test_a_stored_count_newer_than_this_process_brings_its_last_use_and_client():
+    state = MemoryState()
+    await state.record_api_key_use(use(5.0, client="10.0.0.1"))
+    state.restore_usage_counts(
+        [usage(username="bob", requests=2, first_used_at=3.0, last_used_at=9.0, last_client="c2")],
+        unsaved=False,
+    )
+    [total] = await state.api_key_usage()
+    assert (total.first_used_at, total.last_used_at) == (3.0, 9.0)
+    assert (total.username, total.last_client) == ("bob", "c2")
+    assert total.requests == 3
+
+
+async def test_counts_that_could_not_be_saved_are_taken_again_not_counted_twice():
+    state = MemoryState()
+    state.journaled = True
+    await state.record_api_key_use(use(1.0))
+    await state.record_api_key_use(use(2.0))
+    taken = state.take_usage_counts()
+    await state.record_api_key_use(use(3.0, service="market"))
+    state.restore_usage_counts(taken, unsaved=True)  # the save failed
+    [again] = state.take_usage_counts()
+    assert (again.requests, again.services) == (3, {"trading": 2, "market": 1})
+    assert (again.first_used_at, again.last_used_at) == (1.0, 3.0)
+    [total] = await state.api_key_usage()
+    assert (total.requests, total.services) == (3, {"trading": 2, "market": 1})
+
+
+async def test_a_stored_count_is_copied_not_shared():
+    state = MemoryState()
+    stored = usage(requests=1, services={"trading": 1}, status_classes={"2xx": 1})
+    state.restore_usage_counts([stored], unsaved=False)
+    await state.record_api_key_use(use(5.0, service="trading", status=200))
+    assert (stored.requests, stored.services, stored.status_classes) == (
+        1,
+        {"trading": 1},
+        {"2xx": 1},
+    )
+
+
+async def test_usage_lists_the_most_recently_used_key_first():
+    state = MemoryState()
+    for key_id, at in (("old", 1.0), ("newest", 9.0), ("middle", 5.0)):
+        await state.record_api_key_use(use(at, key_id=key_id))
+    assert [u.key_id for u in await state.api_key_usage()] == ["newest", "middle", "old"]
+
+
+async def test_revocations_made_before_a_restart_are_taken_up_while_they_live():
+    state = MemoryState()
+    now = epoch_seconds()
+    state.restore_revocations({"live": now + 600, "expired": now - 1})
+    assert await state.is_token_revoked("live")
+    assert not await state.is_token_revoked("expired")

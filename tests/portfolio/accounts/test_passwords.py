@@ -16,6 +16,7 @@ from services.portfolio.accounts.passwords import (
     HashingSlots,
     PasswordHasher,
     check_password_policy,
+    one_time_password,
 )
 from services.portfolio.errors import IdentityBusyError, InvalidCredentialsError, WeakPasswordError
 from tests.portfolio.conftest import PASSWORD, make_settings
@@ -222,6 +223,30 @@ async def test_each_run_gives_back_exactly_one_slot_so_the_bound_holds_after_man
     assert (slots.running, slots.waiting) == (0, 0)
 
 
+async def test_running_and_waiting_count_the_slots_taken_and_the_callers_queued():
+    slots = HashingSlots(size=3, queue=4, max_wait=30)
+    gate = Gate()
+    async with anyio.create_task_group() as group:
+        for started, expected in ((1, (1, 0)), (2, (2, 0)), (3, (3, 0))):
+            group.start_soon(slots.run, gate.job, started)
+            await gate.wait_started(1)
+            assert (slots.running, slots.waiting) == expected
+        group.start_soon(slots.run, gate.job, 4)
+        group.start_soon(slots.run, gate.job, 5)
+        while slots.waiting < 2:
+            await anyio.sleep(0.01)
+        assert (slots.running, slots.waiting) == (3, 2)
+        gate.release.set()
+    assert (slots.running, slots.waiting) == (0, 0)
+
+
+async def test_hashes_run_on_threads_named_for_them():
+    # What a thread dump (py-spy, /proc) shows: the hashing threads stand apart.
+    slots = HashingSlots(size=2, queue=0, max_wait=1)
+    name = await slots.run(lambda: threading.current_thread().name)
+    assert name.startswith("password-hashing_")
+
+
 async def test_a_queued_caller_waits_at_most_max_wait():
     slots = HashingSlots(size=1, queue=4, max_wait=0.2)
     gate = Gate()
@@ -315,6 +340,29 @@ async def test_hashes_run_at_a_lower_priority_than_the_rest_of_the_process(sqlit
     assert await anyio.to_thread.run_sync(niceness) == base
     plain = PasswordHasher(make_settings(sqlite_url, hashing_niceness=0))
     assert await plain.slots.run(niceness) == base
+
+
+def test_one_time_passwords_are_24_characters_of_each_kind_from_the_whole_alphabet():
+    alphabet = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!")
+    drawn = [one_time_password() for _ in range(300)]
+    for password in drawn:
+        assert len(password) == 24
+        assert set(password) <= alphabet
+        assert any(c.islower() for c in password)
+        assert any(c.isupper() for c in password)
+        assert any(c.isdigit() for c in password)
+        assert set(password) & set("-_.!")
+    # 7200 draws from 66 characters: every one turns up (a narrowed alphabet is weaker).
+    assert set("".join(drawn)) == alphabet
+    assert len(set(drawn)) == 300
+
+
+def test_a_one_time_password_never_contains_the_username_in_any_case():
+    # About half of all draws hold an `a` or an `A`: without the check some of these would.
+    for _ in range(60):
+        assert "a" not in one_time_password(avoid="A").casefold()
+    drawn = [one_time_password(avoid="") for _ in range(60)]
+    assert any("a" in password.casefold() for password in drawn)
 
 
 # The policy (ASVS V6.2): length, no username, no product name, zxcvbn score 3 or more.
