@@ -164,6 +164,17 @@ async def test_passwords_are_checked_off_the_event_loop(sqlite_url):
     assert threading.get_ident() not in hasher.threads
 
 
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priority is Linux's")
+async def test_slots_leave_the_priority_alone_unless_asked():
+    # Neither nicer nor, where the process may raise it, more urgent than the process.
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    slots = HashingSlots(size=1, queue=0, max_wait=1)
+    assert await slots.run(os.getpriority, os.PRIO_PROCESS, 0) == base
+    assert (
+        await slots.run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) == base
+    )
+
+
 # Bounded hashing: slots, a short queue, a quick refusal past it
 
 
@@ -402,6 +413,25 @@ def test_policy_accepts_strong_passwords_from_12_to_1024_characters(sqlite_url, 
 def test_the_boundaries_are_12_and_1024_characters():
     assert len("Xq7#mK2!pL9v") == 12
     assert len("velvet quasar mandolin oxbow " + "z" * 995) == 1024
+
+
+@pytest.mark.parametrize("password", ["legacylegacy2024x", "tradertrader2024x", "coincoin2024x"])
+def test_the_words_of_the_product_name_count_as_known_words(sqlite_url, password):
+    # Each scores 3 (accepted) for an estimator that does not know its word: a password
+    # made of the product's name parts is among the first tried against it.
+    with pytest.raises(WeakPasswordError, match="too easy to guess"):
+        check_password_policy(password, make_settings(sqlite_url))
+
+
+@pytest.mark.parametrize(
+    ("password", "username"), [("xalbroz-77-k", "zorblax"), ("fr0bn1tz2024", "frobnitz")]
+)
+def test_the_username_reversed_or_in_leet_counts_as_a_known_word(sqlite_url, password, username):
+    # Not the username itself (that rule is separate), but the estimator's variations of it.
+    settings = make_settings(sqlite_url)
+    check_password_policy(password, settings, username="someone-else")
+    with pytest.raises(WeakPasswordError, match="too easy to guess"):
+        check_password_policy(password, settings, username=username)
 
 
 @pytest.mark.parametrize("name", ["alice", "ALICE", "Alice"])
