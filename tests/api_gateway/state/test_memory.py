@@ -1,9 +1,13 @@
-"""The in-process state stays bounded: every 1024th operation drops what has expired."""
+"""The in-process state: bounded (every 1024th operation drops what has expired), exact at
+its time boundaries, and its API-key usage counts as the journal takes and restores them."""
 
 import asyncio
+from types import SimpleNamespace
+
+import pytest
 
 from services.api_gateway.principal import AuthMethod, Principal
-from services.api_gateway.state import ApiKeyUsage, ApiKeyUse, MemoryState
+from services.api_gateway.state import ApiKeyUsage, ApiKeyUse, MemoryState, StateCondition, memory
 from shared.clock import epoch_seconds
 
 
@@ -157,3 +161,69 @@ async def test_revocations_made_before_a_restart_are_taken_up_while_they_live():
     state.restore_revocations({"live": now + 600, "expired": now - 1})
     assert await state.is_token_revoked("live")
     assert not await state.is_token_revoked("expired")
+
+
+class Clock:
+    """The wall and monotonic clocks the state reads, moved by the test: exact boundaries."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(memory, "epoch_seconds", clock)
+    monkeypatch.setattr(memory, "time", SimpleNamespace(monotonic=clock))
+    return clock
+
+
+async def test_a_cached_api_key_is_served_until_its_ttl_and_not_at_it(clock):
+    state = MemoryState()
+    await state.cache_api_key("hash", principal("a"), 30, epoch=await state.api_key_cache_epoch())
+    clock.now = 1_029.5
+    assert await state.cached_api_key("hash") == principal("a")
+    clock.now = 1_030.0
+    assert await state.cached_api_key("hash") is None
+
+
+async def test_a_new_throttle_window_starts_at_the_exact_end_of_the_last(clock):
+    state = MemoryState()
+    limits = {"account:alice": 1}
+    assert await state.reserve_login_attempt(limits, 60) is None
+    clock.now = 1_059.5
+    assert await state.reserve_login_attempt(limits, 60) == 0.5
+    clock.now = 1_060.0
+    assert await state.reserve_login_attempt(limits, 60) is None
+    # That attempt opened a window of its own: a second one at the same instant waits it out.
+    assert await state.reserve_login_attempt(limits, 60) == 60.0
+
+
+async def test_the_wait_is_that_of_the_key_whose_window_ends_last(clock):
+    state = MemoryState()
+    await state.reserve_login_attempt({"account:alice": 1}, 60)  # until 1060
+    clock.now = 1_030.0
+    await state.reserve_login_attempt({"address:a": 1}, 60)  # until 1090
+    clock.now = 1_040.0
+    both = {"account:alice": 1, "address:a": 1}
+    assert await state.reserve_login_attempt(both, 60) == 50.0
+    assert state.login_wait(both, 1_040.0) == 50.0
+    assert state.login_wait({"account:alice": 1}, 1_040.0) == 20.0
+    assert state.login_wait({"account:alice": 2}, 1_040.0) is None
+
+
+def test_the_memory_backend_describes_itself_for_readyz():
+    assert MemoryState().condition() == StateCondition(
+        backend="memory", available=True, detail="in this process"
+    )
+
+
+async def test_status_classes_are_the_hundreds_of_the_status():
+    state = MemoryState()
+    for status in (100, 199, 200, 299, 404, 500, 599):
+        await state.record_api_key_use(use(1.0, status=status))
+    [total] = await state.api_key_usage()
+    assert total.status_classes == {"1xx": 2, "2xx": 2, "4xx": 1, "5xx": 2}
