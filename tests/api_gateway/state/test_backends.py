@@ -54,6 +54,15 @@ async def test_a_refund_never_takes_a_count_below_zero(state):
     assert await state.reserve_login_attempt({"account:alice": 1}, 60) is not None
 
 
+async def test_refunds_in_a_live_window_never_take_the_count_below_zero(state):
+    limits = {"account:alice": 1}
+    assert await state.reserve_login_attempt(limits, 60) is None
+    for _ in range(2):  # one more refund than was reserved
+        await state.refund_login_attempt(("account:alice",))
+    assert await state.reserve_login_attempt(limits, 60) is None
+    assert await state.reserve_login_attempt(limits, 60) is not None
+
+
 async def test_throttle_window_passes(state):
     await state.reserve_login_attempt({"account:alice": 1}, 0.05)
     assert await state.reserve_login_attempt({"account:alice": 1}, 0.05) is not None

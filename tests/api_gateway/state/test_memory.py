@@ -88,18 +88,18 @@ async def test_stored_counts_read_back_add_to_what_this_process_counted():
     await state.record_api_key_use(use(50.0, service="market", status=500, client="10.0.0.1"))
     stored = usage(
         username="alice-renamed-before",
-        requests=7,
-        services={"trading": 5, "market": 2},
-        status_classes={"2xx": 6, "4xx": 1},
+        requests=8,
+        services={"trading": 5, "market": 3},
+        status_classes={"2xx": 7, "4xx": 1},
         first_used_at=10.0,
         last_used_at=40.0,
         last_client="10.0.0.7",
     )
     state.restore_usage_counts([stored], unsaved=False)
     [total] = await state.api_key_usage()
-    assert total.requests == 8
-    assert total.services == {"trading": 5, "market": 3}
-    assert total.status_classes == {"2xx": 6, "4xx": 1, "5xx": 1}
+    assert total.requests == 9
+    assert total.services == {"trading": 5, "market": 4}
+    assert total.status_classes == {"2xx": 7, "4xx": 1, "5xx": 1}
     # The first use is the stored one's; the last use (and who, from where) stays this one's.
     assert (total.first_used_at, total.last_used_at) == (10.0, 50.0)
     assert (total.username, total.last_client) == ("alice", "10.0.0.1")
