@@ -227,3 +227,11 @@ async def test_status_classes_are_the_hundreds_of_the_status():
         await state.record_api_key_use(use(1.0, status=status))
     [total] = await state.api_key_usage()
     assert total.status_classes == {"1xx": 2, "2xx": 2, "4xx": 1, "5xx": 2}
+
+
+async def test_a_revocation_ending_at_the_restart_is_not_taken_up(clock):
+    # As the sweep drops it: a token is revoked until, not at, its expiry.
+    state = MemoryState()
+    state.restore_revocations({"ends-now": 1_000.0, "ends-later": 1_000.5})
+    assert not await state.is_token_revoked("ends-now")
+    assert await state.is_token_revoked("ends-later")
