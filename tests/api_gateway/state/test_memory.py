@@ -90,7 +90,7 @@ async def test_stored_counts_read_back_add_to_what_this_process_counted():
         username="alice-renamed-before",
         requests=8,
         services={"trading": 5, "market": 3},
-        status_classes={"2xx": 7, "4xx": 1},
+        status_classes={"2xx": 6, "4xx": 1, "5xx": 1},
         first_used_at=10.0,
         last_used_at=40.0,
         last_client="10.0.0.7",
@@ -99,7 +99,7 @@ async def test_stored_counts_read_back_add_to_what_this_process_counted():
     [total] = await state.api_key_usage()
     assert total.requests == 9
     assert total.services == {"trading": 5, "market": 4}
-    assert total.status_classes == {"2xx": 7, "4xx": 1, "5xx": 1}
+    assert total.status_classes == {"2xx": 6, "4xx": 1, "5xx": 2}
     # The first use is the stored one's; the last use (and who, from where) stays this one's.
     assert (total.first_used_at, total.last_used_at) == (10.0, 50.0)
     assert (total.username, total.last_client) == ("alice", "10.0.0.1")
@@ -235,3 +235,21 @@ async def test_a_revocation_ending_at_the_restart_is_not_taken_up(clock):
     state.restore_revocations({"ends-now": 1_000.0, "ends-later": 1_000.5})
     assert not await state.is_token_revoked("ends-now")
     assert await state.is_token_revoked("ends-later")
+
+
+async def test_the_sweep_drops_what_ends_at_its_exact_time(clock):
+    state = MemoryState()
+    await state.revoke_token("ends-then", 2_000.0)
+    await state.revoke_token("ends-later", 2_000.5)
+    await state.track_token(subject="gone", jti="g", expires_at=2_000.0)  # op 1
+    await state.track_token(subject="kept", jti="k", expires_at=2_000.5)  # op 2
+    clock.now = 1_940.0
+    await state.reserve_login_attempt({"account:a": 5}, 60)  # until 2000, op 3
+    clock.now = 2_000.0
+    for n in range(MemoryState._SWEEP_EVERY - 3):  # up to the sweeping op
+        await state.track_token(subject="kept", jti=f"k{n}", expires_at=2_000.5)
+    assert not await state.is_token_revoked("ends-then")
+    assert await state.is_token_revoked("ends-later")
+    assert "gone" not in state._issued
+    assert len(state._issued["kept"]) == MemoryState._SWEEP_EVERY - 2
+    assert state._failures == {}
