@@ -140,9 +140,14 @@ async def test_invalidating_a_user_drops_only_their_cached_keys(state):
     await state.cache_api_key(
         "h-bob", principal("bob"), ttl=60, epoch=await state.api_key_cache_epoch()
     )
-    await state.invalidate_api_keys("alice")
+    await state.cache_api_key(
+        "h-aaron", principal("aaron"), ttl=60, epoch=await state.api_key_cache_epoch()
+    )
+    # A name as a request carries it: equal to the cached one, not the same object.
+    await state.invalidate_api_keys("".join(["ali", "ce"]))
     assert await state.cached_api_key("h-alice") is None
     assert await state.cached_api_key("h-bob") is not None
+    assert await state.cached_api_key("h-aaron") is not None
 
 
 async def test_api_key_usage_counts_per_service_and_status_class(state):

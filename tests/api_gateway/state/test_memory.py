@@ -243,13 +243,31 @@ async def test_the_sweep_drops_what_ends_at_its_exact_time(clock):
     await state.revoke_token("ends-later", 2_000.5)
     await state.track_token(subject="gone", jti="g", expires_at=2_000.0)  # op 1
     await state.track_token(subject="kept", jti="k", expires_at=2_000.5)  # op 2
+    epoch = await state.api_key_cache_epoch()
+    await state.cache_api_key("ends-then", principal("a"), 1_000, epoch=epoch)  # op 3
+    await state.cache_api_key("ends-later", principal("b"), 1_000.5, epoch=epoch)  # op 4
     clock.now = 1_940.0
-    await state.reserve_login_attempt({"account:a": 5}, 60)  # until 2000, op 3
+    await state.reserve_login_attempt({"account:a": 5}, 60)  # until 2000, op 5
     clock.now = 2_000.0
-    for n in range(MemoryState._SWEEP_EVERY - 3):  # up to the sweeping op
+    for n in range(MemoryState._SWEEP_EVERY - 5):  # up to the sweeping op
         await state.track_token(subject="kept", jti=f"k{n}", expires_at=2_000.5)
     assert not await state.is_token_revoked("ends-then")
     assert await state.is_token_revoked("ends-later")
     assert "gone" not in state._issued
-    assert len(state._issued["kept"]) == MemoryState._SWEEP_EVERY - 2
+    assert len(state._issued["kept"]) == MemoryState._SWEEP_EVERY - 4
+    assert list(state._api_keys) == ["ends-later"]
     assert state._failures == {}
+
+
+async def test_every_1024th_operation_sweeps_not_only_the_first(clock):
+    state = MemoryState()
+    for n in range(MemoryState._SWEEP_EVERY):
+        await state.track_token(subject="a", jti=f"a{n}", expires_at=1_500.0)
+    await state.revoke_token("second-round", 1_500.0)
+    clock.now = 1_600.0
+    for n in range(MemoryState._SWEEP_EVERY - 1):
+        await state.track_token(subject="b", jti=f"b{n}", expires_at=9_000.0)
+    assert await state.is_token_revoked("second-round")
+    await state.track_token(subject="b", jti="last", expires_at=9_000.0)  # op 2048
+    assert not await state.is_token_revoked("second-round")
+    assert "a" not in state._issued
