@@ -4,6 +4,7 @@ and its filters do what they say. Cheap: no mutant is run here."""
 from __future__ import annotations
 
 import re
+import shlex
 
 import parso
 import pytest
@@ -148,3 +149,11 @@ def test_a_keyword_only_marker_is_not_taken_for_a_multiplication():
     source = "def f(a, *, b=2):\n    return a * b + 1\n"
     # `a * b + 1`: the sum (col 11 to 20) and the product in it (col 11 to 16); not the `*` at col 9.
     assert sorted(mutation.arithmetic_spans(source)) == [((2, 11), (2, 16)), ((2, 11), (2, 20))]
+
+
+def test_a_keyword_reaches_pytest_as_one_argument_through_the_test_command():
+    target = mutation.Target(path="m.py", tests=("tests/x/test_a.py",), keyword="not redis")
+    command = mutation.test_command(SETTINGS, target)
+    assert command[-3:] == ["-k", "not redis", "tests/x/test_a.py"]
+    # cosmic-ray splits its test-command with shlex: the expression must stay one argument.
+    assert shlex.split(shlex.join(command))[-3:] == ["-k", "not redis", "tests/x/test_a.py"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import secrets
 import time
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
 
 from devstack.databases import SHARED_REDIS_URL, shared_prefix
@@ -328,3 +332,90 @@ async def test_a_frontend_started_after_a_rotation_opens_sessions_of_the_previou
         assert await restarted.get(made.id) is None
     finally:
         await restarted.close()
+
+
+def sealed_by_hand(token: str, *, bound_to: str, nonce: bytes) -> str:
+    """Seal as the module's docstring says: AES-GCM, a key derived (HKDF-SHA256) from the
+    session secret for this one purpose, a 12-byte nonce first, the session's key as data."""
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"lct-frontend-session-token"
+    ).derive(SECRET.get_secret_value().encode())
+    sealed = AESGCM(key).encrypt(nonce, token.encode(), bound_to.encode())
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def test_the_sealed_token_format_is_stable_across_frontend_builds():
+    # Replicas of two releases share one Redis during a rolling upgrade: each opens the
+    # other's tokens only while the format (key purpose, nonce size) stays the same.
+    cipher = TokenCipher(SECRET)
+    by_hand = sealed_by_hand(TOKEN, bound_to="digest-a", nonce=bytes(range(12)))
+    assert cipher.decrypt(by_hand, bound_to="digest-a") == TOKEN
+    raw = base64.urlsafe_b64decode(cipher.encrypt(TOKEN, bound_to="digest-a"))
+    assert len(raw) == 12 + len(TOKEN) + 16  # nonce, ciphertext, tag
+    assert (
+        sealed_by_hand(TOKEN, bound_to="digest-a", nonce=raw[:12])
+        == base64.urlsafe_b64encode(raw).decode()
+    )
+
+
+async def test_a_session_ends_at_its_exact_idle_deadline(store, clock):
+    made = await sign_in(store)
+    clock.now = made.created_at + 599.5
+    assert await store.get(made.id) is not None
+    clock.now = made.created_at + 600
+    assert await store.get(made.id) is None
+
+
+async def test_an_unreadable_stored_session_is_signed_out_and_logged_without_its_id(
+    store, caplog: pytest.LogCaptureFixture
+):
+    made = await sign_in(store)
+    key = f"{store.prefix_for_test}session:{session_digest(made.id)}"
+    with raw() as client:
+        client.hset(key, "data", '{"token": null, "csrf": "c"}')  # fields missing
+    with caplog.at_level(logging.WARNING, logger="services.frontend.redis_sessions"):
+        assert await store.get(made.id) is None
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        "a stored session could not be read; it is treated as signed out"
+    )
+    assert made.id not in caplog.text
+
+
+async def test_the_live_session_count_is_this_prefix_s_even_with_glob_characters(clock):
+    with shared_prefix() as base:
+        globby, lookalike = f"{base}[a]*?:", f"{base}a-other?:"
+        stores = [
+            RedisSessionStore(
+                SHARED_REDIS_URL, secret=SECRET, idle_timeout=600, lifetime=3600, prefix=p
+            )
+            for p in (globby, lookalike)
+        ]
+        try:
+            for user in ("alice", "bob"):
+                await sign_in(stores[0], user)
+            for user in ("carol", "dave", "erin"):
+                await sign_in(stores[1], user)
+            # Unescaped, `[a]*?:session:*` would match the other prefix's sessions too.
+            assert await stores[0].count() == 2
+            assert await stores[1].count() == 3
+        finally:
+            for each in stores:
+                await each.close()
+
+
+async def test_counting_with_redis_down_is_the_store_s_clear_error(tmp_path: Path):
+    server = RedisServer(tmp_path).start()
+    sessions = RedisSessionStore(
+        server.url, secret=SECRET, idle_timeout=600, lifetime=3600, timeout=0.5
+    )
+    try:
+        await sign_in(sessions)
+        assert await sessions.count() == 1
+        server.stop()
+        with pytest.raises(SessionStoreUnavailable):
+            await sessions.count()
+    finally:
+        server.stop()
+        await sessions.close()

@@ -110,6 +110,21 @@ class TestCreate:
         assert await store.get(session.id) is None
         assert await store.get(newest.id) is not None
 
+    async def test_ending_one_session_keeps_the_users_others_counted(self, clock):
+        store = small_store(clock, per_user=3)
+        first = await signed_in(store)
+        clock.advance(1)
+        second = await signed_in(store)
+        clock.advance(1)
+        third = await signed_in(store)
+        await store.delete(first.id)  # second and third still count against the cap
+        clock.advance(1)
+        await signed_in(store)
+        clock.advance(1)
+        await signed_in(store)  # the fourth live one: the oldest, second, ends
+        assert await store.get(second.id) is None
+        assert await store.get(third.id) is not None
+
 
 class TestIdleTimeout:
     async def test_a_session_lives_until_the_idle_timeout(self, store, clock):
@@ -270,3 +285,15 @@ class TestDerivedKeys:
         first = keys.current
         keys.rotate(SecretStr("first secret " * 3), activate_at=0.0)
         assert keys.verifying() == (first,)
+
+    def test_a_second_rotation_before_the_first_activates_replaces_it(self, clock):
+        keys = DerivedKeys(SecretStr("first secret " * 3), b"purpose", clock=clock)
+        first = keys.current
+        keys.rotate(SecretStr("second secret " * 3), activate_at=clock.now + 10)
+        keys.rotate(SecretStr("third secret " * 3), activate_at=clock.now + 20)
+        third = DerivedKeys(SecretStr("third secret " * 3), b"purpose", clock=clock).current
+        assert keys.verifying() == (first, third)
+        # The same rotation seen again keeps its first activation time.
+        keys.rotate(SecretStr("third secret " * 3), activate_at=clock.now + 99)
+        clock.advance(20)
+        assert keys.current == third

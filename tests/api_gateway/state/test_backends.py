@@ -54,6 +54,32 @@ async def test_a_refund_never_takes_a_count_below_zero(state):
     assert await state.reserve_login_attempt({"account:alice": 1}, 60) is not None
 
 
+async def test_refunds_in_a_live_window_never_take_the_count_below_zero(state):
+    limits = {"account:alice": 1}
+    assert await state.reserve_login_attempt(limits, 60) is None
+    for _ in range(2):  # one more refund than was reserved
+        await state.refund_login_attempt(("account:alice",))
+    assert await state.reserve_login_attempt(limits, 60) is None
+    assert await state.reserve_login_attempt(limits, 60) is not None
+
+
+async def test_a_refund_gives_back_exactly_one_attempt(state):
+    limits = {"account:alice": 5}
+    for _ in range(3):
+        assert await state.reserve_login_attempt(limits, 60) is None
+    await state.refund_login_attempt(("account:alice",))
+    for _ in range(3):  # 2 counted, 3 left
+        assert await state.reserve_login_attempt(limits, 60) is None
+    assert await state.reserve_login_attempt(limits, 60) is not None
+
+
+async def test_a_key_past_a_lower_limit_is_refused(state):
+    # Replicas of a rolling configuration change share the counts but not the limit.
+    for _ in range(4):
+        assert await state.reserve_login_attempt({"account:alice": 5}, 60) is None
+    assert await state.reserve_login_attempt({"account:alice": 3}, 60) is not None
+
+
 async def test_throttle_window_passes(state):
     await state.reserve_login_attempt({"account:alice": 1}, 0.05)
     assert await state.reserve_login_attempt({"account:alice": 1}, 0.05) is not None
@@ -114,9 +140,14 @@ async def test_invalidating_a_user_drops_only_their_cached_keys(state):
     await state.cache_api_key(
         "h-bob", principal("bob"), ttl=60, epoch=await state.api_key_cache_epoch()
     )
-    await state.invalidate_api_keys("alice")
+    await state.cache_api_key(
+        "h-aaron", principal("aaron"), ttl=60, epoch=await state.api_key_cache_epoch()
+    )
+    # A name as a request carries it: equal to the cached one, not the same object.
+    await state.invalidate_api_keys("".join(["ali", "ce"]))
     assert await state.cached_api_key("h-alice") is None
     assert await state.cached_api_key("h-bob") is not None
+    assert await state.cached_api_key("h-aaron") is not None
 
 
 async def test_api_key_usage_counts_per_service_and_status_class(state):
@@ -166,3 +197,13 @@ async def test_an_invalidation_while_a_key_is_verified_keeps_it_out_of_the_cache
         "h-alice", principal("alice"), ttl=60, epoch=await state.api_key_cache_epoch()
     )
     assert await state.cached_api_key("h-alice") == principal("alice")
+
+
+async def test_a_verification_older_than_the_tenth_invalidation_is_not_cached(state):
+    # Cache epochs are compared for equality, never ordered: "...9" sorts after "...10".
+    for _ in range(9):
+        await state.invalidate_api_keys("alice")
+    epoch = await state.api_key_cache_epoch()
+    await state.invalidate_api_keys("alice")
+    await state.cache_api_key("h-alice", principal("alice"), ttl=60, epoch=epoch)
+    assert await state.cached_api_key("h-alice") is None

@@ -17,6 +17,7 @@ from services.portfolio.accounts.passwords import (
     HashingSlots,
     PasswordHasher,
     check_password_policy,
+    one_time_password,
 )
 from services.portfolio.errors import IdentityBusyError, InvalidCredentialsError, WeakPasswordError
 from tests.portfolio.conftest import PASSWORD, make_settings
@@ -164,6 +165,17 @@ async def test_passwords_are_checked_off_the_event_loop(sqlite_url):
     assert threading.get_ident() not in hasher.threads
 
 
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priority is Linux's")
+async def test_slots_leave_the_priority_alone_unless_asked():
+    # Neither nicer nor, where the process may raise it, more urgent than the process.
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    slots = HashingSlots(size=1, queue=0, max_wait=1)
+    assert await slots.run(os.getpriority, os.PRIO_PROCESS, 0) == base
+    assert (
+        await slots.run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) == base
+    )
+
+
 # Bounded hashing: slots, a short queue, a quick refusal past it
 
 
@@ -221,6 +233,30 @@ async def test_each_run_gives_back_exactly_one_slot_so_the_bound_holds_after_man
         assert (slots.running, slots.waiting) == (2, 1)
         gate.release.set()
     assert (slots.running, slots.waiting) == (0, 0)
+
+
+async def test_running_and_waiting_count_the_slots_taken_and_the_callers_queued():
+    slots = HashingSlots(size=3, queue=4, max_wait=30)
+    gate = Gate()
+    async with anyio.create_task_group() as group:
+        for started, expected in ((1, (1, 0)), (2, (2, 0)), (3, (3, 0))):
+            group.start_soon(slots.run, gate.job, started)
+            await gate.wait_started(1)
+            assert (slots.running, slots.waiting) == expected
+        group.start_soon(slots.run, gate.job, 4)
+        group.start_soon(slots.run, gate.job, 5)
+        while slots.waiting < 2:
+            await anyio.sleep(0.01)
+        assert (slots.running, slots.waiting) == (3, 2)
+        gate.release.set()
+    assert (slots.running, slots.waiting) == (0, 0)
+
+
+async def test_hashes_run_on_threads_named_for_them():
+    # What a thread dump (py-spy, /proc) shows: the hashing threads stand apart.
+    slots = HashingSlots(size=2, queue=0, max_wait=1)
+    name = await slots.run(lambda: threading.current_thread().name)
+    assert name.startswith("password-hashing_")
 
 
 async def test_a_queued_caller_waits_at_most_max_wait():
@@ -318,6 +354,29 @@ async def test_hashes_run_at_a_lower_priority_than_the_rest_of_the_process(sqlit
     assert await plain.slots.run(niceness) == base
 
 
+def test_one_time_passwords_are_24_characters_of_each_kind_from_the_whole_alphabet():
+    alphabet = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!")
+    drawn = [one_time_password() for _ in range(300)]
+    for password in drawn:
+        assert len(password) == 24
+        assert set(password) <= alphabet
+        assert any(c.islower() for c in password)
+        assert any(c.isupper() for c in password)
+        assert any(c.isdigit() for c in password)
+        assert set(password) & set("-_.!")
+    # 7200 draws from 66 characters: every one turns up (a narrowed alphabet is weaker).
+    assert set("".join(drawn)) == alphabet
+    assert len(set(drawn)) == 300
+
+
+def test_a_one_time_password_never_contains_the_username_in_any_case():
+    # About half of all draws hold an `a` or an `A`: without the check some of these would.
+    for _ in range(60):
+        assert "a" not in one_time_password(avoid="A").casefold()
+    drawn = [one_time_password(avoid="") for _ in range(60)]
+    assert any("a" in password.casefold() for password in drawn)
+
+
 # The policy (ASVS V6.2): length, no username, no product name, zxcvbn score 3 or more.
 
 
@@ -355,6 +414,25 @@ def test_policy_accepts_strong_passwords_from_12_to_1024_characters(sqlite_url, 
 def test_the_boundaries_are_12_and_1024_characters():
     assert len("Xq7#mK2!pL9v") == 12
     assert len("velvet quasar mandolin oxbow " + "z" * 995) == 1024
+
+
+@pytest.mark.parametrize("password", ["legacylegacy2024x", "tradertrader2024x", "coincoin2024x"])
+def test_the_words_of_the_product_name_count_as_known_words(sqlite_url, password):
+    # Each scores 3 (accepted) for an estimator that does not know its word: a password
+    # made of the product's name parts is among the first tried against it.
+    with pytest.raises(WeakPasswordError, match="too easy to guess"):
+        check_password_policy(password, make_settings(sqlite_url))
+
+
+@pytest.mark.parametrize(
+    ("password", "username"), [("xalbroz-77-k", "zorblax"), ("fr0bn1tz2024", "frobnitz")]
+)
+def test_the_username_reversed_or_in_leet_counts_as_a_known_word(sqlite_url, password, username):
+    # Not the username itself (that rule is separate), but the estimator's variations of it.
+    settings = make_settings(sqlite_url)
+    check_password_policy(password, settings, username="someone-else")
+    with pytest.raises(WeakPasswordError, match="too easy to guess"):
+        check_password_policy(password, settings, username=username)
 
 
 @pytest.mark.parametrize("name", ["alice", "ALICE", "Alice"])
