@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.api_gateway import users
+from services.api_gateway import mfa, users
 from services.api_gateway.config import GatewaySecrets, Settings
 from services.api_gateway.errors import EXCEPTION_HANDLERS
 from services.api_gateway.middleware import AccessLogMiddleware
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, secrets: GatewaySecrets | None 
         docs_url=None,
         redoc_url=None,
     )
-    for router in (*routers, *users.routers):
+    for router in (*routers, *users.routers, *mfa.routers):
         app.include_router(router)
     add_offline_docs(app)
     use_relative_slash_redirects(app.router)

@@ -17,6 +17,9 @@ from services.portfolio.accounts.schemas import (
     ApiKeyVerified,
     AuditPageOut,
     Credentials,
+    EnrolConfirmIn,
+    EnrolStartIn,
+    FactorsOut,
     IssuedPasswordOut,
     KeyUsageIn,
     KeyUsageOut,
@@ -26,7 +29,10 @@ from services.portfolio.accounts.schemas import (
     RevocationIn,
     RevocationsOut,
     RolesIn,
+    SecondStepIn,
     ThrottledIn,
+    TotpConfirmed,
+    TotpEnrolment,
     UserOut,
     UsersOut,
 )
@@ -48,8 +54,56 @@ CHANGES_WINDOW_MAX = 24 * 3600.0
 
 @router.post("/authenticate")
 async def authenticate(body: Credentials, identity: IdentityDep, audit: AuditDep) -> UserOut:
-    """Check a username and password."""
-    return UserOut(user=await identity.authenticate(body.username, body.password, audit=audit))
+    """Check a username and password; `401 mfa_required` with a challenge when a second
+    factor is due (or, `enrolment_required`, must first be enrolled)."""
+    return UserOut(user=await identity.login(body.username, body.password, audit=audit))
+
+
+@router.post("/mfa/verify")
+async def verify_second_step(body: SecondStepIn, identity: IdentityDep, audit: AuditDep) -> UserOut:
+    """Answer a login challenge with a TOTP code or a recovery code."""
+    user = await identity.verify_second_step(
+        body.challenge, code=body.code, recovery_code=body.recovery_code, audit=audit
+    )
+    return UserOut(user=user)
+
+
+@router.get("/users/{username}/mfa")
+async def list_factors(username: str, identity: IdentityDep) -> FactorsOut:
+    """List a user's second factors."""
+    return await identity.list_factors(username)
+
+
+@router.post("/mfa/totp")
+async def start_totp(body: EnrolStartIn, identity: IdentityDep) -> TotpEnrolment:
+    """Start a TOTP enrolment for a user, or for the owner of an enrolment challenge."""
+    name = await identity.enrolling_user(username=body.username, challenge=body.challenge)
+    return await identity.start_totp(name, label=body.label)
+
+
+@router.post("/mfa/totp/confirm")
+async def confirm_totp(
+    body: EnrolConfirmIn, identity: IdentityDep, audit: AuditDep
+) -> TotpConfirmed:
+    """Confirm a TOTP enrolment with its first code; recovery codes come back this once."""
+    name = await identity.enrolling_user(username=body.username, challenge=body.challenge)
+    return await identity.confirm_totp(
+        name, body.factor_id, body.code, challenge=body.challenge, audit=audit
+    )
+
+
+@router.delete("/users/{username}/mfa/{factor_id}")
+async def remove_factor(
+    username: str, factor_id: int, identity: IdentityDep, audit: AuditDep
+) -> FactorsOut:
+    """Remove a factor; `409 conflict` for the last one of an account that requires one."""
+    return await identity.remove_factor(username, factor_id, audit=audit)
+
+
+@router.post("/users/{username}/mfa/reset")
+async def reset_mfa(username: str, identity: IdentityDep, audit: AuditDep) -> UserOut:
+    """Remove every factor of a user (an admin's reset); their live access ends."""
+    return UserOut(user=await identity.reset_mfa(username, audit=audit))
 
 
 @router.post("/api-keys/verify")
