@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from services.api_gateway import metrics
 from services.api_gateway.accounts import IdentityUser
@@ -224,14 +225,20 @@ class Authenticator:
         return await self._issue(user)
 
     async def second_step(
-        self, challenge: str, *, code: str | None, recovery_code: str | None, client: str | None
+        self,
+        challenge: str,
+        *,
+        code: str | None,
+        recovery_code: str | None,
+        passkey: dict[str, Any] | None = None,
+        client: str | None,
     ) -> Login:
         """Answer a login challenge (TOTP or recovery code) and issue a token. Throttled per
         address here; per account (the challenge's owner) by the identity service."""
         try:
             async with self._throttled(None, client, attempts="codes"):
                 user = await self._identity.verify_second_step(
-                    challenge, code=code, recovery_code=recovery_code
+                    challenge, code=code, recovery_code=recovery_code, passkey=passkey
                 )
         except GatewayError as exc:
             metrics.authentication_failed(Credential.PASSWORD, exc.code)
@@ -248,6 +255,26 @@ class Authenticator:
                 username=None, challenge=challenge, factor_id=factor_id, code=code
             )
         return await self._issue(user, second_factor=True), codes
+
+    async def finish_passkey_enrolment(
+        self,
+        challenge: str,
+        handle: str,
+        credential: dict[str, Any],
+        label: str,
+        *,
+        client: str | None,
+    ) -> tuple[Login, int, list[str]]:
+        """Register the passkey an enrolment-only challenge allowed; then sign in."""
+        async with self._throttled(None, client, attempts="codes"):
+            user, factor_id, codes = await self._identity.register_passkey(
+                username=None,
+                challenge=challenge,
+                handle=handle,
+                credential=credential,
+                label=label,
+            )
+        return await self._issue(user, second_factor=True), factor_id, codes
 
     async def _issue(self, user: IdentityUser, *, second_factor: bool = False) -> Login:
         if not second_factor and self._settings.mfa_roles() & set(user.roles):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -61,15 +62,74 @@ class IdentityClient:
         return _read(_USER, body.get("user"), "a user")
 
     async def verify_second_step(
-        self, challenge: str, *, code: str | None, recovery_code: str | None
+        self,
+        challenge: str,
+        *,
+        code: str | None,
+        recovery_code: str | None,
+        passkey: dict[str, Any] | None = None,
     ) -> IdentityUser:
-        """Answer a login challenge with a TOTP or recovery code; return the user."""
+        """Answer a login challenge with a TOTP or recovery code, or a passkey assertion;
+        return the user."""
         body = await self._call(
             "POST",
             "/internal/identity/mfa/verify",
-            {"challenge": challenge, "code": code, "recovery_code": recovery_code},
+            {
+                "challenge": challenge,
+                "code": code,
+                "recovery_code": recovery_code,
+                "passkey": json.dumps(passkey) if passkey is not None else None,
+            },
         )
         return _read(_USER, body.get("user"), "a user")
+
+    async def passkey_registration_options(
+        self, *, username: str | None, challenge: str | None
+    ) -> dict[str, Any]:
+        """Start a passkey registration; return `handle` and the WebAuthn `options`."""
+        return await self._call(
+            "POST",
+            "/internal/identity/mfa/passkey/register/options",
+            {"username": username, "challenge": challenge},
+        )
+
+    async def register_passkey(
+        self,
+        *,
+        username: str | None,
+        challenge: str | None,
+        handle: str,
+        credential: dict[str, Any],
+        label: str,
+    ) -> tuple[IdentityUser, int, list[str]]:
+        """Verify a passkey registration; return the user, the factor id and the recovery
+        codes (shown once)."""
+        body = await self._call(
+            "POST",
+            "/internal/identity/mfa/passkey/register",
+            {
+                "username": username,
+                "challenge": challenge,
+                "handle": handle,
+                "credential": json.dumps(credential),
+                "label": label,
+            },
+        )
+        codes = body.get("recovery_codes")
+        factor_id = body.get("factor_id")
+        if (
+            not isinstance(codes, list)
+            or not all(isinstance(code, str) for code in codes)
+            or not isinstance(factor_id, int)
+        ):
+            raise UpstreamUnavailable("the identity service answered a registration without codes")
+        return _read(_USER, body.get("user"), "a user"), factor_id, codes
+
+    async def passkey_login_options(self, challenge: str) -> dict[str, Any]:
+        """Return the WebAuthn options of a passkey sign-in answering a login challenge."""
+        return await self._call(
+            "POST", "/internal/identity/mfa/passkey/options", {"challenge": challenge}
+        )
 
     async def list_factors(self, username: str) -> dict[str, Any]:
         """Return a user's factors (`factors`, `recovery_codes_left`, `required`)."""

@@ -12,6 +12,11 @@ from services.api_gateway.routes import token_response
 from services.api_gateway.runtime import Runtime
 from services.api_gateway.schemas import (
     FactorsResponse,
+    PasskeyLoginOptionsRequest,
+    PasskeyLoginOptionsResponse,
+    PasskeyOptionsRequest,
+    PasskeyOptionsResponse,
+    PasskeyRegisterRequest,
     TotpConfirmRequest,
     TotpConfirmResponse,
     TotpEnrolmentResponse,
@@ -101,6 +106,75 @@ async def confirm_totp(
         username=principal.username, challenge=None, factor_id=body.factor_id, code=body.code
     )
     return TotpConfirmResponse(factor_id=body.factor_id, recovery_codes=codes)
+
+
+@auth.post(
+    "/passkey/register/options",
+    response_model=PasskeyOptionsResponse,
+    summary="Start a passkey registration",
+    responses=error_responses(401, 403, 404, 422, 502, 503, 504),
+)
+async def passkey_registration_options(
+    body: PasskeyOptionsRequest, request: Request, runtime: RuntimeDep, context: ContextDep
+) -> PasskeyOptionsResponse:
+    """Return the options for `navigator.credentials.create` (attestation `none`, user
+    verification preferred) and the `handle` to send back with the credential: for the
+    caller (bearer), or for the owner of an enrolment `challenge`."""
+    if body.challenge is not None:
+        started = await runtime.identity.passkey_registration_options(
+            username=None, challenge=body.challenge
+        )
+    else:
+        principal = await _person(request, runtime, context)
+        started = await runtime.identity.passkey_registration_options(
+            username=principal.username, challenge=None
+        )
+    return PasskeyOptionsResponse.model_validate(started)
+
+
+@auth.post(
+    "/passkey/register",
+    response_model=TotpConfirmResponse,
+    summary="Register a passkey",
+    responses=error_responses(401, 403, 422, 429, 502, 503, 504),
+)
+async def register_passkey(
+    body: PasskeyRegisterRequest, request: Request, runtime: RuntimeDep, context: ContextDep
+) -> TotpConfirmResponse:
+    """Verify the registration ceremony and keep the passkey; recovery codes come back once
+    (empty when the earlier ones still stand). With an enrolment challenge the sign-in
+    completes: the answer carries the token."""
+    if body.challenge is not None:
+        login, factor_id, codes = await runtime.authenticator.finish_passkey_enrolment(
+            body.challenge, body.handle, body.credential, body.label, client=context.client
+        )
+        return TotpConfirmResponse(
+            factor_id=factor_id, recovery_codes=codes, token=token_response(login)
+        )
+    principal = await _person(request, runtime, context)
+    _, factor_id, codes = await runtime.identity.register_passkey(
+        username=principal.username,
+        challenge=None,
+        handle=body.handle,
+        credential=body.credential,
+        label=body.label,
+    )
+    return TotpConfirmResponse(factor_id=factor_id, recovery_codes=codes)
+
+
+@auth.post(
+    "/passkey/options",
+    response_model=PasskeyLoginOptionsResponse,
+    summary="Options of a passkey sign-in",
+    responses=error_responses(401, 422, 502, 503, 504),
+)
+async def passkey_login_options(
+    body: PasskeyLoginOptionsRequest, runtime: RuntimeDep
+) -> PasskeyLoginOptionsResponse:
+    """Return the options for `navigator.credentials.get` answering a login challenge; send
+    the credential to `POST /auth/token` as `{"challenge", "passkey"}`."""
+    answer = await runtime.identity.passkey_login_options(body.challenge)
+    return PasskeyLoginOptionsResponse.model_validate(answer)
 
 
 @auth.delete(

@@ -111,12 +111,13 @@ async def _token_request(request: Request) -> TokenRequest | SecondStepRequest:
         raise InvalidRequest(
             describe_validation_errors(errors), fields=invalid_fields(errors)
         ) from None
-    if isinstance(parsed, SecondStepRequest) and (parsed.code is None) == (
-        parsed.recovery_code is None
+    if isinstance(parsed, SecondStepRequest) and (
+        sum(answer is not None for answer in (parsed.code, parsed.recovery_code, parsed.passkey))
+        != 1
     ):
         raise InvalidRequest(
-            "code: give either code (from the authenticator app) or recovery_code",
-            fields=["code", "recovery_code"],
+            "code: give one of code (from the authenticator app), recovery_code or passkey",
+            fields=["code", "recovery_code", "passkey"],
         )
     return parsed
 
@@ -154,6 +155,7 @@ async def issue_token(request: Request, runtime: RuntimeDep, context: ContextDep
             credentials.challenge,
             code=credentials.code,
             recovery_code=credentials.recovery_code,
+            passkey=credentials.passkey,
             client=context.client,
         )
         username = login.username

@@ -250,6 +250,9 @@ class SecondStepRequest(BaseModel):
     challenge: Challenge
     code: Code | None = None
     recovery_code: Code | None = None
+    # A passkey assertion: the credential `navigator.credentials.get` returned, as JSON
+    # (options from `POST /auth/mfa/passkey/options`).
+    passkey: dict[str, Any] | None = None
 
 
 class MfaChallengeError(BaseModel):
@@ -324,3 +327,40 @@ class TotpConfirmResponse(BaseModel):
     factor_id: int
     recovery_codes: list[str]
     token: TokenResponse | None = None
+
+
+class PasskeyOptionsRequest(BaseModel):
+    """Start a passkey registration: as the signed-in user (bearer), or with the enrolment
+    challenge of a `mfa_required` answer."""
+
+    challenge: Challenge | None = None
+
+
+class PasskeyOptionsResponse(BaseModel):
+    """The handle of the ceremony and its options for `navigator.credentials.create`."""
+
+    handle: str
+    options: dict[str, Any]
+
+
+class PasskeyRegisterRequest(BaseModel):
+    """The credential `navigator.credentials.create` returned, as JSON."""
+
+    handle: Challenge
+    credential: dict[str, Any]
+    challenge: Challenge | None = None
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = (
+        "Passkey"
+    )
+
+
+class PasskeyLoginOptionsRequest(BaseModel):
+    """A login challenge to answer with a passkey."""
+
+    challenge: Challenge
+
+
+class PasskeyLoginOptionsResponse(BaseModel):
+    """Options for `navigator.credentials.get`."""
+
+    options: dict[str, Any]

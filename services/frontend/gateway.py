@@ -312,6 +312,56 @@ class Gateway:
         token_body = body.get("token")
         return codes, _grant(token_body) if isinstance(token_body, dict) else None
 
+    async def passkey_registration_options(
+        self, *, token: str | None = None, challenge: str | None = None
+    ) -> dict[str, Any]:
+        """Start a passkey registration: `handle` and the WebAuthn `options`."""
+        payload = {"challenge": challenge} if challenge is not None else {}
+        return dict(
+            await self._call(
+                "POST", "/auth/mfa/passkey/register/options", token=token, json=payload
+            )
+        )
+
+    async def register_passkey(
+        self,
+        handle: str,
+        credential: dict[str, Any],
+        *,
+        token: str | None = None,
+        challenge: str | None = None,
+        client: str | None = None,
+    ) -> tuple[list[str], TokenGrant | None]:
+        """Register a passkey; return the recovery codes and, after an enrolment challenge,
+        the token of the sign-in it completes."""
+        payload: dict[str, Any] = {"handle": handle, "credential": credential}
+        if challenge is not None:
+            payload["challenge"] = challenge
+        body = await self._call(
+            "POST", "/auth/mfa/passkey/register", token=token, json=payload, client=client
+        )
+        codes = [str(code) for code in body.get("recovery_codes", [])]
+        token_body = body.get("token")
+        return codes, _grant(token_body) if isinstance(token_body, dict) else None
+
+    async def passkey_login_options(self, challenge: str) -> dict[str, Any]:
+        """Return the WebAuthn options answering a login challenge with a passkey."""
+        return dict(
+            await self._call("POST", "/auth/mfa/passkey/options", json={"challenge": challenge})
+        )
+
+    async def passkey_sign_in(
+        self, challenge: str, credential: dict[str, Any], *, client: str | None = None
+    ) -> TokenGrant:
+        """Answer a login challenge with a passkey assertion; get the token."""
+        body = await self._call(
+            "POST",
+            "/auth/token",
+            json={"challenge": challenge, "passkey": credential},
+            client=client,
+        )
+        return _grant(body)
+
     async def mfa_factors(self, token: str) -> dict[str, Any]:
         """Return the caller's second factors."""
         return dict(await self._call("GET", "/auth/mfa", token=token))

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 import segno
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from markupsafe import Markup
 
+from services.frontend.csrf import FormPass
 from services.frontend.deps import (
     FormSession,
     FormSignerDep,
@@ -28,6 +29,7 @@ from services.frontend.routes.auth import (
     open_session,
     status_of_failure,
 )
+from services.frontend.sessions import Session
 from shared.errors import ErrorCode
 
 router = APIRouter()
@@ -237,3 +239,126 @@ async def remove_factor(
     session.flash = "The factor was removed."
     await store.save(session)
     return redirect("/account/security")
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise CsrfError()
+    return body
+
+
+def _json_error(error: FrontendError) -> JSONResponse:
+    message = (
+        failure_message(error, CODE_MESSAGES)
+        if isinstance(error, GatewayError)
+        else "the gateway could not be reached"
+    )
+    return JSONResponse({"message": message}, status_code=status_of_failure(error))
+
+
+def _passkey_caller(
+    session: Session | None, form_pass: FormPass | None, csrf_token: object
+) -> tuple[str | None, str | None]:
+    """Return (bearer, enrolment challenge) of whoever registers a passkey, CSRF checked."""
+    token = csrf_token if isinstance(csrf_token, str) else ""
+    if session is not None and session.is_authenticated:
+        check_csrf(session, token)
+        return session.bearer(), None
+    if form_pass is not None and form_pass.pending_challenge and form_pass.enrol:
+        if not form_pass.matches(token):
+            raise CsrfError()
+        return None, form_pass.pending_challenge
+    raise CsrfError()
+
+
+@router.post("/mfa/passkey/options")
+async def passkey_registration_options(
+    request: Request, gateway: GatewayDep, session: OptionalSession, form_pass: OptionalFormPass
+) -> Response:
+    """Start a passkey registration for the page's script (JSON)."""
+    body = await _json_body(request)
+    token, challenge = _passkey_caller(session, form_pass, body.get("csrf_token"))
+    try:
+        started = await gateway.passkey_registration_options(token=token, challenge=challenge)
+    except FrontendError as exc:
+        return _json_error(exc)
+    return JSONResponse(started)
+
+
+@router.post("/mfa/passkey")
+async def register_passkey(
+    request: Request,
+    store: StoreDep,
+    gateway: GatewayDep,
+    session: OptionalSession,
+    form_pass: OptionalFormPass,
+) -> Response:
+    """Register the passkey the script created; the recovery codes go back to it, once."""
+    body = await _json_body(request)
+    token, challenge = _passkey_caller(session, form_pass, body.get("csrf_token"))
+    handle, credential = body.get("handle"), body.get("credential")
+    if not isinstance(handle, str) or not isinstance(credential, dict):
+        return JSONResponse({"message": "handle and credential are required"}, status_code=422)
+    try:
+        codes, grant = await gateway.register_passkey(
+            handle,
+            credential,
+            token=token,
+            challenge=challenge,
+            client=browser_address(request),
+        )
+    except FrontendError as exc:
+        return _json_error(exc)
+    answer = JSONResponse({"recovery_codes": codes, "next": "/dashboard"})
+    if grant is not None:
+        new = await open_session(store, gateway, None, grant)
+        set_session_cookie(answer, request, new)
+    return answer
+
+
+@router.post("/login/mfa/passkey/options")
+async def passkey_login_options(
+    request: Request, gateway: GatewayDep, form_pass: OptionalFormPass
+) -> Response:
+    """Return the options of a passkey sign-in for the second-step page's script."""
+    body = await _json_body(request)
+    if form_pass is None or form_pass.pending_challenge is None or form_pass.enrol:
+        return JSONResponse({"message": "sign in with your password again"}, status_code=401)
+    token = body.get("csrf_token")
+    if not form_pass.matches(token if isinstance(token, str) else ""):
+        raise CsrfError()
+    try:
+        answer = await gateway.passkey_login_options(form_pass.pending_challenge)
+    except FrontendError as exc:
+        return _json_error(exc)
+    return JSONResponse(answer)
+
+
+@router.post("/login/mfa/passkey")
+async def passkey_sign_in(
+    request: Request, store: StoreDep, gateway: GatewayDep, form_pass: OptionalFormPass
+) -> Response:
+    """Answer the challenge with the passkey assertion the script got; then sign in."""
+    body = await _json_body(request)
+    if form_pass is None or form_pass.pending_challenge is None or form_pass.enrol:
+        return JSONResponse({"message": "sign in with your password again"}, status_code=401)
+    token = body.get("csrf_token")
+    if not form_pass.matches(token if isinstance(token, str) else ""):
+        raise CsrfError()
+    credential = body.get("credential")
+    if not isinstance(credential, dict):
+        return JSONResponse({"message": "credential is required"}, status_code=422)
+    try:
+        grant = await gateway.passkey_sign_in(
+            form_pass.pending_challenge, credential, client=browser_address(request)
+        )
+    except FrontendError as exc:
+        return _json_error(exc)
+    new = await open_session(store, gateway, None, grant)
+    answer = JSONResponse({"next": "/dashboard"})
+    set_session_cookie(answer, request, new)
+    return answer

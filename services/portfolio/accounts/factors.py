@@ -40,15 +40,15 @@ RECOVERY_CODE = "recovery_code"
 CHALLENGE_GONE = "the challenge is unknown, used or expired; sign in again"
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """A second step refused inside its transaction: everything it took is rolled back."""
 
 
-def _rows(result: Any) -> int:
+def rows_changed(result: Any) -> int:
     return result.rowcount if isinstance(result, CursorResult) else 0
 
 
-async def _take_challenge(session: AsyncSession, digest: str, purpose: str, now: datetime) -> bool:
+async def take_challenge(session: AsyncSession, digest: str, purpose: str, now: datetime) -> bool:
     # One statement: of two requests answering one challenge, one deletes it.
     result = await session.execute(
         delete(MfaChallenge).where(
@@ -57,7 +57,7 @@ async def _take_challenge(session: AsyncSession, digest: str, purpose: str, now:
             MfaChallenge.expires_at > now,
         )
     )
-    return _rows(result) == 1
+    return rows_changed(result) == 1
 
 
 class SecondFactors(PasswordCredentials):
@@ -75,7 +75,7 @@ class SecondFactors(PasswordCredentials):
         user = await self.authenticate(username, password, audit=audit)
         async with self.database.sessions() as session:
             kinds = await _confirmed_kinds(session, user.username)
-            codes = await _unused_codes(session, user.username)
+            codes = await unused_codes(session, user.username)
         if not kinds and not self.requires_mfa(user.roles):
             return user
         enrol = not kinds
@@ -151,15 +151,15 @@ class SecondFactors(PasswordCredentials):
                 else:
                     used = await _use_recovery_code(session, name, recovery_code or "", now)
                 if not used:
-                    raise _Refused("invalid code")
-                if not await _take_challenge(session, owner.id_hash, LOGIN, now):
-                    raise _Refused(CHALLENGE_GONE)  # answered by a concurrent request
+                    raise Refused("invalid code")
+                if not await take_challenge(session, owner.id_hash, LOGIN, now):
+                    raise Refused(CHALLENGE_GONE)  # answered by a concurrent request
                 await store.update_user(session, name, failed_login_count=0, throttled_until=None)
                 event = EventType.MFA_USED if code is not None else EventType.MFA_RECOVERY_CODE_USED
                 await audit_log.record(
                     session, audit, event, subject=name, at=now, detail={"method": method}
                 )
-        except _Refused as refused:
+        except Refused as refused:
             # Rolled back: a step or recovery code taken in the refused transaction stays.
             await self._record_alone(audit, EventType.MFA_FAILED, name, Outcome.FAILURE)
             raise InvalidCodeError(str(refused)) from None
@@ -218,7 +218,7 @@ class SecondFactors(PasswordCredentials):
             )
             .values(last_step=step, last_used_at=now)
         )
-        return _rows(result) == 1
+        return rows_changed(result) == 1
 
     async def _box(self) -> totp.SecretBox:
         try:
@@ -302,18 +302,18 @@ class SecondFactors(PasswordCredentials):
                     or not pending
                     or not await self._take_step(session, box, factor, code, now)
                 ):
-                    raise _Refused("invalid code: enter the code your app shows now")
-                if challenge is not None and not await _take_challenge(
+                    raise Refused("invalid code: enter the code your app shows now")
+                if challenge is not None and not await take_challenge(
                     session, totp.challenge_digest(challenge), ENROL, now
                 ):
-                    raise _Refused(CHALLENGE_GONE)
+                    raise Refused(CHALLENGE_GONE)
                 await session.execute(
                     update(SecondFactor)
                     .where(SecondFactor.id == factor_id)
                     .values(confirmed_at=now, last_used_at=now)
                 )
-                if not await _unused_codes(session, name):
-                    codes = await _replace_recovery_codes(session, name, now)
+                if not await unused_codes(session, name):
+                    codes = await replace_recovery_codes(session, name, now)
                 await store.update_user(session, name, failed_login_count=0, throttled_until=None)
                 await audit_log.record(
                     session,
@@ -323,7 +323,7 @@ class SecondFactors(PasswordCredentials):
                     at=now,
                     detail={"kind": TOTP, "factor": factor_id, "recovery_codes": len(codes)},
                 )
-        except _Refused as refused:
+        except Refused as refused:
             await self._record_alone(audit, EventType.MFA_FAILED, name, Outcome.FAILURE)
             raise InvalidCodeError(str(refused)) from None
         logger.info("%s enrolled a TOTP factor", name)
@@ -353,7 +353,7 @@ class SecondFactors(PasswordCredentials):
                 )
                 for row in rows.all()
             ]
-            left = await _unused_codes(session, name)
+            left = await unused_codes(session, name)
         return FactorsOut(
             factors=factors, recovery_codes_left=left, required=self.requires_mfa(account.roles)
         )
@@ -414,7 +414,7 @@ async def _confirmed_kinds(session: AsyncSession, name: str) -> set[str]:
     return {kind for _, kind in await _confirmed_list(session, name)}
 
 
-async def _unused_codes(session: AsyncSession, name: str) -> int:
+async def unused_codes(session: AsyncSession, name: str) -> int:
     rows = await session.scalars(
         select(RecoveryCode.code_hash).where(
             RecoveryCode.username == name, RecoveryCode.used_at.is_(None)
@@ -423,7 +423,7 @@ async def _unused_codes(session: AsyncSession, name: str) -> int:
     return len(rows.all())
 
 
-async def _replace_recovery_codes(session: AsyncSession, name: str, now: datetime) -> list[str]:
+async def replace_recovery_codes(session: AsyncSession, name: str, now: datetime) -> list[str]:
     await session.execute(delete(RecoveryCode).where(RecoveryCode.username == name))
     codes = totp.new_recovery_codes()
     session.add_all(
@@ -444,4 +444,4 @@ async def _use_recovery_code(session: AsyncSession, name: str, code: str, now: d
         )
         .values(used_at=now)
     )
-    return _rows(result) == 1
+    return rows_changed(result) == 1

@@ -24,6 +24,11 @@ from services.portfolio.accounts.schemas import (
     KeyUsageIn,
     KeyUsageOut,
     NewUserIn,
+    PasskeyLoginIn,
+    PasskeyOptions,
+    PasskeyOptionsIn,
+    PasskeyRegistered,
+    PasskeyRegisterIn,
     PasswordRotationIn,
     Recorded,
     RevocationIn,
@@ -61,11 +66,43 @@ async def authenticate(body: Credentials, identity: IdentityDep, audit: AuditDep
 
 @router.post("/mfa/verify")
 async def verify_second_step(body: SecondStepIn, identity: IdentityDep, audit: AuditDep) -> UserOut:
-    """Answer a login challenge with a TOTP code or a recovery code."""
+    """Answer a login challenge with a TOTP code, a recovery code or a passkey assertion."""
+    if body.passkey is not None:
+        if body.code is not None or body.recovery_code is not None:
+            raise InvalidInputError("give one of code, recovery_code or passkey")
+        return UserOut(
+            user=await identity.verify_passkey(body.challenge, body.passkey, audit=audit)
+        )
     user = await identity.verify_second_step(
         body.challenge, code=body.code, recovery_code=body.recovery_code, audit=audit
     )
     return UserOut(user=user)
+
+
+@router.post("/mfa/passkey/register/options")
+async def passkey_registration_options(
+    body: PasskeyOptionsIn, identity: IdentityDep
+) -> PasskeyOptions:
+    """Start a passkey registration (the signed-in user, or an enrolment challenge's owner)."""
+    name = await identity.enrolling_user(username=body.username, challenge=body.challenge)
+    return await identity.passkey_registration_options(name)
+
+
+@router.post("/mfa/passkey/register")
+async def register_passkey(
+    body: PasskeyRegisterIn, identity: IdentityDep, audit: AuditDep
+) -> PasskeyRegistered:
+    """Verify a passkey registration and keep the passkey."""
+    name = await identity.enrolling_user(username=body.username, challenge=body.challenge)
+    return await identity.register_passkey(
+        name, body.handle, body.credential, label=body.label, challenge=body.challenge, audit=audit
+    )
+
+
+@router.post("/mfa/passkey/options")
+async def passkey_login_options(body: PasskeyLoginIn, identity: IdentityDep) -> dict[str, Any]:
+    """Return the options of a passkey sign-in answering a login challenge."""
+    return {"options": await identity.passkey_login_options(body.challenge)}
 
 
 @router.get("/users/{username}/mfa")

@@ -244,6 +244,7 @@ class Recorded(BaseModel):
 
 Code = Annotated[str, Field(min_length=1, max_length=64)]
 Challenge = Annotated[str, Field(min_length=16, max_length=128)]
+Credential = Annotated[str, Field(min_length=2, max_length=64_000)]
 
 
 class FactorOut(BaseModel):
@@ -287,6 +288,8 @@ class SecondStepIn(BaseModel):
     challenge: Challenge
     code: Code | None = None
     recovery_code: Code | None = None
+    # A passkey assertion: the JSON of the credential `navigator.credentials.get` returned.
+    passkey: Credential | None = None
 
 
 class EnrolStartIn(BaseModel):
@@ -305,3 +308,41 @@ class EnrolConfirmIn(BaseModel):
     challenge: Challenge | None = None
     factor_id: int
     code: Code
+
+
+class PasskeyOptions(BaseModel):
+    """A WebAuthn ceremony's options (for `navigator.credentials`) and the handle naming it."""
+
+    handle: str
+    options: dict[str, Any]
+
+
+class PasskeyRegistered(BaseModel):
+    """A registered passkey: recovery codes shown this once (empty: the old ones stand)."""
+
+    factor_id: int
+    recovery_codes: list[str]
+    user: User
+
+
+class PasskeyOptionsIn(BaseModel):
+    """Body of `POST /internal/identity/mfa/passkey/register/options`."""
+
+    username: Username | None = None
+    challenge: Challenge | None = None
+
+
+class PasskeyRegisterIn(BaseModel):
+    """Body of `POST /internal/identity/mfa/passkey/register`: the credential's JSON."""
+
+    username: Username | None = None
+    challenge: Challenge | None = None
+    handle: Challenge
+    credential: Credential
+    label: Annotated[str, Field(min_length=1, max_length=64)] = "Passkey"
+
+
+class PasskeyLoginIn(BaseModel):
+    """Body of `POST /internal/identity/mfa/passkey/options`: a login challenge."""
+
+    challenge: Challenge

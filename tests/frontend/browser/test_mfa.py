@@ -15,6 +15,8 @@ import pyotp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from devstack.ports import free_port
+from devstack.servers import ServerProcess
 from tests.frontend.stack import Stack, start_stack
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, log_in, start_frontend
 
@@ -168,3 +170,91 @@ async def test_an_admin_resets_the_second_factors_of_a_user(
     await expect(page.get_by_text(f"User {other} was reset")).to_be_visible()
     await shoot(page, "admin-users")
     assert problems == []
+
+
+@pytest.fixture(scope="module")
+def passkey_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str]]:
+    """A stack whose WebAuthn origin is the frontend's: `http://localhost:<port>` (a
+    passkey needs a secure context and a domain for its relying party id)."""
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    policy = {
+        **POLICY,
+        "PORTFOLIO_WEBAUTHN_RP_ID": "localhost",
+        "PORTFOLIO_WEBAUTHN_ORIGINS": origin,
+    }
+    stack = start_stack(tmp_path_factory.mktemp("passkey-stack"), **policy)
+    try:
+        server = ServerProcess(
+            "services.frontend.app:app",
+            env={
+                "SECRETS_PROVIDER": "env",
+                "SESSION_SECRET_KEY": secrets.token_urlsafe(48),
+                "GATEWAY_URL": stack.gateway_url,
+                "SECURITY__COOKIE_SECURE": "false",
+                **policy,
+            },
+            port=port,
+            log_path=stack.log_dir / "frontend-passkey.log",
+        ).start()
+        try:
+            yield stack, origin
+        finally:
+            server.stop()
+    finally:
+        stack.close()
+
+
+async def test_an_admin_registers_a_passkey_then_signs_in_with_it(browser: Browser, passkey_site):
+    stack, origin = passkey_site
+    context = await browser.new_context(viewport={"width": 1366, "height": 900})
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        # Chromium's virtual authenticator, through the DevTools protocol.
+        cdp = await context.new_cdp_session(page)
+        await cdp.send("WebAuthn.enable")
+        added = await cdp.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {
+                "options": {
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": True,
+                    "hasUserVerification": True,
+                    "isUserVerified": True,
+                }
+            },
+        )
+        admin = stack.user("admin", prefix="passkey")
+
+        # No factor yet: confined to enrolment, where the passkey is set up.
+        await log_in(page, origin, admin)
+        await expect(page).to_have_url(origin + "/mfa/enrol")
+        await page.get_by_role("button", name="Set up a passkey").click()
+        await expect(page.get_by_text("Your passkey is set up.")).to_be_visible()
+        await expect(page.locator("#passkey-codes code")).to_have_count(10)
+        stored = await cdp.send(
+            "WebAuthn.getCredentials", {"authenticatorId": added["authenticatorId"]}
+        )
+        assert len(stored["credentials"]) == 1
+        await page.get_by_role("link", name="Continue").click()
+        await expect(page).to_have_url(origin + "/dashboard")
+        await page.goto(origin + "/account/security")
+        await expect(page.locator(".factor").filter(has_text="Passkey")).to_have_count(1)
+        await shoot(page, "security-passkey")
+        await sign_out(page)
+
+        # Sign in again: password, then the passkey.
+        await log_in(page, origin, admin)
+        await expect(page).to_have_url(origin + "/login/mfa")
+        await page.get_by_role("button", name="Use a passkey").click()
+        await expect(page).to_have_url(origin + "/dashboard")
+        stored = await cdp.send(
+            "WebAuthn.getCredentials", {"authenticatorId": added["authenticatorId"]}
+        )
+        assert stored["credentials"][0]["signCount"] >= 1
+        assert problems == []
+    finally:
+        await context.close()
