@@ -9,7 +9,7 @@ import webauthn
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from webauthn.helpers import bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AttestationConveyancePreference,
     AuthenticatorSelectionCriteria,
@@ -107,7 +107,7 @@ class Passkeys(SecondFactors):
                 expected_rp_id=self.settings.webauthn_rp_id,
                 expected_origin=self.settings.webauthn_origin_list(),
             )
-        except InvalidRegistrationResponse as exc:
+        except WebAuthnException as exc:
             await self._record_alone(audit, EventType.MFA_FAILED, name, Outcome.FAILURE)
             raise InvalidCodeError(f"the passkey registration failed: {exc}") from None
         now = self._clock()
@@ -209,7 +209,7 @@ class Passkeys(SecondFactors):
                         credential_public_key=webauthn.base64url_to_bytes(factor.public_key or ""),
                         credential_current_sign_count=factor.sign_count or 0,
                     )
-                except InvalidAuthenticationResponse as exc:
+                except WebAuthnException as exc:
                     raise Refused(f"the passkey did not check out: {exc}") from None
                 if not await _count_use(session, factor, verified.new_sign_count, now):
                     raise Refused("the passkey's signature counter went backwards")

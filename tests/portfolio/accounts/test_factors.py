@@ -14,6 +14,7 @@ from services.portfolio.accounts.audit import AuditQuery
 from services.portfolio.accounts.service import IdentityService
 from services.portfolio.errors import (
     InvalidCodeError,
+    InvalidInputError,
     LastFactorError,
     MfaRequiredError,
     MfaUnavailableError,
@@ -177,3 +178,17 @@ def test_a_sealed_secret_opens_only_with_its_key_and_for_its_account():
         box.open(sealed, username="other")
     with pytest.raises(totp_module.SealError):
         totp_module.SecretBox(SecretStr(secrets.token_urlsafe(48))).open(sealed, username="root")
+
+
+async def test_a_malformed_passkey_credential_is_refused_not_a_crash(mfa, clock):
+    await mfa.create_user("root", PASSWORD, ["admin"])
+    started = await mfa.passkey_registration_options("root")
+    assert started.options["rp"]["id"] == "localhost"
+    assert started.options["attestation"] == "none"
+    assert started.options["authenticatorSelection"]["userVerification"] == "preferred"
+    with pytest.raises(InvalidInputError, match="credential"):
+        await mfa.register_passkey("root", started.handle, "not json")
+    for garbage in ('{"id": "x"}', '{"id": "x", "rawId": 5, "response": []}'):
+        with pytest.raises(InvalidCodeError):
+            await mfa.register_passkey("root", started.handle, garbage)
+    assert (await mfa.list_factors("root")).factors == []
