@@ -3,7 +3,9 @@ an enrolment-only challenge) and the admin's reset."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
 
 from services.api_gateway.deps import ContextDep, RuntimeDep, admin_principal
 from services.api_gateway.errors import Forbidden
@@ -184,7 +186,10 @@ async def passkey_login_options(
     responses=error_responses(401, 403, 404, 409, 502, 503, 504),
 )
 async def remove_factor(
-    factor_id: int, request: Request, runtime: RuntimeDep, context: ContextDep
+    factor_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request,
+    runtime: RuntimeDep,
+    context: ContextDep,
 ) -> FactorsResponse:
     """Remove a factor; return those left. `409 conflict`: it is the last factor of an
     account whose role requires one (enrol another first)."""

@@ -241,6 +241,8 @@ class MyApiKey(BaseModel):
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Challenge = Annotated[str, StringConstraints(min_length=16, max_length=128)]
+# A row id of the identity store (a 32-bit integer column).
+FactorId = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class SecondStepRequest(BaseModel):
@@ -315,7 +317,7 @@ class TotpEnrolmentResponse(BaseModel):
 class TotpConfirmRequest(BaseModel):
     """Confirm a TOTP enrolment with the first code the app shows."""
 
-    factor_id: int
+    factor_id: FactorId
     code: Code
     challenge: Challenge | None = None
 

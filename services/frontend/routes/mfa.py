@@ -5,7 +5,7 @@ account's security page."""
 from typing import Annotated, Any
 
 import segno
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import JSONResponse, Response
 from markupsafe import Markup
 
@@ -71,12 +71,16 @@ async def second_step(
     request: Request,
     store: StoreDep,
     gateway: GatewayDep,
+    session: OptionalSession,
     form_pass: OptionalFormPass,
     code: FormText = "",
     recovery_code: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
     """Answer the challenge with a TOTP code or a recovery code; then sign in."""
+    if session is not None:
+        # A signed-in browser is shown no second-step form: its cookie holds a session.
+        raise CsrfError()
     if form_pass is None or form_pass.pending_challenge is None or form_pass.enrol:
         return redirect(CHALLENGE_GONE)
     if not form_pass.matches(csrf_token):
@@ -181,7 +185,7 @@ async def confirm_enrolment(
     except ValueError:
         number = -1
     try:
-        if number < 0 or not code.strip():
+        if not 1 <= number < 2**31 or not code.strip():
             raise ValueError
         codes, grant = await gateway.confirm_totp(
             number, code.strip(), token=token, challenge=challenge, client=browser_address(request)
@@ -219,7 +223,11 @@ async def security_page(request: Request, gateway: GatewayDep, session: PageSess
 
 @router.post("/account/security/{factor_id}/remove")
 async def remove_factor(
-    request: Request, factor_id: int, store: StoreDep, gateway: GatewayDep, session: FormSession
+    request: Request,
+    factor_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    store: StoreDep,
+    gateway: GatewayDep,
+    session: FormSession,
 ) -> Response:
     """Remove a factor; the gateway refuses the last one of an account that needs one."""
     try:

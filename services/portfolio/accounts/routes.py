@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.openapi.utils import get_openapi
 
 from services.portfolio.accounts import audit as audit_log
@@ -131,7 +131,10 @@ async def confirm_totp(
 
 @router.delete("/users/{username}/mfa/{factor_id}")
 async def remove_factor(
-    username: str, factor_id: int, identity: IdentityDep, audit: AuditDep
+    username: str,
+    factor_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    identity: IdentityDep,
+    audit: AuditDep,
 ) -> FactorsOut:
     """Remove a factor; `409 conflict` for the last one of an account that requires one."""
     return await identity.remove_factor(username, factor_id, audit=audit)

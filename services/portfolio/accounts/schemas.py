@@ -306,7 +306,7 @@ class EnrolConfirmIn(BaseModel):
 
     username: Username | None = None
     challenge: Challenge | None = None
-    factor_id: int
+    factor_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
     code: Code
 
 
