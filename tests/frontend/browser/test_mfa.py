@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, expect
 
 from devstack.ports import free_port
 from devstack.servers import ServerProcess
-from tests.frontend.stack import Stack, start_stack
+from tests.frontend.stack import PASSWORD, Stack, start_stack
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, log_in, start_frontend
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.postgres]
@@ -123,7 +123,7 @@ async def test_an_admin_enrols_then_signs_in_with_a_code_and_a_recovery_code(
 
     # Signed in now: the security page lists the factor and refuses to remove the last one.
     await page.goto(mfa_frontend + "/account/security")
-    await expect(page.get_by_role("row").filter(has_text="Authenticator app")).to_have_count(1)
+    await expect(page.locator(".factor").filter(has_text="Authenticator app")).to_have_count(1)
     await page.get_by_role("button", name="Remove").click()
     await expect(page.get_by_text("last second factor")).to_be_visible()
     await shoot(page, "security")
@@ -258,3 +258,20 @@ async def test_an_admin_registers_a_passkey_then_signs_in_with_it(browser: Brows
         assert problems == []
     finally:
         await context.close()
+
+
+async def test_a_new_admin_sets_a_password_then_must_enrol_before_anything_else(
+    mfa_page, mfa_stack: Stack, mfa_frontend: str
+):
+    page, problems = mfa_page
+    newcomer = mfa_stack.user("admin", expired=True, prefix="newadmin")
+    await log_in(page, mfa_frontend, newcomer)
+    await expect(page).to_have_url(mfa_frontend + "/password/rotate?first=1")
+    await page.get_by_label("Current password").fill(PASSWORD)
+    await page.get_by_label("New password", exact=True).fill("violet harbour lantern 1987 quietly")
+    await page.get_by_label("New password, again").fill("violet harbour lantern 1987 quietly")
+    await page.get_by_role("button", name="Set password and sign in").click()
+    # The new password checked out; the role still needs a second factor first.
+    await expect(page).to_have_url(mfa_frontend + "/mfa/enrol")
+    await expect(page.get_by_text("nothing else is available until you do")).to_be_visible()
+    assert problems == []
