@@ -60,7 +60,7 @@ _TOKEN_BODY = {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"oneOf": [inline_schema(TokenRequest), inline_schema(SecondStepRequest)]}
+                "schema": {"anyOf": [inline_schema(TokenRequest), inline_schema(SecondStepRequest)]}
             },
             "application/x-www-form-urlencoded": {"schema": inline_schema(TokenRequest)},
         },
@@ -76,7 +76,7 @@ _TOKEN_RESPONSES = {
         ),
         "content": {
             "application/json": {
-                "schema": {"oneOf": [inline_schema(ErrorBody), inline_schema(MfaChallengeBody)]}
+                "schema": {"anyOf": [inline_schema(ErrorBody), inline_schema(MfaChallengeBody)]}
             }
         },
     },
