@@ -44,6 +44,8 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     CREDENTIALS_IN_QUERY = "credentials_in_query"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    # A second factor is due: the answer carries the challenge for the second step.
+    MFA_REQUIRED = "mfa_required"
     # Any other HTTP error the framework raises; its status is the framework's.
     HTTP_ERROR = "http_error"
 
@@ -52,6 +54,7 @@ class ErrorCode(StrEnum):
 # (upstream_unavailable is 502 for a refused connection, 503 when nothing is configured).
 DEFAULT_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_CREDENTIALS: 401,
+    ErrorCode.MFA_REQUIRED: 401,
     ErrorCode.TOKEN_EXPIRED: 401,
     ErrorCode.INVALID_TOKEN: 401,
     ErrorCode.NOT_AUTHENTICATED: 401,

@@ -79,3 +79,10 @@ def can_access(roles: Iterable[str], service: str) -> bool:
 def is_admin(roles: Iterable[str]) -> bool:
     """Tell whether the roles include admin."""
     return Role.ADMIN in set(roles)
+
+
+def parse_role_list(text: str) -> frozenset[str]:
+    """Return the roles of a comma-separated list (`PORTFOLIO_MFA_REQUIRED_ROLES`); empty
+    text is no role; an unknown name raises `UnknownRoleError`."""
+    names = [part for part in (piece.strip() for piece in text.split(",")) if part]
+    return frozenset(str(role) for role in parse_roles(names))

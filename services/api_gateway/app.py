@@ -6,7 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from services.api_gateway import users
+from services.api_gateway import mfa, users
 from services.api_gateway.config import GatewaySecrets, Settings
 from services.api_gateway.errors import EXCEPTION_HANDLERS
 from services.api_gateway.middleware import AccessLogMiddleware, ApiFront, GatewayApp
@@ -53,7 +53,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    for router in (*routers, *users.routers):
+    for router in (*routers, *users.routers, *mfa.routers):
         app.include_router(router)
     add_offline_docs(app)
     use_relative_slash_redirects(app.router)

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from services.api_gateway import metrics
 from services.api_gateway.accounts import IdentityUser
@@ -19,6 +20,7 @@ from services.api_gateway.errors import (
     NotAuthenticated,
     PasswordExpired,
     TooManyAttempts,
+    UpstreamUnavailable,
 )
 from services.api_gateway.identity import IdentityClient
 from services.api_gateway.metrics import Credential
@@ -48,6 +50,7 @@ class Login:
 
     issued: IssuedToken
     roles: list[str]
+    username: str
 
 
 class Authenticator:
@@ -128,7 +131,7 @@ class Authenticator:
 
     @asynccontextmanager
     async def _throttled(
-        self, username: str, client: str | None, *, attempts: str
+        self, username: str | None, client: str | None, *, attempts: str
     ) -> AsyncIterator[None]:
         """Guard a password check: take an attempt against the account and the client
         address before the password is checked, refusing while either has used up its
@@ -138,35 +141,43 @@ class Authenticator:
         Taking the attempt first matters: a limit checked before and counted after the
         password check lets every attempt that arrives while the first ones run through.
         """
-        account = f"account:{username_label(username)}"
+        # Without a username (a second step: the identity service counts the account's
+        # attempts itself) only the address is counted here.
+        account = f"account:{username_label(username)}" if username is not None else None
         address = f"address:{client or 'unknown'}"
+        limits = {address: self._settings.gateway_login_max_attempts_per_address}
+        if account is not None:
+            limits[account] = self._settings.gateway_login_max_attempts
         retry_after = await self._state.reserve_login_attempt(
-            {
-                account: self._settings.gateway_login_max_attempts,
-                address: self._settings.gateway_login_max_attempts_per_address,
-            },
-            self._settings.gateway_login_window_seconds,
+            limits, self._settings.gateway_login_window_seconds
         )
         metrics.throttle_decision(
-            "login" if attempts == "logins" else "password_rotation",
+            "login" if attempts in ("logins", "codes") else "password_rotation",
             refused=retry_after is not None,
         )
         if retry_after is not None:
-            await self._audit_refusal(username_label(username))
+            if username is not None:
+                await self._audit_refusal(username_label(username))
             raise TooManyAttempts(
                 f"too many failed {attempts}; try again later", retry_after=retry_after
             )
         try:
             yield
         except InvalidCredentials:
+            if account is None:
+                raise InvalidCredentials(
+                    "invalid code, or the challenge is used or expired"
+                ) from None
             # One message whatever was wrong, so it cannot tell which usernames exist.
             raise InvalidCredentials("invalid username or password") from None
         except Exception:
-            # Not a wrong password (identity service down, expired password, ...).
-            await self._state.refund_login_attempt((account, address))
+            # Not a wrong password (identity service down, expired password, a second
+            # factor due, ...).
+            await self._state.refund_login_attempt(tuple(limits))
             raise
         await self._state.refund_login_attempt((address,))
-        await self._state.clear_login_failures(account)
+        if account is not None:
+            await self._state.clear_login_failures(account)
 
     async def _audit_refusal(self, name: str) -> None:
         """Audit a throttled attempt (`login.throttled`), at most once a minute per account:
@@ -211,6 +222,69 @@ class Authenticator:
                     rotate_url=ROTATE_PATH,
                     reason="expired",
                 ) from None
+        return await self._issue(user)
+
+    async def second_step(
+        self,
+        challenge: str,
+        *,
+        code: str | None,
+        recovery_code: str | None,
+        passkey: dict[str, Any] | None = None,
+        client: str | None,
+    ) -> Login:
+        """Answer a login challenge (TOTP or recovery code) and issue a token. Throttled per
+        address here; per account (the challenge's owner) by the identity service."""
+        try:
+            async with self._throttled(None, client, attempts="codes"):
+                user = await self._identity.verify_second_step(
+                    challenge, code=code, recovery_code=recovery_code, passkey=passkey
+                )
+        except GatewayError as exc:
+            metrics.authentication_failed(Credential.PASSWORD, exc.code)
+            raise
+        metrics.AUTH_SUCCESS[Credential.PASSWORD].inc()
+        return await self._issue(user, second_factor=True)
+
+    async def finish_enrolment(
+        self, challenge: str, factor_id: int, code: str, *, client: str | None
+    ) -> tuple[Login, list[str]]:
+        """Confirm the enrolment an enrolment-only challenge allowed; then sign in."""
+        async with self._throttled(None, client, attempts="codes"):
+            user, codes = await self._identity.confirm_totp(
+                username=None, challenge=challenge, factor_id=factor_id, code=code
+            )
+        return await self._issue(user, second_factor=True), codes
+
+    async def finish_passkey_enrolment(
+        self,
+        challenge: str,
+        handle: str,
+        credential: dict[str, Any],
+        label: str,
+        *,
+        client: str | None,
+    ) -> tuple[Login, int, list[str]]:
+        """Register the passkey an enrolment-only challenge allowed; then sign in."""
+        async with self._throttled(None, client, attempts="codes"):
+            user, factor_id, codes = await self._identity.register_passkey(
+                username=None,
+                challenge=challenge,
+                handle=handle,
+                credential=credential,
+                label=label,
+            )
+        return await self._issue(user, second_factor=True), factor_id, codes
+
+    async def _issue(self, user: IdentityUser, *, second_factor: bool = False) -> Login:
+        if not second_factor and self._settings.mfa_roles() & set(user.roles):
+            # The identity service should have asked for a second factor: never trust a
+            # password alone for such a role, whatever it answered.
+            logger.error("the identity service let %s sign in with a password alone", user.username)
+            raise UpstreamUnavailable(
+                "the identity service did not ask for the second factor this account's "
+                "role requires"
+            )
         roles = list(user.roles)
         issued = self._tokens.issue(
             username=user.username,
@@ -221,7 +295,7 @@ class Authenticator:
         await self._state.track_token(
             subject=user.username, jti=issued.jti, expires_at=issued.expires_at
         )
-        return Login(issued=issued, roles=roles)
+        return Login(issued=issued, roles=roles, username=user.username)
 
     async def logout(self, principal: Principal, token: str) -> None:
         """Revoke a bearer token until it expires."""

@@ -49,6 +49,12 @@ class InvalidCredentials(AuthenticationError):
     code = ErrorCode.INVALID_CREDENTIALS
 
 
+class MfaRequired(AuthenticationError):
+    """The password checked out; a second factor is due (the body carries the challenge)."""
+
+    code = ErrorCode.MFA_REQUIRED
+
+
 class InvalidToken(AuthenticationError):
     """A bearer token that is malformed, forged, revoked or not for us."""
 
@@ -185,6 +191,7 @@ class UpstreamTimeout(UpstreamError):
 HTTP_STATUS: StatusTable = {
     NotAuthenticated: 401,
     InvalidCredentials: 401,
+    MfaRequired: 401,
     TokenExpired: 401,
     InvalidToken: 401,
     PasswordExpired: 403,
@@ -274,6 +281,8 @@ def identity_error(response: httpx.Response, body: object) -> GatewayError:
     if response.status_code == 401 and code in ("invalid_token", "not_authenticated"):
         # Our service token was refused: a deployment fault, not the caller's.
         return UpstreamNotReady("the identity service refused the gateway's service token")
+    if code == ErrorCode.MFA_REQUIRED and isinstance(error, dict):
+        return _mfa_required(error)
     mapped = IDENTITY_ERRORS.get(str(code)) if code else None
     if mapped is not None:
         if mapped is InvalidCredentials:
@@ -289,4 +298,32 @@ def identity_error(response: httpx.Response, body: object) -> GatewayError:
         )
     return UpstreamUnavailable(
         f"the identity service answered an unexpected status {response.status_code}"
+    )
+
+
+def _mfa_required(error: dict[str, Any]) -> GatewayError:
+    challenge, methods = error.get("challenge"), error.get("methods")
+    expires_in = error.get("expires_in")
+    if (
+        not isinstance(challenge, str)
+        or not isinstance(methods, list)
+        or not all(isinstance(method, str) for method in methods)
+        or not isinstance(expires_in, int)
+    ):
+        return UpstreamUnavailable("the identity service answered mfa_required without a challenge")
+    enrol = error.get("enrolment_required") is True
+    message = (
+        "a second factor is required and none is enrolled: enrol one with POST "
+        "/auth/mfa/totp and POST /auth/mfa/totp/confirm, passing this challenge; "
+        "nothing else is allowed until then"
+        if enrol
+        else 'a second factor is required: POST /auth/token {"challenge", "code"} '
+        '(or "recovery_code")'
+    )
+    return MfaRequired(
+        message,
+        challenge=challenge,
+        methods=methods,
+        expires_in=expires_in,
+        enrolment_required=enrol,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -58,6 +59,114 @@ class IdentityClient:
         body = await self._call(
             "POST", "/internal/identity/authenticate", {"username": username, "password": password}
         )
+        return _read(_USER, body.get("user"), "a user")
+
+    async def verify_second_step(
+        self,
+        challenge: str,
+        *,
+        code: str | None,
+        recovery_code: str | None,
+        passkey: dict[str, Any] | None = None,
+    ) -> IdentityUser:
+        """Answer a login challenge with a TOTP or recovery code, or a passkey assertion;
+        return the user."""
+        body = await self._call(
+            "POST",
+            "/internal/identity/mfa/verify",
+            {
+                "challenge": challenge,
+                "code": code,
+                "recovery_code": recovery_code,
+                "passkey": json.dumps(passkey) if passkey is not None else None,
+            },
+        )
+        return _read(_USER, body.get("user"), "a user")
+
+    async def passkey_registration_options(
+        self, *, username: str | None, challenge: str | None
+    ) -> dict[str, Any]:
+        """Start a passkey registration; return `handle` and the WebAuthn `options`."""
+        return await self._call(
+            "POST",
+            "/internal/identity/mfa/passkey/register/options",
+            {"username": username, "challenge": challenge},
+        )
+
+    async def register_passkey(
+        self,
+        *,
+        username: str | None,
+        challenge: str | None,
+        handle: str,
+        credential: dict[str, Any],
+        label: str,
+    ) -> tuple[IdentityUser, int, list[str]]:
+        """Verify a passkey registration; return the user, the factor id and the recovery
+        codes (shown once)."""
+        body = await self._call(
+            "POST",
+            "/internal/identity/mfa/passkey/register",
+            {
+                "username": username,
+                "challenge": challenge,
+                "handle": handle,
+                "credential": json.dumps(credential),
+                "label": label,
+            },
+        )
+        codes = body.get("recovery_codes")
+        factor_id = body.get("factor_id")
+        if (
+            not isinstance(codes, list)
+            or not all(isinstance(code, str) for code in codes)
+            or not isinstance(factor_id, int)
+        ):
+            raise UpstreamUnavailable("the identity service answered a registration without codes")
+        return _read(_USER, body.get("user"), "a user"), factor_id, codes
+
+    async def passkey_login_options(self, challenge: str) -> dict[str, Any]:
+        """Return the WebAuthn options of a passkey sign-in answering a login challenge."""
+        return await self._call(
+            "POST", "/internal/identity/mfa/passkey/options", {"challenge": challenge}
+        )
+
+    async def list_factors(self, username: str) -> dict[str, Any]:
+        """Return a user's factors (`factors`, `recovery_codes_left`, `required`)."""
+        return await self._call("GET", f"/internal/identity/users/{_segment(username)}/mfa")
+
+    async def start_totp(
+        self, *, username: str | None, challenge: str | None, label: str | None = None
+    ) -> dict[str, Any]:
+        """Start a TOTP enrolment; return `factor_id`, `secret`, `otpauth_uri`."""
+        payload: dict[str, Any] = {"username": username, "challenge": challenge}
+        if label is not None:
+            payload["label"] = label
+        return await self._call("POST", "/internal/identity/mfa/totp", payload)
+
+    async def confirm_totp(
+        self, *, username: str | None, challenge: str | None, factor_id: int, code: str
+    ) -> tuple[IdentityUser, list[str]]:
+        """Confirm a TOTP enrolment; return the user and the recovery codes (shown once)."""
+        body = await self._call(
+            "POST",
+            "/internal/identity/mfa/totp/confirm",
+            {"username": username, "challenge": challenge, "factor_id": factor_id, "code": code},
+        )
+        codes = body.get("recovery_codes")
+        if not isinstance(codes, list) or not all(isinstance(code, str) for code in codes):
+            raise UpstreamUnavailable("the identity service answered an enrolment without codes")
+        return _read(_USER, body.get("user"), "a user"), codes
+
+    async def remove_factor(self, username: str, factor_id: int) -> dict[str, Any]:
+        """Remove one of a user's factors; return the factors left."""
+        return await self._call(
+            "DELETE", f"/internal/identity/users/{_segment(username)}/mfa/{factor_id}"
+        )
+
+    async def reset_mfa(self, username: str) -> IdentityUser:
+        """Remove every factor of a user; return the user."""
+        body = await self._call("POST", f"/internal/identity/users/{_segment(username)}/mfa/reset")
         return _read(_USER, body.get("user"), "a user")
 
     async def verify_api_key(self, api_key: str) -> ApiKeyVerification:

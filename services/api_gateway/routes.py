@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from services.api_gateway.auth import bearer_token
+from services.api_gateway.auth import Login, bearer_token
 from services.api_gateway.deps import (
     ContextDep,
     CurrentPrincipal,
@@ -25,14 +25,22 @@ from services.api_gateway.schemas import (
     Health,
     Jwks,
     MeResponse,
+    MfaChallengeBody,
     PasswordRotateRequest,
     PasswordRotateResponse,
+    SecondStepRequest,
     StateHealth,
     TokenRequest,
     TokenResponse,
 )
 from shared.docs import inline_schema
-from shared.errors import ErrorCode, describe_validation_errors, error_responses, invalid_fields
+from shared.errors import (
+    ErrorBody,
+    ErrorCode,
+    describe_validation_errors,
+    error_responses,
+    invalid_fields,
+)
 from shared.readiness import readiness_response
 from shared.roles import services_for
 from shared.usernames import username_label
@@ -47,10 +55,27 @@ _TOKEN_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": inline_schema(TokenRequest)},
+            "application/json": {
+                "schema": {"anyOf": [inline_schema(TokenRequest), inline_schema(SecondStepRequest)]}
+            },
             "application/x-www-form-urlencoded": {"schema": inline_schema(TokenRequest)},
         },
     }
+}
+_TOKEN_RESPONSES = {
+    **error_responses(400, 401, 403, 413, 422, 429, 502, 503, 504),
+    401: {
+        "description": (
+            "`invalid_credentials` (also a wrong code, or a used or expired challenge), or "
+            "`mfa_required`: the password checked out and a second factor is due; answer "
+            "with the challenge (or, `enrolment_required`, enrol a factor with it first)"
+        ),
+        "content": {
+            "application/json": {
+                "schema": {"anyOf": [inline_schema(ErrorBody), inline_schema(MfaChallengeBody)]}
+            }
+        },
+    },
 }
 
 auth = APIRouter(prefix="/auth", tags=["auth"])
@@ -59,7 +84,7 @@ health = APIRouter(tags=["health"])
 docs = APIRouter()
 
 
-async def _token_request(request: Request) -> TokenRequest:
+async def _token_request(request: Request) -> TokenRequest | SecondStepRequest:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data: Any
     if content_type in _FORM_TYPES:
@@ -72,43 +97,79 @@ async def _token_request(request: Request) -> TokenRequest:
             raise InvalidRequest(
                 'the body must be JSON {"username", "password"} or an OAuth2 password form'
             ) from None
+    model: type[TokenRequest | SecondStepRequest] = (
+        SecondStepRequest if isinstance(data, dict) and "challenge" in data else TokenRequest
+    )
     try:
-        return TokenRequest.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         raise InvalidRequest(
             describe_validation_errors(errors), fields=invalid_fields(errors)
         ) from None
+    if isinstance(parsed, SecondStepRequest) and (
+        sum(answer is not None for answer in (parsed.code, parsed.recovery_code, parsed.passkey))
+        != 1
+    ):
+        raise InvalidRequest(
+            "code: give one of code (from the authenticator app), recovery_code or passkey",
+            fields=["code", "recovery_code", "passkey"],
+        )
+    return parsed
 
 
-@auth.post(
-    "/token",
-    response_model=TokenResponse,
-    summary="Log in with a password and get an access token",
-    responses=error_responses(400, 401, 403, 413, 422, 429, 502, 503, 504),
-    openapi_extra=_TOKEN_BODY,
-)
-async def issue_token(request: Request, runtime: RuntimeDep, context: ContextDep) -> TokenResponse:
-    """Check the password with the identity service and issue a signed JWT."""
-    credentials = await _token_request(request)
-    login = await runtime.authenticator.login(
-        credentials.username, credentials.password.get_secret_value(), client=context.client
-    )
+def token_response(login: Login) -> TokenResponse:
+    """Return the token body of a login."""
     issued = login.issued
-    context.principal = Principal(
-        # The account's canonical name, never the spelling presented (the access log's user).
-        username=username_label(credentials.username),
-        roles=tuple(login.roles),
-        auth_method=AuthMethod.PASSWORD,
-        jti=issued.jti,
-        expires_at=issued.expires_at,
-    )
     return TokenResponse(
         access_token=issued.token,
         expires_in=issued.expires_at - issued.issued_at,
         expires_at=_timestamp(issued.expires_at),
         roles=login.roles,
     )
+
+
+@auth.post(
+    "/token",
+    response_model=TokenResponse,
+    summary="Log in with a password (then a second factor) and get an access token",
+    responses=_TOKEN_RESPONSES,
+    openapi_extra=_TOKEN_BODY,
+)
+async def issue_token(request: Request, runtime: RuntimeDep, context: ContextDep) -> TokenResponse:
+    """Check the password with the identity service and issue a signed JWT.
+
+    When the account has a second factor, or its role requires one, the password step
+    answers `401 mfa_required` with a short-lived, single-use `challenge`; send it back as
+    `{"challenge", "code"}` (a TOTP code) or `{"challenge", "recovery_code"}` to get the
+    token. An account that must enrol first gets `enrolment_required: true`: the challenge
+    then only allows `POST /auth/mfa/totp` and `POST /auth/mfa/totp/confirm`.
+    """
+    credentials = await _token_request(request)
+    if isinstance(credentials, SecondStepRequest):
+        login = await runtime.authenticator.second_step(
+            credentials.challenge,
+            code=credentials.code,
+            recovery_code=credentials.recovery_code,
+            passkey=credentials.passkey,
+            client=context.client,
+        )
+        username = login.username
+    else:
+        login = await runtime.authenticator.login(
+            credentials.username, credentials.password.get_secret_value(), client=context.client
+        )
+        username = username_label(credentials.username)
+    issued = login.issued
+    context.principal = Principal(
+        # The account's canonical name, never the spelling presented (the access log's user).
+        username=username,
+        roles=tuple(login.roles),
+        auth_method=AuthMethod.PASSWORD,
+        jti=issued.jti,
+        expires_at=issued.expires_at,
+    )
+    return token_response(login)
 
 
 @auth.post(

@@ -237,3 +237,132 @@ class MyApiKey(BaseModel):
         description="Last use seen by the gateway (null: not used since the counts began)"
     )
     last_client: str | None = None
+
+
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Challenge = Annotated[str, StringConstraints(min_length=16, max_length=128)]
+# A row id of the identity store (a 32-bit integer column).
+FactorId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+class SecondStepRequest(BaseModel):
+    """The second step of `POST /auth/token`: the challenge of the `mfa_required` answer and
+    a TOTP code or a recovery code."""
+
+    challenge: Challenge
+    code: Code | None = None
+    recovery_code: Code | None = None
+    # A passkey assertion: the credential `navigator.credentials.get` returned, as JSON
+    # (options from `POST /auth/mfa/passkey/options`).
+    passkey: dict[str, Any] | None = None
+
+
+class MfaChallengeError(BaseModel):
+    """The `error` of a `401 mfa_required` answer."""
+
+    code: Literal["mfa_required"]
+    message: str
+    # Send it back with the second step (or, `enrolment_required`, with the enrolment).
+    challenge: str
+    # What answers it: `totp`, `recovery_code`, `passkey` (enrolment: what may be enrolled).
+    methods: list[str]
+    expires_in: int
+    # True: the account must enrol a factor first and may do nothing else.
+    enrolment_required: bool
+
+
+class MfaChallengeBody(BaseModel):
+    """`{"error": {"code": "mfa_required", "challenge", "methods", "expires_in", ...}}`."""
+
+    error: MfaChallengeError
+
+
+class FactorOut(BaseModel):
+    """One enrolled second factor (never its secret)."""
+
+    id: int
+    kind: str
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+class FactorsResponse(BaseModel):
+    """The caller's second factors."""
+
+    factors: list[FactorOut]
+    recovery_codes_left: int
+    # True when the caller's roles require a second factor (the last one cannot be removed).
+    required: bool
+
+
+class TotpStartRequest(BaseModel):
+    """Start a TOTP enrolment: as the signed-in user (bearer), or with the enrolment
+    challenge of a `mfa_required` answer."""
+
+    challenge: Challenge | None = None
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = (
+        "Authenticator app"
+    )
+
+
+class TotpEnrolmentResponse(BaseModel):
+    """The secret (shown this once) and its `otpauth://` URI for the authenticator app."""
+
+    factor_id: int
+    secret: str
+    otpauth_uri: str
+
+
+class TotpConfirmRequest(BaseModel):
+    """Confirm a TOTP enrolment with the first code the app shows."""
+
+    factor_id: FactorId
+    code: Code
+    challenge: Challenge | None = None
+
+
+class TotpConfirmResponse(BaseModel):
+    """Recovery codes, shown this once (empty: the earlier ones still stand); after an
+    enrolment-only challenge, the access token of the sign-in it completes."""
+
+    factor_id: int
+    recovery_codes: list[str]
+    token: TokenResponse | None = None
+
+
+class PasskeyOptionsRequest(BaseModel):
+    """Start a passkey registration: as the signed-in user (bearer), or with the enrolment
+    challenge of a `mfa_required` answer."""
+
+    challenge: Challenge | None = None
+
+
+class PasskeyOptionsResponse(BaseModel):
+    """The handle of the ceremony and its options for `navigator.credentials.create`."""
+
+    handle: str
+    options: dict[str, Any]
+
+
+class PasskeyRegisterRequest(BaseModel):
+    """The credential `navigator.credentials.create` returned, as JSON."""
+
+    handle: Challenge
+    credential: dict[str, Any]
+    challenge: Challenge | None = None
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = (
+        "Passkey"
+    )
+
+
+class PasskeyLoginOptionsRequest(BaseModel):
+    """A login challenge to answer with a passkey."""
+
+    challenge: Challenge
+
+
+class PasskeyLoginOptionsResponse(BaseModel):
+    """Options for `navigator.credentials.get`."""
+
+    options: dict[str, Any]

@@ -37,6 +37,10 @@ class FormPass:
     expires_at: int
     # Whose expired password the rotation form is for: it prefills the form, grants nothing.
     pending_username: str | None = None
+    # After the password: the gateway's second-step challenge (short-lived, single use), and
+    # whether it only allows enrolling a first factor.
+    pending_challenge: str | None = field(default=None, repr=False)
+    enrol: bool = False
 
     def matches(self, submitted: str | None) -> bool:
         """Compare a form's CSRF token with the pass's nonce in constant time."""
@@ -71,9 +75,15 @@ class FormPassSigner:
         """Also accept passes signed with `secret` (SESSION_PREVIOUS_SECRET_KEY)."""
         self._keys.accept_previous(secret)
 
-    def issue(self, *, pending_username: str | None = None) -> FormPass:
+    def issue(
+        self,
+        *,
+        pending_username: str | None = None,
+        pending_challenge: str | None = None,
+        enrol: bool = False,
+    ) -> FormPass:
         """Return a pass with a fresh nonce."""
-        return self.renew(FormPass(new_token(), 0, pending_username))
+        return self.renew(FormPass(new_token(), 0, pending_username, pending_challenge, enrol))
 
     def renew(self, form_pass: FormPass) -> FormPass:
         """Return the same pass with a fresh expiry: a reloaded form keeps its token."""
@@ -84,6 +94,9 @@ class FormPassSigner:
         payload: dict[str, str | int] = {"n": form_pass.nonce, "e": form_pass.expires_at}
         if form_pass.pending_username is not None:
             payload["u"] = form_pass.pending_username
+        if form_pass.pending_challenge is not None:
+            payload["c"] = form_pass.pending_challenge
+            payload["m"] = int(form_pass.enrol)
         body = _encode(json.dumps(payload, separators=(",", ":")).encode())
         return f"{body}.{hmac_b64(self._keys.current, body)}"
 
@@ -102,10 +115,13 @@ class FormPassSigner:
             return None
         nonce, expires_at = payload.get("n"), payload.get("e")
         pending = payload.get("u")
+        challenge, enrol = payload.get("c"), payload.get("m", 0)
         if not isinstance(nonce, str) or not isinstance(expires_at, int):
             return None
         if pending is not None and not isinstance(pending, str):
             return None
+        if challenge is not None and not isinstance(challenge, str):
+            return None
         if self._clock() >= expires_at:
             return None
-        return FormPass(nonce, expires_at, pending)
+        return FormPass(nonce, expires_at, pending, challenge, enrol == 1)

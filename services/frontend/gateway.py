@@ -78,6 +78,17 @@ def _body(response: httpx.Response) -> Any:
         return response.text
 
 
+def _grant(body: dict[str, Any]) -> TokenGrant:
+    expires_at = epoch(body.get("expires_at"))
+    if expires_at is None:
+        expires_at = time.time() + float(body.get("expires_in", 0))
+    return TokenGrant(
+        access_token=str(body["access_token"]),
+        expires_at=expires_at,
+        roles=tuple(body.get("roles", ())),
+    )
+
+
 def _error(response: httpx.Response) -> GatewayError:
     body = _body(response)
     error = body.get("error") if isinstance(body, dict) else None
@@ -164,14 +175,7 @@ class Gateway:
             json={"username": username, "password": password},
             client=client,
         )
-        expires_at = epoch(body.get("expires_at"))
-        if expires_at is None:
-            expires_at = time.time() + float(body.get("expires_in", 0))
-        return TokenGrant(
-            access_token=str(body["access_token"]),
-            expires_at=expires_at,
-            roles=tuple(body.get("roles", ())),
-        )
+        return _grant(body)
 
     async def logout(self, token: str) -> None:
         """Revoke the token at the gateway."""
@@ -263,6 +267,109 @@ class Gateway:
         path = f"/admin/users/{quote(username, safe='')}{suffix}"
         return dict(await self._call(method, path, token=token))
 
+    async def second_step(
+        self,
+        challenge: str,
+        *,
+        code: str | None = None,
+        recovery_code: str | None = None,
+        client: str | None = None,
+    ) -> TokenGrant:
+        """Answer the second-step challenge with a TOTP or recovery code; get the token."""
+        body = await self._call(
+            "POST",
+            "/auth/token",
+            json={"challenge": challenge, "code": code, "recovery_code": recovery_code},
+            client=client,
+        )
+        return _grant(body)
+
+    async def start_totp(
+        self, *, token: str | None = None, challenge: str | None = None
+    ) -> dict[str, Any]:
+        """Start a TOTP enrolment (signed in, or with an enrolment challenge)."""
+        payload = {"challenge": challenge} if challenge is not None else {}
+        return dict(await self._call("POST", "/auth/mfa/totp", token=token, json=payload))
+
+    async def confirm_totp(
+        self,
+        factor_id: int,
+        code: str,
+        *,
+        token: str | None = None,
+        challenge: str | None = None,
+        client: str | None = None,
+    ) -> tuple[list[str], TokenGrant | None]:
+        """Confirm a TOTP enrolment; return the recovery codes and, after an enrolment
+        challenge, the token of the sign-in it completes."""
+        payload: dict[str, Any] = {"factor_id": factor_id, "code": code}
+        if challenge is not None:
+            payload["challenge"] = challenge
+        body = await self._call(
+            "POST", "/auth/mfa/totp/confirm", token=token, json=payload, client=client
+        )
+        codes = [str(code) for code in body.get("recovery_codes", [])]
+        token_body = body.get("token")
+        return codes, _grant(token_body) if isinstance(token_body, dict) else None
+
+    async def passkey_registration_options(
+        self, *, token: str | None = None, challenge: str | None = None
+    ) -> dict[str, Any]:
+        """Start a passkey registration: `handle` and the WebAuthn `options`."""
+        payload = {"challenge": challenge} if challenge is not None else {}
+        return dict(
+            await self._call(
+                "POST", "/auth/mfa/passkey/register/options", token=token, json=payload
+            )
+        )
+
+    async def register_passkey(
+        self,
+        handle: str,
+        credential: dict[str, Any],
+        *,
+        token: str | None = None,
+        challenge: str | None = None,
+        client: str | None = None,
+    ) -> tuple[list[str], TokenGrant | None]:
+        """Register a passkey; return the recovery codes and, after an enrolment challenge,
+        the token of the sign-in it completes."""
+        payload: dict[str, Any] = {"handle": handle, "credential": credential}
+        if challenge is not None:
+            payload["challenge"] = challenge
+        body = await self._call(
+            "POST", "/auth/mfa/passkey/register", token=token, json=payload, client=client
+        )
+        codes = [str(code) for code in body.get("recovery_codes", [])]
+        token_body = body.get("token")
+        return codes, _grant(token_body) if isinstance(token_body, dict) else None
+
+    async def passkey_login_options(self, challenge: str) -> dict[str, Any]:
+        """Return the WebAuthn options answering a login challenge with a passkey."""
+        return dict(
+            await self._call("POST", "/auth/mfa/passkey/options", json={"challenge": challenge})
+        )
+
+    async def passkey_sign_in(
+        self, challenge: str, credential: dict[str, Any], *, client: str | None = None
+    ) -> TokenGrant:
+        """Answer a login challenge with a passkey assertion; get the token."""
+        body = await self._call(
+            "POST",
+            "/auth/token",
+            json={"challenge": challenge, "passkey": credential},
+            client=client,
+        )
+        return _grant(body)
+
+    async def mfa_factors(self, token: str) -> dict[str, Any]:
+        """Return the caller's second factors."""
+        return dict(await self._call("GET", "/auth/mfa", token=token))
+
+    async def remove_factor(self, token: str, factor_id: int) -> dict[str, Any]:
+        """Remove one of the caller's second factors."""
+        return dict(await self._call("DELETE", f"/auth/mfa/{factor_id}", token=token))
+
     async def my_api_key(self, token: str) -> dict[str, Any]:
         """Return the caller's key id, creation and last use, never the key."""
         return dict(await self._call("GET", "/auth/api-key", token=token))
@@ -282,4 +389,5 @@ USER_ACTIONS = {
     "delete": ("DELETE", ""),
     "reset-password": ("POST", "/password/reset"),
     "rotate-api-key": ("POST", "/api-key"),
+    "reset-mfa": ("POST", "/mfa/reset"),
 }

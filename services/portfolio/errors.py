@@ -173,6 +173,42 @@ class WeakPasswordError(IdentityError):
     code = ErrorCode.WEAK_PASSWORD
 
 
+class MfaRequiredError(IdentityError):
+    """The password checked out; a second step is due (or, with `enrol`, an enrolment)."""
+
+    code = ErrorCode.MFA_REQUIRED
+
+    def __init__(
+        self, message: str, *, challenge: str, methods: list[str], expires_in: int, enrol: bool
+    ) -> None:
+        super().__init__(
+            message,
+            challenge=challenge,
+            methods=methods,
+            expires_in=expires_in,
+            enrolment_required=enrol,
+        )
+
+
+class InvalidCodeError(InvalidCredentialsError):
+    """A second-step code, recovery code or passkey assertion that does not check out."""
+
+    def __init__(self, message: str = "invalid code") -> None:
+        super().__init__(message)
+
+
+class LastFactorError(IdentityError):
+    """Removing the factor would leave an account that requires one without any."""
+
+    code = ErrorCode.CONFLICT
+
+
+class MfaUnavailableError(IdentityError):
+    """The second factor cannot work here: its encryption key is not configured."""
+
+    code = ErrorCode.SERVICE_UNAVAILABLE
+
+
 class ServiceTokenError(IdentityError):
     """A call to the internal API without the right X-Service-Token."""
 
@@ -263,6 +299,9 @@ HTTP_STATUS: StatusTable = {
     PortfolioError: 500,
     DatabaseUnavailableError: 503,
     InvalidCredentialsError: 401,
+    MfaRequiredError: 401,
+    LastFactorError: 409,
+    MfaUnavailableError: 503,
     AccountInactiveError: 403,
     PasswordExpiredError: 403,
     TooManyAttemptsError: 429,

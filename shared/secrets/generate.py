@@ -17,4 +17,6 @@ def generate_secrets() -> dict[str, str]:
         "IDENTITY_SERVICE_TOKEN": secrets.token_urlsafe(48),
         # Optional to start (a service without it serves metrics to nobody), but wanted.
         "METRICS_SCRAPE_TOKEN": secrets.token_urlsafe(48),
+        # Optional to start, but TOTP needs it: sealed factors are unreadable without it.
+        "PORTFOLIO_MFA_ENCRYPTION_KEY": secrets.token_urlsafe(48),
     }

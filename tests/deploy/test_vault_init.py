@@ -40,7 +40,7 @@ write_dev_env = load_script("scripts/write_dev_env.py")
 REGISTRY = SecretRegistry.load()
 REQUIRED = {entry.name for entry in REGISTRY if entry.required_by}
 # Provisioned too, though a service starts without it.
-PROVISIONED = REQUIRED | {"METRICS_SCRAPE_TOKEN"}
+PROVISIONED = REQUIRED | {"METRICS_SCRAPE_TOKEN", "PORTFOLIO_MFA_ENCRYPTION_KEY"}
 JOB = str(REPO_ROOT / "docker" / "vault_init.py")
 SECRET_PATH = "secret/legacycointrader"
 ROLES = ("gateway", "portfolio", "frontend", "stub")
@@ -62,6 +62,7 @@ HOME = {
     "GATEWAY_ASSERTION_PUBLIC_KEY": "shared",
     "IDENTITY_SERVICE_TOKEN": "portfolio-gateway",
     "METRICS_SCRAPE_TOKEN": "portfolio-gateway-frontend-stub",
+    "PORTFOLIO_MFA_ENCRYPTION_KEY": "portfolio",
 }
 
 

@@ -101,6 +101,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "GATEWAY_API_KEY_CACHE_SECONDS": str(API_KEY_CACHE_SECONDS),
                 "GATEWAY_IDENTITY_SYNC_SECONDS": str(IDENTITY_SYNC_SECONDS),
                 "GATEWAY_ACCESS_LOG": str(access_log),
+                # The guide's sign-ins here are about the guide, not the second factor
+                # (tests/api_gateway/test_mfa_e2e.py and the browser tests cover that).
+                "PORTFOLIO_MFA_REQUIRED_ROLES": "",
             }
         )
         env.update({process.port_variable: str(ports[process.name]) for process in PROCESSES})

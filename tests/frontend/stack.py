@@ -53,8 +53,9 @@ class Stack:
         self._exit.close()
 
 
-def start_stack(log_dir: Path) -> Stack:
-    """Start portfolio, gateway and the trading stub; stop them with `Stack.close()`."""
+def start_stack(log_dir: Path, **extra: str) -> Stack:
+    """Start portfolio, gateway and the trading stub (`extra`: more environment for all
+    three); stop them with `Stack.close()`."""
     exit_stack = ExitStack()
     try:
         database_url = exit_stack.enter_context(postgres_database())
@@ -63,6 +64,7 @@ def start_stack(log_dir: Path) -> Stack:
             GATEWAY_ACCESS_LOG="stdout",
             # Every test logs in from 127.0.0.1; only the per-user throttle is under test.
             GATEWAY_LOGIN_MAX_ATTEMPTS_PER_ADDRESS="10000",
+            **extra,
         )
         # The facade migrates the new database before the service process opens it.
         identity = fast_identity(database_url)

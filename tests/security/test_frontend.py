@@ -5,13 +5,13 @@ from tests.frontend.conftest import running_frontend
 from tests.security.conftest import PASSWORD
 
 # The admin actions behind `/admin/users/{username}/{action}`, written out.
-USER_ACTIONS = ("reset-password", "rotate-api-key", "reactivate", "delete")
+USER_ACTIONS = ("reset-password", "rotate-api-key", "reset-mfa", "reactivate", "delete")
 
 
 def form_routes(app) -> list[str]:
     # Read from the app's own route table (its OpenAPI view), so a new form is covered.
     paths = [
-        path.replace("{username}", "{victim}")
+        path.replace("{username}", "{victim}").replace("{factor_id}", "1")
         for path, methods in app.openapi()["paths"].items()
         if "post" in methods
     ]

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from services.frontend.routes import account, admin, audit, auth, portfolio, services, users
+from services.frontend.routes import account, admin, audit, auth, mfa, portfolio, services, users
 
 router = APIRouter()
 router.include_router(auth.router)
@@ -10,6 +10,7 @@ router.include_router(auth.router)
 router.include_router(portfolio.router)
 router.include_router(services.router)
 router.include_router(account.router)
+router.include_router(mfa.router)
 # Before `users`: its `/users/{username}/{action}` would otherwise take deactivate and roles.
 router.include_router(admin.router, prefix="/admin")
 router.include_router(users.router, prefix="/admin")

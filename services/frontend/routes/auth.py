@@ -106,6 +106,35 @@ async def sign_in(
     flash: str | None = None,
 ) -> Response:
     """Start a new session (a new id, so no fixation) holding the token; drop the old one."""
+    session = await open_session(store, gateway, previous, grant, flash)
+    response = redirect("/dashboard")
+    set_session_cookie(response, request, session)
+    return response
+
+
+def second_step_redirect(request: Request, signer: FormPassSigner, error: GatewayError) -> Response:
+    """After the password, when the gateway asks for a second factor: to the code page, or
+    (no factor yet, and the role requires one) to enrolment, which is all it allows.
+
+    Still nothing server-side: the browser's pass holds the challenge until it is answered.
+    """
+    challenge = error.details.get("challenge")
+    if not isinstance(challenge, str):
+        return redirect("/login")
+    enrol = error.details.get("enrolment_required") is True
+    response = redirect("/mfa/enrol" if enrol else "/login/mfa")
+    set_form_pass_cookie(response, request, signer.issue(pending_challenge=challenge, enrol=enrol))
+    return response
+
+
+async def open_session(
+    store: SessionStore,
+    gateway: Gateway,
+    previous: Session | None,
+    grant: TokenGrant,
+    flash: str | None = None,
+) -> Session:
+    """Create the session holding a new token (ending `previous`); return it."""
     identity = await gateway.me(grant.access_token)
     if previous is not None:
         await store.delete(previous.id)
@@ -127,9 +156,7 @@ async def sign_in(
             await gateway.logout(grant.access_token)
         raise
     metrics.SESSIONS_STARTED.inc()
-    response = redirect("/dashboard")
-    set_session_cookie(response, request, session)
-    return response
+    return session
 
 
 async def revoke(gateway: Gateway, session: Session) -> None:
@@ -230,6 +257,8 @@ async def login(
     try:
         grant = await gateway.login(username, password, client=browser_address(request))
     except FrontendError as exc:
+        if isinstance(exc, GatewayError) and exc.code == ErrorCode.MFA_REQUIRED:
+            return second_step_redirect(request, signer, exc)
         if isinstance(exc, GatewayError) and exc.code == ErrorCode.PASSWORD_EXPIRED:
             # Still nothing server-side: the pass names whose password is to be changed.
             # A new account (or a reset password) is told to set one, not that it expired.
@@ -275,6 +304,7 @@ async def rotate_password(
     request: Request,
     store: StoreDep,
     gateway: GatewayDep,
+    signer: FormSignerDep,
     session: OptionalSession,
     form_pass: OptionalFormPass,
     username: FormText = "",
@@ -314,6 +344,8 @@ async def rotate_password(
         await gateway.rotate_password(username, current_password, new_password, client=client)
         grant = await gateway.login(username, new_password, client=client)
     except FrontendError as exc:
+        if isinstance(exc, GatewayError) and exc.code == ErrorCode.MFA_REQUIRED:
+            return second_step_redirect(request, signer, exc)
         return await render(
             request,
             "password_rotate.html",

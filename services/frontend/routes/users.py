@@ -32,6 +32,11 @@ ACTIONS: dict[str, tuple[str, str]] = {
         "Rotate the API key of",
         "gets a new API key, shown to you once; the current key stops working at once.",
     ),
+    "reset-mfa": (
+        "Reset the second factors of",
+        "loses every second factor and recovery code; all their sessions and tokens end, and "
+        "they must enrol a new factor at their next sign-in if their role requires one.",
+    ),
     "reactivate": ("Reactivate", "can sign in and use their API key again."),
     "delete": (
         "Delete",
@@ -154,6 +159,7 @@ async def act(
             secret=body.get("api_key"),
             note="The previous key no longer works.",
         )
-    session.flash = f"User {username} was {'deleted' if action == 'delete' else 'reactivated'}."
+    done = {"delete": "deleted", "reset-mfa": "reset: their second factors are removed"}
+    session.flash = f"User {username} was {done.get(action, 'reactivated')}."
     await store.save(session)
     return redirect("/admin/users")

@@ -40,6 +40,12 @@ class EventType(StrEnum):
     USER_DELETED = "user.deleted"
     ROLES_CHANGED = "user.roles_changed"
     TOKEN_REVOKED = "token.revoked"  # noqa: S105  # nosec B105 - an event name
+    MFA_ENROLLED = "mfa.enrolled"
+    MFA_REMOVED = "mfa.removed"
+    MFA_USED = "mfa.used"
+    MFA_FAILED = "mfa.failed"
+    MFA_RESET = "mfa.reset"
+    MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used"
 
 
 class Outcome(StrEnum):

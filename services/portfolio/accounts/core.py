@@ -2,9 +2,12 @@
 and how an account is shown, changed and audited."""
 
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.accounts import audit as audit_log
 from services.portfolio.accounts import store
@@ -73,6 +76,18 @@ class IdentityCore:
         self._throttle = Throttle.from_settings(settings)
         self._unknown = UnknownNameThrottle(self._throttle)
 
+    @asynccontextmanager
+    async def _secrets_manager(self) -> AsyncIterator[SecretsManager]:
+        """Yield the service's secrets manager, or one opened for this call only."""
+        if self._secrets is not None:
+            yield self._secrets
+            return
+        manager = SecretsManager.from_environment(service="portfolio")
+        try:
+            yield manager
+        finally:
+            await manager.aclose()
+
     def now(self) -> datetime:
         """Return this service's clock's time."""
         return self._clock()
@@ -83,6 +98,8 @@ class IdentityCore:
         audit: AuditContext,
         event: EventType,
         detail: dict[str, Any] | None = None,
+        *,
+        also: Callable[[AsyncSession, str], Awaitable[None]] | None = None,
         **values: Any,
     ) -> User:
         """Change an account, end its live access (the feed) and audit it, in one transaction;
@@ -111,6 +128,8 @@ class IdentityCore:
             if updated is None:  # locked by this transaction since it was read
                 raise UserNotFoundError(name)
             updated = await store.record_access_change(session, updated, changed_at=now)
+            if also is not None:
+                await also(session, name)
             await audit_log.record(session, audit, event, subject=name, at=now, detail=detail)
         logger.info("updated %s of %s", ", ".join(sorted(values)), name)
         return self._user(updated)

@@ -1,8 +1,6 @@
 """API keys: rotation (with write-back to the managed store), verification, first use."""
 
 import hmac
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from sqlalchemy.exc import IntegrityError
 
@@ -161,15 +159,3 @@ class ApiKeyCredentials(IdentityCore):
                 type(exc).__name__,
             )
             return None
-
-    @asynccontextmanager
-    async def _secrets_manager(self) -> AsyncIterator[SecretsManager]:
-        """Yield the service's secrets manager, or one opened for this call only."""
-        if self._secrets is not None:
-            yield self._secrets
-            return
-        manager = SecretsManager.from_environment(service="portfolio")
-        try:
-            yield manager
-        finally:
-            await manager.aclose()

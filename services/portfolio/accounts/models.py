@@ -135,3 +135,65 @@ class ApiKeyUsageRecord(Base):
     first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_client: Mapped[str | None] = mapped_column(String(64))
+
+
+class SecondFactor(Base):
+    """A user's second factor: a TOTP secret (encrypted) or a passkey (public key only).
+
+    `confirmed_at` is None while an enrolment waits for its first code: such a row never
+    signs anyone in and is replaced by the user's next enrolment.
+    """
+
+    __tablename__ = "mfa_factors"
+    __table_args__ = (
+        Index("ix_mfa_factors_username", "username"),
+        Index("ix_mfa_factors_credential_id", "credential_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # totp | passkey
+    label: Mapped[str] = mapped_column(String(64))
+    # TOTP: the secret sealed with AES-GCM under PORTFOLIO_MFA_ENCRYPTION_KEY.
+    secret_sealed: Mapped[str | None] = mapped_column(String(255), default=None)
+    # TOTP: the last time step accepted; a code of this step or an earlier one is a replay.
+    last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Passkey: the credential id (base64url), its public key (COSE, base64url), sign count.
+    credential_id: Mapped[str | None] = mapped_column(String(512), default=None)
+    public_key: Mapped[str | None] = mapped_column(String(2048), default=None)
+    sign_count: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code, stored as its SHA-256 (the code has 60 random bits)."""
+
+    __tablename__ = "mfa_recovery_codes"
+    __table_args__ = (Index("ix_mfa_recovery_codes_username", "username"),)
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class MfaChallenge(Base):
+    """A short-lived, single-use second-step challenge, stored by the SHA-256 of its id.
+
+    In the identity store, not in a gateway, so that every gateway replica sees it.
+    `purpose`: `login` (a second factor is due), `enrol` (the account must enrol first and
+    may do nothing else), or a passkey ceremony's own (`passkey_register`).
+    """
+
+    __tablename__ = "mfa_challenges"
+    __table_args__ = (Index("ix_mfa_challenges_expires_at", "expires_at"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A WebAuthn ceremony's challenge bytes (base64url), when there is one.
+    webauthn_challenge: Mapped[str | None] = mapped_column(String(128), default=None)

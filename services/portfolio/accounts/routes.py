@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.openapi.utils import get_openapi
 
 from services.portfolio.accounts import audit as audit_log
@@ -17,16 +17,27 @@ from services.portfolio.accounts.schemas import (
     ApiKeyVerified,
     AuditPageOut,
     Credentials,
+    EnrolConfirmIn,
+    EnrolStartIn,
+    FactorsOut,
     IssuedPasswordOut,
     KeyUsageIn,
     KeyUsageOut,
     NewUserIn,
+    PasskeyLoginIn,
+    PasskeyOptions,
+    PasskeyOptionsIn,
+    PasskeyRegistered,
+    PasskeyRegisterIn,
     PasswordRotationIn,
     Recorded,
     RevocationIn,
     RevocationsOut,
     RolesIn,
+    SecondStepIn,
     ThrottledIn,
+    TotpConfirmed,
+    TotpEnrolment,
     UserOut,
     UsersOut,
 )
@@ -48,8 +59,91 @@ CHANGES_WINDOW_MAX = 24 * 3600.0
 
 @router.post("/authenticate")
 async def authenticate(body: Credentials, identity: IdentityDep, audit: AuditDep) -> UserOut:
-    """Check a username and password."""
-    return UserOut(user=await identity.authenticate(body.username, body.password, audit=audit))
+    """Check a username and password; `401 mfa_required` with a challenge when a second
+    factor is due (or, `enrolment_required`, must first be enrolled)."""
+    return UserOut(user=await identity.login(body.username, body.password, audit=audit))
+
+
+@router.post("/mfa/verify")
+async def verify_second_step(body: SecondStepIn, identity: IdentityDep, audit: AuditDep) -> UserOut:
+    """Answer a login challenge with a TOTP code, a recovery code or a passkey assertion."""
+    if body.passkey is not None:
+        if body.code is not None or body.recovery_code is not None:
+            raise InvalidInputError("give one of code, recovery_code or passkey")
+        return UserOut(
+            user=await identity.verify_passkey(body.challenge, body.passkey, audit=audit)
+        )
+    user = await identity.verify_second_step(
+        body.challenge, code=body.code, recovery_code=body.recovery_code, audit=audit
+    )
+    return UserOut(user=user)
+
+
+@router.post("/mfa/passkey/register/options")
+async def passkey_registration_options(
+    body: PasskeyOptionsIn, identity: IdentityDep
+) -> PasskeyOptions:
+    """Start a passkey registration (the signed-in user, or an enrolment challenge's owner)."""
+    name = await identity.enrolling_user(username=body.username, challenge=body.challenge)
+    return await identity.passkey_registration_options(name)
+
+
+@router.post("/mfa/passkey/register")
+async def register_passkey(
+    body: PasskeyRegisterIn, identity: IdentityDep, audit: AuditDep
+) -> PasskeyRegistered:
+    """Verify a passkey registration and keep the passkey."""
+    name = await identity.enrolling_user(username=body.username, challenge=body.challenge)
+    return await identity.register_passkey(
+        name, body.handle, body.credential, label=body.label, challenge=body.challenge, audit=audit
+    )
+
+
+@router.post("/mfa/passkey/options")
+async def passkey_login_options(body: PasskeyLoginIn, identity: IdentityDep) -> dict[str, Any]:
+    """Return the options of a passkey sign-in answering a login challenge."""
+    return {"options": await identity.passkey_login_options(body.challenge)}
+
+
+@router.get("/users/{username}/mfa")
+async def list_factors(username: str, identity: IdentityDep) -> FactorsOut:
+    """List a user's second factors."""
+    return await identity.list_factors(username)
+
+
+@router.post("/mfa/totp")
+async def start_totp(body: EnrolStartIn, identity: IdentityDep) -> TotpEnrolment:
+    """Start a TOTP enrolment for a user, or for the owner of an enrolment challenge."""
+    name = await identity.enrolling_user(username=body.username, challenge=body.challenge)
+    return await identity.start_totp(name, label=body.label)
+
+
+@router.post("/mfa/totp/confirm")
+async def confirm_totp(
+    body: EnrolConfirmIn, identity: IdentityDep, audit: AuditDep
+) -> TotpConfirmed:
+    """Confirm a TOTP enrolment with its first code; recovery codes come back this once."""
+    name = await identity.enrolling_user(username=body.username, challenge=body.challenge)
+    return await identity.confirm_totp(
+        name, body.factor_id, body.code, challenge=body.challenge, audit=audit
+    )
+
+
+@router.delete("/users/{username}/mfa/{factor_id}")
+async def remove_factor(
+    username: str,
+    factor_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    identity: IdentityDep,
+    audit: AuditDep,
+) -> FactorsOut:
+    """Remove a factor; `409 conflict` for the last one of an account that requires one."""
+    return await identity.remove_factor(username, factor_id, audit=audit)
+
+
+@router.post("/users/{username}/mfa/reset")
+async def reset_mfa(username: str, identity: IdentityDep, audit: AuditDep) -> UserOut:
+    """Remove every factor of a user (an admin's reset); their live access ends."""
+    return UserOut(user=await identity.reset_mfa(username, audit=audit))
 
 
 @router.post("/api-keys/verify")

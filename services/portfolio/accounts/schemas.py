@@ -240,3 +240,109 @@ class Recorded(BaseModel):
     """`{"recorded": true}`: the write committed."""
 
     recorded: bool = True
+
+
+Code = Annotated[str, Field(min_length=1, max_length=64)]
+Challenge = Annotated[str, Field(min_length=16, max_length=128)]
+Credential = Annotated[str, Field(min_length=2, max_length=64_000)]
+
+
+class FactorOut(BaseModel):
+    """One confirmed second factor (never its secret)."""
+
+    id: int
+    kind: str
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+class FactorsOut(BaseModel):
+    """`{"factors", "recovery_codes_left", "required"}`."""
+
+    factors: list[FactorOut]
+    recovery_codes_left: int
+    # True when the account's roles require a second factor.
+    required: bool
+
+
+class TotpEnrolment(BaseModel):
+    """A started TOTP enrolment: the secret, shown this once, and its `otpauth://` URI."""
+
+    factor_id: int
+    secret: str
+    otpauth_uri: str
+
+
+class TotpConfirmed(BaseModel):
+    """A confirmed enrolment: recovery codes shown this once (empty: the old ones stand)."""
+
+    factor_id: int
+    recovery_codes: list[str]
+    user: User
+
+
+class SecondStepIn(BaseModel):
+    """Body of `POST /internal/identity/mfa/verify`: the challenge and one answer."""
+
+    challenge: Challenge
+    code: Code | None = None
+    recovery_code: Code | None = None
+    # A passkey assertion: the JSON of the credential `navigator.credentials.get` returned.
+    passkey: Credential | None = None
+
+
+class EnrolStartIn(BaseModel):
+    """Body of `POST /internal/identity/mfa/totp`: the signed-in user or an enrolment
+    challenge."""
+
+    username: Username | None = None
+    challenge: Challenge | None = None
+    label: Annotated[str, Field(min_length=1, max_length=64)] = "Authenticator app"
+
+
+class EnrolConfirmIn(BaseModel):
+    """Body of `POST /internal/identity/mfa/totp/confirm`."""
+
+    username: Username | None = None
+    challenge: Challenge | None = None
+    factor_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    code: Code
+
+
+class PasskeyOptions(BaseModel):
+    """A WebAuthn ceremony's options (for `navigator.credentials`) and the handle naming it."""
+
+    handle: str
+    options: dict[str, Any]
+
+
+class PasskeyRegistered(BaseModel):
+    """A registered passkey: recovery codes shown this once (empty: the old ones stand)."""
+
+    factor_id: int
+    recovery_codes: list[str]
+    user: User
+
+
+class PasskeyOptionsIn(BaseModel):
+    """Body of `POST /internal/identity/mfa/passkey/register/options`."""
+
+    username: Username | None = None
+    challenge: Challenge | None = None
+
+
+class PasskeyRegisterIn(BaseModel):
+    """Body of `POST /internal/identity/mfa/passkey/register`: the credential's JSON."""
+
+    username: Username | None = None
+    challenge: Challenge | None = None
+    handle: Challenge
+    credential: Credential
+    label: Annotated[str, Field(min_length=1, max_length=64)] = "Passkey"
+
+
+class PasskeyLoginIn(BaseModel):
+    """Body of `POST /internal/identity/mfa/passkey/options`: a login challenge."""
+
+    challenge: Challenge

@@ -9,10 +9,10 @@ from services.portfolio.accounts import audit as audit_log
 from services.portfolio.accounts import store
 from services.portfolio.accounts.audit import SYSTEM, AuditContext, EventType
 from services.portfolio.accounts.core import canonical, checked_roles, logger
-from services.portfolio.accounts.credentials import PasswordCredentials
 from services.portfolio.accounts.keys import NEW_API_KEY_SECRET, ApiKeyCredentials
 from services.portfolio.accounts.lifecycle import AccountLifecycle
 from services.portfolio.accounts.models import UserAccount
+from services.portfolio.accounts.passkeys import Passkeys
 from services.portfolio.accounts.passwords import one_time_password
 from services.portfolio.accounts.schemas import (
     AccessChange,
@@ -29,7 +29,7 @@ from services.portfolio.errors import (
 __all__ = ["NEW_API_KEY_SECRET", "IdentityService"]
 
 
-class IdentityService(AccountLifecycle, PasswordCredentials, ApiKeyCredentials):
+class IdentityService(AccountLifecycle, Passkeys, ApiKeyCredentials):
     """Users and their credentials, over one database."""
 
     async def create_account(

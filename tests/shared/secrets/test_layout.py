@@ -54,6 +54,7 @@ def test_each_service_reads_only_its_paths(service, paths):
         ("GATEWAY_ASSERTION_PUBLIC_KEY", "shared"),
         ("IDENTITY_SERVICE_TOKEN", "portfolio-gateway"),
         ("PORTFOLIO_NEW_API_KEY", "portfolio"),
+        ("PORTFOLIO_MFA_ENCRYPTION_KEY", "portfolio"),
         ("METRICS_SCRAPE_TOKEN", EVERY),
         ("PORTFOLIO_API_KEY__A_2EB", "api-keys"),
         ("SOMETHING_UNDECLARED", "operator"),

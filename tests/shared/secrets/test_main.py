@@ -81,6 +81,7 @@ def test_check_lists_every_managed_secret_and_where_it_resolves():
         "IDENTITY_SERVICE_TOKEN: required by portfolio, gateway: resolved from environment "
         "(alias PORTFOLIO_INTERNAL_TOKEN)",
         "PORTFOLIO_NEW_API_KEY: optional: MISSING",
+        "PORTFOLIO_MFA_ENCRYPTION_KEY: optional: MISSING",
         "METRICS_SCRAPE_TOKEN: optional: MISSING",
     ]
     assert_no_value_shown(result)
@@ -206,7 +207,7 @@ def test_check_with_vault_down_reports_every_secret_unavailable():
     result = run("check", **vault_env_for(f"http://127.0.0.1:{free_port()}"))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert len(lines) == 15
+    assert len(lines) == 16
     assert all(": UNAVAILABLE (cannot reach Vault at http://127.0.0.1:" in line for line in lines)
 
 

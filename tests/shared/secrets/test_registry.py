@@ -24,6 +24,7 @@ CONTRACT = {
     "IDENTITY_SERVICE_TOKEN": (("PORTFOLIO_INTERNAL_TOKEN",), {"portfolio", "gateway"}),
     "PORTFOLIO_NEW_API_KEY": (("PORTFOLIO_ROTATION_API_KEY",), set()),
     "METRICS_SCRAPE_TOKEN": ((), set()),
+    "PORTFOLIO_MFA_ENCRYPTION_KEY": ((), set()),
 }
 
 
