@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run run-vault test test-fast lint bench bench-workers services clean compose-env lock mutation
+.PHONY: install dev-env run run-vault test test-fast lint bench bench-workers services clean compose-env lock mutation
 
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command "make lock"
@@ -35,14 +35,15 @@ lock:
 	@$(VENV)/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -c requirements-dev.lock \
 		-o requirements.lock
 
-.env: | $(STAMP)
+# Writes `.env` the first time; later, adds only the secrets an older `.env` lacks.
+dev-env: install
 	@$(PY) scripts/write_dev_env.py .env
 
-run: install .env
+run: dev-env
 	@$(PY) -m devstack
 
 # The same stack with its secrets in a local OpenBao (one AppRole per service), not in .env.
-run-vault: install .env
+run-vault: dev-env
 	@$(PY) -m devstack --vault
 
 # The credentials of `docker compose --env-file compose.env`, generated once and then kept

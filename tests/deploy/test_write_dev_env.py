@@ -28,6 +28,37 @@ def test_env_file_uses_env_secrets_and_holds_every_generated_secret(tmp_path):
 
 def test_existing_env_file_is_never_overwritten(tmp_path):
     target = tmp_path / ".env"
-    target.write_text("SESSION_SECRET_KEY=kept\n")
+    kept = "SESSION_SECRET_KEY=kept\n" + "".join(
+        f"{name}=kept-{name}\n" for name in write_dev_env.ADDED_LATER
+    )
+    target.write_text(kept)
     write_dev_env.main(str(target))
-    assert target.read_text() == "SESSION_SECRET_KEY=kept\n"
+    assert target.read_text() == kept
+
+
+def test_an_older_env_file_gains_only_the_later_secrets_it_lacks(tmp_path, capsys):
+    target = tmp_path / ".env"
+    older = "SECRETS_PROVIDER=env\nSESSION_SECRET_KEY=kept\nMETRICS_SCRAPE_TOKEN=mine"
+    target.write_text(older)
+    target.chmod(0o600)
+    write_dev_env.main(str(target))
+    text = target.read_text()
+    assert text.startswith(older + "\n")
+    values = parse(text)
+    assert values["SESSION_SECRET_KEY"] == "kept"
+    assert values["METRICS_SCRAPE_TOKEN"] == "mine"
+    assert len(values["PORTFOLIO_MFA_ENCRYPTION_KEY"]) >= 32
+    # Only the missing later secret: no second session key, no key pair half.
+    assert set(values) == {
+        "SECRETS_PROVIDER",
+        "SESSION_SECRET_KEY",
+        "METRICS_SCRAPE_TOKEN",
+        "PORTFOLIO_MFA_ENCRYPTION_KEY",
+    }
+    out = capsys.readouterr().out
+    assert "PORTFOLIO_MFA_ENCRYPTION_KEY" in out
+    assert values["PORTFOLIO_MFA_ENCRYPTION_KEY"] not in out
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    # A second run finds nothing to add.
+    write_dev_env.main(str(target))
+    assert target.read_text() == text
