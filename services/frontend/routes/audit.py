@@ -14,6 +14,7 @@ router = APIRouter()
 # The event types the identity service records, offered as suggestions in the filter.
 EVENT_TYPES = (
     "login.succeeded",
+    "login.password_verified",
     "login.failed",
     "login.throttled",
     "password.rotated",
@@ -27,6 +28,12 @@ EVENT_TYPES = (
     "user.deleted",
     "user.roles_changed",
     "token.revoked",
+    "mfa.enrolled",
+    "mfa.removed",
+    "mfa.used",
+    "mfa.failed",
+    "mfa.reset",
+    "mfa.recovery_code_used",
 )
 
 

@@ -27,6 +27,9 @@ class EventType(StrEnum):
     """What happened; `group.verb`, so a SIEM can filter on the prefix."""
 
     LOGIN_SUCCEEDED = "login.succeeded"
+    # The password checked out and a second factor is due: not a sign-in yet (that is the
+    # `login.succeeded` the second step records).
+    LOGIN_PASSWORD_VERIFIED = "login.password_verified"  # noqa: S105  # nosec B105 - an event name
     LOGIN_FAILED = "login.failed"
     LOGIN_THROTTLED = "login.throttled"
     PASSWORD_ROTATED = "password.rotated"  # noqa: S105  # nosec B105 - an event name

@@ -42,25 +42,47 @@ class PasswordCredentials(IdentityCore):
     """Check and replace passwords."""
 
     async def authenticate(
-        self, username: str, password: str, *, audit: AuditContext = SYSTEM
+        self,
+        username: str,
+        password: str,
+        *,
+        audit: AuditContext = SYSTEM,
+        second_factor_due: bool = False,
     ) -> User:
-        """Check a password; refuse inactive accounts and expired passwords after it checks out."""
+        """Check a password; refuse inactive accounts and expired passwords after it checks out.
+
+        With `second_factor_due` a good password is audited as `login.password_verified` and
+        is no login yet (`last_login_at` stays): the second step completes the sign-in.
+        """
         try:
-            user = await self._authenticate(username, password, audit=audit)
+            user = await self._authenticate(
+                username, password, audit=audit, second_factor_due=second_factor_due
+            )
         except PortfolioError as exc:
             metrics.login_outcome(exc.code)
             raise
         metrics.LOGIN_SUCCESS.inc()
         return user
 
-    async def _authenticate(self, username: str, password: str, *, audit: AuditContext) -> User:
+    async def _authenticate(
+        self, username: str, password: str, *, audit: AuditContext, second_factor_due: bool
+    ) -> User:
+        def stamp(account: UserAccount) -> dict[str, object]:
+            return {} if second_factor_due else self._login_stamp(account)
+
+        def event(account: UserAccount) -> tuple[EventType, Outcome, dict[str, Any]]:
+            verdict = self._login_event(account)
+            if second_factor_due and verdict[0] is EventType.LOGIN_SUCCEEDED:
+                return EventType.LOGIN_PASSWORD_VERIFIED, Outcome.SUCCESS, {"second_factor": "due"}
+            return verdict
+
         account = await self._check_password(
             username,
             password,
             audit=audit,
             failure_event=EventType.LOGIN_FAILED,
-            on_success=self._login_stamp,
-            success_event=self._login_event,
+            on_success=stamp,
+            success_event=event,
         )
         if not account.is_active:
             raise AccountInactiveError()

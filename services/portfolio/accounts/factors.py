@@ -31,6 +31,7 @@ from services.portfolio.errors import (
     UserNotFoundError,
 )
 from shared.secrets import SecretsError
+from shared.usernames import username_label
 
 LOGIN = "login"
 ENROL = "enrol"
@@ -72,7 +73,15 @@ class SecondFactors(PasswordCredentials):
     async def login(self, username: str, password: str, *, audit: AuditContext = SYSTEM) -> User:
         """Check the password; return the user when no second factor is due, else raise
         `MfaRequiredError` with a challenge (to answer, or only to enrol with)."""
-        user = await self.authenticate(username, password, audit=audit)
+        # Read before the password check, so that check audits the right event: a good
+        # password with a second factor due is no sign-in yet.
+        async with self.database.sessions() as session:
+            known = await store.get_user(session, username_label(username))
+            due = known is not None and (
+                bool(await _confirmed_kinds(session, known.username))
+                or self.requires_mfa(list(known.roles))
+            )
+        user = await self.authenticate(username, password, audit=audit, second_factor_due=due)
         async with self.database.sessions() as session:
             kinds = await _confirmed_kinds(session, user.username)
             codes = await unused_codes(session, user.username)
@@ -154,7 +163,7 @@ class SecondFactors(PasswordCredentials):
                     raise Refused("invalid code")
                 if not await take_challenge(session, owner.id_hash, LOGIN, now):
                     raise Refused(CHALLENGE_GONE)  # answered by a concurrent request
-                await store.update_user(session, name, failed_login_count=0, throttled_until=None)
+                await self._signed_in(session, audit, name, now, method)
                 event = EventType.MFA_USED if code is not None else EventType.MFA_RECOVERY_CODE_USED
                 await audit_log.record(
                     session, audit, event, subject=name, at=now, detail={"method": method}
@@ -166,6 +175,22 @@ class SecondFactors(PasswordCredentials):
         if not account.is_active or account.deleted_at is not None:
             raise AccountInactiveError()
         return self._user(account)
+
+    async def _signed_in(
+        self, session: AsyncSession, audit: AuditContext, name: str, now: datetime, method: str
+    ) -> None:
+        """Complete a sign-in whose password step was `login.password_verified`."""
+        await store.update_user(
+            session, name, failed_login_count=0, throttled_until=None, last_login_at=now
+        )
+        await audit_log.record(
+            session,
+            audit,
+            EventType.LOGIN_SUCCEEDED,
+            subject=name,
+            at=now,
+            detail={"second_factor": method},
+        )
 
     async def _reserve_for_code(self, name: str, audit: AuditContext) -> Any:
         try:
@@ -314,7 +339,12 @@ class SecondFactors(PasswordCredentials):
                 )
                 if not await unused_codes(session, name):
                     codes = await replace_recovery_codes(session, name, now)
-                await store.update_user(session, name, failed_login_count=0, throttled_until=None)
+                if challenge is not None:
+                    await self._signed_in(session, audit, name, now, TOTP)
+                else:
+                    await store.update_user(
+                        session, name, failed_login_count=0, throttled_until=None
+                    )
                 await audit_log.record(
                     session,
                     audit,

@@ -215,7 +215,7 @@ class Passkeys(SecondFactors):
                     raise Refused("the passkey's signature counter went backwards")
                 if not await take_challenge(session, owner.id_hash, LOGIN, now):
                     raise Refused(CHALLENGE_GONE)
-                await store.update_user(session, name, failed_login_count=0, throttled_until=None)
+                await self._signed_in(session, audit, name, now, PASSKEY)
                 await audit_log.record(
                     session,
                     audit,

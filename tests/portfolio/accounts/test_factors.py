@@ -192,3 +192,54 @@ async def test_a_malformed_passkey_credential_is_refused_not_a_crash(mfa, clock)
         with pytest.raises(InvalidCodeError):
             await mfa.register_passkey("root", started.handle, garbage)
     assert (await mfa.list_factors("root")).factors == []
+
+
+async def events_of(identity: IdentityService, name: str) -> list[tuple[str, dict]]:
+    page = await audit_log.read_page(
+        identity.database, AuditQuery(user=name), cursor=None, limit=50
+    )
+    return [(event.type, dict(event.detail or {})) for event in reversed(page.events)]
+
+
+async def test_a_password_with_a_second_factor_due_is_no_sign_in_until_the_second_step(mfa, clock):
+    await mfa.create_user("root", PASSWORD, ["admin"])
+    totp, _ = await enrolled(mfa, clock, "root")
+    clock.advance(seconds=30)
+    before = len(await events_of(mfa, "root"))
+    # The right password, then a wrong code: the trail shows no sign-in, nor does the user.
+    refused = await challenge_of(mfa, "root")
+    with pytest.raises(InvalidCodeError):
+        await mfa.verify_second_step(refused.extra["challenge"], code="000000")
+    events = (await events_of(mfa, "root"))[before:]
+    assert [kind for kind, _ in events] == ["login.password_verified", "mfa.failed"]
+    assert events[0][1] == {"second_factor": "due"}
+    assert (await mfa.get_user("root")).last_login_at is None
+    # The second step completes it.
+    answered = await challenge_of(mfa, "root")
+    await mfa.verify_second_step(answered.extra["challenge"], code=code_at(totp, clock))
+    events = (await events_of(mfa, "root"))[before + 2 :]
+    assert ("login.succeeded", {"second_factor": "totp"}) in events
+    assert (await mfa.get_user("root")).last_login_at == clock.now
+
+
+async def test_an_admin_who_must_enrol_signs_in_by_enrolling(mfa, clock):
+    await mfa.create_user("root", PASSWORD, ["admin"])
+    refused = await challenge_of(mfa, "root")
+    assert (await events_of(mfa, "root"))[-1][0] == "login.password_verified"
+    assert (await mfa.get_user("root")).last_login_at is None
+    started = await mfa.start_totp("root")
+    await mfa.confirm_totp(
+        "root",
+        started.factor_id,
+        code_at(pyotp.TOTP(started.secret), clock),
+        challenge=refused.extra["challenge"],
+    )
+    assert ("login.succeeded", {"second_factor": "totp"}) in await events_of(mfa, "root")
+    assert (await mfa.get_user("root")).last_login_at == clock.now
+
+
+async def test_a_sign_in_without_a_second_factor_is_audited_as_before(mfa, clock):
+    await mfa.create_user("trader", PASSWORD, ["trading"])
+    await mfa.login("trader", PASSWORD)
+    assert (await events_of(mfa, "trader"))[-1] == ("login.succeeded", {})
+    assert (await mfa.get_user("trader")).last_login_at == clock.now
