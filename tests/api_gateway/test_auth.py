@@ -12,6 +12,7 @@ import pytest
 
 from devstack.ports import free_port
 from devstack.servers import ServerProcess
+from services.api_gateway import auth
 from services.api_gateway.accounts import IdentityUser
 from services.api_gateway.app import create_app
 from services.api_gateway.auth import bearer_token
@@ -188,3 +189,38 @@ async def test_a_logout_the_identity_store_cannot_keep_still_revokes_the_token_h
     assert _gateway_warnings(caplog) == [LOGOUT_WARNING]
     assert token["Authorization"].split()[1] not in caplog.text
     assert keys.identity_token not in caplog.text
+
+
+async def test_a_throttled_account_is_audited_again_once_the_audit_interval_has_passed(
+    make_settings, keys, portfolio, monkeypatch
+):
+    # The interval is a minute; one second here, so the test can wait it out.
+    monkeypatch.setattr(auth, "THROTTLE_AUDIT_SECONDS", 1.0)
+    admin, _ = portfolio.user("admin")
+    name, _ = portfolio.user("trading")
+    settings = make_settings(portfolio_service_url=portfolio.url, gateway_login_max_attempts=1)
+    async with running_gateway(settings, keys.secrets()) as gateway:
+
+        async def attempt() -> int:
+            response = await gateway.client.post(
+                "/auth/token", json={"username": name, "password": "wrong password!"}
+            )
+            return response.status_code
+
+        async def audited() -> int:
+            admin_login = await gateway.client.post(
+                "/auth/token", json={"username": admin, "password": PASSWORD}
+            )
+            page = await gateway.client.get(
+                "/admin/audit",
+                params={"user": name, "type": "login.throttled"},
+                headers={"Authorization": f"Bearer {admin_login.json()['access_token']}"},
+            )
+            return len(page.json()["events"])
+
+        assert await attempt() == 401
+        assert [await attempt(), await attempt()] == [429, 429]
+        assert await audited() == 1
+        await asyncio.sleep(1.2)
+        assert await attempt() == 429
+        assert await audited() == 2
