@@ -1,17 +1,23 @@
 """The authenticator's own rules: credential length limits, per-address throttling, and
 ending the access obtained before a change made through this gateway."""
 
+import asyncio
+import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
 from devstack.ports import free_port
+from devstack.servers import ServerProcess
+from services.api_gateway import auth
 from services.api_gateway.accounts import IdentityUser
 from services.api_gateway.app import create_app
 from services.api_gateway.auth import bearer_token
 from services.api_gateway.errors import InvalidToken
-from tests.api_gateway.conftest import PASSWORD, running_gateway
+from tests.api_gateway.conftest import FAST_ARGON2, PASSWORD, Keys, Portfolio, running_gateway
 
 
 @pytest.mark.parametrize("length", [1, 4095, 4096])
@@ -93,3 +99,128 @@ async def test_a_change_made_through_this_gateway_refuses_tokens_from_before_it(
         "code": "invalid_token",
         "message": "the access token predates a change to the account; log in again",
     }
+
+
+# --- the identity service going away between two calls ---------------------------------
+# A login needs the identity service, so each test starts its own identity process (on the
+# shared test database), lets it do its part, then stops it just before the call whose
+# failure the gateway must absorb: the next call to it then fails to connect.
+
+AUDIT_WARNING = "could not audit a throttled login (UpstreamUnavailable)"
+LOGOUT_WARNING = (
+    "logout: the revocation holds here but was not stored in the identity store "
+    "(UpstreamUnavailable); it ends with this process unless the state is shared"
+)
+
+
+@pytest.fixture
+def own_identity(keys: Keys, portfolio: Portfolio, tmp_path: Path) -> Iterator[ServerProcess]:
+    """An identity process of this test's own, on the shared test database."""
+    env = {**keys.env(), **FAST_ARGON2, "PORTFOLIO_DATABASE_URL": portfolio.database_url}
+    identity = ServerProcess(
+        "services.portfolio.app:app", env=env, log_path=tmp_path / "identity.log"
+    )
+    identity.start()
+    try:
+        yield identity
+    finally:
+        identity.stop()
+
+
+def _gateway_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "services.api_gateway.auth" and record.levelno == logging.WARNING
+    ]
+
+
+async def test_a_throttled_login_is_still_429_when_its_audit_cannot_be_stored(
+    make_settings, keys, portfolio, own_identity, caplog
+):
+    name, _ = portfolio.user("trading")
+    settings = make_settings(portfolio_service_url=own_identity.url, gateway_login_max_attempts=2)
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        for _ in range(2):
+            response = await gateway.client.post(
+                "/auth/token", json={"username": name, "password": "wrong password!"}
+            )
+            assert response.status_code == 401, response.text
+        await asyncio.to_thread(own_identity.stop)
+        caplog.set_level(logging.WARNING, logger="services.api_gateway.auth")
+        # The throttle refuses before any password check; auditing that refusal is the
+        # only call to the identity service, and it fails.
+        response = await gateway.client.post(
+            "/auth/token", json={"username": name, "password": PASSWORD}
+        )
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "too_many_attempts"
+    assert response.headers["retry-after"]
+    # The exception's type only: not the username, the address or the service token.
+    assert _gateway_warnings(caplog) == [AUDIT_WARNING]
+    assert keys.identity_token not in caplog.text
+
+
+async def test_a_logout_the_identity_store_cannot_keep_still_revokes_the_token_here(
+    make_settings, keys, portfolio, own_identity, caplog
+):
+    name, _ = portfolio.user("trading")
+    settings = make_settings(portfolio_service_url=own_identity.url)
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        response = await gateway.client.post(
+            "/auth/token", json={"username": name, "password": PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        token = {"Authorization": f"Bearer {response.json()['access_token']}"}
+        assert (await gateway.client.get("/auth/me", headers=token)).status_code == 200
+        await asyncio.to_thread(own_identity.stop)
+        caplog.set_level(logging.WARNING, logger="services.api_gateway.auth")
+
+        logout = await gateway.client.post("/auth/logout", headers=token)
+        assert logout.status_code == 204, logout.text
+        assert logout.content == b""
+        for path in ("/auth/me", "/api/trading/x"):
+            refused = await gateway.client.get(path, headers=token)
+            assert refused.status_code == 401, path
+            assert refused.json()["error"] == {
+                "code": "invalid_token",
+                "message": "the access token has been revoked",
+            }
+    assert _gateway_warnings(caplog) == [LOGOUT_WARNING]
+    assert token["Authorization"].split()[1] not in caplog.text
+    assert keys.identity_token not in caplog.text
+
+
+async def test_a_throttled_account_is_audited_again_once_the_audit_interval_has_passed(
+    make_settings, keys, portfolio, monkeypatch
+):
+    # The interval is a minute; one second here, so the test can wait it out.
+    monkeypatch.setattr(auth, "THROTTLE_AUDIT_SECONDS", 1.0)
+    admin, _ = portfolio.user("admin")
+    name, _ = portfolio.user("trading")
+    settings = make_settings(portfolio_service_url=portfolio.url, gateway_login_max_attempts=1)
+    async with running_gateway(settings, keys.secrets()) as gateway:
+
+        async def attempt() -> int:
+            response = await gateway.client.post(
+                "/auth/token", json={"username": name, "password": "wrong password!"}
+            )
+            return response.status_code
+
+        async def audited() -> int:
+            admin_login = await gateway.client.post(
+                "/auth/token", json={"username": admin, "password": PASSWORD}
+            )
+            page = await gateway.client.get(
+                "/admin/audit",
+                params={"user": name, "type": "login.throttled"},
+                headers={"Authorization": f"Bearer {admin_login.json()['access_token']}"},
+            )
+            return len(page.json()["events"])
+
+        assert await attempt() == 401
+        assert [await attempt(), await attempt()] == [429, 429]
+        assert await audited() == 1
+        await asyncio.sleep(1.2)
+        assert await attempt() == 429
+        assert await audited() == 2
