@@ -2,6 +2,9 @@
 
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 
 class Service(StrEnum):
@@ -86,3 +89,15 @@ def parse_role_list(text: str) -> frozenset[str]:
     text is no role; an unknown name raises `UnknownRoleError`."""
     names = [part for part in (piece.strip() for piece in text.split(",")) if part]
     return frozenset(str(role) for role in parse_roles(names))
+
+
+def _checked_role_list(text: str) -> str:
+    try:
+        parse_role_list(text)
+    except UnknownRoleError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+RoleList = Annotated[str, AfterValidator(_checked_role_list)]
+"""A setting holding a comma-separated list of role names, each checked when it is read."""

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from services.api_gateway.errors import StartupError
 from shared.errors import settings_problems
 from shared.metrics import SCRAPE_TOKEN_SECRET
-from shared.roles import Service, UnknownRoleError, parse_role_list
+from shared.roles import RoleList, Service, parse_role_list
 from shared.secrets import SecretsError, SecretsManager
 from shared.secrets.watch import read_fresh
 
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     gateway_login_window_seconds: Seconds = 300.0
     # Roles whose holders must sign in with a second factor (the identity service's policy,
     # read here too: a token for such a role is never issued on a password alone).
-    portfolio_mfa_required_roles: str = "admin"
+    portfolio_mfa_required_roles: RoleList = "admin"
 
     gateway_access_log: str = "stdout"
     gateway_trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = ()
@@ -65,15 +65,6 @@ class Settings(BaseSettings):
     # Longest a request waits for one Redis call before it uses this replica's memory; Redis
     # then counts as slow (degraded) until it answers within this again.
     gateway_state_budget_seconds: Seconds = 0.25
-
-    @field_validator("portfolio_mfa_required_roles")
-    @classmethod
-    def _known_roles(cls, value: str) -> str:
-        try:
-            parse_role_list(value)
-        except UnknownRoleError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     def mfa_roles(self) -> frozenset[str]:
         """Return the roles whose holders must use a second factor."""

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.portfolio.errors import ConfigurationError
 from shared.assertion import PREVIOUS_PUBLIC_KEY_SECRET, PUBLIC_KEY_SECRET
 from shared.metrics import SCRAPE_TOKEN_SECRET
-from shared.roles import UnknownRoleError, parse_role_list
+from shared.roles import RoleList, parse_role_list
 from shared.secrets import SecretsError, SecretsManager
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ class PortfolioSettings(BaseSettings):
     login_throttle_max_seconds: Annotated[float, Field(gt=0)] = 900.0
 
     # Roles whose holders must sign in with a second factor (comma-separated; empty: nobody).
-    mfa_required_roles: str = "admin"
+    mfa_required_roles: RoleList = "admin"
     # How long a second-step challenge (and an enrolment-only one) may be answered.
     mfa_challenge_seconds: Annotated[int, Field(ge=30, le=3600)] = 300
     # The issuer a TOTP app shows next to the account.
@@ -77,15 +77,6 @@ class PortfolioSettings(BaseSettings):
     webauthn_rp_id: Annotated[str, Field(min_length=1, max_length=253)] = "localhost"
     webauthn_rp_name: Annotated[str, Field(min_length=1, max_length=64)] = "LegacyCoinTrader"
     webauthn_origins: str = "http://localhost:8080"
-
-    @field_validator("mfa_required_roles")
-    @classmethod
-    def _known_roles(cls, value: str) -> str:
-        try:
-            parse_role_list(value)
-        except UnknownRoleError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     def mfa_roles(self) -> frozenset[str]:
         """Return the roles whose holders must use a second factor."""

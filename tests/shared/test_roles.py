@@ -56,3 +56,15 @@ def test_parse_roles_normalises_and_drops_duplicates():
 def test_services_for_keeps_map_order():
     assert services_for(["trading", "portfolio"]) == [Service.PORTFOLIO, Service.TRADING]
     assert set(ROLE_SERVICES[Role.ADMIN]) == set(SERVICES)
+
+
+def test_a_role_list_setting_names_an_unknown_role():
+    from pydantic import TypeAdapter, ValidationError
+
+    from shared.roles import RoleList
+
+    adapter = TypeAdapter(RoleList)
+    assert adapter.validate_python(" admin , trading ") == " admin , trading "
+    assert adapter.validate_python("") == ""
+    with pytest.raises(ValidationError, match="unknown role 'wizard'"):
+        adapter.validate_python("admin,wizard")
