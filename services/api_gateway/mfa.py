@@ -44,6 +44,17 @@ async def _person(request: Request, runtime: Runtime, context: ContextDep) -> Pr
     return principal
 
 
+async def _enrolling(
+    challenge: str | None, request: Request, runtime: Runtime, context: ContextDep
+) -> tuple[str | None, str | None]:
+    """Return the (username, challenge) pair naming who enrols: the owner of the body's
+    enrolment challenge (who has no bearer yet), else the caller signed in with a password."""
+    if challenge is not None:
+        return None, challenge
+    principal = await _person(request, runtime, context)
+    return principal.username, None
+
+
 @auth.get(
     "",
     response_model=FactorsResponse,
@@ -71,15 +82,10 @@ async def start_totp(
     `otpauth://` URI are shown this once; the factor counts once confirmed. `401
     invalid_credentials`: the challenge is unknown, used or expired; `503`: the identity
     service has no `PORTFOLIO_MFA_ENCRYPTION_KEY`."""
-    if body.challenge is not None:
-        started = await runtime.identity.start_totp(
-            username=None, challenge=body.challenge, label=body.label
-        )
-    else:
-        principal = await _person(request, runtime, context)
-        started = await runtime.identity.start_totp(
-            username=principal.username, challenge=None, label=body.label
-        )
+    username, challenge = await _enrolling(body.challenge, request, runtime, context)
+    started = await runtime.identity.start_totp(
+        username=username, challenge=challenge, label=body.label
+    )
     return TotpEnrolmentResponse.model_validate(started)
 
 
@@ -96,16 +102,16 @@ async def confirm_totp(
     The ten recovery codes come back this once (empty when the earlier ones still stand).
     With an enrolment challenge the sign-in completes: the answer carries the token. `401
     invalid_credentials`: wrong code, or the challenge is used or expired."""
-    if body.challenge is not None:
+    username, challenge = await _enrolling(body.challenge, request, runtime, context)
+    if challenge is not None:
         login, codes = await runtime.authenticator.finish_enrolment(
-            body.challenge, body.factor_id, body.code, client=context.client
+            challenge, body.factor_id, body.code, client=context.client
         )
         return TotpConfirmResponse(
             factor_id=body.factor_id, recovery_codes=codes, token=token_response(login)
         )
-    principal = await _person(request, runtime, context)
     _, codes = await runtime.identity.confirm_totp(
-        username=principal.username, challenge=None, factor_id=body.factor_id, code=body.code
+        username=username, challenge=None, factor_id=body.factor_id, code=body.code
     )
     return TotpConfirmResponse(factor_id=body.factor_id, recovery_codes=codes)
 
@@ -122,15 +128,10 @@ async def passkey_registration_options(
     """Return the options for `navigator.credentials.create` (attestation `none`, user
     verification preferred) and the `handle` to send back with the credential: for the
     caller (bearer), or for the owner of an enrolment `challenge`."""
-    if body.challenge is not None:
-        started = await runtime.identity.passkey_registration_options(
-            username=None, challenge=body.challenge
-        )
-    else:
-        principal = await _person(request, runtime, context)
-        started = await runtime.identity.passkey_registration_options(
-            username=principal.username, challenge=None
-        )
+    username, challenge = await _enrolling(body.challenge, request, runtime, context)
+    started = await runtime.identity.passkey_registration_options(
+        username=username, challenge=challenge
+    )
     return PasskeyOptionsResponse.model_validate(started)
 
 
@@ -146,16 +147,16 @@ async def register_passkey(
     """Verify the registration ceremony and keep the passkey; recovery codes come back once
     (empty when the earlier ones still stand). With an enrolment challenge the sign-in
     completes: the answer carries the token."""
-    if body.challenge is not None:
+    username, challenge = await _enrolling(body.challenge, request, runtime, context)
+    if challenge is not None:
         login, factor_id, codes = await runtime.authenticator.finish_passkey_enrolment(
-            body.challenge, body.handle, body.credential, body.label, client=context.client
+            challenge, body.handle, body.credential, body.label, client=context.client
         )
         return TotpConfirmResponse(
             factor_id=factor_id, recovery_codes=codes, token=token_response(login)
         )
-    principal = await _person(request, runtime, context)
     _, factor_id, codes = await runtime.identity.register_passkey(
-        username=principal.username,
+        username=username,
         challenge=None,
         handle=body.handle,
         credential=body.credential,
