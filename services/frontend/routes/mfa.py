@@ -85,11 +85,14 @@ async def second_step(
         return redirect(CHALLENGE_GONE)
     if not form_pass.matches(csrf_token):
         raise CsrfError()
-    context: dict[str, Any] = {"csrf_token": form_pass.nonce}
     code, recovery_code = code.strip(), recovery_code.strip()
     if bool(code) == bool(recovery_code):
-        error = "Enter the code your app shows, or one recovery code."
-        return await render(request, "mfa_verify.html", status_code=400, error=error, **context)
+        return await _code_form_again(
+            request,
+            "mfa_verify.html",
+            "Enter the code your app shows, or one recovery code.",
+            csrf_token=form_pass.nonce,
+        )
     try:
         grant = await gateway.second_step(
             form_pass.pending_challenge,
@@ -98,17 +101,26 @@ async def second_step(
             client=browser_address(request),
         )
     except FrontendError as exc:
-        return await render(
-            request,
-            "mfa_verify.html",
-            status_code=status_of_failure(exc),
-            error=failure_message(exc, CODE_MESSAGES),
-            **context,
-        )
+        return await _code_form_again(request, "mfa_verify.html", exc, csrf_token=form_pass.nonce)
     new = await open_session(store, gateway, None, grant)
     response = redirect("/dashboard")
     set_session_cookie(response, request, new)
     return response
+
+
+async def _code_form_again(
+    request: Request,
+    template: str,
+    refusal: FrontendError | str,
+    **context: Any,
+) -> Response:
+    """Show a code form again saying why the code was refused: a malformed entry (400) or the
+    gateway's refusal (its status)."""
+    if isinstance(refusal, FrontendError):
+        status, error = status_of_failure(refusal), failure_message(refusal, CODE_MESSAGES)
+    else:
+        status, error = 400, refusal
+    return await render(request, template, status_code=status, error=error, **context)
 
 
 @router.get("/mfa/enrol")
@@ -169,17 +181,10 @@ async def confirm_enrolment(
     csrf_token: FormText = "",
 ) -> Response:
     """Confirm the enrolment with the first code; show the recovery codes this once."""
-    signed_in = session is not None and session.is_authenticated
-    challenge = None
-    if signed_in:
-        check_csrf(session, csrf_token)
-    elif form_pass is not None and form_pass.pending_challenge and form_pass.enrol:
-        if not form_pass.matches(csrf_token):
-            raise CsrfError()
-        challenge = form_pass.pending_challenge
-    else:
+    caller = _enrolling_caller(session, form_pass, csrf_token)
+    if caller is None:
         return redirect(CHALLENGE_GONE)
-    token = session.bearer() if signed_in and session is not None else None
+    token, challenge = caller
     try:
         number = int(factor_id)
     except ValueError:
@@ -191,19 +196,16 @@ async def confirm_enrolment(
             number, code.strip(), token=token, challenge=challenge, client=browser_address(request)
         )
     except (FrontendError, ValueError) as exc:
-        # Show the same secret again: the pending enrolment stays until confirmed.
-        error = (
-            failure_message(exc, CODE_MESSAGES)
-            if isinstance(exc, FrontendError)
-            else "Enter the 6-digit code your app shows."
+        refusal = (
+            exc if isinstance(exc, FrontendError) else "Enter the 6-digit code your app shows."
         )
-        status = status_of_failure(exc) if isinstance(exc, FrontendError) else 400
+        # Show the same secret again: the pending enrolment stays until confirmed.
         started = await gateway.start_totp(token=token, challenge=challenge)
         context: dict[str, Any] = {"confined": challenge is not None, **_enrolment(started)}
-        if form_pass is not None and not signed_in:
+        if form_pass is not None and token is None:
             context["csrf_token"] = form_pass.nonce
-        return await render(
-            request, "mfa_enrol.html", session=session, status_code=status, error=error, **context
+        return await _code_form_again(
+            request, "mfa_enrol.html", refusal, session=session, **context
         )
     if grant is not None:
         # The enrolment completed the sign-in: the first session starts now.
@@ -268,10 +270,11 @@ def _json_error(error: FrontendError) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=status_of_failure(error))
 
 
-def _passkey_caller(
+def _enrolling_caller(
     session: Session | None, form_pass: FormPass | None, csrf_token: object
-) -> tuple[str | None, str | None]:
-    """Return (bearer, enrolment challenge) of whoever registers a passkey, CSRF checked."""
+) -> tuple[str | None, str | None] | None:
+    """Return (bearer, enrolment challenge) of whoever enrols a factor, CSRF checked; None
+    when the browser is neither signed in nor holding an enrolment challenge."""
     token = csrf_token if isinstance(csrf_token, str) else ""
     if session is not None and session.is_authenticated:
         check_csrf(session, token)
@@ -280,7 +283,17 @@ def _passkey_caller(
         if not form_pass.matches(token):
             raise CsrfError()
         return None, form_pass.pending_challenge
-    raise CsrfError()
+    return None
+
+
+def _passkey_caller(
+    session: Session | None, form_pass: FormPass | None, csrf_token: object
+) -> tuple[str | None, str | None]:
+    """Return (bearer, enrolment challenge) of whoever registers a passkey, CSRF checked."""
+    caller = _enrolling_caller(session, form_pass, csrf_token)
+    if caller is None:
+        raise CsrfError()
+    return caller
 
 
 @router.post("/mfa/passkey/options")
