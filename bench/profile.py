@@ -16,64 +16,18 @@ import asyncio
 import cProfile
 import os
 import pstats
-import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import uvloop
 from starlette.types import ASGIApp, Message
 
-from bench.stack import FAST_SERVER, PASSWORD, USERNAME, service_env
-from devstack.servers import ServerProcess
+from bench.stack import PASSWORD, USERNAME, upstreams
 
 PATH = "/api/trading/orders/42"
-
-
-@dataclass(frozen=True)
-class Upstreams:
-    """The environment the in-process gateway reads, and the API key of the bench user."""
-
-    env: dict[str, str]
-    api_key: str
-
-
-@contextmanager
-def upstreams(root: Path) -> Iterator[Upstreams]:
-    """Start the identity service and the stub; yield the gateway's environment."""
-    from services.portfolio.identity import PortfolioIdentityService
-
-    database_url = f"sqlite+aiosqlite:///{root / 'portfolio.db'}"
-    env = service_env(database_url)
-    with PortfolioIdentityService(database_url=database_url) as identity:
-        identity.create_user(USERNAME, PASSWORD, roles=["trading"])
-        api_key = identity.rotate_api_key(USERNAME, secrets.token_hex(32)).api_key
-    with ExitStack() as stack:
-        portfolio = stack.enter_context(
-            ServerProcess("services.portfolio.app:app", env=env, log_path=root / "portfolio.log")
-        )
-        stub = stack.enter_context(
-            ServerProcess(
-                "services.stub.app:app",
-                env={**env, "STUB_SERVICE_NAME": "trading"},
-                log_path=root / "stub.log",
-                extra_args=FAST_SERVER,
-            )
-        )
-        yield Upstreams(
-            env={
-                **env,
-                "PORTFOLIO_SERVICE_URL": portfolio.url,
-                "TRADING_SERVICE_URL": stub.url,
-                "GATEWAY_ACCESS_LOG": str(root / "gateway-access.log"),
-            },
-            api_key=api_key,
-        )
 
 
 def _scope(headers: list[tuple[bytes, bytes]], port: int) -> dict[str, object]:
@@ -196,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         credential = ("x-api-key", up.api_key) if args.api_key else None
         figures = uvloop.run(
             measure(
-                up.env,
+                {**up.env, "GATEWAY_ACCESS_LOG": str(Path(tmp) / "gateway-access.log")},
                 credential,
                 requests=args.requests,
                 concurrency=args.concurrency,

@@ -71,6 +71,15 @@ class Stack:
     metrics_scrape_token: str
 
 
+@dataclass(frozen=True)
+class Upstreams:
+    """The identity service and the trading stub, running, and what a gateway needs of them."""
+
+    env: dict[str, str]
+    stub: ServerProcess
+    api_key: str
+
+
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
     """Return the environment of every process: fresh keys and service token (env secrets
     provider), the identity store at `database_url`, no password expiry, then `extra`."""
@@ -129,12 +138,14 @@ def nginx(root: Path, stub_port: int) -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def running_stack(root: Path) -> Iterator[Stack]:
-    """Start the identity service, the stub, nginx and the gateway; yield how to reach them."""
+def upstreams(root: Path, **extra_env: str) -> Iterator[Upstreams]:
+    """Create the bench user and an API key of theirs in a fresh SQLite identity store under
+    `root`, start the identity service and the trading stub, and yield the environment of a
+    gateway in front of them (`service_env` with `extra_env`, plus the upstreams' URLs)."""
     from services.portfolio.identity import PortfolioIdentityService
 
     database_url = f"sqlite+aiosqlite:///{root / 'portfolio.db'}"
-    env = service_env(database_url)
+    env = service_env(database_url, **extra_env)
     with PortfolioIdentityService(database_url=database_url) as identity:
         identity.create_user(USERNAME, PASSWORD, roles=["trading"])
         api_key = identity.rotate_api_key(USERNAME, secrets.token_hex(32)).api_key
@@ -151,17 +162,23 @@ def running_stack(root: Path) -> Iterator[Stack]:
                 extra_args=FAST_SERVER,
             )
         )
-        nginx_url, nginx_pid = stack.enter_context(nginx(root / "nginx", stub.port))
+        yield Upstreams(
+            env={**env, "PORTFOLIO_SERVICE_URL": portfolio.url, "TRADING_SERVICE_URL": stub.url},
+            stub=stub,
+            api_key=api_key,
+        )
+
+
+@contextmanager
+def running_stack(root: Path) -> Iterator[Stack]:
+    """Start the identity service, the stub, nginx and the gateway; yield how to reach them."""
+    with upstreams(root) as up, ExitStack() as stack:
+        nginx_url, nginx_pid = stack.enter_context(nginx(root / "nginx", up.stub.port))
         gateway, unmetered = (
             stack.enter_context(
                 ServerProcess(
                     app,
-                    env={
-                        **env,
-                        "PORTFOLIO_SERVICE_URL": portfolio.url,
-                        "TRADING_SERVICE_URL": stub.url,
-                        "GATEWAY_ACCESS_LOG": str(root / f"{name}-access.log"),
-                    },
+                    env={**up.env, "GATEWAY_ACCESS_LOG": str(root / f"{name}-access.log")},
                     log_path=root / f"{name}.log",
                     extra_args=FAST_SERVER,
                 )
@@ -178,7 +195,7 @@ def running_stack(root: Path) -> Iterator[Stack]:
         if gateway.process is None or unmetered.process is None:
             raise RuntimeError("a gateway process did not start")
         yield Stack(
-            stub_url=stub.url,
+            stub_url=up.stub.url,
             nginx_url=nginx_url,
             gateway_url=gateway.url,
             gateway_pid=gateway.process.pid,
@@ -186,7 +203,7 @@ def running_stack(root: Path) -> Iterator[Stack]:
             unmetered_gateway_pid=unmetered.process.pid,
             nginx_pid=nginx_pid,
             access_token=login.json()["access_token"],
-            api_key=api_key,
-            assertion_private_key=env["GATEWAY_ASSERTION_PRIVATE_KEY"],
-            metrics_scrape_token=env[SCRAPE_TOKEN_SECRET],
+            api_key=up.api_key,
+            assertion_private_key=up.env["GATEWAY_ASSERTION_PRIVATE_KEY"],
+            metrics_scrape_token=up.env[SCRAPE_TOKEN_SECRET],
         )

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import httpx
 
 from bench import wrk
 from bench.__main__ import PATH, cpu_seconds
-from bench.stack import FAST_SERVER, PASSWORD, USERNAME, service_env
+from bench.stack import FAST_SERVER, PASSWORD, USERNAME, upstreams
 from devstack.databases import SHARED_REDIS_URL, delete_prefix, unique_prefix
 from devstack.launch import GATEWAY_APP
 from devstack.servers import ServerProcess
@@ -85,38 +85,23 @@ def children_cpu_seconds() -> float:
 
 @contextmanager
 def backends(root: Path) -> Iterator[tuple[dict[str, str], ServerProcess]]:
-    """Start the identity service and the trading stub; yield the gateway's environment."""
-    from services.portfolio.identity import PortfolioIdentityService
-
-    database_url = f"sqlite+aiosqlite:///{root / 'portfolio.db'}"
-    env = service_env(database_url, GATEWAY_LOGIN_MAX_ATTEMPTS_PER_ADDRESS="1000000")
-    with PortfolioIdentityService(database_url=database_url) as identity:
-        identity.create_user(USERNAME, PASSWORD, roles=["trading"])
-    with ExitStack() as stack:
-        portfolio = stack.enter_context(
-            ServerProcess("services.portfolio.app:app", env=env, log_path=root / "portfolio.log")
-        )
-        stub = stack.enter_context(
-            ServerProcess(
-                "services.stub.app:app",
-                env={**env, "STUB_SERVICE_NAME": "trading"},
-                log_path=root / "stub.log",
-                extra_args=FAST_SERVER,
-            )
-        )
+    """Start the identity service and the trading stub; yield the gateway's environment (its
+    state on the shared Redis under a prefix of its own, deleted afterwards) and the stub."""
+    # Every login of the runs comes from 127.0.0.1.
+    with upstreams(root, GATEWAY_LOGIN_MAX_ATTEMPTS_PER_ADDRESS="1000000") as up:
         prefix = unique_prefix()
-        stack.callback(delete_prefix, SHARED_REDIS_URL, prefix)
-        yield (
-            {
-                **env,
-                "PORTFOLIO_SERVICE_URL": portfolio.url,
-                "TRADING_SERVICE_URL": stub.url,
-                "GATEWAY_STATE_URL": SHARED_REDIS_URL,
-                "GATEWAY_STATE_PREFIX": prefix,
-                "GATEWAY_ACCESS_LOG": str(root / "gateway-access.log"),
-            },
-            stub,
-        )
+        try:
+            yield (
+                {
+                    **up.env,
+                    "GATEWAY_STATE_URL": SHARED_REDIS_URL,
+                    "GATEWAY_STATE_PREFIX": prefix,
+                    "GATEWAY_ACCESS_LOG": str(root / "gateway-access.log"),
+                },
+                up.stub,
+            )
+        finally:
+            delete_prefix(SHARED_REDIS_URL, prefix)
 
 
 def measure(
