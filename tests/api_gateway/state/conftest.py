@@ -14,14 +14,23 @@ def redis_prefix():
         yield prefix
 
 
+@pytest.fixture
+def redis_timing() -> dict[str, float]:
+    """The Redis backend's socket `timeout` and `budget` per call: the gateway's defaults. A
+    test proving something other than the timing parametrizes it with more room."""
+    return {}
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def state(request: pytest.FixtureRequest) -> AsyncIterator[GatewayState]:
+async def state(
+    request: pytest.FixtureRequest, redis_timing: dict[str, float]
+) -> AsyncIterator[GatewayState]:
     if request.param == "memory":
         backend: GatewayState = MemoryState()
         yield backend
         return
     with shared_prefix() as prefix:
-        backend = create_state(SHARED_REDIS_URL, prefix=prefix)
+        backend = create_state(SHARED_REDIS_URL, prefix=prefix, **redis_timing)
         await backend.start()
         try:
             yield backend
