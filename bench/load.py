@@ -24,7 +24,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -180,14 +180,14 @@ async def _client(
     http: aiohttp.ClientSession,
     stack: LoadStack,
     report: Report,
-    deadline: float,
+    done: Callable[[], bool],
     rng: random.Random,
 ) -> None:
     account = stack.accounts[worker % len(stack.accounts)]
     url = stack.gateway_urls[worker % len(stack.gateway_urls)]
     kinds, weights = list(MIX), list(MIX.values())
     last_trade: tuple[str, dict[str, str]] | None = None
-    while time.monotonic() < deadline:
+    while not done():
         kind = rng.choices(kinds, weights)[0]
         if kind == "trade retry" and last_trade is None:
             kind = "trade"
@@ -241,8 +241,17 @@ async def _client(
             report.error(kind, f"HTTP {status}")
 
 
-async def drive(stack: LoadStack, *, duration: float, concurrency: int, seed: int = 7) -> Report:
-    """Run the mix for `duration` seconds; return what the clients saw."""
+async def drive(
+    stack: LoadStack,
+    *,
+    duration: float,
+    concurrency: int,
+    seed: int = 7,
+    every_kind_within: float | None = None,
+) -> Report:
+    """Run the mix for `duration` seconds; return what the clients saw. With
+    `every_kind_within`, go on past `duration` until every kind of the mix has been answered,
+    for at most that many seconds in all: a short run on a loaded machine may draw no login."""
     report = Report()
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
     timeout = aiohttp.ClientTimeout(total=30)
@@ -253,9 +262,17 @@ async def drive(stack: LoadStack, *, duration: float, concurrency: int, seed: in
                 raise SystemExit(f"could not log in {account.username}: HTTP {status}")
         started = time.monotonic()
         deadline = started + duration
+        cutoff = started + max(duration, every_kind_within or 0.0)
+
+        def done() -> bool:
+            now = time.monotonic()
+            if now < deadline:
+                return False
+            return now >= cutoff or report.latencies.keys() >= MIX.keys()
+
         await asyncio.gather(
             *(
-                _client(n, http, stack, report, deadline, random.Random(seed + n))  # noqa: S311  # nosec B311 - load mix, not security
+                _client(n, http, stack, report, done, random.Random(seed + n))  # noqa: S311  # nosec B311 - load mix, not security
                 for n in range(concurrency)
             )
         )

@@ -19,7 +19,8 @@ def test_percentile_is_the_nearest_rank():
 @pytest.mark.parametrize("gateways", [1, 2])
 def test_a_short_mixed_load_has_no_errors_and_books_every_trade_once(tmp_path, gateways):
     with running_stack(tmp_path, users=3, gateways=gateways, fast_hashing=True) as stack:
-        report = asyncio.run(drive(stack, duration=5, concurrency=8))
+        # Five seconds, then on until every kind of the mix (logins are 1 in 100) was answered.
+        report = asyncio.run(drive(stack, duration=5, concurrency=8, every_kind_within=120))
         problems = asyncio.run(booking_problems(stack, report))
     assert not report.errors, report.error_samples
     assert problems == []
