@@ -25,6 +25,7 @@ from shared.errors import (
     service_error_response,
     status_for,
 )
+from shared.roles import is_admin
 
 SESSION_EXPIRED = "session_expired"
 CSRF_FAILED = "csrf_failed"
@@ -177,6 +178,15 @@ async def page_session_of(request: Request) -> Session | None:
     return await runtime.sessions.get(session_id) if session_id is not None else None
 
 
+def way_back(path: str, session: Session | None) -> tuple[str, str]:
+    """Return the link (URL, words) an error page offers back: to the Users list after an
+    admin's action on a user (the last admin's refusal, say), else to the start page."""
+    admin = session is not None and session.is_authenticated and is_admin(session.roles)
+    if admin and path.startswith("/admin/users/"):
+        return "/admin/users", "Users"
+    return "/", "the start page"
+
+
 async def handle_frontend_error(request: Request, exc: Exception) -> Response:
     """Answer a frontend or gateway error as JSON or as an error page."""
     if not isinstance(exc, FrontendError):
@@ -189,6 +199,7 @@ async def handle_frontend_error(request: Request, exc: Exception) -> Response:
         # An error page keeps the menu of a signed-in user; without a store, no menu.
         with suppress(SessionStoreUnavailable):
             session = await page_session_of(request)
+    back_url, back_to = way_back(request.url.path, session)
     return await render(
         request,
         "error.html",
@@ -197,6 +208,8 @@ async def handle_frontend_error(request: Request, exc: Exception) -> Response:
         status=status,
         code=exc.code,
         message=exc.message,
+        back_url=back_url,
+        back_to=back_to,
     )
 
 

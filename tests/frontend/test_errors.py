@@ -46,3 +46,22 @@ async def test_a_signed_in_users_404_keeps_the_menu_and_the_sign_out(frontend, c
 async def test_an_anonymous_404_has_no_menu(frontend):
     response = await frontend.client.get("/no-such-page")
     assert '<nav aria-label="Main">' not in response.text
+
+
+async def test_an_admins_error_on_a_user_action_links_back_to_users(frontend):
+    await frontend.signed_in(roles=("admin",))
+    response = await frontend.client.get("/admin/users/bob/no-such-action")
+    assert response.status_code == 404
+    assert '<a href="/admin/users">Back to Users</a>' in response.text
+
+
+async def test_other_error_pages_link_back_to_the_start_page(frontend):
+    await frontend.signed_in(roles=("admin",))
+    elsewhere = await frontend.client.get("/no-such-page")
+    assert '<a href="/">Back to the start page</a>' in elsewhere.text
+    # Users is no way back for someone who is not an admin.
+    await frontend.signed_in(roles=("portfolio",))
+    not_admin = await frontend.client.get("/admin/users/bob/no-such-action")
+    assert not_admin.status_code == 404
+    assert '<a href="/">Back to the start page</a>' in not_admin.text
+    assert "Back to Users" not in not_admin.text

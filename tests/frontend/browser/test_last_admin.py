@@ -101,8 +101,10 @@ async def test_the_last_active_admin_is_refused_with_the_reason(browser, lone, w
             await expect(alert).to_contain_text(f"Refused: '{lone.admin}'")
             await expect(alert).to_contain_text("make another user admin first")
             await expect(page.get_by_text("Error code:")).to_contain_text("conflict")
-            # Still signed in: the navigation and the way back are there.
-            await expect(page.get_by_role("link", name="Users")).to_be_visible()
+            # Still signed in: the navigation and the way back to Users are there.
+            await expect(page.get_by_role("link", name="Users", exact=True)).to_be_visible()
+            back = page.get_by_role("link", name="Back to Users")
+            await expect(back).to_have_attribute("href", "/admin/users")
             if await overflow(page) > 0:
                 wider[name] = await overflow(page)
             folder = ARTIFACTS / str(width)
