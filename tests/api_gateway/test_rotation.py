@@ -3,12 +3,15 @@ time on; the rotation ceremony writes the keys where the services read them."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import boto3
 import httpx
 import jwt
 import pytest
@@ -33,6 +36,7 @@ from shared.keys import generate_private_key, key_id, load_private_key, public_k
 from shared.roles import Service
 from shared.secrets import MissingSecretError, SecretsManager, SecretsSettings
 from shared.secrets.envfile import read_env_file
+from tests.support.moto_server import FAKE_AWS_CREDENTIALS, MotoServer
 
 # In the past: PyJWT checks `nbf` against the real clock; the tokens live 900 s.
 NOW = time.time() - 100
@@ -363,3 +367,122 @@ class TestCommandLine:
         result = run_cli("rotate-signing-key", SECRETS_PROVIDER="nowhere")
         assert result.returncode == 2
         assert "SECRETS_PROVIDER=nowhere is not supported" in result.stderr
+
+
+class TestAssertionKeyCeremonyOnAwsPerServiceSecrets:
+    """The README's ceremony for AWS with one secret per service, against a moto server:
+    the command writes the gateway's secret alone, and with the long interval it is given
+    there is time to copy the public halves to the portfolio's secret before the switch."""
+
+    REGION = "eu-west-1"
+    GATEWAY, PORTFOLIO = "legacycointrader/gateway", "legacycointrader/portfolio"
+
+    def test_the_public_halves_copied_to_the_portfolio_verify_before_the_switch(
+        self, tmp_path, monkeypatch
+    ):
+        # Fake credentials and no AWS configuration of this machine, here and in the command.
+        aws_env = {
+            "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **FAKE_AWS_CREDENTIALS,
+        }
+        for name in [name for name in os.environ if name.startswith("AWS_")]:
+            monkeypatch.delenv(name)
+        for name, value in aws_env.items():
+            monkeypatch.setenv(name, value)
+        aws_section = (
+            (REPO_ROOT / "README.md")
+            .read_text()
+            .split("### AWS Secrets Manager: one secret per service", 1)[1]
+            .split("\n### ", 1)[0]
+        )
+        shown = re.search(
+            r"SECRETS_PROVIDER=aws AWS_SECRET_NAME=(\S+) SECRETS_CACHE_TTL_SECONDS=(\d+) \\\n"
+            r"\s+python -m services\.api_gateway (rotate-assertion-key)",
+            aws_section,
+        )
+        assert shown is not None
+        assert shown[1] == self.GATEWAY
+        interval = shown[2]
+        current = generate_private_key()
+        current_public = public_key_text(load_private_key(current))
+        with MotoServer() as moto:
+            client = boto3.client("secretsmanager", endpoint_url=moto.url, region_name=self.REGION)
+            client.create_secret(
+                Name=self.GATEWAY,
+                SecretString=json.dumps(
+                    {
+                        "GATEWAY_JWT_PRIVATE_KEY": generate_private_key(),
+                        "GATEWAY_ASSERTION_PRIVATE_KEY": current,
+                    }
+                ),
+            )
+            portfolio_before = {"GATEWAY_ASSERTION_PUBLIC_KEY": current_public}
+            client.create_secret(Name=self.PORTFOLIO, SecretString=json.dumps(portfolio_before))
+
+            def stored(name: str) -> dict[str, str]:
+                answer = client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
+                document: dict[str, str] = json.loads(answer["SecretString"])
+                return document
+
+            started = time.time()
+            result = run_cli(
+                shown[3],
+                SECRETS_PROVIDER="aws",
+                AWS_SECRET_NAME=shown[1],
+                SECRETS_CACHE_TTL_SECONDS=interval,
+                AWS_REGION=self.REGION,
+                AWS_ENDPOINT_URL=moto.url,
+                **aws_env,
+            )
+            assert result.returncode == 0, result.stderr
+            gateway = stored(self.GATEWAY)
+            new = gateway["GATEWAY_ASSERTION_PRIVATE_KEY"]
+            assert new != current
+            not_before = not_before_of(
+                SecretStr(gateway["GATEWAY_ASSERTION_PRIVATE_KEY_NOT_BEFORE"]), kid(new)
+            )
+            # The switch is the README's interval + 2 s away: time for the copy, and for
+            # every service on its own (shorter) interval to read it before then.
+            assert not_before is not None
+            assert not_before >= started + int(interval) + 2
+            # The command wrote one secret: the portfolio's still has the old key alone.
+            assert stored(self.PORTFOLIO) == portfolio_before
+
+            # The copy the README asks for: the whole object, with both public halves.
+            client.put_secret_value(
+                SecretId=self.PORTFOLIO,
+                SecretString=json.dumps(
+                    {
+                        **stored(self.PORTFOLIO),
+                        "GATEWAY_ASSERTION_PUBLIC_KEY": gateway["GATEWAY_ASSERTION_PUBLIC_KEY"],
+                        "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY": gateway[
+                            "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY"
+                        ],
+                    }
+                ),
+            )
+            settings = SecretsSettings(
+                secrets_provider="aws",
+                aws_secret_name=self.PORTFOLIO,
+                aws_region=self.REGION,
+                aws_endpoint_url=moto.url,
+                secrets_cache_ttl_seconds=0,
+            )
+            with_keys = SecretsManager(settings=settings, environ={})
+            keys = [
+                value.get_secret_value()
+                for value in (
+                    with_keys.get_sync(name)
+                    for name in (
+                        "GATEWAY_ASSERTION_PUBLIC_KEY",
+                        "GATEWAY_ASSERTION_PREVIOUS_PUBLIC_KEY",
+                    )
+                )
+                if value is not None
+            ]
+        verifier = AssertionVerifier(keys, audience="portfolio")
+        for private_key in (current, new):
+            signed = AssertionCache(AssertionSigner(private_key)).get(caller(), Service.PORTFOLIO)
+            assert verifier.verify(signed.decode()).username == "ann"

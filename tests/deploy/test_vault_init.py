@@ -53,7 +53,16 @@ READS = {
     "frontend": {"shared", "frontend", EVERY},
     "stub": {"shared", EVERY},
 }
-PATHS = ("shared", "gateway", "portfolio-gateway", "portfolio", "frontend", "api-keys", EVERY)
+PATHS = (
+    "shared",
+    "gateway",
+    "portfolio-gateway",
+    "portfolio",
+    "frontend",
+    "api-keys",
+    EVERY,
+    "operator",
+)
 # Where each required secret lives, written out.
 HOME = {
     "SESSION_SECRET_KEY": "frontend",
@@ -328,6 +337,30 @@ class TestFirstStart:
             stub.secrets.kv.v2.create_or_update_secret(
                 path="legacycointrader/shared", secret={"x": "y"}, mount_point="secret"
             )
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_no_service_writes_deletes_or_grants_but_the_portfolio_its_api_keys(
+        self, first_start, role
+    ):
+        service = login(first_start.bao, first_start.init_file, role)
+        kv = service.secrets.kv.v2
+        for path in (*PATHS, ""):
+            where = f"legacycointrader/{path}".rstrip("/")
+            if (role, path) != ("portfolio", "api-keys"):
+                with pytest.raises(hvac.exceptions.Forbidden):
+                    kv.create_or_update_secret(path=where, secret={"X": "y"}, mount_point="secret")
+            # Not even the portfolio may delete a version or a secret.
+            with pytest.raises(hvac.exceptions.Forbidden):
+                kv.delete_latest_version_of_secret(path=where, mount_point="secret")
+            with pytest.raises(hvac.exceptions.Forbidden):
+                kv.delete_metadata_and_all_versions(path=where, mount_point="secret")
+        # Nor widen its own policy or mint itself another secret id.
+        with pytest.raises(hvac.exceptions.Forbidden):
+            service.sys.create_or_update_policy(
+                name=f"legacycointrader-{role}", policy='path "*" { capabilities = ["read"] }'
+            )
+        with pytest.raises(hvac.exceptions.Forbidden):
+            service.auth.approle.generate_secret_id(role_name=f"legacycointrader-{role}")
 
     @pytest.mark.parametrize("role", ROLES)
     def test_each_service_resolves_what_it_requires_from_its_credentials(self, first_start, role):

@@ -1,15 +1,29 @@
-"""Two frontend processes on one Redis share sign-in, sign-out, CSRF and survive a restart."""
+"""Two frontend processes on one Redis share sign-in, sign-out, CSRF, survive a restart, and
+take up a rotated session secret without signing anybody out."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from devstack import REPO_ROOT
 from devstack.servers import ServerProcess
+from shared.secrets import SecretsSettings
+from shared.secrets.envfile import read_env_file
+from shared.secrets.generate import generate_secrets
+from shared.secrets.provision import provision_vault
 from tests.frontend.stack import PASSWORD, Stack
+from tests.support.openbao_dev import OpenBaoDev
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -130,3 +144,137 @@ def test_redis_down_is_a_clear_error_page_never_a_sign_in(stack: Stack, tmp_path
     finally:
         frontend.stop()
         redis_server.stop()
+
+
+@dataclass
+class SessionSecretHome:
+    """Where the frontends read the session secret, and the rotation run against it."""
+
+    frontend_env: dict[str, str]
+    rotation_env: dict[str, str]
+    read: Callable[[], dict[str, str]]
+
+    def rotate(self) -> None:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("SECRETS_", "SESSION_"))}
+        result = subprocess.run(
+            [sys.executable, "-m", "services.frontend", "rotate-session-secret"],
+            cwd=REPO_ROOT,
+            env={**clean, **self.rotation_env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(params=["env-file", "vault-approle"])
+def session_secret_home(request, tmp_path) -> Iterator[tuple[str, SessionSecretHome]]:
+    old = secrets.token_urlsafe(48)
+    interval = {"SECRETS_CACHE_TTL_SECONDS": "1"}
+    if request.param == "env-file":
+        # As `make run` starts them: the secrets in the environment and in SECRETS_ENV_FILE,
+        # which running frontends re-read every SECRETS_CACHE_TTL_SECONDS.
+        env_file = tmp_path / "frontend.env"
+        env_file.write_text(f"SESSION_SECRET_KEY={old}\n")
+        on_file = {"SECRETS_PROVIDER": "env", "SECRETS_ENV_FILE": str(env_file), **interval}
+        yield (
+            old,
+            SessionSecretHome(
+                frontend_env={**on_file, "SESSION_SECRET_KEY": old},
+                rotation_env=on_file,
+                read=lambda: read_env_file(env_file),
+            ),
+        )
+        return
+    # As compose runs it: the per-service layout, the frontend with its own AppRole, the
+    # rotation with the root token (vault-init's).
+    with OpenBaoDev(log_path=tmp_path / "bao.log") as bao:
+        root = bao.env("legacycointrader")
+        credentials = tmp_path / "credentials"
+        provision_vault(
+            SecretsSettings(
+                secrets_provider="vault",
+                vault_addr=bao.url,
+                vault_token=SecretStr(bao.root_token),
+                vault_secret_path=root["VAULT_SECRET_PATH"],
+                vault_secret_layout="per-service",
+            ),
+            credentials,
+            generate=lambda: {**generate_secrets(), "SESSION_SECRET_KEY": old},
+        )
+        per_service = {**root, "VAULT_SECRET_LAYOUT": "per-service", **interval}
+        frontend = {k: v for k, v in per_service.items() if k != "VAULT_TOKEN"}
+        yield (
+            old,
+            SessionSecretHome(
+                frontend_env={
+                    **frontend,
+                    "VAULT_ROLE_ID_FILE": str(credentials / "frontend" / "role_id"),
+                    "VAULT_SECRET_ID_FILE": str(credentials / "frontend" / "secret_id"),
+                },
+                rotation_env=per_service,
+                read=lambda: {k: str(v) for k, v in bao.read("legacycointrader/frontend").items()},
+            ),
+        )
+
+
+def test_a_rotated_session_secret_signs_nobody_out_of_two_running_frontends(
+    stack: Stack, tmp_path, session_secret_home: tuple[str, SessionSecretHome]
+):
+    old, home = session_secret_home
+    with RedisServer(tmp_path) as redis_server:
+        base = frontend_env(stack, old, redis_server.url)
+        del base["SESSION_SECRET_KEY"]
+        env = {**base, **home.frontend_env}
+        first, second = start(stack, env), start(stack, env)
+        pids = [process.process.pid for process in (first, second) if process.process]
+        late: ServerProcess | None = None
+        try:
+            username = stack.user("portfolio")
+            with httpx.Client(base_url=first.url, timeout=TIMEOUT) as a:
+                sign_in(a, username)
+                signed_before = httpx.Cookies(a.cookies)
+                with on(second.url, a.cookies) as b:
+                    home.rotate()
+                    written = home.read()
+                    new = written["SESSION_SECRET_KEY"]
+                    assert new != old
+                    assert written["SESSION_PREVIOUS_SECRET_KEY"] == old
+                    not_before = int(written["SESSION_SECRET_KEY_NOT_BEFORE"].split()[0])
+                    # Through the switch and past it, the session goes on on both.
+                    answers = []
+                    while time.time() < not_before + 3:
+                        for client in (a, b):
+                            page = client.get("/dashboard")
+                            answers.append((page.status_code, username in page.text))
+                        time.sleep(0.2)
+                    assert set(answers) == {(200, True)}
+                    assert len(answers) >= 20
+                # The cookie signed before the rotation is still good after the switch.
+                with on(second.url, signed_before) as stale:
+                    assert stale.get("/dashboard").status_code == 200
+            # A sign-in after the switch is signed and sealed with the new secret alone: a
+            # frontend that knows nothing but the new secret serves it, and refuses the
+            # cookie from before the rotation.
+            with httpx.Client(base_url=second.url, timeout=TIMEOUT) as fresh:
+                sign_in(fresh, username)
+                late = start(stack, frontend_env(stack, new, redis_server.url))
+                with on(late.url, fresh.cookies) as there:
+                    page = there.get("/dashboard")
+                    assert page.status_code == 200
+                    assert username in page.text
+            with on(late.url, signed_before) as stale:
+                assert stale.get("/dashboard").status_code == 303
+            # Nothing restarted, and no log holds either secret.
+            assert [process.process.pid for process in (first, second) if process.process] == pids
+            for process in (first, second):
+                assert process.process is not None
+                assert process.process.poll() is None
+                log = process.log_path.read_text()
+                assert old not in log
+                assert new not in log
+        finally:
+            for process in (first, second, late):
+                if process is not None:
+                    process.stop()

@@ -2,11 +2,13 @@
 
 import pytest
 
+from devstack import REPO_ROOT
 from shared.secrets import ManagedSecret, SecretRegistry
 from shared.secrets.layout import home, home_of, policy_document, readable_paths
 from shared.secrets.registry import Consumer
 
 REGISTRY = SecretRegistry.load()
+README = REPO_ROOT / "README.md"
 # Read by every service (the metrics scrape token), readable by them alone.
 EVERY = "portfolio-gateway-frontend-stub"
 
@@ -86,3 +88,38 @@ def test_only_the_portfolio_may_write_and_only_the_api_keys():
         assert "create" not in document
         assert "update" not in document
         assert "api-keys" not in document
+
+
+# The README's "Least privilege on Vault" says where each secret lives and shows a policy;
+# both must be what this module computes.
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n### {title}\n")
+    end = text.find("\n#", start + 1)
+    return text[start:end]
+
+
+def readme_path_table() -> dict[str, str]:
+    """Map each path of the README's layout table to the text of its `holds` column."""
+    rows = {}
+    for line in readme_section("Least privilege on Vault").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`…/"):
+            rows[cells[0].removeprefix("`…/").removesuffix("`")] = cells[1]
+    return rows
+
+
+@pytest.mark.parametrize("entry", list(REGISTRY), ids=lambda entry: entry.name)
+def test_the_readme_names_each_secret_in_the_row_of_its_home(entry):
+    rows = readme_path_table()
+    assert home(entry) in rows, f"the README has no row for the path {home(entry)}"
+    assert f"`{entry.name}`" in rows[home(entry)]
+
+
+def test_the_readmes_gateway_policy_is_the_one_provisioned():
+    section = readme_section("Least privilege on Vault")
+    shown = section.split("```hcl\n", 1)[1].split("```", 1)[0]
+    computed = policy_document(REGISTRY, Consumer.GATEWAY, "secret", "legacycointrader")
+    assert " ".join(shown.split()) == " ".join(computed.split())

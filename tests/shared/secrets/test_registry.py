@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import REPO_ROOT
 from shared.secrets import Consumer, RegistryError, SecretRegistry
 from shared.secrets.registry import DEFAULT_REGISTRY_PATH
 
@@ -149,3 +150,32 @@ def test_empty_file_is_an_error_not_an_empty_registry(tmp_path):
 def test_asking_for_an_unknown_service_names_the_accepted_ones():
     with pytest.raises(ValueError, match="unknown service 'billing'; accepted: portfolio, gateway"):
         SecretRegistry.load().required_by("billing")
+
+
+def readme_table_after(heading: str) -> str:
+    """Return the first Markdown table under `heading` in the README."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index(f"\n{heading}\n") :]
+    lines = section.splitlines()
+    first = next(index for index, line in enumerate(lines) if line.startswith("|"))
+    table = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    return "\n".join(table)
+
+
+@pytest.mark.parametrize("entry", list(SecretRegistry.load()), ids=lambda entry: entry.name)
+def test_the_readmes_secrets_table_names_every_managed_secret(entry):
+    assert f"`{entry.name}`" in readme_table_after("## Secrets")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [entry for entry in SecretRegistry.load() if entry.readers],
+    ids=lambda entry: entry.name,
+)
+def test_the_readme_says_whether_a_running_service_takes_up_each_secret_it_reads(entry):
+    # Issue 18: a rotated secret is taken up without a restart, or the README says it is not.
+    assert f"`{entry.name}`" in readme_table_after("### Rotating secrets without a restart")
