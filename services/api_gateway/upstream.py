@@ -195,6 +195,11 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks ---
 
+    def on_message_begin(self) -> None:
+        if self._complete:
+            # A second answer to one request: the server does not speak HTTP/1.1 as agreed.
+            self._refuse("sent data after its response")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_HEAD_BYTES:
