@@ -36,12 +36,14 @@ from services.api_gateway.upstream import (
     ConnectFailed,
     ConnectionBroken,
     ConnectTimeout,
+    Pool,
     PoolClosed,
     ReadTimeout,
     Response,
 )
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS
 from shared.roles import SERVICES, Service
+from shared.tracing import client_span, tracing_on
 
 if TYPE_CHECKING:
     from services.api_gateway.runtime import Runtime
@@ -264,12 +266,36 @@ class ProxyApp:
         headers = _request_headers(scope, connection, context.request_id, context.client)
         headers.append((ASSERTION_NAME, runtime.assertions.get(principal, service)))
         body = await _request_body(scope, receive)
+        if tracing_on():
+            url = pool.origin + target.decode("latin-1")
+            with client_span(scope["method"], url, headers) as span:
+                status = await self._exchange(
+                    pool, service, name, scope, send, runtime, target, headers, body
+                )
+                span.set_attribute("http.response.status_code", status)
+        else:
+            await self._exchange(pool, service, name, scope, send, runtime, target, headers, body)
+
+    async def _exchange(
+        self,
+        pool: Pool,
+        service: Service,
+        name: str,
+        scope: Scope,
+        send: Send,
+        runtime: Runtime,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterator[bytes] | None,
+    ) -> int:
+        """Send the request on, relay the answer; return the downstream's status."""
         started = time.perf_counter()
         try:
             async with await pool.request(scope["method"], target, headers, body) as response:
                 await _relay(
                     response, scope, send, runtime.upstream_urls, service, f"{self.prefix}/{name}"
                 )
+                return response.status
         except ClientGone:
             raise
         except PoolClosed:

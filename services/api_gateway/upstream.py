@@ -414,6 +414,7 @@ class Pool:
         self._host = parts.hostname
         # Prefixed to every request target: the service's own path under its URL, if any.
         self.base_path = parts.path.rstrip("/").encode("ascii")
+        self.origin = f"{parts.scheme}://{parts.netloc}"
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._ssl = (
             (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
