@@ -4,14 +4,16 @@
 the OTLP/HTTP exporter; `OTEL_TRACES_EXPORTER=console` prints spans instead; unset, `none`
 or `OTEL_SDK_DISABLED=true` leaves it off, and then nothing is instrumented: no middleware,
 no client hook, nothing on the request path. On, every service continues the caller's W3C
-`traceparent` (FastAPI/ASGI), carries it on its own calls (aiohttp, httpx) and traces its
+`traceparent` (FastAPI/ASGI), carries it on its own calls (aiohttp, httpx, and the gateway's
+proxy client through `client_span`) and traces its
 SQL (SQLAlchemy); the request id is the span attribute `lct.request_id`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -105,3 +107,27 @@ def tag_request(request_id: str) -> str | None:
     span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
     context = span.get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
+
+
+@contextmanager
+def client_span(method: str, url: str, headers: list[tuple[bytes, bytes]]) -> Iterator[Any]:
+    """A CLIENT span around an outgoing request made without an instrumented library (the
+    gateway's proxy client), its context added to `headers` (`traceparent`, `tracestate`)."""
+    from opentelemetry import propagate, trace
+
+    tracer = trace.get_tracer(__name__, tracer_provider=_provider)
+    with tracer.start_as_current_span(
+        method,
+        kind=trace.SpanKind.CLIENT,
+        attributes={"http.request.method": method, "url.full": url},
+    ) as span:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        # The caller's own traceparent/tracestate give way to this span's.
+        ours = {name.lower().encode("latin-1") for name in carrier}
+        headers[:] = [(name, value) for name, value in headers if name not in ours]
+        headers.extend(
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in carrier.items()
+        )
+        yield span

@@ -13,9 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes
 
-import aiohttp
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from yarl import URL
 
 from services.api_gateway.context import request_context
 from services.api_gateway.errors import (
@@ -34,13 +32,24 @@ from services.api_gateway.errors import (
 )
 from services.api_gateway.locations import LOCATION_HEADERS, public_locations
 from services.api_gateway.metrics import UPSTREAM_TIMERS, UpstreamCause, upstream_failed
+from services.api_gateway.upstream import (
+    ConnectFailed,
+    ConnectionBroken,
+    ConnectTimeout,
+    Pool,
+    PoolClosed,
+    ReadTimeout,
+    Response,
+)
 from shared.assertion import ASSERTION_HEADER, IDENTITY_HEADERS
 from shared.roles import SERVICES, Service
+from shared.tracing import client_span, tracing_on
 
 if TYPE_CHECKING:
     from services.api_gateway.runtime import Runtime
 
 
+ASSERTION_NAME = ASSERTION_HEADER.lower().encode()
 SERVICES_BY_NAME = {service.value: service for service in SERVICES}
 HOP_BY_HOP = frozenset(
     {
@@ -106,25 +115,20 @@ CREDENTIAL_PARAMETERS = frozenset(
     }
 )
 BUFFER_LIMIT = 256 * 1024
-CHUNK_SIZE = 64 * 1024
 
 # Lower-layer errors to ours (and the cause the metrics count), most specific first.
 UPSTREAM_ERRORS: tuple[tuple[type[BaseException], type[GatewayError], str, UpstreamCause], ...] = (
     (
-        aiohttp.ConnectionTimeoutError,
+        ConnectTimeout,
         UpstreamUnavailable,
         "did not accept a connection in time",
         UpstreamCause.CONNECT_TIMEOUT,
     ),
+    (ReadTimeout, UpstreamTimeout, "did not answer in time", UpstreamCause.TIMEOUT),
     (TimeoutError, UpstreamTimeout, "did not answer in time", UpstreamCause.TIMEOUT),
+    (ConnectFailed, UpstreamUnavailable, "is unreachable", UpstreamCause.UNREACHABLE),
     (
-        aiohttp.ClientConnectorError,
-        UpstreamUnavailable,
-        "is unreachable",
-        UpstreamCause.UNREACHABLE,
-    ),
-    (
-        aiohttp.ClientError,
+        ConnectionBroken,
         UpstreamUnavailable,
         "broke the connection",
         UpstreamCause.CONNECTION_BROKEN,
@@ -255,32 +259,48 @@ class ProxyApp:
         if not principal.may_reach(service):
             raise Forbidden(f"your roles do not grant access to the {service.value} service")
 
-        url = runtime.upstream_urls[service] + _upstream_path(scope, self.prefix, name, remainder)
+        pool = runtime.pools[service]
+        target = pool.base_path + _upstream_path(scope, self.prefix, name, remainder)
         if scope["query_string"]:
-            url += "?" + scope["query_string"].decode("latin-1")
+            target += b"?" + scope["query_string"]
         headers = _request_headers(scope, connection, context.request_id, context.client)
-        headers.append((ASSERTION_HEADER, runtime.assertions.get(principal, service).decode()))
+        headers.append((ASSERTION_NAME, runtime.assertions.get(principal, service)))
         body = await _request_body(scope, receive)
+        if tracing_on():
+            url = pool.origin + target.decode("latin-1")
+            with client_span(scope["method"], url, headers) as span:
+                status = await self._exchange(
+                    pool, service, name, scope, send, runtime, target, headers, body
+                )
+                span.set_attribute("http.response.status_code", status)
+        else:
+            await self._exchange(pool, service, name, scope, send, runtime, target, headers, body)
+
+    async def _exchange(
+        self,
+        pool: Pool,
+        service: Service,
+        name: str,
+        scope: Scope,
+        send: Send,
+        runtime: Runtime,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterator[bytes] | None,
+    ) -> int:
+        """Send the request on, relay the answer; return the downstream's status."""
         started = time.perf_counter()
         try:
-            async with runtime.upstreams[service].request(
-                scope["method"],
-                URL(url, encoded=True),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-            ) as response:
+            async with await pool.request(scope["method"], target, headers, body) as response:
                 await _relay(
                     response, scope, send, runtime.upstream_urls, service, f"{self.prefix}/{name}"
                 )
+                return response.status
         except ClientGone:
             raise
-        except RuntimeError as exc:
-            # aiohttp's only signal that the session closed under us (shutdown in progress).
-            if "closed" in str(exc).lower():
-                upstream_failed(service, 503, UpstreamCause.SHUTTING_DOWN)
-                raise UpstreamNotReady("the gateway is shutting down") from None
-            raise
+        except PoolClosed:
+            upstream_failed(service, 503, UpstreamCause.SHUTTING_DOWN)
+            raise UpstreamNotReady("the gateway is shutting down") from None
         except Exception as exc:
             for lower, ours, message, cause in UPSTREAM_ERRORS:
                 if isinstance(exc, lower):
@@ -296,32 +316,28 @@ def _first_segment(segments: list[str]) -> str:
     return next((segment.lower() for segment in segments if segment), "")
 
 
-def _upstream_path(scope: Scope, prefix: str, name: str, remainder: str) -> str:
+def _upstream_path(scope: Scope, prefix: str, name: str, remainder: str) -> bytes:
     # Forward the path exactly as the client encoded it when we can find our prefix in it.
     raw: bytes | None = scope.get("raw_path")
     if raw is not None:
         raw = raw.split(b"?", 1)[0]  # some servers (and httpx's ASGI transport) include the query
     ours = f"{prefix}/{name}".encode()
     if raw is not None and raw.startswith(ours) and raw[len(ours) : len(ours) + 1] in (b"/", b""):
-        return raw[len(ours) :].decode("latin-1") or "/"
-    return "/" + quote(remainder, safe="/:@!$&'()*+,;=-._~")
+        return raw[len(ours) :] or b"/"
+    return b"/" + quote(remainder, safe="/:@!$&'()*+,;=-._~").encode("ascii")
 
 
 def _request_headers(
     scope: Scope, connection: bytes | None, request_id: str, client: str | None
-) -> list[tuple[str, str]]:
+) -> list[tuple[bytes, bytes]]:
     drop = REQUEST_DROP
     if connection is not None:
         drop = drop | {token.strip().lower() for token in connection.split(b",")}
-    headers = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in scope["headers"]
-        if name not in drop
-    ]
-    headers.append(("x-request-id", request_id))
+    headers = [(name, value) for name, value in scope["headers"] if name not in drop]
+    headers.append((b"x-request-id", request_id.encode("latin-1")))
     if client is not None:
-        headers.append(("x-forwarded-for", client))
-    headers.append(("x-forwarded-proto", scope.get("scheme", "http")))
+        headers.append((b"x-forwarded-for", client.encode("latin-1")))
+    headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
     return headers
 
 
@@ -367,7 +383,7 @@ async def _stream_body(receive: Receive) -> AsyncIterator[bytes]:
 
 
 async def _relay(
-    response: aiohttp.ClientResponse,
+    response: Response,
     scope: Scope,
     send: Send,
     upstream_urls: Mapping[Service, str],
@@ -376,13 +392,13 @@ async def _relay(
 ) -> None:
     drop = RESPONSE_DROP
     locations = False
-    for name, value in response.raw_headers:
+    for name, value in response.headers:
         lowered = name.lower()
         if lowered == b"connection":
             drop = drop | {token.strip().lower() for token in value.split(b",")}
         elif lowered in LOCATION_HEADERS:
             locations = True
-    headers = [(name.lower(), value) for name, value in response.raw_headers]
+    headers = [(name.lower(), value) for name, value in response.headers]
     headers = [(name, value) for name, value in headers if name not in drop]
     if locations:
         headers = public_locations(headers, upstream_urls, service, public_prefix)
@@ -395,6 +411,6 @@ async def _relay(
         await send({"type": "http.response.body", "body": body})
         return
     await send(start)
-    async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+    async for chunk in response.chunks():
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})

@@ -26,6 +26,7 @@ from services.api_gateway.state import GatewayState, create_state, in_process
 from services.api_gateway.state.memory import MemoryState
 from services.api_gateway.sync import IdentitySync
 from services.api_gateway.tokens import TokenService
+from services.api_gateway.upstream import Pool
 from shared.assertion import AssertionSigner
 from shared.clock import epoch_seconds
 from shared.keys import KeyFormatError
@@ -46,8 +47,10 @@ class Runtime:
     identity: IdentityClient
     state: GatewayState
     assertions: AssertionCache
+    # aiohttp sessions for the API document and readiness probes; the proxy uses `pools`.
     upstreams: dict[Service, aiohttp.ClientSession]
     upstream_urls: dict[Service, str]
+    pools: dict[Service, Pool]
     access_log: AccessLog
     sync: IdentitySync
     docs: ApiDocument
@@ -80,6 +83,18 @@ def upstream_session(settings: Settings) -> aiohttp.ClientSession:
         skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
+    )
+
+
+def upstream_pool(settings: Settings, service: Service) -> Pool:
+    """Return the proxy's keep-alive pool for one downstream service."""
+    return Pool(
+        settings.service_url(service),
+        max_connections=settings.gateway_upstream_max_connections,
+        connect_timeout=settings.gateway_upstream_connect_timeout_seconds,
+        pool_timeout=settings.gateway_upstream_timeout_seconds,  # waiting for the pool included
+        read_timeout=settings.gateway_upstream_timeout_seconds,
+        idle_seconds=IDLE_CONNECTION_SECONDS,
     )
 
 
@@ -200,11 +215,12 @@ async def _open_runtime(
     identity = IdentityClient(identity_client)
     access_log = AccessLog(settings.gateway_access_log)
     upstreams = {service: upstream_session(settings) for service in SERVICES}
+    pools = {service: upstream_pool(settings, service) for service in SERVICES}
     try:
         await state.start()
         access_log.start()
     except OSError as exc:
-        await _close(identity_client, upstreams, state)
+        await _close(identity_client, upstreams, pools, state)
         raise StartupError(
             f"gateway cannot start: GATEWAY_ACCESS_LOG cannot be opened ({exc.strerror})"
         ) from None
@@ -247,6 +263,7 @@ async def _open_runtime(
         assertions=assertions,
         upstreams=upstreams,
         upstream_urls={service: settings.service_url(service) for service in SERVICES},
+        pools=pools,
         access_log=access_log,
         sync=sync,
         docs=ApiDocument(upstreams[Service.PORTFOLIO], settings.service_url(Service.PORTFOLIO)),
@@ -274,7 +291,7 @@ async def _open_runtime(
         await sync.stop()
         if journal is not None:
             await journal.stop()
-        await _close(identity_client, upstreams, state)
+        await _close(identity_client, upstreams, pools, state)
         access_log.stop()
 
 
@@ -288,11 +305,13 @@ def _open_manager() -> SecretsManager:
 async def _close(
     identity: httpx.AsyncClient,
     upstreams: dict[Service, aiohttp.ClientSession],
+    pools: dict[Service, Pool],
     state: GatewayState,
 ) -> None:
     await asyncio.gather(
         identity.aclose(),
         *(session.close() for session in upstreams.values()),
+        *(pool.close() for pool in pools.values()),
         state.close(),
         return_exceptions=True,
     )

@@ -12,7 +12,13 @@ import uvicorn
 from pydantic import SecretStr
 
 from services.api_gateway.config import GatewaySecrets, Settings
-from services.api_gateway.runtime import IDLE_CONNECTION_SECONDS, identity_http, upstream_session
+from services.api_gateway.runtime import (
+    IDLE_CONNECTION_SECONDS,
+    identity_http,
+    upstream_pool,
+    upstream_session,
+)
+from shared.roles import Service
 
 NGINX_KEEPALIVE_SECONDS = 75.0
 
@@ -33,7 +39,10 @@ async def test_both_pools_use_the_idle_limit():
     )
     session = upstream_session(settings)
     client = identity_http(settings, secrets)
+    proxy = upstream_pool(settings, Service.TRADING)
     try:
+        # The proxy's own client (services/api_gateway/upstream.py), every downstream.
+        assert proxy.idle_seconds == IDLE_CONNECTION_SECONDS
         assert session.connector is not None
         assert session.connector._keepalive_timeout == IDLE_CONNECTION_SECONDS
         pool = client._transport._pool  # type: ignore[attr-defined]
@@ -41,3 +50,4 @@ async def test_both_pools_use_the_idle_limit():
     finally:
         await session.close()
         await client.aclose()
+        await proxy.close()
