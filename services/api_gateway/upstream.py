@@ -116,7 +116,8 @@ class _Connection(asyncio.Protocol):
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._loop = pool._loop
-        self._transport: asyncio.Transport | None = None
+        # Set by connection_made, which asyncio calls before create_connection returns us.
+        self._transport: asyncio.Transport = cast("asyncio.Transport", None)
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -237,7 +238,6 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
         self._buffered += len(body)
         if self._buffered > BUFFER_HIGH_WATER and not self._read_paused:
-            assert self._transport is not None
             self._transport.pause_reading()
             self._read_paused = True
 
@@ -257,8 +257,7 @@ class _Connection(asyncio.Protocol):
     def _fail(self, error: UpstreamError) -> None:
         self._error = error
         self.closed = True
-        if self._transport is not None:
-            self._transport.abort()
+        self._transport.abort()
         self._wake()
 
     def _wake(self) -> None:
@@ -290,7 +289,6 @@ class _Connection(asyncio.Protocol):
         self._reset()
         self._head_only = head_only
         transport = self._transport
-        assert transport is not None
         reused = self.used
         if isinstance(body, bytes) or body is None:
             transport.write(head + body if body else head)
@@ -312,7 +310,6 @@ class _Connection(asyncio.Protocol):
 
     async def _write_stream(self, body: AsyncIterator[bytes]) -> None:
         transport = self._transport
-        assert transport is not None
         chunked = self._chunked
         try:
             async for chunk in body:
@@ -355,7 +352,6 @@ class _Connection(asyncio.Protocol):
         self._buffered -= len(chunk)
         if self._read_paused and self._buffered <= BUFFER_HIGH_WATER // 2:
             self._read_paused = False
-            assert self._transport is not None
             self._transport.resume_reading()
         return chunk
 
@@ -389,8 +385,7 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self._transport is not None:
-                self._transport.abort()
+            self._transport.abort()
         self._pool._forget(self)
 
 
