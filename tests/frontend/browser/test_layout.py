@@ -233,3 +233,58 @@ async def test_times_show_in_the_browsers_time_zone(browser, stack, frontend_url
         await expect(shown).to_have_attribute("title", re.compile(r"UTC$"))
     finally:
         await context.close()
+
+
+# Every text of every chart: its size on screen, and whether it lies inside its chart (an
+# SVG cuts off what lies outside its box).
+CHART_TEXTS = """() => [...document.querySelectorAll("svg.chart text")].map((text) => {
+  const svg = text.ownerSVGElement;
+  const box = text.getBoundingClientRect();
+  const frame = svg.getBoundingClientRect();
+  return {
+    text: text.textContent,
+    px: parseFloat(getComputedStyle(text).fontSize) * svg.getScreenCTM().a,
+    inside: box.left >= frame.left - 0.5 && box.right <= frame.right + 0.5
+      && box.top >= frame.top - 0.5 && box.bottom <= frame.bottom + 0.5,
+  };
+})"""
+# The smallest text a phone's reader is expected to read without zooming.
+SMALLEST_PX = 11
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+async def test_the_charts_numbers_are_readable_and_whole(browser, stack, frontend_url, width):
+    username = stack.user("portfolio")
+    # Six-figure amounts on both sides of zero, and a symbol longer than a label.
+    trades = [
+        ("BTC-USD", "buy", "10", "61333.37"),
+        ("BTC-USD", "sell", "4", "98000"),
+        ("BTC-USD", "sell", "5", "12000"),
+        ("DOGEVERYLONGCOINNAME-USD", "buy", "1234567.123456", "0.000123456"),
+    ]
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as gateway:
+        headers = {"Authorization": f"Bearer {await token_of(gateway, username)}"}
+        for symbol, side, quantity, price in trades:
+            body = {"symbol": symbol, "side": side, "quantity": quantity, "price": price}
+            booked = await gateway.post("/api/portfolio/trades", json=body, headers=headers)
+            assert booked.status_code == 201, booked.text
+    context = await browser.new_context(viewport={"width": width, "height": 844})
+    page = await context.new_page()
+    try:
+        await log_in(page, frontend_url, username)
+        await page.goto(frontend_url + "/services/portfolio")
+        await expect(page.locator("svg.chart")).to_have_count(2)
+        texts = await page.evaluate(CHART_TEXTS)
+        folder = ARTIFACTS / str(width)
+        folder.mkdir(parents=True, exist_ok=True)
+        await page.locator(".grid-2").first.screenshot(path=str(folder / "portfolio-charts.png"))
+    finally:
+        await context.close()
+    shown = " | ".join(t["text"] for t in texts)
+    # The highest and the lowest level of the realised P&L: +146,666.52, then -100,000.33.
+    assert "146,666.52" in shown, shown
+    assert "100,000.33" in shown, shown
+    small = {t["text"]: round(t["px"], 1) for t in texts if t["px"] < SMALLEST_PX}
+    assert small == {}, f"chart text smaller than {SMALLEST_PX} px at {width} px"
+    cut = [t["text"] for t in texts if not t["inside"]]
+    assert cut == [], f"chart text cut off at {width} px"
