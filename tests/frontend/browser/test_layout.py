@@ -24,6 +24,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.postgres]
 WIDTHS = (390, 1366)
 # Long enough to break a layout that does not wrap: a username, symbols, big amounts.
 LONG_NAME = "maximilian-alexander-worthington-smythe"
+# The longest X-Request-ID the services keep (128 characters), unbroken.
+LONG_REQUEST_ID = "client-" + "0123456789abcdef" * 7 + "fedcba987"
+# The audit table's event types that take more than one line.
+BROKEN_TYPES = """() => [...document.querySelectorAll('td[data-label="Type"] code')]
+  .filter((code) => code.getClientRects().length > 1).map((code) => code.textContent)"""
 TRADES = [
     ("BTC-USD", "buy", "1.5", "61333.366666666666666667"),
     ("ETH-USD", "buy", "12.75", "3012.5"),
@@ -61,6 +66,13 @@ async def furnish(stack: Stack, admin: str) -> str:
         for _ in range(3):
             used = await gateway.get("/api/trading/orders", headers={"X-API-Key": rotation.api_key})
             assert used.status_code == 200
+        # An audit event carrying the longest request id a client may send.
+        refused = await gateway.post(
+            "/auth/token",
+            json={"username": victim, "password": "not the password at all"},
+            headers={"X-Request-ID": LONG_REQUEST_ID},
+        )
+        assert refused.status_code == 401
     return victim
 
 
@@ -115,11 +127,17 @@ async def test_no_page_is_wider_than_the_screen(browser, stack, frontend_url, wi
             "admin-reactivate": f"/admin/users/{victim}/reactivate",
             "admin-delete": f"/admin/users/{victim}/delete",
             "admin-audit": "/admin/audit",
+            "admin-audit-user": f"/admin/audit?user={victim}",
             "account-api-key": "/account/api-key",
             "not-found": "/no-such-page",
         }
         for name, path in pages.items():
             await visit(page, frontend_url + path, width, name, wider)
+        await page.goto(frontend_url + "/admin/audit")
+        if width > 760:  # a table, not stacked rows: each event type stays one readable word
+            assert await page.evaluate(BROKEN_TYPES) == [], "event types broken across lines"
+        await page.goto(frontend_url + f"/admin/audit?user={victim}")
+        await expect(page.get_by_text(LONG_REQUEST_ID)).to_be_visible()
         await page.goto(frontend_url + "/admin/users")
         row = page.get_by_role("row").filter(has_text=victim)
         # On screen and not clipped by the table's own scroll container either.
