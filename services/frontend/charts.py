@@ -41,6 +41,14 @@ def _text(x: float, y: float, content: str, *, anchor: str = "start", css: str =
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}>{escape(content)}</text>'
 
 
+def _date(x: float, y: float, at: datetime, *, anchor: str = "start") -> str:
+    """Write the UTC date; static/local-time.js rewrites it in the browser's time zone."""
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" class="muted" '
+        f'data-datetime="{at.isoformat()}">{at:%Y-%m-%d}</text>'
+    )
+
+
 def _svg(height: float, title: str, description: str, body: list[str]) -> Markup:
     head = (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height:.0f}" role="img" '
@@ -141,11 +149,9 @@ def realised_over_time(currency: str, points: Sequence[Point]) -> Markup:
             f"<title>{escape(signed(point.value))} {escape(currency)} after the trade of "
             f"{point.at:%Y-%m-%d %H:%M} UTC</title></circle>"
         )
-    body.append(_text(0, height - 8, f"{points[0].at:%Y-%m-%d}", css="muted"))
+    body.append(_date(0, height - 8, points[0].at))
     if len(points) > 1:
-        body.append(
-            _text(WIDTH, height - 8, f"{points[-1].at:%Y-%m-%d}", anchor="end", css="muted")
-        )
+        body.append(_date(WIDTH, height - 8, points[-1].at, anchor="end"))
     return _svg(
         height,
         f"Realised P&L in {currency} over time",

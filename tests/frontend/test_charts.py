@@ -42,8 +42,9 @@ def test_realised_pnl_steps_through_each_trade():
     assert "\u221220.00 USD after the trade of 2026-01-05 16:00 UTC" in svg
     assert 'class="dot-gain"' in svg
     assert 'class="dot-loss"' in svg
-    assert ">2026-01-02</text>" in svg
-    assert ">2026-01-05</text>" in svg
+    # UTC dates, each with its moment for the page's script to show in the browser's zone.
+    assert 'data-datetime="2026-01-02T09:30:00+00:00">2026-01-02</text>' in svg
+    assert 'data-datetime="2026-01-05T16:00:00+00:00">2026-01-05</text>' in svg
     # The axis runs from the lowest to the highest level, zero in between.
     assert ">+40.00</text>" in svg
     assert ">\u221220.00</text>" in svg

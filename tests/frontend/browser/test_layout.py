@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -306,3 +306,27 @@ async def test_the_charts_numbers_are_readable_and_whole(browser, stack, fronten
     assert small == {}, f"chart text smaller than {SMALLEST_PX} px at {width} px"
     cut = [t["text"] for t in texts if not t["inside"]]
     assert cut == [], f"chart text cut off at {width} px"
+
+
+async def test_the_charts_dates_show_in_the_browsers_time_zone(browser, stack, frontend_url):
+    username = stack.user("portfolio")
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as gateway:
+        headers = {"Authorization": f"Bearer {await token_of(gateway, username)}"}
+        for side in ("buy", "sell"):
+            body = {"symbol": "BTC-USD", "side": side, "quantity": "1", "price": "10"}
+            booked = await gateway.post("/api/portfolio/trades", json=body, headers=headers)
+            assert booked.status_code == 201, booked.text
+    executed = datetime.fromisoformat(booked.json()["trade"]["executed_at"])
+    # A zone whose date differs from UTC's at that moment: UTC+14 from 10:00, UTC-11 before 11:00.
+    zone = "Pacific/Kiritimati" if executed.astimezone(UTC).hour >= 10 else "Pacific/Pago_Pago"
+    local = executed.astimezone(ZoneInfo(zone))
+    assert local.date() != executed.astimezone(UTC).date()
+    context = await browser.new_context(timezone_id=zone, locale="en-US")
+    page = await context.new_page()
+    try:
+        await log_in(page, frontend_url, username)
+        await page.goto(frontend_url + "/services/portfolio")
+        label = page.locator("svg.chart text[data-datetime]")
+        await expect(label).to_have_text(f"{local:%b} {local.day}, {local.year}")
+    finally:
+        await context.close()
