@@ -41,6 +41,14 @@ def _text(x: float, y: float, content: str, *, anchor: str = "start", css: str =
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}>{escape(content)}</text>'
 
 
+def _date(x: float, y: float, at: datetime, *, anchor: str = "start") -> str:
+    """Write the UTC date; static/local-time.js rewrites it in the browser's time zone."""
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" class="muted" '
+        f'data-datetime="{at.isoformat()}">{at:%Y-%m-%d}</text>'
+    )
+
+
 def _svg(height: float, title: str, description: str, body: list[str]) -> Markup:
     head = (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height:.0f}" role="img" '
@@ -52,38 +60,40 @@ def _svg(height: float, title: str, description: str, body: list[str]) -> Markup
 
 
 def allocation(currency: str, slices: Sequence[Slice]) -> Markup:
-    """Draw horizontal bars of each position's share of the value held in `currency`."""
+    """Draw a bar per position's share of the value held in `currency`, largest first.
+
+    Each row is a line of text (the symbol, its share and value) above a full-width bar, so
+    the text never shares a line with a bar that might push it out of the chart.
+    """
     shown = sorted((s for s in slices if s.value > 0), key=lambda s: s.value, reverse=True)
     total = sum((s.value for s in shown), Decimal(0))
-    row, top = 34, 8
+    row, top, bar = 52, 4, 14
     height = top * 2 + row * max(len(shown), 1)
-    label_width, value_width = 122, 150
-    bar_space = WIDTH - label_width - value_width
     body: list[str] = []
     if total <= 0:
         body.append(_text(WIDTH / 2, height / 2 + 5, "Nothing held", anchor="middle", css="muted"))
     for index, item in enumerate(shown):
         share = item.value / total
         y = top + index * row
-        width = max(float(share) * bar_space, 2.0)
         colour = PALETTE[index % len(PALETTE)]
-        body.append(
-            f"<g><title>{escape(item.label)}: {escape(amount(item.value))} {escape(currency)} "
-            f"({share * 100:.1f} %)</title>"
-            f'<rect x="{label_width}" y="{y + 6}" width="{width:.1f}" height="{row - 12}" '
-            f'rx="3" fill="{colour}"/></g>'
-        )
         label = (
             item.label if len(item.label) <= LABEL_CHARS else item.label[: LABEL_CHARS - 1] + "…"
         )
-        body.append(_text(label_width - 10, y + row / 2 + 5, label, anchor="end"))
+        body.append(_text(0, y + 20, label))
         body.append(
             _text(
-                label_width + width + 8,
-                y + row / 2 + 5,
+                WIDTH,
+                y + 20,
                 f"{share * 100:.1f} % · {amount(item.value)}",
-                css="muted chart-small",
+                anchor="end",
+                css="muted",
             )
+        )
+        body.append(
+            f"<g><title>{escape(item.label)}: {escape(amount(item.value))} {escape(currency)} "
+            f"({share * 100:.1f} %)</title>"
+            f'<rect x="0" y="{y + 28}" width="{max(float(share) * WIDTH, 2.0):.1f}" '
+            f'height="{bar}" rx="3" fill="{colour}"/></g>'
         )
     return _svg(
         height,
@@ -94,8 +104,12 @@ def allocation(currency: str, slices: Sequence[Slice]) -> Markup:
 
 
 def realised_over_time(currency: str, points: Sequence[Point]) -> Markup:
-    """Draw cumulative realised P&L in `currency` as a step line, with its zero line."""
-    height, left, right, top, bottom = 220.0, 84.0, 12.0, 16.0, 34.0
+    """Draw cumulative realised P&L in `currency` as a step line, with its zero line.
+
+    The highest level is labelled above its line and the lowest below its own, from the left
+    edge: a label beside the plot would need a margin as wide as the longest amount.
+    """
+    height, left, right, top, bottom = 240.0, 6.0, 6.0, 34.0, 58.0
     plot_w, plot_h = WIDTH - left - right, height - top - bottom
     values = [p.value for p in points]
     low, high = min([Decimal(0), *values]), max([Decimal(0), *values])
@@ -116,15 +130,18 @@ def realised_over_time(currency: str, points: Sequence[Point]) -> Markup:
     for point in points:
         path.append(f"H{x(point):.1f}")
         path.append(f"V{y(point.value):.1f}")
+    zero = y(Decimal(0))
     body = [
-        f'<line x1="{left}" x2="{WIDTH - right}" y1="{y(Decimal(0)):.1f}" '
-        f'y2="{y(Decimal(0)):.1f}" class="chart-zero"/>',
-        _text(left - 8, top + 4, amount(high), anchor="end", css="muted"),
-        _text(left - 8, top + plot_h + 4, amount(low), anchor="end", css="muted"),
+        f'<line x1="{left}" x2="{WIDTH - right}" y1="{zero:.1f}" y2="{zero:.1f}" '
+        'class="chart-zero"/>',
+        _text(0, top - 10, signed(high), css="muted"),
+        _text(0, top + plot_h + 24, signed(low), css="muted"),
         f'<path d="{" ".join(path)}" class="chart-line"/>',
     ]
-    if low < 0 < high:
-        body.append(_text(left - 8, y(Decimal(0)) + 4, "0", anchor="end", css="muted"))
+    # Zero between the two, at the left edge on the side the first step does not take.
+    if low < 0 < high and min(zero - top, top + plot_h - zero) >= 30:
+        below = points[0].value > 0
+        body.append(_text(0, zero + 20 if below else zero - 6, "0", css="muted"))
     for point in points:
         tone = "gain" if point.value > 0 else "loss" if point.value < 0 else "flat"
         body.append(
@@ -132,13 +149,9 @@ def realised_over_time(currency: str, points: Sequence[Point]) -> Markup:
             f"<title>{escape(signed(point.value))} {escape(currency)} after the trade of "
             f"{point.at:%Y-%m-%d %H:%M} UTC</title></circle>"
         )
-    body.append(_text(left, height - 10, f"{points[0].at:%Y-%m-%d}", css="muted"))
+    body.append(_date(0, height - 8, points[0].at))
     if len(points) > 1:
-        body.append(
-            _text(
-                WIDTH - right, height - 10, f"{points[-1].at:%Y-%m-%d}", anchor="end", css="muted"
-            )
-        )
+        body.append(_date(WIDTH, height - 8, points[-1].at, anchor="end"))
     return _svg(
         height,
         f"Realised P&L in {currency} over time",

@@ -1,4 +1,5 @@
-"""The gateway's API docs render in Chromium with every non-loopback request cut off."""
+"""The gateway's and the portfolio's API docs render in Chromium with every non-loopback
+request cut off."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ WAIT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The gateway's and the portfolio's own address, each serving its `/docs`."""
     root: Path = tmp_path_factory.mktemp("docs")
     env = stack_env(f"sqlite+aiosqlite:///{root / 'portfolio.db'}")
     with ExitStack() as stack:
@@ -35,10 +37,19 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 log_path=root / "gateway.log",
             )
         )
-        yield gateway.url
+        yield {"gateway": gateway.url, "portfolio": portfolio.url}
 
 
-async def test_the_docs_render_offline_with_the_portfolio_api(gateway_url: str):
+# What each page must show once Swagger UI has run: the gateway documents the portfolio's
+# API as clients reach it, the portfolio its own paths.
+SHOWN = {
+    "gateway": ("/api/portfolio/trades", "/auth/token"),
+    "portfolio": ("/trades", "/summary"),
+}
+
+
+@pytest.mark.parametrize("service", sorted(SHOWN))
+async def test_the_docs_render_offline(service_url: dict[str, str], service: str):
     refused: list[str] = []
 
     async def offline(route: Route) -> None:
@@ -57,13 +68,12 @@ async def test_the_docs_render_offline_with_the_portfolio_api(gateway_url: str):
             await page.route("**/*", offline)
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            await page.goto(gateway_url + "/docs")
-            await expect(page.get_by_text("/api/portfolio/trades").first).to_be_visible(
-                timeout=WAIT_MS
-            )
-            await expect(page.get_by_text("/auth/token").first).to_be_visible(timeout=WAIT_MS)
+            await page.goto(service_url[service] + "/docs")
+            for path in SHOWN[service]:
+                shown = page.get_by_text(path, exact=True).first
+                await expect(shown).to_be_visible(timeout=WAIT_MS)
             ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=ARTIFACTS / "gateway-docs.png")
+            await page.screenshot(path=ARTIFACTS / f"{service}-docs.png")
         finally:
             await browser.close()
     assert not errors

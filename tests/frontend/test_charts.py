@@ -42,10 +42,11 @@ def test_realised_pnl_steps_through_each_trade():
     assert "\u221220.00 USD after the trade of 2026-01-05 16:00 UTC" in svg
     assert 'class="dot-gain"' in svg
     assert 'class="dot-loss"' in svg
-    assert ">2026-01-02</text>" in svg
-    assert ">2026-01-05</text>" in svg
+    # UTC dates, each with its moment for the page's script to show in the browser's zone.
+    assert 'data-datetime="2026-01-02T09:30:00+00:00">2026-01-02</text>' in svg
+    assert 'data-datetime="2026-01-05T16:00:00+00:00">2026-01-05</text>' in svg
     # The axis runs from the lowest to the highest level, zero in between.
-    assert ">40.00</text>" in svg
+    assert ">+40.00</text>" in svg
     assert ">\u221220.00</text>" in svg
     assert ">0</text>" in svg
 
@@ -57,4 +58,4 @@ def test_the_level_holds_until_the_next_trade_then_steps():
     ]
     svg = str(realised_over_time("USD", points))
     # From zero up to +40 at the first trade, flat until the second, then down to -20.
-    assert '<path d="M84.0,129.3 H84.0 V16.0 H468.0 V186.0" class="chart-line"/>' in svg
+    assert '<path d="M6.0,132.7 H6.0 V34.0 H474.0 V182.0" class="chart-line"/>' in svg

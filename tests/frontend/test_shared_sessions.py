@@ -1,5 +1,6 @@
-"""Two frontend processes on one Redis share sign-in, sign-out, CSRF, survive a restart, and
-take up a rotated session secret without signing anybody out."""
+"""Two frontend processes on one Redis share sign-in, idle time, sign-out, CSRF, survive a
+restart, and take up a rotated session secret without signing anybody out; Redis holds no
+password, token or session id."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+import redis
 from pydantic import SecretStr
 
 from devstack import REPO_ROOT
@@ -278,3 +280,74 @@ def test_a_rotated_session_secret_signs_nobody_out_of_two_running_frontends(
             for process in (first, second, late):
                 if process is not None:
                     process.stop()
+
+
+def redis_dump(url: str) -> str:
+    """Return every key and value in the Redis at `url` as one string."""
+    parts: list[str] = []
+    with redis.Redis.from_url(url, decode_responses=True) as client:
+        for key in client.scan_iter():
+            kind = client.type(key)
+            value: object = {
+                "hash": client.hgetall,
+                "string": client.get,
+                "set": client.smembers,
+                "list": lambda k: client.lrange(k, 0, -1),
+                "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+            }[kind](key)
+            parts.append(f"{key} {kind} {value!r}")
+    return "\n".join(parts)
+
+
+def test_a_real_sign_in_leaves_no_password_token_or_session_id_in_redis(stack: Stack, tmp_path):
+    with RedisServer(tmp_path) as redis_server:
+        frontend = start(stack, frontend_env(stack, secrets.token_urlsafe(48), redis_server.url))
+        try:
+            username = stack.user("portfolio")
+            with httpx.Client(base_url=frontend.url, timeout=TIMEOUT) as client:
+                sign_in(client, username)
+                assert client.get("/dashboard").status_code == 200
+                (cookie,) = client.cookies.values()
+            dump = redis_dump(redis_server.url)
+        finally:
+            frontend.stop()
+    assert username in dump  # the session is there
+    session_id = cookie.rpartition(".")[0]
+    assert session_id
+    assert session_id not in dump
+    assert PASSWORD not in dump
+    assert "eyJ" not in dump, "a JWT (or a JSON document in base64) in clear"
+
+
+def test_idle_time_is_shared_and_ends_the_session_on_every_frontend(stack: Stack, tmp_path):
+    idle = 6.0
+    with RedisServer(tmp_path) as redis_server:
+        env = frontend_env(stack, secrets.token_urlsafe(48), redis_server.url)
+        env["SECURITY__SESSION_TIMEOUT"] = str(int(idle))
+        first, second = start(stack, env), start(stack, env)
+        try:
+            username = stack.user("portfolio")
+            with httpx.Client(base_url=first.url, timeout=TIMEOUT) as a:
+                # The login form of one frontend is accepted by the other.
+                token = csrf(a, "/login")
+                with on(second.url, a.cookies) as b:
+                    signed_in = b.post(
+                        "/login",
+                        data={"username": username, "password": PASSWORD, "csrf_token": token},
+                    )
+                    assert signed_in.status_code == 303, signed_in.text[:300]
+                    a.cookies.update(b.cookies)
+                    start_at = time.monotonic()
+                    time.sleep(idle * 0.7)
+                    assert b.get("/dashboard").status_code == 200  # activity on the second
+                    # Past the first deadline: the first frontend saw the second's activity.
+                    time.sleep(max(0.0, start_at + idle * 1.4 - time.monotonic()))
+                    assert a.get("/dashboard").status_code == 200
+                    time.sleep(idle + 1.5)  # nobody active
+                    for client in (a, b):
+                        gone = client.get("/dashboard")
+                        assert gone.status_code == 303
+                        assert gone.headers["location"].startswith("/login")
+        finally:
+            first.stop()
+            second.stop()

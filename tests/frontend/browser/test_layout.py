@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -24,6 +24,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.postgres]
 WIDTHS = (390, 1366)
 # Long enough to break a layout that does not wrap: a username, symbols, big amounts.
 LONG_NAME = "maximilian-alexander-worthington-smythe"
+# The longest X-Request-ID the services keep (128 characters), unbroken.
+LONG_REQUEST_ID = "client-" + "0123456789abcdef" * 7 + "fedcba987"
+# The audit table's event types that take more than one line.
+BROKEN_TYPES = """() => [...document.querySelectorAll('td[data-label="Type"] code')]
+  .filter((code) => code.getClientRects().length > 1).map((code) => code.textContent)"""
 TRADES = [
     ("BTC-USD", "buy", "1.5", "61333.366666666666666667"),
     ("ETH-USD", "buy", "12.75", "3012.5"),
@@ -61,6 +66,13 @@ async def furnish(stack: Stack, admin: str) -> str:
         for _ in range(3):
             used = await gateway.get("/api/trading/orders", headers={"X-API-Key": rotation.api_key})
             assert used.status_code == 200
+        # An audit event carrying the longest request id a client may send.
+        refused = await gateway.post(
+            "/auth/token",
+            json={"username": victim, "password": "not the password at all"},
+            headers={"X-Request-ID": LONG_REQUEST_ID},
+        )
+        assert refused.status_code == 401
     return victim
 
 
@@ -115,11 +127,17 @@ async def test_no_page_is_wider_than_the_screen(browser, stack, frontend_url, wi
             "admin-reactivate": f"/admin/users/{victim}/reactivate",
             "admin-delete": f"/admin/users/{victim}/delete",
             "admin-audit": "/admin/audit",
+            "admin-audit-user": f"/admin/audit?user={victim}",
             "account-api-key": "/account/api-key",
             "not-found": "/no-such-page",
         }
         for name, path in pages.items():
             await visit(page, frontend_url + path, width, name, wider)
+        await page.goto(frontend_url + "/admin/audit")
+        if width > 760:  # a table, not stacked rows: each event type stays one readable word
+            assert await page.evaluate(BROKEN_TYPES) == [], "event types broken across lines"
+        await page.goto(frontend_url + f"/admin/audit?user={victim}")
+        await expect(page.get_by_text(LONG_REQUEST_ID)).to_be_visible()
         await page.goto(frontend_url + "/admin/users")
         row = page.get_by_role("row").filter(has_text=victim)
         # On screen and not clipped by the table's own scroll container either.
@@ -231,5 +249,84 @@ async def test_times_show_in_the_browsers_time_zone(browser, stack, frontend_url
         tokyo = executed.astimezone(ZoneInfo("Asia/Tokyo"))
         await expect(shown).to_contain_text(f"{tokyo:%H:%M}")
         await expect(shown).to_have_attribute("title", re.compile(r"UTC$"))
+    finally:
+        await context.close()
+
+
+# Every text of every chart: its size on screen, and whether it lies inside its chart (an
+# SVG cuts off what lies outside its box).
+CHART_TEXTS = """() => [...document.querySelectorAll("svg.chart text")].map((text) => {
+  const svg = text.ownerSVGElement;
+  const box = text.getBoundingClientRect();
+  const frame = svg.getBoundingClientRect();
+  return {
+    text: text.textContent,
+    px: parseFloat(getComputedStyle(text).fontSize) * svg.getScreenCTM().a,
+    inside: box.left >= frame.left - 0.5 && box.right <= frame.right + 0.5
+      && box.top >= frame.top - 0.5 && box.bottom <= frame.bottom + 0.5,
+  };
+})"""
+# The smallest text a phone's reader is expected to read without zooming.
+SMALLEST_PX = 11
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+async def test_the_charts_numbers_are_readable_and_whole(browser, stack, frontend_url, width):
+    username = stack.user("portfolio")
+    # Six-figure amounts on both sides of zero, and a symbol longer than a label.
+    trades = [
+        ("BTC-USD", "buy", "10", "61333.37"),
+        ("BTC-USD", "sell", "4", "98000"),
+        ("BTC-USD", "sell", "5", "12000"),
+        ("DOGEVERYLONGCOINNAME-USD", "buy", "1234567.123456", "0.000123456"),
+    ]
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as gateway:
+        headers = {"Authorization": f"Bearer {await token_of(gateway, username)}"}
+        for symbol, side, quantity, price in trades:
+            body = {"symbol": symbol, "side": side, "quantity": quantity, "price": price}
+            booked = await gateway.post("/api/portfolio/trades", json=body, headers=headers)
+            assert booked.status_code == 201, booked.text
+    context = await browser.new_context(viewport={"width": width, "height": 844})
+    page = await context.new_page()
+    try:
+        await log_in(page, frontend_url, username)
+        await page.goto(frontend_url + "/services/portfolio")
+        await expect(page.locator("svg.chart")).to_have_count(2)
+        texts = await page.evaluate(CHART_TEXTS)
+        folder = ARTIFACTS / str(width)
+        folder.mkdir(parents=True, exist_ok=True)
+        await page.locator(".grid-2").first.screenshot(path=str(folder / "portfolio-charts.png"))
+    finally:
+        await context.close()
+    shown = " | ".join(t["text"] for t in texts)
+    # The highest and the lowest level of the realised P&L: +146,666.52, then -100,000.33.
+    assert "146,666.52" in shown, shown
+    assert "100,000.33" in shown, shown
+    small = {t["text"]: round(t["px"], 1) for t in texts if t["px"] < SMALLEST_PX}
+    assert small == {}, f"chart text smaller than {SMALLEST_PX} px at {width} px"
+    cut = [t["text"] for t in texts if not t["inside"]]
+    assert cut == [], f"chart text cut off at {width} px"
+
+
+async def test_the_charts_dates_show_in_the_browsers_time_zone(browser, stack, frontend_url):
+    username = stack.user("portfolio")
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as gateway:
+        headers = {"Authorization": f"Bearer {await token_of(gateway, username)}"}
+        for side in ("buy", "sell"):
+            body = {"symbol": "BTC-USD", "side": side, "quantity": "1", "price": "10"}
+            booked = await gateway.post("/api/portfolio/trades", json=body, headers=headers)
+            assert booked.status_code == 201, booked.text
+    executed = datetime.fromisoformat(booked.json()["trade"]["executed_at"])
+    # A zone whose date differs from UTC's at that moment: UTC+14 from 10:00, UTC-11 before 11:00.
+    zone = "Pacific/Kiritimati" if executed.astimezone(UTC).hour >= 10 else "Pacific/Pago_Pago"
+    local = executed.astimezone(ZoneInfo(zone))
+    assert local.date() != executed.astimezone(UTC).date()
+    context = await browser.new_context(timezone_id=zone, locale="en-US")
+    page = await context.new_page()
+    try:
+        await log_in(page, frontend_url, username)
+        await page.goto(frontend_url + "/services/portfolio")
+        label = page.locator("svg.chart text[data-datetime]")
+        await expect(label).to_have_text(f"{local:%b} {local.day}, {local.year}")
     finally:
         await context.close()

@@ -17,6 +17,7 @@ from playwright.async_api import Browser, Page, expect
 
 from devstack.ports import free_port
 from devstack.servers import ServerProcess
+from tests.frontend.browser.test_layout import overflow
 from tests.frontend.stack import PASSWORD, Stack, start_stack
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, log_in, start_frontend
 
@@ -68,12 +69,17 @@ async def mfa_page(browser: Browser) -> AsyncIterator[tuple[Page, list[str]]]:
 
 
 async def shoot(page: Page, name: str) -> None:
-    """Save the page at 1366 and 390 px wide (test-artifacts/), then back to 1366."""
-    ARTIFACTS.mkdir(exist_ok=True)
+    """Check the page fits 1366 and 390 px and save it (test-artifacts/<width>/), back at 1366."""
+    wider: dict[int, int] = {}
     for width in (1366, 390):
         await page.set_viewport_size({"width": width, "height": 900})
-        await page.screenshot(path=str(ARTIFACTS / f"mfa-{name}-{width}.png"), full_page=True)
+        if await overflow(page) > 0:
+            wider[width] = await overflow(page)
+        folder = ARTIFACTS / str(width)
+        folder.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(folder / f"mfa-{name}.png"), full_page=True)
     await page.set_viewport_size({"width": 1366, "height": 900})
+    assert wider == {}, f"{name} is wider than the screen (width: extra pixels)"
 
 
 async def sign_out(page: Page) -> None:
