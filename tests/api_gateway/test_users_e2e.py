@@ -89,7 +89,14 @@ def test_usage_and_logouts_survive_a_gateway_restart(gateway_process, portfolio)
     # A new process: nothing of the first one's memory is left.
     with gateway_process() as gateway, httpx.Client(base_url=gateway.url, timeout=30) as client:
         assert client.get("/auth/me", headers=token).status_code == 401
-        usage = client.get("/admin/api-keys/usage", headers=login(client, admin)).json()
+        headers = login(client, admin)
+        usage = client.get("/admin/api-keys/usage", headers=headers).json()
         [entry] = [e for e in usage["keys"] if e["key_id"] == key_id]
         assert entry["requests"] == 3
         assert entry["services"] == {"trading": 3}
+        assert entry["status_classes"] == {"2xx": 3}
+        assert entry["last_client"] == "127.0.0.1"
+        # The trail of what the first process saw is there too.
+        audit = client.get("/admin/audit", params={"user": name}, headers=headers).json()
+        seen = [e["type"] for e in reversed(audit["events"])]
+        assert seen[-3:] == ["api_key.first_used", "login.succeeded", "token.revoked"]
