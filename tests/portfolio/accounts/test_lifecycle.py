@@ -8,7 +8,9 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.portfolio.accounts.models import AccessChangeRecord, AuditEvent
+from services.portfolio.accounts.passwords import PasswordHasher
 from services.portfolio.accounts.service import IdentityService
+from services.portfolio.config import PortfolioSettings
 from services.portfolio.errors import (
     AccountDeletedError,
     AccountInactiveError,
@@ -147,6 +149,47 @@ async def test_a_reset_sets_a_one_time_password_and_ends_the_old_one(identity, c
     await identity.rotate_password("grace", issued.one_time_password, NEW_PASSWORD)
     assert (await identity.authenticate("grace", NEW_PASSWORD)).username == "grace"
     assert "password.reset" in await events(identity, "grace")
+
+
+class GatedHasher(PasswordHasher):
+    """Hashes `held` only once the test opens the gate, so a change can commit meanwhile."""
+
+    def __init__(self, settings: PortfolioSettings, held: str) -> None:
+        super().__init__(settings)
+        self.held = held
+        self.hashing = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def hash(self, password: str) -> str:
+        if password == self.held:
+            self.hashing.set()
+            await self.gate.wait()
+        return await super().hash(password)
+
+
+@pytest.mark.parametrize("change", ["reset_password", "deactivate_user", "delete_user"])
+async def test_a_rotation_racing_an_admins_change_does_not_undo_it(
+    database, settings, clock, change
+):
+    # The user (or whoever holds their password) rotates it; an admin's reset, deactivation
+    # or deletion commits while the new password is being hashed: the rotation must not
+    # write over it (a reset's one-time password would be replaced by the rotator's).
+    hasher = GatedHasher(settings, NEW_PASSWORD)
+    identity = IdentityService(database, settings, clock=clock, hasher=hasher)
+    await identity.create_user("root", PASSWORD, ["admin"])
+    await identity.create_user("kim", PASSWORD, ["portfolio"])
+    rotation = asyncio.create_task(identity.rotate_password("kim", PASSWORD, NEW_PASSWORD))
+    await hasher.hashing.wait()
+    clock.advance(seconds=1)
+    await getattr(identity, change)("kim")
+    after_change = await identity.get_user("kim")
+    hasher.gate.set()
+    with pytest.raises((InvalidCredentialsError, AccountInactiveError)):
+        await rotation
+    assert await identity.get_user("kim") == after_change
+    with pytest.raises((InvalidCredentialsError, AccountInactiveError, PasswordExpiredError)):
+        await identity.authenticate("kim", NEW_PASSWORD)
+    assert "password.rotated" not in await events(identity, "kim")
 
 
 # API keys over HTTP: always a new random key, written back like rotate_api_key
