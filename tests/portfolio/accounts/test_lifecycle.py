@@ -2,6 +2,9 @@
 reactivation, soft deletion, password resets, API keys, and the last-admin guard."""
 
 import asyncio
+import json
+import uuid
+from collections.abc import Iterator
 
 import pytest
 from pydantic import SecretStr
@@ -23,6 +26,10 @@ from services.portfolio.errors import (
 )
 from shared.secrets import SecretRegistry, SecretsManager, SecretsSettings, api_key_secret_name
 from tests.portfolio.conftest import PASSWORD, make_settings
+
+# aws_env: fake AWS credentials and none of this machine's configuration, for one test.
+from tests.shared.secrets.stores.test_aws import aws_env, current_version, make, seed  # noqa: F401
+from tests.support.moto_server import MotoServer
 from tests.support.openbao import ROOT_TOKEN, OpenBao
 
 NEW_PASSWORD = "velvet quasar mandolin"
@@ -232,6 +239,33 @@ async def test_a_generated_key_is_written_back_to_vault(database, sqlite_url, tm
     assert rotation.stored_at is not None
     assert stored is not None
     assert stored[api_key_secret_name("ivan")] == rotation.api_key
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.mark.usefixtures("aws_env")
+async def test_a_generated_key_is_written_back_to_aws(database, sqlite_url, clock, moto):
+    name = f"lct/lifecycle-{uuid.uuid4().hex[:8]}"
+    client = seed(moto, name, json.dumps({"PORTFOLIO_NEW_API_KEY": "o" * 40}))
+    async with make(moto.url, name) as manager:
+        identity = IdentityService(
+            database, make_settings(sqlite_url), secrets_manager=manager, clock=clock
+        )
+        await identity.create_user("judith", PASSWORD, ["market"])
+        rotation = await identity.rotate_api_key("judith", generate=True)
+    stored = json.loads(current_version(client, name)["SecretString"])
+    # Not the operator's next key: the HTTP API always makes a fresh one.
+    assert rotation.api_key != "o" * 40
+    assert rotation.stored_at is not None
+    assert rotation.stored_at.startswith(f"aws:{name}")
+    assert stored == {
+        "PORTFOLIO_NEW_API_KEY": "o" * 40,
+        api_key_secret_name("judith"): rotation.api_key,
+    }
 
 
 # The last active admin
