@@ -9,6 +9,8 @@ import pytest
 
 from devstack.servers import ServerProcess
 from tests.api_gateway.conftest import PASSWORD
+from tests.frontend.stack import PASSWORD as STACK_PASSWORD
+from tests.frontend.stack import start_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +91,38 @@ def test_usage_and_logouts_survive_a_gateway_restart(gateway_process, portfolio)
     # A new process: nothing of the first one's memory is left.
     with gateway_process() as gateway, httpx.Client(base_url=gateway.url, timeout=30) as client:
         assert client.get("/auth/me", headers=token).status_code == 401
-        usage = client.get("/admin/api-keys/usage", headers=login(client, admin)).json()
+        headers = login(client, admin)
+        usage = client.get("/admin/api-keys/usage", headers=headers).json()
         [entry] = [e for e in usage["keys"] if e["key_id"] == key_id]
         assert entry["requests"] == 3
         assert entry["services"] == {"trading": 3}
+        assert entry["status_classes"] == {"2xx": 3}
+        assert entry["last_client"] == "127.0.0.1"
+        # The trail of what the first process saw is there too.
+        audit = client.get("/admin/audit", params={"user": name}, headers=headers).json()
+        seen = [e["type"] for e in reversed(audit["events"])]
+        assert seen[-3:] == ["api_key.first_used", "login.succeeded", "token.revoked"]
+
+
+def test_the_last_active_admin_is_409_over_http_saying_why(tmp_path):
+    # A stack of its own: the session's identity store holds many admins, so none is the last.
+    stack = start_stack(tmp_path)
+    try:
+        admin = stack.user("admin", prefix="admin")
+        with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+            headers = login(client, admin, STACK_PASSWORD)
+            for method, path, body in (
+                ("POST", f"/admin/users/{admin}/deactivate", None),
+                ("DELETE", f"/admin/users/{admin}", None),
+                ("PUT", f"/admin/users/{admin}/roles", {"roles": ["trading"]}),
+            ):
+                refused = client.request(method, path, json=body, headers=headers)
+                assert refused.status_code == 409, (method, path, refused.text)
+                assert refused.json()["error"]["code"] == "conflict"
+                assert "last active admin" in refused.json()["error"]["message"]
+            assert stack.identity.get_user(admin).roles == ["admin"]
+            # With a second active admin the first may go.
+            stack.user("admin", prefix="admin")
+            assert client.delete(f"/admin/users/{admin}", headers=headers).status_code == 200
+    finally:
+        stack.close()

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import hvac
 import pytest
 
 from devstack.ports import port_in_use
 from devstack.processes import PROCESSES
+from devstack.vault import SECRET_PATH
 from services.portfolio.__main__ import ONE_TIME_PASSWORD_LABEL
+from shared.secrets import api_key_secret_name
+from shared.secrets.layout import API_KEYS
 from tests.support.runner import StackRunner, wait_until_gone
 
 # Every name a managed secret may be given (written out, not read from the registry).
@@ -26,6 +32,24 @@ MANAGED_NAMES = {
     "PORTFOLIO_INTERNAL_TOKEN",
 }
 SERVICE_OF = {"portfolio": "portfolio", "gateway": "gateway", "frontend": "frontend"}
+
+
+def read_api_keys(lines: list[str]) -> Callable[[], dict[str, str]]:
+    """Return a reader of the stack's OpenBao `api-keys` path, with the root token the stack
+    printed the place of."""
+    [line] = [line for line in lines if "secrets: OpenBao at " in line]
+    found = re.search(r"OpenBao at (\S+) \(root token in (.+?)\)", line)
+    assert found, line
+    client = hvac.Client(url=found.group(1), token=Path(found.group(2)).read_text().strip())
+    mount, _, base = SECRET_PATH.partition("/")
+
+    def read() -> dict[str, str]:
+        answer = client.secrets.kv.v2.read_secret_version(
+            path=f"{base}/{API_KEYS}", mount_point=mount, raise_on_deleted_version=True
+        )
+        return dict(answer["data"]["data"])
+
+    return read
 
 
 def environment_of(pid: int) -> dict[str, str]:
@@ -89,6 +113,21 @@ def test_the_stack_runs_on_openbao_with_one_approle_per_service(stack_env, env_f
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["user"] == "admin"
+
+        # API keys rotated over HTTP (by an admin, and by the user for themself) are written
+        # back to OpenBao by the portfolio with its own AppRole, as rotate_api_key does.
+        bearer = {"Authorization": f"Bearer {token}"}
+        vault = read_api_keys(stack.lines)
+        for path in ("/admin/users/admin/api-key", "/auth/api-key"):
+            issued = httpx.post(gateway + path, headers=bearer, timeout=10)
+            assert issued.status_code == 200, issued.text
+            assert issued.json()["stored_in_managed_store"] is True
+            key = issued.json()["api_key"]
+            assert vault()[api_key_secret_name("admin")] == key
+            keyed = httpx.get(
+                f"{gateway}/api/trading/orders", headers={"X-API-Key": key}, timeout=10
+            )
+            assert keyed.status_code == 200, keyed.text
 
         children = list(stack.children().values())
         assert stack.stop(signal.SIGINT) == 130

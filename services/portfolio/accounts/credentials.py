@@ -134,9 +134,13 @@ class PasswordCredentials(IdentityCore):
         password_hash = await self._hasher.hash(new_password)
         now = self._clock()
         async with self.database.sessions.begin() as session:
+            # Only over the password just checked, on a still active account: an admin's
+            # reset, deactivation or deletion that committed while this one was hashing wins
+            # (else a reset's one-time password would be replaced by the rotator's).
             updated = await store.update_user(
                 session,
                 account.username,
+                expect={"password_changed_at": account.password_changed_at, "is_active": True},
                 password_hash=password_hash,
                 password_changed_at=now,
                 must_change_password=False,

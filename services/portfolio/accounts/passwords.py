@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import os
+import re
 import secrets
 import string
 import threading
@@ -28,6 +29,7 @@ T = TypeVar("T")
 
 # A password naming the product is among the first an attacker tries against it.
 PRODUCT_NAME = "legacycointrader"
+_NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
 # The estimator's cost grows much faster than the length (a 1024-character password takes
 # it over a minute), so it judges the first this many characters: its own default limit.
 # A password strong in its first 72 characters stays strong whatever follows.
@@ -252,7 +254,8 @@ def check_password_policy(
     folded = unicodedata.normalize("NFKC", password).casefold()
     if username and unicodedata.normalize("NFKC", username).casefold() in folded:
         raise WeakPasswordError("the password must not contain the username")
-    if PRODUCT_NAME in folded:
+    # "Legacy Coin Trader" and "legacy-coin-trader" name the product just as well.
+    if PRODUCT_NAME in _NOT_ALPHANUMERIC.sub("", folded):
         raise WeakPasswordError("the password must not contain the product name")
     _refuse_guessable(password, settings.password_min_score, username)
 

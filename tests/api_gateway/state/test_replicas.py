@@ -108,6 +108,46 @@ def test_a_user_deactivated_through_one_replica_loses_the_cached_key_on_the_othe
     assert httpx.get(two + "/api/trading/x", headers={"X-API-Key": key}).status_code in (401, 403)
 
 
+@pytest.mark.parametrize("who", ["admin", "self"])
+def test_a_key_rotated_through_one_replica_is_refused_by_the_other_at_once(
+    replicas, portfolio, who
+):
+    one, two = replicas
+    name, old = portfolio.user("trading", api_key=True)
+    admin, _ = portfolio.user("admin")
+    # Cached on the second replica first: the rotation on the first must drop it there too.
+    assert httpx.get(two + "/api/trading/x", headers={"X-API-Key": old}).status_code == 200
+    if who == "admin":
+        rotated = httpx.post(f"{one}/admin/users/{name}/api-key", headers=bearer(login(one, admin)))
+    else:
+        rotated = httpx.post(one + "/auth/api-key", headers=bearer(login(one, name)))
+    assert rotated.status_code == 200, rotated.text
+    assert httpx.get(two + "/api/trading/x", headers={"X-API-Key": old}).status_code == 401
+    new = {"X-API-Key": rotated.json()["api_key"]}
+    assert httpx.get(two + "/api/trading/x", headers=new).status_code == 200
+
+
+@pytest.mark.parametrize("action", ["password/reset", "delete"])
+def test_a_reset_or_delete_through_one_replica_ends_tokens_and_key_on_the_other(
+    replicas, portfolio, action
+):
+    one, two = replicas
+    name, key = portfolio.user("trading", api_key=True)
+    admin, _ = portfolio.user("admin")
+    token = bearer(login(two, name))
+    assert httpx.get(two + "/api/trading/x", headers={"X-API-Key": key}).status_code == 200
+    headers = bearer(login(one, admin))
+    if action == "delete":
+        done = httpx.delete(f"{one}/admin/users/{name}", headers=headers)
+    else:
+        done = httpx.post(f"{one}/admin/users/{name}/{action}", headers=headers)
+    assert done.status_code == 200, done.text
+    assert httpx.get(two + "/auth/me", headers=token).status_code == 401
+    keyed = httpx.get(two + "/api/trading/x", headers={"X-API-Key": key}).status_code
+    # A reset leaves the key alone (only the password changed); a deleted account has none.
+    assert keyed == (200 if action == "password/reset" else 401)
+
+
 def test_readyz_shows_the_shared_state_on_each_replica(replicas):
     for url in replicas:
         ready = httpx.get(url + "/readyz")

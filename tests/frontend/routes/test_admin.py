@@ -167,3 +167,26 @@ class TestApiKeyUsage:
         # The totals are stored (identity store or Redis), not one gateway's memory.
         assert "kept across gateway restarts" in page.text
         assert "since the gateway started" not in page.text
+
+    async def test_each_row_shows_status_classes_and_last_client_and_unused_keys_show(
+        self, live, stack
+    ):
+        used = stack.user("trading")
+        unused = stack.user("trading")
+        key = stack.identity.rotate_api_key(used, "s" * 40).api_key
+        stack.identity.rotate_api_key(unused, "n" * 40)
+        async with httpx.AsyncClient(base_url=stack.gateway_url) as gateway:
+            for path in ("/api/trading/orders", "/api/trading/orders", "/api/market/x"):
+                await gateway.get(path, headers={"X-API-Key": key})
+        await as_admin(live, stack)
+        page = await live.client.get("/admin/api-keys")
+        rows = {}
+        for row in re.findall(r"<tr>\s*<th scope=\"row\".*?</tr>", page.text, re.S):
+            user = re.search(r"data-label=\"User\">([^<]*)<", row)
+            assert user
+            rows[user.group(1)] = row
+        assert re.search(r"<dt>2xx</dt><dd>2</dd>.*<dt>4xx</dt><dd>1</dd>", rows[used], re.S)
+        assert 'data-label="Last client"><code>127.0.0.1</code>' in rows[used]
+        # A key nobody used yet still has its row: 0 requests, no use, no client.
+        assert 'data-label="Requests">0<' in rows[unused]
+        assert 'data-label="Last client">—<' in rows[unused]

@@ -1,11 +1,12 @@
 """The audit trail: one row per security event, written with the change, never a secret."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from services.portfolio.accounts import audit
+from services.portfolio.accounts import audit, gateway_state
 from services.portfolio.accounts.audit import AuditContext, AuditQuery, EventType
 from services.portfolio.accounts.models import AuditEvent
 from services.portfolio.accounts.service import IdentityService
@@ -112,6 +113,68 @@ async def test_a_refused_change_leaves_no_event(identity):
     with pytest.raises(UserExistsError):
         await identity.create_user("DAVE", PASSWORD, ["trading"])
     assert await kinds(identity) == [("user.created", "dave", "success")]
+
+
+class AuditWriteFailedError(Exception):
+    """The audit row was written, then its transaction failed."""
+
+
+# Each change made through the identity service, on "olga" (an admin with a key, who is not
+# the last admin: the refusals of the last-admin guard are not what is under test here).
+CHANGES = {
+    "create": lambda i: i.create_user("zed", PASSWORD, ["portfolio"]),
+    "deactivate": lambda i: i.deactivate_user("olga"),
+    "roles": lambda i: i.set_roles("olga", ["trading"]),
+    "delete": lambda i: i.delete_user("olga"),
+    "reset": lambda i: i.reset_password("olga"),
+    "rotate_password": lambda i: i.rotate_password("olga", PASSWORD, "velvet quasar mandolin"),
+    "rotate_api_key": lambda i: i.rotate_api_key("olga", generate=True),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_a_change_whose_audit_row_fails_is_not_made(identity, clock, monkeypatch, change):
+    await identity.create_user("root", PASSWORD, ["admin"])
+    await identity.create_user("olga", PASSWORD, ["admin", "portfolio"])
+    await identity.rotate_api_key("olga", API_KEY)
+    before = (await identity.list_users(), await kinds(identity))
+    real = audit.record
+
+    async def record_then_fail(*args, **kwargs):
+        await real(*args, **kwargs)
+        raise AuditWriteFailedError
+
+    monkeypatch.setattr(audit, "record", record_then_fail)
+    clock.advance(hours=1)  # a change that went through would show in every time it sets
+    with pytest.raises(AuditWriteFailedError):
+        await CHANGES[change](identity)
+    monkeypatch.setattr(audit, "record", real)
+
+    assert (await identity.list_users(), await kinds(identity)) == before
+    assert (await identity.authenticate("olga", PASSWORD)).username == "olga"
+    assert (await identity.verify_api_key(API_KEY)).username == "olga"
+
+
+async def test_a_logout_whose_audit_row_fails_is_not_stored(identity, clock, monkeypatch):
+    await identity.create_user("olga", PASSWORD, ["portfolio"])
+    real = audit.record
+
+    async def record_then_fail(*args, **kwargs):
+        await real(*args, **kwargs)
+        raise AuditWriteFailedError
+
+    monkeypatch.setattr(audit, "record", record_then_fail)
+    with pytest.raises(AuditWriteFailedError):
+        await gateway_state.revoke_token(
+            identity.database,
+            BY_ADMIN,
+            jti="jti-1",
+            username="olga",
+            expires_at=clock() + timedelta(hours=1),
+            now=clock(),
+        )
+    assert await gateway_state.live_revocations(identity.database, now=clock()) == []
+    assert await kinds(identity) == [("user.created", "olga", "success")]
 
 
 async def test_pages_run_newest_first_and_filter(identity):

@@ -2,13 +2,18 @@
 reactivation, soft deletion, password resets, API keys, and the last-admin guard."""
 
 import asyncio
+import json
+import uuid
+from collections.abc import Iterator
 
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.portfolio.accounts.models import AccessChangeRecord, AuditEvent
+from services.portfolio.accounts.passwords import PasswordHasher
 from services.portfolio.accounts.service import IdentityService
+from services.portfolio.config import PortfolioSettings
 from services.portfolio.errors import (
     AccountDeletedError,
     AccountInactiveError,
@@ -21,6 +26,10 @@ from services.portfolio.errors import (
 )
 from shared.secrets import SecretRegistry, SecretsManager, SecretsSettings, api_key_secret_name
 from tests.portfolio.conftest import PASSWORD, make_settings
+
+# aws_env: fake AWS credentials and none of this machine's configuration, for one test.
+from tests.shared.secrets.stores.test_aws import aws_env, current_version, make, seed  # noqa: F401
+from tests.support.moto_server import MotoServer
 from tests.support.openbao import ROOT_TOKEN, OpenBao
 
 NEW_PASSWORD = "velvet quasar mandolin"
@@ -149,6 +158,47 @@ async def test_a_reset_sets_a_one_time_password_and_ends_the_old_one(identity, c
     assert "password.reset" in await events(identity, "grace")
 
 
+class GatedHasher(PasswordHasher):
+    """Hashes `held` only once the test opens the gate, so a change can commit meanwhile."""
+
+    def __init__(self, settings: PortfolioSettings, held: str) -> None:
+        super().__init__(settings)
+        self.held = held
+        self.hashing = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def hash(self, password: str) -> str:
+        if password == self.held:
+            self.hashing.set()
+            await self.gate.wait()
+        return await super().hash(password)
+
+
+@pytest.mark.parametrize("change", ["reset_password", "deactivate_user", "delete_user"])
+async def test_a_rotation_racing_an_admins_change_does_not_undo_it(
+    database, settings, clock, change
+):
+    # The user (or whoever holds their password) rotates it; an admin's reset, deactivation
+    # or deletion commits while the new password is being hashed: the rotation must not
+    # write over it (a reset's one-time password would be replaced by the rotator's).
+    hasher = GatedHasher(settings, NEW_PASSWORD)
+    identity = IdentityService(database, settings, clock=clock, hasher=hasher)
+    await identity.create_user("root", PASSWORD, ["admin"])
+    await identity.create_user("kim", PASSWORD, ["portfolio"])
+    rotation = asyncio.create_task(identity.rotate_password("kim", PASSWORD, NEW_PASSWORD))
+    await hasher.hashing.wait()
+    clock.advance(seconds=1)
+    await getattr(identity, change)("kim")
+    after_change = await identity.get_user("kim")
+    hasher.gate.set()
+    with pytest.raises((InvalidCredentialsError, AccountInactiveError)):
+        await rotation
+    assert await identity.get_user("kim") == after_change
+    with pytest.raises((InvalidCredentialsError, AccountInactiveError, PasswordExpiredError)):
+        await identity.authenticate("kim", NEW_PASSWORD)
+    assert "password.rotated" not in await events(identity, "kim")
+
+
 # API keys over HTTP: always a new random key, written back like rotate_api_key
 
 
@@ -189,6 +239,33 @@ async def test_a_generated_key_is_written_back_to_vault(database, sqlite_url, tm
     assert rotation.stored_at is not None
     assert stored is not None
     assert stored[api_key_secret_name("ivan")] == rotation.api_key
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.mark.usefixtures("aws_env")
+async def test_a_generated_key_is_written_back_to_aws(database, sqlite_url, clock, moto):
+    name = f"lct/lifecycle-{uuid.uuid4().hex[:8]}"
+    client = seed(moto, name, json.dumps({"PORTFOLIO_NEW_API_KEY": "o" * 40}))
+    async with make(moto.url, name) as manager:
+        identity = IdentityService(
+            database, make_settings(sqlite_url), secrets_manager=manager, clock=clock
+        )
+        await identity.create_user("judith", PASSWORD, ["market"])
+        rotation = await identity.rotate_api_key("judith", generate=True)
+    stored = json.loads(current_version(client, name)["SecretString"])
+    # Not the operator's next key: the HTTP API always makes a fresh one.
+    assert rotation.api_key != "o" * 40
+    assert rotation.stored_at is not None
+    assert rotation.stored_at.startswith(f"aws:{name}")
+    assert stored == {
+        "PORTFOLIO_NEW_API_KEY": "o" * 40,
+        api_key_secret_name("judith"): rotation.api_key,
+    }
 
 
 # The last active admin

@@ -397,6 +397,23 @@ def test_policy_refuses_and_names_the_rule(sqlite_url, password, rule):
     assert password not in str(refused.value)
 
 
+_FULL_WIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "Legacy-Coin-Trader velvet 9x",
+        "velvet legacy coin trader 9x",
+        "quasar LEGACY_coin.trader",
+        "legacy coin trader oxbow".translate(_FULL_WIDTH),
+    ],
+)
+def test_the_product_name_spelt_with_separators_is_refused(sqlite_url, password):
+    with pytest.raises(WeakPasswordError, match="must not contain the product name"):
+        check_password_policy(password, make_settings(sqlite_url))
+
+
 @pytest.mark.parametrize(
     "password",
     [
