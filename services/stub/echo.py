@@ -140,6 +140,10 @@ class EchoFront:
             if not answered:
                 await response(scope, receive, send)
             raise
+        except BaseException:
+            # A cancelled request (the client went away) is still counted and logged.
+            self._record(scope, context, token, started, status)
+            raise
         self._record(scope, context, token, started, status)
 
     def _handler(self, exc: Exception) -> Handler | None:

@@ -1,5 +1,6 @@
 """The echo's front layer: what the middlewares give an echoed request, in one layer."""
 
+import asyncio
 import json
 import logging
 
@@ -211,3 +212,52 @@ async def test_with_tracing_on_the_echo_takes_the_long_way(monkeypatch):
             response = await client.get("/x", headers={ASSERTION_HEADER: _assertion()})
     assert response.status_code == 200
     assert called == []
+
+
+async def _cancelled(app, capsys) -> tuple[list, dict]:
+    def cancelled(assertion: str | None) -> None:
+        raise asyncio.CancelledError
+
+    app.state.runtime.verifier.verify = cancelled
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/x",
+        "raw_path": b"/x",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"x-request-id", b"gone-1")],
+        "client": ("127.0.0.1", 1),
+        "server": ("stub", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+    }
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        raise AssertionError(f"nothing is sent: {message}")
+
+    before = _count()
+    capsys.readouterr()
+    with pytest.raises(asyncio.CancelledError):
+        await app(scope, receive, send)
+    after = _count()
+    return _lines(capsys.readouterr().err), {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
+async def test_a_cancelled_echo_is_logged_and_counted_as_the_middlewares_do(capsys):
+    app = _stub()
+    async with app.router.lifespan_context(app):
+        verify = app.state.runtime.verifier.verify
+        fast = await _cancelled(app, capsys)
+        app.state.runtime.verifier.verify = verify
+        saved, app.front = app.front, None
+        slow = await _cancelled(app, capsys)
+        app.front = saved
+    assert fast == slow
+    lines, counted = fast
+    assert [(line["request_id"], line["status"]) for line in lines] == [("gone-1", 500)]
+    assert {k: v for k, v in counted.items() if v} == {("unmatched", "GET", "5xx"): 1.0}
