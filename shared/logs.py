@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -38,6 +38,10 @@ _NO_TRACE = "0" * 32
 # call per request.
 _ID_PREFIX = os.urandom(8).hex()
 _ID_COUNTER = itertools.count(1)
+# `json.dumps` with any option builds a new encoder per call; a line is formatted by this one.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+# What `logging` records for a line whose caller it does not look up.
+_NO_FILE, _NO_FUNCTION = "(unknown file)", "(unknown function)"
 
 
 @dataclass
@@ -117,7 +121,7 @@ class JsonFormatter(logging.Formatter):
             if record.exc_info and record.exc_info[0] is not None:
                 # The type only: a message or a traceback may hold a secret or a path.
                 entry["exception"] = record.exc_info[0].__name__
-        return json.dumps(entry, separators=(",", ":"), default=str)
+        return _ENCODER.encode(entry)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -192,16 +196,7 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = traceparent = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value
-            elif name == b"traceparent":
-                traceparent = value
-        context = RequestContext(sane_request_id(request_id), trace_id_from(traceparent))
-        if tracing_on():
-            context.trace_id = tag_request(context.request_id) or context.trace_id
-        token = _current.set(context)
+        context, token = open_request(scope)
         status = 500
         id_header = (b"x-request-id", context.request_id.encode())
 
@@ -215,28 +210,58 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            _current.reset(token)
-            self._write(scope, context, status)
+            close_request(token)
+            log_request(self.logger, scope, context, status, quiet=self.quiet)
 
-    def _write(self, scope: Scope, context: RequestContext, status: int) -> None:
-        route = route_template(scope)
-        if route in self.quiet and status < 400:
-            return
-        level = logging.ERROR if status >= 500 else logging.INFO
-        self.logger.log(
-            level,
-            "request",
-            extra={
-                "request": {
-                    "request_id": context.request_id,
-                    "trace_id": context.trace_id,
-                    "method": scope["method"],
-                    "route": route,
-                    # scope["path"] never holds the query string.
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - context.started) * 1000, 3),
-                    "user": context.user,
-                }
-            },
-        )
+
+def open_request(scope: Scope) -> tuple[RequestContext, Token[RequestContext | None]]:
+    """Give a request its id and trace id and make it the current one; reset the token after."""
+    request_id = traceparent = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            request_id = value
+        elif name == b"traceparent":
+            traceparent = value
+    context = RequestContext(sane_request_id(request_id), trace_id_from(traceparent))
+    if tracing_on():
+        context.trace_id = tag_request(context.request_id) or context.trace_id
+    return context, _current.set(context)
+
+
+def close_request(token: Token[RequestContext | None]) -> None:
+    """End the request `open_request` made current: no line after this carries its id."""
+    _current.reset(token)
+
+
+def log_request(
+    logger: logging.Logger,
+    scope: Scope,
+    context: RequestContext,
+    status: int,
+    *,
+    quiet: frozenset[str] = frozenset(),
+) -> None:
+    """Write the one line of an answered request, unless its route is quiet and it succeeded."""
+    route = route_template(scope)
+    if route in quiet and status < 400:
+        return
+    level = logging.ERROR if status >= 500 else logging.INFO
+    if not logger.isEnabledFor(level):
+        return
+    request = {
+        "request_id": context.request_id,
+        "trace_id": context.trace_id,
+        "method": scope["method"],
+        "route": route,
+        # scope["path"] never holds the query string.
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round((time.perf_counter() - context.started) * 1000, 3),
+        "user": context.user,
+    }
+    # As `logger.log(level, "request", extra=...)` without looking up the caller's frame,
+    # which no line shows and which costs as much as formatting the line.
+    record = logger.makeRecord(
+        logger.name, level, _NO_FILE, 0, "request", (), None, _NO_FUNCTION, {"request": request}
+    )
+    logger.handle(record)

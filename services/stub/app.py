@@ -7,19 +7,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from services.stub.config import STUB_SERVICES, StubSecrets, StubSettings
-from services.stub.echo import EchoApp
+from services.stub.echo import EchoApp, EchoFront, StubApp
 from services.stub.errors import EXCEPTION_HANDLERS
 from services.stub.routes import router
 from services.stub.runtime import open_runtime
 from shared.errors import StartupErrorMiddleware
 from shared.logs import RequestLog, configure_logging
-from shared.metrics import MetricsMiddleware
+from shared.metrics import METRICS_PATH, MetricsMiddleware
 from shared.tracing import instrument_app
 
+# Probed while nothing happens: logged only when they fail.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
 
-def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None = None) -> FastAPI:
+
+def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None = None) -> StubApp:
     """Build a stub; settings and the assertion key are read at start-up when not given."""
     configure_logging(_service_name(settings))
 
@@ -32,15 +36,22 @@ def create_app(settings: StubSettings | None = None, secrets: StubSecrets | None
 
     # No /docs or /openapi.json of its own: every path but /healthz is the echo, which
     # refuses a caller without a valid assertion.
-    app = FastAPI(title="LegacyCoinTrader stub service", lifespan=lifespan, openapi_url=None)
+    app = StubApp(title="LegacyCoinTrader stub service", lifespan=lifespan, openapi_url=None)
     app.include_router(router)
     # After /healthz: the echo app answers every other method and path.
-    app.mount("/", EchoApp(), name="echo")
+    echo = EchoApp()
+    app.mount("/", echo, name="echo")
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestLog, quiet=frozenset({"/healthz", "/readyz"}))
+    app.add_middleware(RequestLog, quiet=QUIET_ROUTES)
     app.add_middleware(StartupErrorMiddleware)
     for exception, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
+    # The echo's paths skip the middlewares above, whose work for them `front` does in one
+    # layer; the routes' paths (any method) and `/metrics` take the long way.
+    app.routed = frozenset(
+        {route.path for route in router.routes if isinstance(route, APIRoute)} | {METRICS_PATH}
+    )
+    app.front = EchoFront(echo, handlers=EXCEPTION_HANDLERS, quiet=QUIET_ROUTES)
     instrument_app(app, _service_name(settings))
     return app
 
