@@ -181,6 +181,30 @@ async def test_large_bodies_stream_both_ways(gateway):
     assert response.content == pattern(size)
 
 
+@pytest.mark.parametrize("size", [2, 1000, 256 * 1024])
+async def test_an_answer_cut_short_is_a_clean_502_while_small_enough_to_hold(gateway, size):
+    # Answers up to 256 KiB are read whole before the status goes out, so one the downstream
+    # breaks off is still a JSON 502, not a 200 with half a body.
+    response = await gateway.client.get(
+        f"/api/trading/short/{size}", headers=gateway.bearer("a", "trading")
+    )
+    assert response.status_code == 502
+    assert response.json()["error"] == {
+        "code": "upstream_unavailable",
+        "message": "the trading service broke the connection",
+    }
+
+
+async def test_a_large_answer_cut_short_ends_the_clients_answer_midway(gateway):
+    # Larger answers are streamed: the status has gone out, so the break reaches the client.
+    size = 256 * 1024 + 1
+    with pytest.raises(Exception) as broken:  # noqa: PT011 - the ASGI transport re-raises ours
+        await gateway.client.get(
+            f"/api/trading/short/{size}", headers=gateway.bearer("a", "trading")
+        )
+    assert "broke the connection" in str(broken.value)
+
+
 async def test_chunked_upload_without_content_length_is_streamed(gateway):
     chunks = [b"a" * 70_000, b"b" * 70_000, b"c" * 10]
 

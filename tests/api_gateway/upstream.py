@@ -8,6 +8,7 @@ says which service the request was meant for; the assertion is verified for that
 - `/<service>/slow/<seconds>`: answers after a pause
 - `/<service>/redirect?to=<url>`: answers 302 with `Location: <url>`
 - `/<service>/hop`: answers with hop-by-hop headers and one its `Connection` header names
+- `/<service>/short/<n>`: says `Content-Length: n`, sends n // 2 bytes, ends the connection
 - anything else: echoes method, path, query, headers (also `raw_headers`: every pair as it
   arrived, in order, duplicates kept), body digest and the verified caller
 """
@@ -109,6 +110,13 @@ async def app(scope, receive, send):
             (b"upgrade", b"websocket"),
         ]
         await _json(send, 200, {"hop": True}, extra_headers=hop)
+        return
+    if rest[:1] == ["short"]:
+        size = int(rest[1])
+        start = [(b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": start})
+        # uvicorn closes a connection whose answer ends short of its Content-Length.
+        await send({"type": "http.response.body", "body": pattern(size // 2)})
         return
     if rest[:1] == ["slow"]:
         await asyncio.sleep(float(rest[1]))
