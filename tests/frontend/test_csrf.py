@@ -46,6 +46,21 @@ class TestSignAndUnsign:
         issued = signer.issue(pending_username=username)
         assert signer.unsign(signer.sign(issued)) == issued
 
+    @pytest.mark.parametrize("enrol", [False, True])
+    def test_a_pass_with_a_second_step_challenge_reads_back(self, signer, enrol):
+        issued = signer.issue(pending_username="alice", pending_challenge="ch-1", enrol=enrol)
+        assert signer.unsign(signer.sign(issued)) == issued
+
+    def test_a_pass_of_1024_characters_is_read(self, signer):
+        # The username's length sets the pass's; find one that makes it exactly 1024.
+        for length in range(600, 800):
+            value = signer.sign(signer.issue(pending_username="u" * length))
+            if len(value) == 1024:
+                break
+        assert len(value) == 1024
+        assert signer.unsign(value) is not None
+        assert signer.unsign(value + "A") is None
+
     def test_the_cookie_holds_no_secret(self, signer):
         value = signer.sign(signer.issue())
         assert SESSION_SECRET.get_secret_value() not in value
@@ -116,6 +131,10 @@ class TestGenuineButMalformed:
         value = signer.sign(FormPass("a-nonce", 2**40))
         assert signed_with_the_form_pass_key(b'{"n":"a-nonce","e":1099511627776}') == value
         assert signer.unsign(value) == FormPass("a-nonce", 2**40)
+        challenged = signer.sign(FormPass("a-nonce", 2**40, None, "ch-1", enrol=True))
+        assert challenged == signed_with_the_form_pass_key(
+            b'{"n":"a-nonce","e":1099511627776,"c":"ch-1","m":1}'
+        )
 
     @pytest.mark.parametrize(
         "body",
