@@ -280,6 +280,17 @@ class TestDerivedKeys:
         assert second != first
         assert keys.verifying() == (second, first)
 
+    def test_a_rotation_first_used_after_its_activation_signs_at_once(self, clock):
+        # Nothing signed at the activation instant itself: the next signature, later, is
+        # the new key's.
+        keys = DerivedKeys(SecretStr("first secret " * 3), b"purpose", clock=clock)
+        first = keys.current
+        keys.rotate(SecretStr("second secret " * 3), activate_at=clock.now + 10)
+        clock.advance(25)
+        second = DerivedKeys(SecretStr("second secret " * 3), b"purpose", clock=clock).current
+        assert keys.current == second
+        assert keys.verifying() == (second, first)
+
     def test_rotating_to_the_current_secret_changes_nothing(self, clock):
         keys = DerivedKeys(SecretStr("first secret " * 3), b"purpose", clock=clock)
         first = keys.current
