@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 from pydantic import SecretStr
 
@@ -48,7 +50,8 @@ class TestCreate:
 
     async def test_a_new_session_holds_the_users_token(self, store):
         session = await signed_in(store, token="the-gateway-jwt")
-        assert session.is_authenticated
+        assert session.is_authenticated is True
+        assert replace(session, access_token=None).is_authenticated is False
         assert session.bearer() == "the-gateway-jwt"
         assert (await store.get(session.id)).username == "alice"
 
@@ -201,6 +204,13 @@ class TestSaveAndDelete:
         await store.delete(session.id)
         await store.save(session)
         assert await store.get(session.id) is None
+
+    async def test_deleting_an_unknown_or_already_deleted_session_does_nothing(self, store):
+        session = await signed_in(store)
+        await store.delete(session.id)
+        await store.delete(session.id)
+        await store.delete("no-such-session")
+        assert await store.count() == 0
 
     async def test_an_unknown_id_has_no_session(self, store):
         assert await store.get("no-such-session") is None
