@@ -102,6 +102,8 @@ async def test_exactly_the_expected_headers_reach_the_downstream(gateway):
         "trailer",
         "trailers",
         "upgrade",
+        # The gateway reads the whole request itself; the downstream has no 100 to send.
+        "expect",
         *(name.lower() for name in CLIENT_FORWARDING),
     ],
 )
