@@ -224,3 +224,64 @@ async def test_a_throttled_account_is_audited_again_once_the_audit_interval_has_
         await asyncio.sleep(1.2)
         assert await attempt() == 429
         assert await audited() == 2
+
+
+# --- an API-key rotation made through this gateway --------------------------------------
+
+
+async def test_a_key_rotation_through_this_gateway_takes_up_a_role_change_made_on_another(
+    make_settings, keys, portfolio
+):
+    admin, _ = portfolio.user("admin")
+    name, _ = portfolio.user("trading")
+    # A reads the change feed once at start-up, then not for an hour; B not at all. Each
+    # has its own in-process state: B's change reaches A only through the identity store.
+    settings_a = make_settings(
+        portfolio_service_url=portfolio.url, gateway_identity_sync_seconds=3600
+    )
+    settings_b = make_settings(portfolio_service_url=portfolio.url)
+    async with (
+        running_gateway(settings_a, keys.secrets()) as gateway_a,
+        running_gateway(settings_b, keys.secrets()) as gateway_b,
+    ):
+
+        async def bearer(gateway, username: str) -> dict[str, str]:
+            response = await gateway.client.post(
+                "/auth/token", json={"username": username, "password": PASSWORD}
+            )
+            assert response.status_code == 200, response.text
+            return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+        for _ in range(100):
+            if gateway_a.runtime.sync.watermark is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert gateway_a.runtime.sync.watermark is not None
+        old_roles = await bearer(gateway_a, name)
+        assert (await gateway_a.client.get("/auth/me", headers=old_roles)).status_code == 200
+
+        changed = await gateway_b.client.put(
+            f"/admin/users/{name}/roles",
+            json={"roles": ["market"]},
+            headers=await bearer(gateway_b, admin),
+        )
+        assert changed.status_code == 200, changed.text
+        # Not yet on A: its next poll of the feed is an hour away.
+        assert (await gateway_a.client.get("/auth/me", headers=old_roles)).status_code == 200
+
+        rotated = await gateway_a.client.post(
+            f"/admin/users/{name}/api-key", headers=await bearer(gateway_a, admin)
+        )
+        assert rotated.status_code == 200, rotated.text
+        # The rotation answered with the user as the identity store now has them (roles
+        # market): A records that at once, and the token carrying trading is refused.
+        response = await gateway_a.client.get("/auth/me", headers=old_roles)
+        assert response.status_code == 401
+        assert response.json()["error"] == {
+            "code": "invalid_token",
+            "message": "the access token predates a change to the account; log in again",
+        }
+        new_roles = await bearer(gateway_a, name)
+        me = await gateway_a.client.get("/auth/me", headers=new_roles)
+        assert me.status_code == 200
+        assert me.json()["roles"] == ["market"]

@@ -95,6 +95,25 @@ class TestTokenServiceRotation:
         service.issue(username="ann", roles=[], now=time.time() - 1000)
         assert [key["kid"] for key in service.jwks()["keys"]] == [kid(new)]
 
+    def test_the_old_key_leaves_the_jwks_61_seconds_after_its_tokens_could_be_signed(self):
+        old, new = generate_private_key(), generate_private_key()
+        service = tokens(old, ttl=1)
+        service.rotate(new, activate_at=0)
+        # Took over 61.5 s ago: a token signed just before lived 1 s, and others allow 60 s
+        # of leeway; half a second later the old key is gone.
+        service.issue(username="ann", roles=[], now=time.time() - 61.5)
+        assert [key["kid"] for key in service.jwks()["keys"]] == [kid(new)]
+
+    def test_a_second_rotation_before_the_first_activates_replaces_it(self):
+        old, new, third = (generate_private_key() for _ in range(3))
+        service = tokens(old)
+        service.rotate(new, activate_at=time.time() + 3600)
+        service.rotate(third, activate_at=time.time() + 7200)
+        assert [key["kid"] for key in service.jwks()["keys"]] == [kid(old), kid(third)]
+        # The same rotation seen again keeps its first activation time.
+        service.rotate(third, activate_at=0)
+        assert signed_kid(service.issue(username="ann", roles=[]).token) == kid(old)
+
     def test_rotating_back_to_the_current_key_cancels_a_pending_one(self):
         old, new = generate_private_key(), generate_private_key()
         service = tokens(old)

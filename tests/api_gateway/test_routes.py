@@ -71,6 +71,9 @@ async def test_expired_password_points_to_the_rotate_endpoint(identity_gateway, 
     assert error["code"] == "password_expired"
     assert error["rotate_url"] == "/auth/password/rotate"
     assert "POST /auth/password/rotate" in error["message"]
+    # A new account's first password, not an old one: said so, with its own reason.
+    assert error["reason"] == "must_change_password"
+    assert error["message"].startswith("set your password: a new account (or a reset one)")
 
 
 async def test_expired_password_can_be_rotated_then_used(identity_gateway, portfolio):

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 from pydantic import SecretStr
 
@@ -48,7 +50,8 @@ class TestCreate:
 
     async def test_a_new_session_holds_the_users_token(self, store):
         session = await signed_in(store, token="the-gateway-jwt")
-        assert session.is_authenticated
+        assert session.is_authenticated is True
+        assert replace(session, access_token=None).is_authenticated is False
         assert session.bearer() == "the-gateway-jwt"
         assert (await store.get(session.id)).username == "alice"
 
@@ -202,6 +205,13 @@ class TestSaveAndDelete:
         await store.save(session)
         assert await store.get(session.id) is None
 
+    async def test_deleting_an_unknown_or_already_deleted_session_does_nothing(self, store):
+        session = await signed_in(store)
+        await store.delete(session.id)
+        await store.delete(session.id)
+        await store.delete("no-such-session")
+        assert await store.count() == 0
+
     async def test_an_unknown_id_has_no_session(self, store):
         assert await store.get("no-such-session") is None
 
@@ -278,6 +288,17 @@ class TestDerivedKeys:
         clock.advance(10)
         second = keys.current
         assert second != first
+        assert keys.verifying() == (second, first)
+
+    def test_a_rotation_first_used_after_its_activation_signs_at_once(self, clock):
+        # Nothing signed at the activation instant itself: the next signature, later, is
+        # the new key's.
+        keys = DerivedKeys(SecretStr("first secret " * 3), b"purpose", clock=clock)
+        first = keys.current
+        keys.rotate(SecretStr("second secret " * 3), activate_at=clock.now + 10)
+        clock.advance(25)
+        second = DerivedKeys(SecretStr("second secret " * 3), b"purpose", clock=clock).current
+        assert keys.current == second
         assert keys.verifying() == (second, first)
 
     def test_rotating_to_the_current_secret_changes_nothing(self, clock):

@@ -55,6 +55,19 @@ def test_assertion_signed_by_another_key_is_refused(keypair):
         AssertionVerifier([keypair[1]], "trading").verify(token)
 
 
+def test_an_expired_assertion_never_seen_before_is_refused_as_expired(keypair):
+    private, public = keypair
+    signer = AssertionSigner(private, ttl_seconds=30)
+    verifier = AssertionVerifier([public], "trading", leeway_seconds=0)
+    # Signed 35 s ago: expired by the real clock, which the signature check reads.
+    token, _ = signer.sign(
+        username="a", roles=[], auth_method="password", service="trading", now=time.time() - 35
+    )
+    with pytest.raises(InvalidAssertionError) as refused:
+        verifier.verify(token)
+    assert str(refused.value) == "identity assertion expired"
+
+
 def test_expired_assertion_is_refused_even_when_cached(keypair):
     private, public = keypair
     # A lifetime of whole seconds: one second could end before the first check on a busy host.
