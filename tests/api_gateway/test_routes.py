@@ -2,6 +2,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
+import asyncpg
 import jwt
 import pytest
 
@@ -74,6 +75,28 @@ async def test_expired_password_points_to_the_rotate_endpoint(identity_gateway, 
     # A new account's first password, not an old one: said so, with its own reason.
     assert error["reason"] == "must_change_password"
     assert error["message"].startswith("set your password: a new account (or a reset one)")
+
+
+async def test_a_password_past_its_age_is_expired_not_a_first_password(identity_gateway, portfolio):
+    name, _ = portfolio.user("trading")
+    # Age the password past the 90-day rotation period in the identity store itself.
+    connection = await asyncpg.connect(portfolio.database_url.replace("+asyncpg", ""))
+    try:
+        await connection.execute(
+            "UPDATE user_accounts SET password_changed_at = '2000-01-01T00:00:00+00'"
+            " WHERE username = $1",
+            name,
+        )
+    finally:
+        await connection.close()
+    response = await login(identity_gateway, name)
+    assert response.status_code == 403
+    assert response.json()["error"] == {
+        "code": "password_expired",
+        "message": "the password has expired; set a new one with POST /auth/password/rotate",
+        "rotate_url": "/auth/password/rotate",
+        "reason": "expired",
+    }
 
 
 async def test_expired_password_can_be_rotated_then_used(identity_gateway, portfolio):
