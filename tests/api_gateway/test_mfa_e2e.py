@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pyotp
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -170,6 +171,36 @@ async def test_totp_second_step_issues_a_token_and_a_replayed_code_is_refused(gw
             "/auth/token", json={"challenge": fresh["challenge"], "code": replay}
         )
         assert replayed.status_code == 401, replay
+
+
+def counted(name: str, **labels: str) -> float:
+    """A counter of this process's gateway (the gateway runs in-process here)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_second_steps_are_counted_as_logins_in_the_metrics(gw, stack):
+    name, _ = stack.user("admin")
+    totp, _, _ = await enrol(gw.client, name)
+    error = await password_step(gw.client, name)
+    auth, throttle = "gateway_authentications_total", "gateway_throttle_decisions_total"
+    cases = {
+        "failed": (auth, {"method": "password", "outcome": "invalid_credentials"}),
+        "succeeded": (auth, {"method": "password", "outcome": "success"}),
+        "allowed": (throttle, {"operation": "login", "decision": "allowed"}),
+        "rotation": (throttle, {"operation": "password_rotation", "decision": "allowed"}),
+    }
+    before = {case: counted(metric, **labels) for case, (metric, labels) in cases.items()}
+    code = totp.at(time.time() + 30)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    challenge = error["challenge"]
+    refused = await gw.client.post("/auth/token", json={"challenge": challenge, "code": wrong})
+    assert refused.status_code == 401
+    ok = await gw.client.post("/auth/token", json={"challenge": challenge, "code": code})
+    assert ok.status_code == 200, ok.text
+    moved = {
+        case: counted(metric, **labels) - before[case] for case, (metric, labels) in cases.items()
+    }
+    assert moved == {"failed": 1.0, "succeeded": 1.0, "allowed": 2.0, "rotation": 0.0}
 
 
 async def test_a_recovery_code_works_once(gw, stack):
