@@ -496,12 +496,10 @@ class Pool:
                     self._busy.add(connection)
                     return connection
                 connection.close()
+            # Idle connections are left out of the count: a request reaches here with none
+            # (all taken or closed above), or as a fresh retry whose failed connection has
+            # just left the pool, so idle + busy + opening stays within the limit either way.
             if len(self._busy) + self._opening < self.max_connections:
-                if idle:  # fresh: an idle connection still counts against the limit
-                    while (
-                        idle and len(idle) + len(self._busy) + self._opening >= self.max_connections
-                    ):
-                        idle.pop(0).close()
                 break
             await self._wait_for_room(deadline)
         return await self._open(deadline)
