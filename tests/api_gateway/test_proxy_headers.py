@@ -171,8 +171,8 @@ def test_a_scope_without_a_scheme_is_forwarded_as_http():
         {"headers": [(b"accept", b"*/*")]}, None, "req-1", client="203.0.113.9"
     )
     assert headers == [
-        ("accept", "*/*"),
-        ("x-request-id", "req-1"),
-        ("x-forwarded-for", "203.0.113.9"),
-        ("x-forwarded-proto", "http"),
+        (b"accept", b"*/*"),
+        (b"x-request-id", b"req-1"),
+        (b"x-forwarded-for", b"203.0.113.9"),
+        (b"x-forwarded-proto", b"http"),
     ]
