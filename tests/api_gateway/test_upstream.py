@@ -9,6 +9,7 @@ connections closed mid-answer or while idle, and a full pool.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -486,6 +487,27 @@ async def test_many_requests_at_once_never_open_more_than_the_limit() -> None:
     assert len(server.heads) == 40
 
 
+async def test_requests_arriving_while_others_connect_never_open_more_than_the_limit() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_head(reader, servers[-1])
+            await asyncio.sleep(0.02)
+            writer.write(OK)
+            await writer.drain()
+
+    async with running(handler) as server:
+        pool = pool_for(server, max_connections=2)
+        tasks = []
+        for i in range(30):  # one every millisecond: some arrive while others connect
+            tasks.append(asyncio.create_task(get(pool, b"/%d" % i)))
+            await asyncio.sleep(0.001)
+        results = await asyncio.gather(*tasks)
+        await pool.close()
+    assert results == [(200, b"ok")] * 30
+    assert server.most_open <= 2
+    assert server.connections <= 2
+
+
 async def test_a_large_body_streams_with_bounded_buffering() -> None:
     size = 8 * 1024 * 1024
 
@@ -577,6 +599,8 @@ async def test_the_port_and_host_header_follow_the_url(url: str, port: int, host
         url, max_connections=1, connect_timeout=1, pool_timeout=1, read_timeout=1, idle_seconds=1
     )
     assert pool._port == port
+    # TLS exactly for https:// (verified against the system's CAs unless given a context).
+    assert isinstance(pool._ssl, ssl.SSLContext) is url.startswith("https://")
     head, chunked = pool._head("GET", b"/", [], None)
     assert head == b"GET / HTTP/1.1\r\nhost: " + host + b"\r\n\r\n"
     assert chunked is False
