@@ -71,6 +71,12 @@ async def serve(handler: Handler) -> AsyncIterator[Server]:
         listener.close()
 
 
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+    """Read a request and never answer (until the client goes)."""
+    await read_head(reader, servers[-1])
+    await reader.read()
+
+
 def keep_alive(answer: bytes = OK) -> Handler:
     """Answer every request on a connection with `answer` until the client closes."""
 
@@ -95,6 +101,10 @@ async def running(handler: Handler) -> AsyncIterator[Server]:
 
 
 def pool_for(server: Server, **overrides: float) -> Pool:
+    return pool_at(f"http://127.0.0.1:{server.port}", **overrides)
+
+
+def pool_at(url: str, **overrides: float) -> Pool:
     options: dict[str, float] = {
         "max_connections": 4,
         "connect_timeout": 2.0,
@@ -104,7 +114,7 @@ def pool_for(server: Server, **overrides: float) -> Pool:
     }
     options.update(overrides)
     return Pool(
-        f"http://127.0.0.1:{server.port}",
+        url,
         max_connections=int(options["max_connections"]),
         connect_timeout=options["connect_timeout"],
         pool_timeout=options["pool_timeout"],
@@ -134,7 +144,7 @@ async def test_the_request_head_is_written_as_given_with_host_and_no_other_heade
 
 async def test_a_service_url_with_a_path_prefixes_every_target() -> None:
     async with running(keep_alive()) as server:
-        pool = Pool(
+        pool = pool_at(
             f"http://127.0.0.1:{server.port}/base/",
             max_connections=1,
             connect_timeout=1,
@@ -398,11 +408,7 @@ async def test_bytes_after_a_complete_answer_end_the_connection() -> None:
 
 
 async def test_a_silent_server_times_out_and_its_connection_is_closed() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
-        await read_head(reader, servers[-1])
-        await asyncio.sleep(10)
-
-    async with running(handler) as server:
+    async with running(silent) as server:
         pool = pool_for(server, read_timeout=0.3)
         started = time.monotonic()
         with pytest.raises(ReadTimeout):
@@ -417,7 +423,7 @@ async def test_a_body_that_stalls_times_out_while_streaming() -> None:
         await read_head(reader, servers[-1])
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst")
         await writer.drain()
-        await asyncio.sleep(10)
+        await reader.read()
 
     async with running(handler) as server:
         pool = pool_for(server, read_timeout=0.3)
@@ -433,7 +439,7 @@ async def test_a_body_that_stalls_times_out_while_streaming() -> None:
 async def test_a_refused_connection_is_reported_as_unreachable() -> None:
     async with running(keep_alive()) as server:
         port = server.port
-    pool = Pool(
+    pool = pool_at(
         f"http://127.0.0.1:{port}",
         max_connections=1,
         connect_timeout=1,
@@ -549,11 +555,7 @@ async def test_a_body_left_unread_closes_the_connection() -> None:
 
 
 async def test_closing_the_pool_ends_requests_and_refuses_new_ones() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
-        await read_head(reader, servers[-1])
-        await asyncio.sleep(10)
-
-    async with running(handler) as server:
+    async with running(silent) as server:
         pool = pool_for(server, max_connections=1)
         in_flight = asyncio.create_task(get(pool))
         waiting = asyncio.create_task(get(pool))
@@ -570,7 +572,7 @@ async def test_closing_the_pool_ends_requests_and_refuses_new_ones() -> None:
 def test_only_http_urls_with_a_host_are_accepted() -> None:
     for url in ("ftp://host", "http://", "host:80"):
         with pytest.raises(ValueError, match="http:// or https://"):
-            Pool(
+            pool_at(
                 url,
                 max_connections=1,
                 connect_timeout=1,
@@ -595,7 +597,7 @@ def test_only_http_urls_with_a_host_are_accepted() -> None:
     ],
 )
 async def test_the_port_and_host_header_follow_the_url(url: str, port: int, host: bytes) -> None:
-    pool = Pool(
+    pool = pool_at(
         url, max_connections=1, connect_timeout=1, pool_timeout=1, read_timeout=1, idle_seconds=1
     )
     assert pool._port == port
@@ -621,7 +623,7 @@ async def test_the_port_and_host_header_follow_the_url(url: str, port: int, host
 async def test_a_method_that_carries_a_body_says_so_even_when_empty(
     method: str, length: bytes
 ) -> None:
-    pool = Pool(
+    pool = pool_at(
         "http://example.test",
         max_connections=1,
         connect_timeout=1,
