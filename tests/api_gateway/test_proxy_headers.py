@@ -176,3 +176,17 @@ def test_a_scope_without_a_scheme_is_forwarded_as_http():
         (b"x-forwarded-for", b"203.0.113.9"),
         (b"x-forwarded-proto", b"http"),
     ]
+
+
+@pytest.mark.parametrize("name", ["cache-control", "age", "content-language", "vary"])
+async def test_only_the_connection_header_names_headers_to_drop(gateway, name):
+    # A header whose value happens to be another header's name drops nothing; only
+    # `Connection` lists hop-by-hop headers.
+    response = await gateway.client.get(
+        "/api/trading/header",
+        params={"name": name, "value": "x-upstream"},
+        headers=gateway.bearer("alice", "trading"),
+    )
+    assert response.status_code == 200
+    assert response.headers[name] == "x-upstream"
+    assert response.headers["x-upstream"] == "yes"

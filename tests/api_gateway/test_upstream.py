@@ -77,6 +77,19 @@ async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: 
     await reader.read()
 
 
+def answering_after(delay: float) -> Handler:
+    """Answer every request on a connection with OK after `delay` seconds."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_head(reader, servers[-1])
+            await asyncio.sleep(delay)
+            writer.write(OK)
+            await writer.drain()
+
+    return handler
+
+
 def keep_alive(answer: bytes = OK) -> Handler:
     """Answer every request on a connection with `answer` until the client closes."""
 
@@ -477,14 +490,7 @@ async def test_a_full_pool_waits_then_gives_up_in_time() -> None:
 
 
 async def test_many_requests_at_once_never_open_more_than_the_limit() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
-        while True:
-            await read_head(reader, servers[-1])
-            await asyncio.sleep(0.01)
-            writer.write(OK)
-            await writer.drain()
-
-    async with running(handler) as server:
+    async with running(answering_after(0.01)) as server:
         pool = pool_for(server, max_connections=3)
         results = await asyncio.gather(*(get(pool, b"/%d" % i) for i in range(40)))
         await pool.close()
@@ -494,14 +500,7 @@ async def test_many_requests_at_once_never_open_more_than_the_limit() -> None:
 
 
 async def test_requests_arriving_while_others_connect_never_open_more_than_the_limit() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
-        while True:
-            await read_head(reader, servers[-1])
-            await asyncio.sleep(0.02)
-            writer.write(OK)
-            await writer.drain()
-
-    async with running(handler) as server:
+    async with running(answering_after(0.02)) as server:
         pool = pool_for(server, max_connections=2)
         tasks = []
         for i in range(30):  # one every millisecond: some arrive while others connect

@@ -8,6 +8,7 @@ says which service the request was meant for; the assertion is verified for that
 - `/<service>/slow/<seconds>`: answers after a pause
 - `/<service>/redirect?to=<url>`: answers 302 with `Location: <url>`
 - `/<service>/hop`: answers with hop-by-hop headers and one its `Connection` header names
+- `/<service>/header?name=<name>&value=<value>`: answers with that header too
 - `/<service>/short/<n>`: says `Content-Length: n`, sends n // 2 bytes, ends the connection
 - anything else: echoes method, path, query, headers (also `raw_headers`: every pair as it
   arrived, in order, duplicates kept), body digest and the verified caller
@@ -110,6 +111,11 @@ async def app(scope, receive, send):
             (b"upgrade", b"websocket"),
         ]
         await _json(send, 200, {"hop": True}, extra_headers=hop)
+        return
+    if rest[:1] == ["header"]:
+        query = parse_qs(scope["query_string"].decode("latin-1"))
+        extra = [(query["name"][0].encode(), query["value"][0].encode())]
+        await _json(send, 200, {"header": True}, extra_headers=extra)
         return
     if rest[:1] == ["short"]:
         size = int(rest[1])
