@@ -41,6 +41,8 @@ from shared.roles import SERVICES, Service
 
 PASSWORD = "load test password that is long enough"  # noqa: S105  # nosec B105 - throwaway
 STUBS = [service for service in SERVICES if service is not Service.PORTFOLIO]
+# A login shed with 503 + Retry-After is tried again after the wait, this many times at most.
+LOGIN_RETRIES = 3
 # kind -> weight; logins are few because each one is a full Argon2id check.
 MIX: dict[str, int] = {
     "login": 1,
@@ -80,6 +82,8 @@ class Report:
     # Idempotency-Key -> (username, quantity) of every trade the portfolio acknowledged.
     trades: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
     elapsed: float = 0.0
+    # Logins answered 503 + Retry-After (identity service busy hashing), waited out and retried.
+    shed: int = 0
 
     @property
     def requests(self) -> int:
@@ -165,14 +169,27 @@ def running_stack(
         )
 
 
-async def _login(http: aiohttp.ClientSession, url: str, account: Account) -> int:
-    async with http.post(
-        url + "/auth/token", json={"username": account.username, "password": PASSWORD}
-    ) as response:
-        body = await response.json(content_type=None)
-        if response.status == 200:
-            account.token = body["access_token"]
-        return response.status
+async def _login(
+    http: aiohttp.ClientSession, url: str, account: Account, report: Report | None = None
+) -> int:
+    """Sign in; a 503 with Retry-After (the identity service's hashing slots are all taken,
+    its designed answer to a login storm) is waited out and tried again, as a client should,
+    up to `LOGIN_RETRIES` times, and counted in the report."""
+    attempt = 0
+    while True:
+        async with http.post(
+            url + "/auth/token", json={"username": account.username, "password": PASSWORD}
+        ) as response:
+            body = await response.json(content_type=None)
+            if response.status == 200:
+                account.token = body["access_token"]
+            retry_after = response.headers.get("Retry-After")
+            if response.status != 503 or retry_after is None or attempt == LOGIN_RETRIES:
+                return response.status
+        attempt += 1
+        if report is not None:
+            report.shed += 1
+        await asyncio.sleep(min(float(retry_after), 5.0))
 
 
 async def _client(
@@ -195,7 +212,7 @@ async def _client(
         expected: tuple[int, ...] = (200,)
         try:
             if kind == "login":
-                status, expected = await _login(http, url, account), (200,)
+                status, expected = await _login(http, url, account, report), (200,)
             elif kind in ("jwt call", "api-key call"):
                 service = rng.choice(STUBS).value
                 headers = (
@@ -341,6 +358,9 @@ def render(report: Report, problems: list[str], *, concurrency: int, gateways: i
         f"{'all':<14}{len(every):>10}{len(every) / max(report.elapsed, 1e-9):>9.0f}"
         f"{percentile(every, 0.50):>9.1f}{percentile(every, 0.99):>9.1f}"
         f"{sum(report.errors.values()):>8}"
+    )
+    lines.append(
+        f"logins shed by the busy identity service (503 + Retry-After) and retried: {report.shed}"
     )
     lines.append(
         f"trades acknowledged: {len(report.trades)}; booked exactly once: "
