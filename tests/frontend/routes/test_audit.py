@@ -33,6 +33,17 @@ class TestAuditPage:
         assert ">failure<" in page.text
         assert "127.0.0.1" in page.text, "the browser's address is the client"
 
+    async def test_details_read_as_words_not_python(self, live, stack):
+        subject = stack.user("trading", "market")
+        await as_admin(live, stack)
+        page = await live.client.get(
+            "/admin/audit", params={"user": subject, "type": "user.created"}
+        )
+        assert ROW.findall(page.text) == ["user.created"]
+        assert '<span class="muted">must_change_password:</span> no</div>' in page.text
+        assert '<span class="muted">roles:</span> trading, market</div>' in page.text
+        assert "False" not in page.text
+
     async def test_the_type_filter_keeps_one_type(self, live, stack):
         subject = stack.user("trading")
         await live.login(subject, "not the password at all")
