@@ -11,6 +11,7 @@ from devstack.databases import SHARED_REDIS_URL
 from services.api_gateway.errors import StartupError
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.state import ApiKeyUse, create_state
+from services.api_gateway.state.base import StateCondition
 from services.api_gateway.state.redis import RedisState
 from tests.support.redis_server import RedisServer
 
@@ -164,12 +165,41 @@ async def test_redis_back_is_used_again_and_gets_what_was_owed(tmp_path, caplog)
             assert await other.is_token_revoked("owed")
             [usage] = await other.api_key_usage()
             assert usage.requests == 1
+            # The owed use keeps its status class (200 -> 2xx) through the replay.
+            assert usage.status_classes == {"2xx": 1}
+            assert usage.services == {"trading": 1}
         finally:
             await other.close()
+        assert state.condition() == StateCondition(
+            backend="redis", available=True, detail="shared by every replica"
+        )
         assert len([r for r in caplog.records if "restored" in r.getMessage()]) == 1
     finally:
         await state.close()
         server.stop()
+
+
+async def test_a_refused_attempt_waits_the_rest_of_the_window_in_seconds(redis_prefix):
+    state = await replica(SHARED_REDIS_URL, redis_prefix)
+    try:
+        assert await state.reserve_login_attempt({"account:alice": 1}, 3000) is None
+        retry_after = await state.reserve_login_attempt({"account:alice": 1}, 3000)
+    finally:
+        await state.close()
+    # Redis answers the window's rest in milliseconds; the caller gets seconds.
+    assert retry_after is not None
+    assert 2998.5 <= retry_after <= 3000.0
+
+
+async def test_an_api_key_is_not_cached_for_no_time_or_less(redis_prefix):
+    state = await replica(SHARED_REDIS_URL, redis_prefix)
+    try:
+        epoch = await state.api_key_cache_epoch()
+        for ttl in (0.0, -1.0):
+            await state.cache_api_key("hash", api_key_principal(), ttl=ttl, epoch=epoch)
+            assert await state.cached_api_key("hash") is None
+    finally:
+        await state.close()
 
 
 async def test_attempts_counted_while_redis_was_down_still_count_once_it_is_back(tmp_path):
