@@ -513,13 +513,16 @@ class Pool:
                 raise TimeoutError
             async with asyncio.timeout(remaining):
                 await waiter
-        except TimeoutError:
-            if waiter.done():
-                self._next_waiter()  # pass on the wake-up this request will not use
-            raise ConnectTimeout("did not accept a connection in time") from None
-        finally:
-            if not waiter.done():
+        except BaseException as exc:
+            # Woken, then timed out or cancelled (the caller went away) before using it:
+            # pass the wake-up on, or the next waiter sleeps until its own deadline.
+            if waiter.done() and not waiter.cancelled():
+                self._next_waiter()
+            else:
                 waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise ConnectTimeout("did not accept a connection in time") from None
+            raise
 
     async def _open(self, deadline: float) -> _Connection:
         self._opening += 1

@@ -700,3 +700,21 @@ async def test_a_streamed_request_body_waits_for_a_slow_server() -> None:
     # The writer waits while the transport's buffer is over its high-water mark (64 KiB by
     # default): the 16 MiB never pile up in memory.
     assert most_queued <= 1024 * 1024
+
+
+async def test_a_waiter_cancelled_after_its_wake_up_passes_it_on() -> None:
+    async with running(keep_alive()) as server:
+        pool = pool_for(server, max_connections=1, pool_timeout=5.0)
+        response = await pool.request("GET", b"/a", [])  # holds the only connection
+        second = asyncio.create_task(get(pool, b"/b"))
+        third = asyncio.create_task(get(pool, b"/c"))
+        await asyncio.sleep(0.05)  # both wait for room
+        assert await response.read() == b"ok"
+        response.release()  # gives the connection back: wakes the second
+        second.cancel()  # ...whose caller goes away before it runs
+        started = time.monotonic()
+        assert await third == (200, b"ok")
+        assert time.monotonic() - started < 1.0, "the third slept until its deadline"
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        await pool.close()
