@@ -26,6 +26,8 @@ class StateJournal:
         self._state = state
         self._interval = interval
         self._restored = False
+        # Set while the identity store does not answer: one warning per outage, not per tick.
+        self._failing = False
         self._task: asyncio.Task[None] | None = None
         state.journaled = True
 
@@ -62,11 +64,24 @@ class StateJournal:
         except asyncio.CancelledError:
             raise
         except GatewayError as exc:
-            logger.warning(
-                "state journal: the identity store is unreachable (%s)", type(exc).__name__
-            )
+            self._went_down(f"the identity store is unreachable ({type(exc).__name__})")
         except Exception as exc:  # the task must outlive any surprise
-            logger.warning("state journal: unexpected %s", type(exc).__name__)
+            self._went_down(f"unexpected {type(exc).__name__}")
+        else:
+            if self._failing:
+                self._failing = False
+                logger.warning("state journal: the identity store answers again")
+
+    def _went_down(self, reason: str) -> None:
+        # Once per outage: a gateway started before the identity store, or an outage of
+        # hours, is one line, not one every few seconds.
+        if not self._failing:
+            self._failing = True
+            logger.warning(
+                "state journal: %s; retrying every %s s",
+                reason,
+                self._interval,
+            )
 
     async def _restore(self) -> None:
         revoked = await self._identity.revocations()
