@@ -252,17 +252,18 @@ async def test_each_run_gives_back_exactly_one_slot_so_the_bound_holds_after_man
 
 
 async def test_running_and_waiting_count_the_slots_taken_and_the_callers_queued():
-    slots = HashingSlots(size=3, queue=4, max_wait=30)
+    # Four slots: with three, `size ^ free` would equal `size - free` at every count.
+    slots = HashingSlots(size=4, queue=4, max_wait=30)
     gate = Gate()
     async with anyio.create_task_group() as group, gate:
-        for started, expected in ((1, (1, 0)), (2, (2, 0)), (3, (3, 0))):
+        for started, expected in ((1, (1, 0)), (2, (2, 0)), (3, (3, 0)), (4, (4, 0))):
             group.start_soon(slots.run, gate.job, started)
             await gate.wait_started(1)
             assert (slots.running, slots.waiting) == expected
-        group.start_soon(slots.run, gate.job, 4)
         group.start_soon(slots.run, gate.job, 5)
+        group.start_soon(slots.run, gate.job, 6)
         await until(lambda: slots.waiting >= 2)
-        assert (slots.running, slots.waiting) == (3, 2)
+        assert (slots.running, slots.waiting) == (4, 2)
         gate.release.set()
     assert (slots.running, slots.waiting) == (0, 0)
 
@@ -446,6 +447,14 @@ def test_policy_accepts_strong_passwords_from_12_to_1024_characters(sqlite_url, 
 def test_the_boundaries_are_12_and_1024_characters():
     assert len("Xq7#mK2!pL9v") == 12
     assert len("velvet quasar mandolin oxbow " + "z" * 995) == 1024
+
+
+def test_the_estimator_judges_every_one_of_the_first_72_characters(sqlite_url):
+    # Strong only by its 72nd character: judged on its first 71, it is refused.
+    settings = make_settings(sqlite_url)
+    check_password_policy("a" * 67 + "eszyc", settings)
+    with pytest.raises(WeakPasswordError, match=r"strength 2 of 4"):
+        check_password_policy("a" * 67 + "eszy", settings)
 
 
 @pytest.mark.parametrize("password", ["legacylegacy2024x", "tradertrader2024x", "coincoin2024x"])
