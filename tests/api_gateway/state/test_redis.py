@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from devstack.databases import SHARED_REDIS_URL
+from devstack.ports import free_port
 from services.api_gateway.errors import StartupError
 from services.api_gateway.principal import AuthMethod, Principal
 from services.api_gateway.state import ApiKeyUse, create_state
@@ -238,3 +239,59 @@ async def test_a_refused_password_is_logged_as_down_without_the_password(tmp_pat
             await state.close()
     assert caplog.records
     assert "hunter2" not in caplog.text
+
+
+async def test_an_api_key_use_counts_in_its_status_class_up_to_599(redis_prefix):
+    state = await replica(SHARED_REDIS_URL, redis_prefix)
+    try:
+        for status in (200, 404, 594, 599):
+            await state.record_api_key_use(
+                ApiKeyUse(
+                    key_id="k1",
+                    username="alice",
+                    service="trading",
+                    status=status,
+                    client="10.0.0.1",
+                    at=100.0,
+                )
+            )
+        [usage] = await state.api_key_usage()
+    finally:
+        await state.close()
+    assert usage.status_classes == {"2xx": 1, "4xx": 1, "5xx": 2}
+
+
+async def test_the_usage_listing_stops_at_a_thousand_keys(redis_prefix):
+    # What this proves is the listing's length, not the budget: on a loaded machine reading
+    # a thousand rows can take longer than the default 0.25 s, and the listing would then
+    # come from this replica's memory. So a generous budget, and no fall-back allowed.
+    state = create_state(SHARED_REDIS_URL, prefix=redis_prefix, timeout=10.0, budget=10.0)
+    assert isinstance(state, RedisState)
+    await state.start()
+    try:
+        for n in range(1002):
+            await state.record_api_key_use(use(1000.0 + n, key_id=f"k{n}"))
+        listed = await state.api_key_usage()
+        assert state.condition().available
+    finally:
+        await state.close()
+    assert len(listed) == 1000
+    # The most recently used keys first: k1001 down to k2.
+    assert [u.key_id for u in listed[:2]] == ["k1001", "k1000"]
+    assert listed[-1].key_id == "k2"
+
+
+async def test_usage_owed_while_redis_is_down_is_summed_for_at_most_100000_keys():
+    # Nothing listens on this port: the replica starts with Redis down.
+    state = await replica(f"redis://127.0.0.1:{free_port()}/0", "lct-test:")
+    try:
+        assert not state.condition().available
+        for n in range(100_001):
+            await state.record_api_key_use(use(1000.0, key_id=f"k{n}"))
+        await state.record_api_key_use(use(1001.0, key_id="k0"))
+        assert state.owed == (0, 100_000)
+        # The key beyond the bound is still counted in this replica's memory.
+        usage = {u.key_id: u.requests for u in await state.api_key_usage()}
+        assert (len(usage), usage["k0"], usage["k100000"]) == (100_001, 2, 1)
+    finally:
+        await state.close()

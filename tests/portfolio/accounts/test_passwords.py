@@ -4,6 +4,7 @@ import os
 import secrets
 import string
 import threading
+from collections.abc import Callable
 from typing import ClassVar
 
 import anyio
@@ -180,7 +181,9 @@ async def test_slots_leave_the_priority_alone_unless_asked():
 
 
 class Gate:
-    """A blocking job held on its worker thread until released."""
+    """Blocking jobs held on their worker threads until released: at the latest when the test
+    leaves the gate (`async with group, gate:`), so a test that fails while jobs are held, as
+    under a broken slot count, ends at once instead of after the jobs' own time limit."""
 
     def __init__(self) -> None:
         self.started = threading.Semaphore(0)
@@ -193,13 +196,26 @@ class Gate:
 
     async def wait_started(self, count: int) -> None:
         for _ in range(count):
-            assert await anyio.to_thread.run_sync(self.started.acquire, True, 30)
+            assert await anyio.to_thread.run_sync(self.started.acquire, True, 10)
+
+    async def __aenter__(self) -> "Gate":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release.set()
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Wait for `check()` to hold; fail after 10 s (a broken slot count never gets there)."""
+    with anyio.fail_after(10):
+        while not check():
+            await anyio.sleep(0.01)
 
 
 async def test_slots_run_a_bounded_number_queue_a_few_and_refuse_the_rest_at_once():
     slots = HashingSlots(size=2, queue=1, max_wait=30)
     gate = Gate()
-    async with anyio.create_task_group() as group:
+    async with anyio.create_task_group() as group, gate:
         results: list[int] = []
 
         async def run(value: int) -> None:
@@ -208,8 +224,7 @@ async def test_slots_run_a_bounded_number_queue_a_few_and_refuse_the_rest_at_onc
         for value in (1, 2, 3):
             group.start_soon(run, value)
         await gate.wait_started(2)
-        while slots.waiting < 1:
-            await anyio.sleep(0.01)
+        await until(lambda: slots.waiting >= 1)
         with anyio.fail_after(5):  # refused at once, not after max_wait
             with pytest.raises(IdentityBusyError) as caught:
                 await slots.run(gate.job, 4)
@@ -220,34 +235,35 @@ async def test_slots_run_a_bounded_number_queue_a_few_and_refuse_the_rest_at_onc
 
 async def test_each_run_gives_back_exactly_one_slot_so_the_bound_holds_after_many():
     slots = HashingSlots(size=2, queue=4, max_wait=30)
-    for value in range(5):
-        assert await slots.run(int, str(value)) == value
+    # At once: a slot not given back would keep the third caller waiting the 30 s.
+    with anyio.fail_after(5):
+        for value in range(5):
+            assert await slots.run(int, str(value)) == value
     assert (slots.running, slots.waiting) == (0, 0)
     gate = Gate()
-    async with anyio.create_task_group() as group:
+    async with anyio.create_task_group() as group, gate:
         for value in (1, 2, 3):
             group.start_soon(slots.run, gate.job, value)
         await gate.wait_started(2)
-        while slots.waiting < 1:
-            await anyio.sleep(0.01)
+        await until(lambda: slots.waiting >= 1)
         assert (slots.running, slots.waiting) == (2, 1)
         gate.release.set()
     assert (slots.running, slots.waiting) == (0, 0)
 
 
 async def test_running_and_waiting_count_the_slots_taken_and_the_callers_queued():
-    slots = HashingSlots(size=3, queue=4, max_wait=30)
+    # Four slots: with three, `size ^ free` would equal `size - free` at every count.
+    slots = HashingSlots(size=4, queue=4, max_wait=30)
     gate = Gate()
-    async with anyio.create_task_group() as group:
-        for started, expected in ((1, (1, 0)), (2, (2, 0)), (3, (3, 0))):
+    async with anyio.create_task_group() as group, gate:
+        for started, expected in ((1, (1, 0)), (2, (2, 0)), (3, (3, 0)), (4, (4, 0))):
             group.start_soon(slots.run, gate.job, started)
             await gate.wait_started(1)
             assert (slots.running, slots.waiting) == expected
-        group.start_soon(slots.run, gate.job, 4)
         group.start_soon(slots.run, gate.job, 5)
-        while slots.waiting < 2:
-            await anyio.sleep(0.01)
-        assert (slots.running, slots.waiting) == (3, 2)
+        group.start_soon(slots.run, gate.job, 6)
+        await until(lambda: slots.waiting >= 2)
+        assert (slots.running, slots.waiting) == (4, 2)
         gate.release.set()
     assert (slots.running, slots.waiting) == (0, 0)
 
@@ -262,7 +278,7 @@ async def test_hashes_run_on_threads_named_for_them():
 async def test_a_queued_caller_waits_at_most_max_wait():
     slots = HashingSlots(size=1, queue=4, max_wait=0.2)
     gate = Gate()
-    async with anyio.create_task_group() as group:
+    async with anyio.create_task_group() as group, gate:
         group.start_soon(slots.run, gate.job, 1)
         await gate.wait_started(1)
         with pytest.raises(IdentityBusyError) as caught:
@@ -271,28 +287,28 @@ async def test_a_queued_caller_waits_at_most_max_wait():
         assert slots.waiting == 0
         gate.release.set()
     # The slot came back: the next caller runs at once.
-    gate.release.set()
     assert await slots.run(gate.job, 3) == 3
 
 
 async def test_a_cancelled_waiter_leaves_no_slot_behind():
     slots = HashingSlots(size=1, queue=4, max_wait=30)
     gate = Gate()
-    async with anyio.create_task_group() as group:
+    async with anyio.create_task_group() as group, gate:
         group.start_soon(slots.run, gate.job, 1)
         await gate.wait_started(1)
         with anyio.move_on_after(0.1):
             await slots.run(gate.job, 2)
         assert slots.waiting == 0
         gate.release.set()
-    assert await slots.run(gate.job, 3) == 3
+    with anyio.fail_after(5):  # at once, not after the 30 s
+        assert await slots.run(gate.job, 3) == 3
 
 
 async def test_hashing_leaves_the_default_thread_limiter_to_other_blocking_work(sqlite_url):
     slots = HashingSlots(size=2, queue=0, max_wait=1)
     gate = Gate()
     default = anyio.to_thread.current_default_thread_limiter()
-    async with anyio.create_task_group() as group:
+    async with anyio.create_task_group() as group, gate:
         group.start_soon(slots.run, gate.job, 1)
         group.start_soon(slots.run, gate.job, 2)
         await gate.wait_started(2)
@@ -326,7 +342,7 @@ def test_slots_default_to_what_the_cores_and_memory_budget_carry(
 async def test_every_password_check_takes_a_slot(sqlite_url):
     hasher = PasswordHasher(make_settings(sqlite_url, hashing_concurrency=1, hashing_queue=0))
     gate = Gate()
-    async with anyio.create_task_group() as group:
+    async with anyio.create_task_group() as group, gate:
         group.start_soon(hasher.slots.run, gate.job, 1)
         await gate.wait_started(1)
         for check in (
@@ -433,6 +449,14 @@ def test_the_boundaries_are_12_and_1024_characters():
     assert len("velvet quasar mandolin oxbow " + "z" * 995) == 1024
 
 
+def test_the_estimator_judges_every_one_of_the_first_72_characters(sqlite_url):
+    # Strong only by its 72nd character: judged on its first 71, it is refused.
+    settings = make_settings(sqlite_url)
+    check_password_policy("a" * 67 + "eszyc", settings)
+    with pytest.raises(WeakPasswordError, match=r"strength 2 of 4"):
+        check_password_policy("a" * 67 + "eszy", settings)
+
+
 @pytest.mark.parametrize("password", ["legacylegacy2024x", "tradertrader2024x", "coincoin2024x"])
 def test_the_words_of_the_product_name_count_as_known_words(sqlite_url, password):
     # Each scores 3 (accepted) for an estimator that does not know its word: a password
@@ -516,20 +540,18 @@ async def test_the_metrics_show_hashes_running_waiting_and_refused():
         else:
             outcomes.append("hashed")
 
-    async with anyio.create_task_group() as group:
+    async with anyio.create_task_group() as group, gate:
         for value in (1, 2, 3):
             group.start_soon(run, value)
         await gate.wait_started(2)
-        while slots.waiting < 1:
-            await anyio.sleep(0.01)
+        await until(lambda: slots.waiting >= 1)
         assert _sample("portfolio_password_hashes_running") == 2
         assert _sample("portfolio_password_hashes_waiting") == 1
         with pytest.raises(IdentityBusyError):  # the queue is full: refused at once
             await slots.run(gate.job, 4)
         assert _sample("portfolio_password_hashes_refused_total") - refused_before == 1
         # The queued caller waits past max_wait: refused too.
-        while slots.waiting:
-            await anyio.sleep(0.05)
+        await until(lambda: slots.waiting == 0)
         assert _sample("portfolio_password_hashes_refused_total") - refused_before == 2
         assert _sample("portfolio_password_hashes_waiting") == 0
         gate.release.set()
