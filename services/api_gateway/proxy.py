@@ -390,16 +390,23 @@ async def _relay(
     service: Service,
     public_prefix: str,
 ) -> None:
-    drop = RESPONSE_DROP
+    # One pass over the answer's headers (names already lower-cased by the client); the
+    # headers a Connection header names, which may come before it, go in a second one.
+    headers: list[tuple[bytes, bytes]] = []
+    named: set[bytes] | None = None
     locations = False
-    for name, value in response.headers:
-        lowered = name.lower()
-        if lowered == b"connection":
-            drop = drop | {token.strip().lower() for token in value.split(b",")}
-        elif lowered in LOCATION_HEADERS:
+    for pair in response.headers:
+        name = pair[0]
+        if name in RESPONSE_DROP:
+            if name == b"connection":
+                named = named or set()
+                named.update(token.strip().lower() for token in pair[1].split(b","))
+            continue
+        if name in LOCATION_HEADERS:
             locations = True
-    headers = [(name.lower(), value) for name, value in response.headers]
-    headers = [(name, value) for name, value in headers if name not in drop]
+        headers.append(pair)
+    if named:
+        headers = [pair for pair in headers if pair[0] not in named]
     if locations:
         headers = public_locations(headers, upstream_urls, service, public_prefix)
     start: Message = {"type": "http.response.start", "status": response.status, "headers": headers}
