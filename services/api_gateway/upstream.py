@@ -28,7 +28,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Final, cast
 from urllib.parse import urlsplit
 
@@ -88,9 +88,9 @@ class Response:
     def content_length(self) -> int | None:
         return self._connection.content_length
 
-    async def read(self) -> bytes:
-        """Return the whole body."""
-        return await self._connection.read_all()
+    def read(self) -> Coroutine[None, None, bytes]:
+        """Return the whole body (awaited: the connection's own coroutine, not one more)."""
+        return self._connection.read_all()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield the body as it arrives."""
