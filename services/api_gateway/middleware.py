@@ -57,7 +57,9 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            await _record(runtime, scope, context)
+            use = _record(runtime, scope, context)
+            if use is not None:
+                await runtime.state.record_api_key_use(use)
 
 
 class ApiFront:
@@ -99,7 +101,9 @@ class ApiFront:
             record_request(
                 PROXY_ROUTE, scope["method"], status, time.perf_counter() - context.started
             )
-            await _record(runtime, scope, context)
+            use = _record(runtime, scope, context)
+            if use is not None:
+                await runtime.state.record_api_key_use(use)
 
 
 class GatewayApp(FastAPI):
@@ -148,11 +152,13 @@ def open_context(runtime: Runtime, scope: Scope) -> RequestContext:
     return context
 
 
-async def _record(runtime: Runtime, scope: Scope, context: RequestContext) -> None:
+def _record(runtime: Runtime, scope: Scope, context: RequestContext) -> ApiKeyUse | None:
+    """Queue the request's access-log line; return the API-key use to count, if any (a
+    plain function: most requests have none to await)."""
     principal = context.principal
     status = context.status if context.status is not None else 500
     if status < 400 and scope["path"] in QUIET_PATHS:
-        return
+        return None
     runtime.access_log.write(
         {
             "request_id": context.request_id,
@@ -170,16 +176,15 @@ async def _record(runtime: Runtime, scope: Scope, context: RequestContext) -> No
         }
     )
     if principal is not None and principal.auth_method is AuthMethod.API_KEY and principal.key_id:
-        await runtime.state.record_api_key_use(
-            ApiKeyUse(
-                key_id=principal.key_id,
-                username=principal.username,
-                service=context.service,
-                status=status,
-                client=context.client,
-                at=epoch_seconds(),
-            )
+        return ApiKeyUse(
+            key_id=principal.key_id,
+            username=principal.username,
+            service=context.service,
+            status=status,
+            client=context.client,
+            at=epoch_seconds(),
         )
+    return None
 
 
 def _route(scope: Scope, context: RequestContext) -> str | None:

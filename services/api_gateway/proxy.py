@@ -232,14 +232,9 @@ class ProxyApp:
                 f"the gateway does not forward this method; allowed: {ALLOW}", allow=ALLOW
             )
         context = request_context(scope)
-        authorization = api_key = connection = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"x-api-key":
-                api_key = value.decode("latin-1")
-            elif name == b"connection":
-                connection = value
+        headers, authorization, api_key, has_body = _request_headers(
+            scope, context.request_id, context.client
+        )
         principal = await runtime.authenticator.authenticate(authorization, api_key)
         context.principal = principal
 
@@ -263,9 +258,8 @@ class ProxyApp:
         target = pool.base_path + _upstream_path(scope, self.prefix, name, remainder)
         if scope["query_string"]:
             target += b"?" + scope["query_string"]
-        headers = _request_headers(scope, connection, context.request_id, context.client)
         headers.append((ASSERTION_NAME, runtime.assertions.get(principal, service)))
-        body = await _request_body(scope, receive)
+        body = await _request_body(scope, receive) if has_body else None
         if tracing_on():
             url = pool.origin + target.decode("latin-1")
             with client_span(scope["method"], url, headers) as span:
@@ -291,11 +285,14 @@ class ProxyApp:
         """Send the request on, relay the answer; return the downstream's status."""
         started = time.perf_counter()
         try:
-            async with await pool.request(scope["method"], target, headers, body) as response:
+            response = await pool.request(scope["method"], target, headers, body)
+            try:
                 await _relay(
                     response, scope, send, runtime.upstream_urls, service, f"{self.prefix}/{name}"
                 )
                 return response.status
+            finally:
+                response.release()
         except ClientGone:
             raise
         except PoolClosed:
@@ -328,17 +325,39 @@ def _upstream_path(scope: Scope, prefix: str, name: str, remainder: str) -> byte
 
 
 def _request_headers(
-    scope: Scope, connection: bytes | None, request_id: str, client: str | None
-) -> list[tuple[bytes, bytes]]:
-    drop = REQUEST_DROP
-    if connection is not None:
-        drop = drop | {token.strip().lower() for token in connection.split(b",")}
-    headers = [(name, value) for name, value in scope["headers"] if name not in drop]
+    scope: Scope, request_id: str, client: str | None
+) -> tuple[list[tuple[bytes, bytes]], str | None, str | None, bool]:
+    """Walk the request's headers once: return those to forward (the gateway's own
+    added), the `Authorization` and `X-API-Key` values, and whether a body is framed
+    (`Content-Length` or `Transfer-Encoding`)."""
+    headers: list[tuple[bytes, bytes]] = []
+    authorization = api_key = None
+    named: set[bytes] | None = None
+    has_body = False
+    for pair in scope["headers"]:
+        name = pair[0]
+        if name in REQUEST_DROP:
+            if name == b"authorization":
+                authorization = pair[1].decode("latin-1")
+            elif name == b"x-api-key":
+                api_key = pair[1].decode("latin-1")
+            elif name == b"connection":
+                # Every Connection header's tokens, which may name headers before it.
+                named = named or set()
+                named.update(token.strip().lower() for token in pair[1].split(b","))
+            elif name == b"transfer-encoding":
+                has_body = True
+            continue
+        if name == b"content-length":
+            has_body = True
+        headers.append(pair)
+    if named:
+        headers = [pair for pair in headers if pair[0] not in named]
     headers.append((b"x-request-id", request_id.encode("latin-1")))
     if client is not None:
         headers.append((b"x-forwarded-for", client.encode("latin-1")))
     headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
-    return headers
+    return headers, authorization, api_key, has_body
 
 
 async def _request_body(scope: Scope, receive: Receive) -> bytes | AsyncIterator[bytes] | None:
@@ -390,16 +409,23 @@ async def _relay(
     service: Service,
     public_prefix: str,
 ) -> None:
-    drop = RESPONSE_DROP
+    # One pass over the answer's headers (names already lower-cased by the client); the
+    # headers a Connection header names, which may come before it, go in a second one.
+    headers: list[tuple[bytes, bytes]] = []
+    named: set[bytes] | None = None
     locations = False
-    for name, value in response.headers:
-        lowered = name.lower()
-        if lowered == b"connection":
-            drop = drop | {token.strip().lower() for token in value.split(b",")}
-        elif lowered in LOCATION_HEADERS:
+    for pair in response.headers:
+        name = pair[0]
+        if name in RESPONSE_DROP:
+            if name == b"connection":
+                named = named or set()
+                named.update(token.strip().lower() for token in pair[1].split(b","))
+            continue
+        if name in LOCATION_HEADERS:
             locations = True
-    headers = [(name.lower(), value) for name, value in response.headers]
-    headers = [(name, value) for name, value in headers if name not in drop]
+        headers.append(pair)
+    if named:
+        headers = [pair for pair in headers if pair[0] not in named]
     if locations:
         headers = public_locations(headers, upstream_urls, service, public_prefix)
     start: Message = {"type": "http.response.start", "status": response.status, "headers": headers}

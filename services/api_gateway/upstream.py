@@ -28,7 +28,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Final, cast
 from urllib.parse import urlsplit
 
@@ -70,7 +70,8 @@ class _Retry(Exception):
 
 
 class Response:
-    """A response's status and raw header pairs; its body through `read()` or `chunks()`.
+    """A response's status and header pairs (names lower-cased); its body through `read()`
+    or `chunks()`.
 
     Leaving `async with` (or calling `release()`) hands the connection back to the pool if the
     body was read to its end, and closes it otherwise.
@@ -87,9 +88,9 @@ class Response:
     def content_length(self) -> int | None:
         return self._connection.content_length
 
-    async def read(self) -> bytes:
-        """Return the whole body."""
-        return await self._connection.read_all()
+    def read(self) -> Coroutine[None, None, bytes]:
+        """Return the whole body (awaited: the connection's own coroutine, not one more)."""
+        return self._connection.read_all()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield the body as it arrives."""
@@ -121,6 +122,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
         self.closed = False
@@ -139,6 +141,7 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._complete = False
         self._keep_alive = False
+        self._chunked_answer = False
         self._received = False
         self._error: UpstreamError | None = None
         self._request_written = False
@@ -174,6 +177,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         was_closed = self.closed
         self.closed = True
+        self._stop_timer()
         self._pool._forget(self)
         if not was_closed and not self._complete:
             if self._head_done and self._until_close and exc is None:
@@ -205,6 +209,12 @@ class _Connection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_HEAD_BYTES:
             self._refuse("sent a response head over the size limit")
+        # Lower-cased once here: the framing is read from them now, the proxy relays them.
+        name = name.lower()
+        if name == b"content-length":
+            self.content_length = int(value)  # llhttp checked it is a number
+        elif name == b"transfer-encoding":
+            self._chunked_answer = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -215,17 +225,14 @@ class _Connection(asyncio.Protocol):
             # An interim answer (103 Early Hints): wait for the real one.
             self._headers = []
             self._head_bytes = 0
+            self.content_length = None
+            self._chunked_answer = False
             return
         self._status = status
         self._head_done = True
-        chunked = False
-        for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == b"content-length":
-                self.content_length = int(value)  # llhttp checked it is a number
-            elif lowered == b"transfer-encoding":
-                chunked = True
-        self._until_close = self.content_length is None and not chunked and status not in (204, 304)
+        self._until_close = (
+            self.content_length is None and not self._chunked_answer and status not in (204, 304)
+        )
         if self._head_only:
             # llhttp cannot be told a HEAD answer has no body: end it here and never reuse
             # this connection (the parser would take the next answer as this one's body).
@@ -257,6 +264,7 @@ class _Connection(asyncio.Protocol):
     def _fail(self, error: UpstreamError) -> None:
         self._error = error
         self.closed = True
+        self._stop_timer()
         self._transport.abort()
         self._wake()
 
@@ -265,20 +273,36 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _timed_out(self) -> None:
+    def _check_deadline(self) -> None:
+        self._timer = None
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ReadTimeout("did not answer in time"))
+        if waiter is None or waiter.done():
+            return  # nobody waits now: the next wait arms the timer again
+        if self._loop.time() < self._deadline:
+            # A later wait moved the deadline on: sleep until then.
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+            return
+        waiter.set_exception(ReadTimeout("did not answer in time"))
 
     async def _wait(self) -> None:
         """Wait for more of the answer, at most the read timeout."""
-        waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self._pool.read_timeout, self._timed_out)
+        # One timer per connection, moved on lazily: a wait only sets its deadline, and the
+        # timer (armed at the first wait's deadline) re-arms itself for the current one when
+        # it fires early. Arming and cancelling a timer per wait cost more than the rest of it.
+        loop = self._loop
+        self._deadline = loop.time() + self._pool.read_timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+        waiter = self._waiter = loop.create_future()
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # --- the request ---
 
@@ -383,6 +407,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
+        self._stop_timer()
         if not self.closed:
             self.closed = True
             self._transport.abort()
@@ -467,21 +492,22 @@ class Pool:
         headers: list[tuple[bytes, bytes]],
         body: bytes | AsyncIterator[bytes] | None,
     ) -> tuple[bytes, bool]:
-        lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), target, self._host_header)]
+        # One join of the parts: faster than formatting a line per header.
+        parts = [method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", self._host_header]
         has_length = False
         for name, value in headers:
             if name == b"content-length":
                 has_length = True
-            lines.append(b"%s: %s\r\n" % (name, value))
+            parts += (b"\r\n", name, b": ", value)
         chunked = False
         if body is None or isinstance(body, bytes):
             if not has_length and (body or method in BODY_METHODS):
-                lines.append(b"content-length: %d\r\n" % len(body or b""))
+                parts.append(b"\r\ncontent-length: %d" % len(body or b""))
         elif body is not None and not has_length:
-            lines.append(b"transfer-encoding: chunked\r\n")
+            parts.append(b"\r\ntransfer-encoding: chunked")
             chunked = True
-        lines.append(b"\r\n")
-        return b"".join(lines), chunked
+        parts.append(b"\r\n\r\n")
+        return b"".join(parts), chunked
 
     async def _acquire(self, deadline: float, *, fresh: bool) -> _Connection:
         """Return an idle connection (most recently used first) or a new one."""

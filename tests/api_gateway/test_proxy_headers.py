@@ -167,8 +167,8 @@ async def test_a_redirect_to_the_downstreams_own_url_is_rewritten_to_the_public_
 
 def test_a_scope_without_a_scheme_is_forwarded_as_http():
     # ASGI makes `scheme` optional, "http" when absent; uvicorn always sets it.
-    headers = _request_headers(
-        {"headers": [(b"accept", b"*/*")]}, None, "req-1", client="203.0.113.9"
+    headers, *_ = _request_headers(
+        {"headers": [(b"accept", b"*/*")]}, "req-1", client="203.0.113.9"
     )
     assert headers == [
         (b"accept", b"*/*"),
@@ -190,3 +190,40 @@ async def test_only_the_connection_header_names_headers_to_drop(gateway, name):
     assert response.status_code == 200
     assert response.headers[name] == "x-upstream"
     assert response.headers["x-upstream"] == "yes"
+
+
+def test_one_pass_returns_the_credentials_and_whether_a_body_is_framed():
+    scope = {
+        "scheme": "https",
+        "headers": [
+            (b"x-drop-me", b"1"),
+            (b"authorization", b"Bearer abc"),
+            (b"connection", b"x-drop-me"),
+            (b"x-api-key", b"key-1"),
+            (b"accept", b"*/*"),
+            (b"connection", b"keep-alive, X-Also"),
+            (b"x-also", b"2"),
+        ],
+    }
+    headers, authorization, api_key, has_body = _request_headers(scope, "req-1", None)
+    assert headers == [
+        (b"accept", b"*/*"),
+        (b"x-request-id", b"req-1"),
+        (b"x-forwarded-proto", b"https"),
+    ]
+    assert (authorization, api_key, has_body) == ("Bearer abc", "key-1", False)
+
+
+@pytest.mark.parametrize(
+    ("framing", "forwarded"),
+    [
+        ((b"content-length", b"5"), [(b"content-length", b"5")]),
+        ((b"transfer-encoding", b"chunked"), []),
+    ],
+)
+def test_a_framed_body_is_noticed_and_only_its_length_forwarded(framing, forwarded):
+    headers, authorization, api_key, has_body = _request_headers(
+        {"headers": [framing]}, "req-1", None
+    )
+    assert headers[:-2] == forwarded
+    assert (authorization, api_key, has_body) == (None, None, True)

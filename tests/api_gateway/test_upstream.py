@@ -449,6 +449,69 @@ async def test_a_body_that_stalls_times_out_while_streaming() -> None:
         await pool.close()
 
 
+async def test_header_names_come_back_lower_cased_whatever_case_the_server_wrote() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Mixed-Case: Value\r\n\r\nok"
+    async with running(keep_alive(answer)) as server:
+        pool = pool_for(server)
+        for _ in range(2):  # its framing read from `Content-Length`: the connection is reused
+            async with await pool.request("GET", b"/x", []) as response:
+                assert response.content_length == 2
+                assert response.headers == [
+                    (b"content-length", b"2"),
+                    (b"x-mixed-case", b"Value"),
+                ]
+                assert await response.read() == b"ok"
+        await pool.close()
+    assert server.connections == 1
+
+
+async def test_each_wait_has_the_whole_read_timeout_however_long_the_answer_takes() -> None:
+    # One timer per connection, moved on lazily: a body that keeps arriving, each part well
+    # within the read timeout, is read to its end however long it takes in all.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_head(reader, servers[-1])
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n")
+            for part in (b"ab", b"cd", b"ef"):
+                await asyncio.sleep(0.2)
+                writer.write(part)
+                await writer.drain()
+
+    async with running(handler) as server:
+        pool = pool_for(server, read_timeout=0.3)
+        for _ in range(2):  # the second on the reused connection, its timer already armed
+            started = time.monotonic()
+            assert await get(pool) == (200, b"abcdef")
+            assert time.monotonic() - started > 0.55
+        await pool.close()
+    assert server.connections == 1
+
+
+async def test_a_reused_connection_that_stalls_times_out_in_time() -> None:
+    # The timer armed by an earlier request's waits must not outlive its use: a stall on a
+    # reused connection is reported after the read timeout, not later, not sooner.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_head(reader, servers[-1])
+        writer.write(OK)
+        await writer.drain()
+        await read_head(reader, servers[-1])
+        writer.write(b"HTTP/1.1 200 OK\r\n")  # some of the answer: not sent again, reported
+        await writer.drain()
+        await reader.read()
+
+    async with running(handler) as server:
+        pool = pool_for(server, read_timeout=0.4)
+        assert await get(pool) == (200, b"ok")
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        with pytest.raises(ReadTimeout):
+            await get(pool)
+        assert 0.35 < time.monotonic() - started < 1.0
+        assert pool.open_connections == 0
+        await pool.close()
+    assert server.connections == 1
+
+
 async def test_a_refused_connection_is_reported_as_unreachable() -> None:
     async with running(keep_alive()) as server:
         port = server.port
