@@ -109,6 +109,23 @@ def portfolio(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             service.close()
 
 
+@pytest.fixture
+def restartable_identity(
+    keys: Keys, portfolio: Portfolio, tmp_path: Path
+) -> Iterator[ServerProcess]:
+    """A second identity process on the portfolio's database, for a test to stop and start
+    again (an identity-store outage) without touching the shared one."""
+    env = {**keys.env(), **FAST_ARGON2, "PORTFOLIO_DATABASE_URL": portfolio.database_url}
+    process = ServerProcess(
+        "services.portfolio.app:app", env=env, log_path=tmp_path / "identity.log"
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 @pytest.fixture(scope="session")
 def upstream(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real downstream server that verifies assertions and echoes what it received."""

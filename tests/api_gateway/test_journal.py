@@ -6,8 +6,7 @@ import logging
 
 import pytest
 
-from devstack.servers import ServerProcess
-from tests.api_gateway.conftest import FAST_ARGON2, running_gateway
+from tests.api_gateway.conftest import running_gateway
 from tests.api_gateway.test_routes import bearer, sha256_hex
 
 TICK_SECONDS = 0.1
@@ -84,45 +83,38 @@ async def test_the_usage_page_lists_every_key_used_or_not(identity_gateway, port
 
 
 async def test_an_outage_is_one_warning_and_counts_made_in_it_are_saved_after(
-    make_settings, keys, portfolio, tmp_path, caplog
+    make_settings, keys, portfolio, restartable_identity, caplog
 ):
-    env = {**keys.env(), **FAST_ARGON2, "PORTFOLIO_DATABASE_URL": portfolio.database_url}
-    identity = ServerProcess(
-        "services.portfolio.app:app", env=env, log_path=tmp_path / "identity.log"
+    identity = restartable_identity
+    settings = make_settings(
+        portfolio_service_url=identity.url, gateway_state_journal_seconds=TICK_SECONDS
     )
-    identity.start()
-    try:
-        settings = make_settings(
-            portfolio_service_url=identity.url, gateway_state_journal_seconds=TICK_SECONDS
-        )
-        _, key = portfolio.user("trading", api_key=True)
-        async with running_gateway(settings, keys.secrets()) as gateway:
-            caplog.set_level(logging.WARNING, logger="services.api_gateway.journal")
-            # The key is verified once by the identity store, then served from the cache.
-            used = await gateway.client.get("/api/trading/a", headers={"X-API-Key": key})
-            assert used.status_code == 200
-            await asyncio.to_thread(identity.stop)
-            # Counted while the identity store is down: kept until a save works.
-            used = await gateway.client.get("/api/trading/b", headers={"X-API-Key": key})
-            assert used.status_code == 200
-            await asyncio.sleep(TICK_SECONDS * 15)
-            warnings = journal_lines(caplog)
-            assert len(warnings) == 1, warnings
-            assert "the identity store is unreachable" in warnings[0]
-            assert "retrying every 0.1 s" in warnings[0]
+    _, key = portfolio.user("trading", api_key=True)
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        caplog.set_level(logging.WARNING, logger="services.api_gateway.journal")
+        # The key is verified once by the identity store, then served from the cache.
+        used = await gateway.client.get("/api/trading/a", headers={"X-API-Key": key})
+        assert used.status_code == 200
+        await asyncio.to_thread(identity.stop)
+        # Counted while the identity store is down: kept until a save works.
+        used = await gateway.client.get("/api/trading/b", headers={"X-API-Key": key})
+        assert used.status_code == 200
+        await asyncio.sleep(TICK_SECONDS * 15)
+        warnings = journal_lines(caplog)
+        assert len(warnings) == 1, warnings
+        assert "the identity store is unreachable" in warnings[0]
+        assert "retrying every 0.1 s" in warnings[0]
 
-            await asyncio.to_thread(identity.start)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 15
-            while loop.time() < deadline and len(journal_lines(caplog)) < 2:
-                await asyncio.sleep(TICK_SECONDS)
-            assert journal_lines(caplog)[1:] == ["state journal: the identity store answers again"]
-            # "Again" is logged once a tick, its save included, went through.
-            saved = await gateway.runtime.identity.stored_usage()
-            [entry] = [e for e in saved if e.key_id == sha256_hex(key)[:16]]
-            assert entry.requests == 2
-    finally:
-        identity.stop()
+        await asyncio.to_thread(identity.start)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while loop.time() < deadline and len(journal_lines(caplog)) < 2:
+            await asyncio.sleep(TICK_SECONDS)
+        assert journal_lines(caplog)[1:] == ["state journal: the identity store answers again"]
+        # "Again" is logged once a tick, its save included, went through.
+        saved = await gateway.runtime.identity.stored_usage()
+        [entry] = [e for e in saved if e.key_id == sha256_hex(key)[:16]]
+        assert entry.requests == 2
 
 
 def journal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:

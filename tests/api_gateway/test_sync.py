@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devstack.databases import SHARED_REDIS_URL, shared_prefix
-from devstack.servers import ServerProcess
-from tests.api_gateway.conftest import FAST_ARGON2, PASSWORD, Gateway, running_gateway
+from tests.api_gateway.conftest import PASSWORD, Gateway, running_gateway
 
 SYNC_SECONDS = 0.2
 # A bound on waiting for the sync, far above a couple of intervals; never a speed assertion.
@@ -150,37 +149,30 @@ async def test_a_token_issued_by_a_replica_without_sync_ends_through_another(
 
 
 async def test_the_sync_logs_once_keeps_its_watermark_and_resumes(
-    make_settings, keys, portfolio, tmp_path, caplog
+    make_settings, keys, portfolio, restartable_identity, caplog
 ):
-    env = {**keys.env(), **FAST_ARGON2, "PORTFOLIO_DATABASE_URL": portfolio.database_url}
-    identity = ServerProcess(
-        "services.portfolio.app:app", env=env, log_path=tmp_path / "identity.log"
+    identity = restartable_identity
+    settings = make_settings(
+        portfolio_service_url=identity.url, gateway_identity_sync_seconds=SYNC_SECONDS
     )
-    identity.start()
-    try:
-        settings = make_settings(
-            portfolio_service_url=identity.url, gateway_identity_sync_seconds=SYNC_SECONDS
-        )
-        async with running_gateway(settings, keys.secrets()) as gateway:
-            name, _ = portfolio.user("trading")
-            headers = await login(gateway, name)
-            assert await eventually(lambda: _has_watermark(gateway))
-            caplog.set_level(logging.WARNING, logger="services.api_gateway.sync")
+    async with running_gateway(settings, keys.secrets()) as gateway:
+        name, _ = portfolio.user("trading")
+        headers = await login(gateway, name)
+        assert await eventually(lambda: _has_watermark(gateway))
+        caplog.set_level(logging.WARNING, logger="services.api_gateway.sync")
 
-            await asyncio.to_thread(identity.stop)
-            watermark = gateway.runtime.sync.watermark
-            portfolio.service.deactivate_user(name)
-            await asyncio.sleep(SYNC_SECONDS * 5)
-            down = [r for r in caplog.records if "cannot read" in r.getMessage()]
-            assert len(down) == 1
-            assert gateway.runtime.sync.watermark == watermark
-            assert keys.identity_token not in caplog.text
+        await asyncio.to_thread(identity.stop)
+        watermark = gateway.runtime.sync.watermark
+        portfolio.service.deactivate_user(name)
+        await asyncio.sleep(SYNC_SECONDS * 5)
+        down = [r for r in caplog.records if "cannot read" in r.getMessage()]
+        assert len(down) == 1
+        assert gateway.runtime.sync.watermark == watermark
+        assert keys.identity_token not in caplog.text
 
-            await asyncio.to_thread(identity.start)
-            assert await eventually(refused(gateway, headers))
-            assert any("again" in r.getMessage() for r in caplog.records)
-    finally:
-        identity.stop()
+        await asyncio.to_thread(identity.start)
+        assert await eventually(refused(gateway, headers))
+        assert any("again" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_replica_started_after_a_deactivation_still_refuses_older_tokens(
