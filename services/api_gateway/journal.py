@@ -29,6 +29,7 @@ class StateJournal:
         # Set while the identity store does not answer: one warning per outage, not per tick.
         self._failing = False
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         state.journaled = True
 
     @property
@@ -44,6 +45,7 @@ class StateJournal:
     async def stop(self) -> None:
         """Stop, then save what was counted since the last save."""
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -51,7 +53,9 @@ class StateJournal:
         await self.tick()
 
     async def _run(self) -> None:
-        while True:
+        # The flag as well as the cancellation, as in IdentitySync: a swallowed cancellation
+        # must not keep this loop alive.
+        while not self._stopping:
             await self.tick()
             await asyncio.sleep(self._interval)
 

@@ -275,7 +275,8 @@ async def _open_runtime(
         # restart is refused from the start; an identity store that does not answer in
         # time leaves it to the journal's next tick.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(journal.tick(), timeout=JOURNAL_START_SECONDS)
+            async with asyncio.timeout(JOURNAL_START_SECONDS):
+                await journal.tick()
         journal.start()
     if settings.gateway_identity_sync_seconds > 0:
         sync.start()

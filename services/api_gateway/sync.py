@@ -54,6 +54,7 @@ class IdentitySync:
         self._cursor: int | None = None
         self._failing = False
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def watermark(self) -> int | None:
@@ -69,13 +70,16 @@ class IdentitySync:
         """Cancel the task and wait for it to end."""
         if self._task is None:
             return
+        self._stopping = True
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
 
     async def _run(self) -> None:
-        while True:
+        # The flag as well as the cancellation: code under `poll` that swallows a
+        # cancellation (asyncio.wait_for on Python 3.11 can) must not keep this loop alive.
+        while not self._stopping:
             await self.poll()
             await asyncio.sleep(self._interval)
 

@@ -1,6 +1,7 @@
 """Identity sync: changes made in the identity store itself end live gateway access."""
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -9,6 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devstack.databases import SHARED_REDIS_URL, shared_prefix
+from services.api_gateway.stamps import AccessStamps
+from services.api_gateway.state.memory import MemoryState
+from services.api_gateway.sync import IdentitySync
 from tests.api_gateway.conftest import PASSWORD, Gateway, running_gateway
 
 SYNC_SECONDS = 0.2
@@ -213,3 +217,41 @@ async def test_a_change_stamped_by_a_clock_an_hour_behind_still_ends_old_tokens(
     assert await status(synced, headers) == 401
     again = await login(synced, name)
     assert await status(synced, again) == 200
+
+
+# Stopping
+
+
+class SwallowsCancellation:
+    """A double of the identity client whose first call swallows its caller's cancellation,
+    as Python 3.11's `asyncio.wait_for` could deep inside a poll (no real server makes a
+    library do that on demand), then fails."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def access_changes(self, after: int | None, *, window_seconds: float | None = None):
+        self.calls += 1
+        if self.calls > 1:
+            await asyncio.sleep(3600)  # a later call waits, cancellable
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        raise RuntimeError("after a swallowed cancellation")
+
+
+async def test_the_sync_stops_even_when_a_call_swallows_the_cancellation():
+    identity = SwallowsCancellation()
+    sync = IdentitySync(
+        identity=identity,  # type: ignore[arg-type]
+        authenticator=None,  # type: ignore[arg-type]  # only applies changes, none come
+        state=MemoryState(),
+        stamps=AccessStamps(keep_seconds=60),
+        interval=0.05,
+    )
+    sync.start()
+    while identity.calls == 0:
+        await asyncio.sleep(0.01)
+    stopping = asyncio.ensure_future(sync.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=PATIENCE_SECONDS)
+    assert stopping in done, "the sync task still runs after stop()"
+    assert identity.calls == 1

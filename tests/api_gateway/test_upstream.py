@@ -222,9 +222,15 @@ async def test_one_connection_serves_requests_one_after_another() -> None:
         pool = pool_for(server)
         for _ in range(5):
             assert await get(pool) == (200, b"ok")
-        assert pool.open_connections == 1
+        assert pool.open_connections == 1  # idle
+        first = await pool.request("GET", b"/x", [])
+        second = await pool.request("GET", b"/y", [])
+        async with first, second:
+            assert pool.open_connections == 2  # both in use
+            assert (await first.read(), await second.read()) == (b"ok", b"ok")
+        assert pool.open_connections == 2  # both idle
         await pool.close()
-    assert server.connections == 1
+    assert server.connections == 2
 
 
 async def test_connection_close_from_the_server_is_honoured() -> None:
@@ -353,6 +359,24 @@ async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
     assert server.connections == 1
 
 
+@pytest.mark.parametrize("status", [b"303 See Other", b"404 Not Found", b"500 Oops"])
+async def test_any_answer_but_204_and_304_may_end_its_body_with_the_connection(
+    status: bytes,
+) -> None:
+    answer = b"HTTP/1.1 " + status + b"\r\nconnection: close\r\n\r\nthe whole body"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_head(reader, servers[-1])
+        writer.write(answer)
+        await writer.drain()
+
+    async with running(handler) as server:
+        pool = pool_for(server)
+        assert await get(pool) == (int(status[:3]), b"the whole body")
+        assert pool.open_connections == 0
+        await pool.close()
+
+
 async def test_head_answers_have_no_body_whatever_their_length_says() -> None:
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"
     async with running(keep_alive(answer)) as server:
@@ -394,6 +418,12 @@ async def test_interim_and_bodiless_answers() -> None:
         (b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 70_000 + b"\r\n\r\n", "over the size limit"),
         (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n", "switched protocols"),
         (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", "closed the connection early"),
+        # A chunked body cut off by the end of the connection is not a whole answer, whatever
+        # case the server writes the header name in.
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+            "closed the connection early",
+        ),
     ],
 )
 async def test_broken_answers_are_reported_by_cause(answer: bytes, reason: str) -> None:
@@ -484,6 +514,27 @@ async def test_each_wait_has_the_whole_read_timeout_however_long_the_answer_take
             assert await get(pool) == (200, b"abcdef")
             assert time.monotonic() - started > 0.55
         await pool.close()
+    assert server.connections == 1
+
+
+async def test_the_read_timer_firing_after_the_answer_is_quiet() -> None:
+    # The timer armed for an answer outlives it (moved on lazily, never cancelled): when it
+    # fires with nobody waiting it must do nothing, not fail inside the event loop.
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        async with running(keep_alive()) as server:
+            pool = pool_for(server, read_timeout=0.1)
+            assert await get(pool) == (200, b"ok")
+            await asyncio.sleep(0.3)  # the deadline passes with the connection idle
+            assert await get(pool) == (200, b"ok")
+            await asyncio.sleep(0.3)
+            await pool.close()
+    finally:
+        loop.set_exception_handler(previous)
+    assert errors == []
     assert server.connections == 1
 
 

@@ -275,7 +275,7 @@ class RedisState:
         await self._redis.aclose()
 
     def _reason_for(self, exc: BaseException) -> str:
-        # `wait_for` raises the builtin TimeoutError; the client's own timeout is a RedisError.
+        # `asyncio.timeout` raises the builtin TimeoutError; the client's own is a RedisError.
         if type(exc) is TimeoutError:
             return f"slow: no answer within the {self._budget:g} s budget"
         return type(exc).__name__
@@ -304,7 +304,8 @@ class RedisState:
                 # slowly, would cost every request the budget again. The first ping may have
                 # to connect, which a request rarely does: only the second is timed.
                 await self._redis.ping()
-                await asyncio.wait_for(self._redis.ping(), self._budget)
+                async with asyncio.timeout(self._budget):
+                    await self._redis.ping()
                 await self._replay()
             except DOWN_ERRORS as exc:
                 self._reason = self._reason_for(exc)
@@ -323,7 +324,11 @@ class RedisState:
         try:
             # A slow Redis costs a request at most the budget, once: then it counts as down
             # and every call uses this replica's memory until the probe finds it prompt.
-            return await asyncio.wait_for(call(), self._budget)
+            # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` returns the result
+            # of a call that finished as its caller was cancelled, and the cancellation is
+            # lost (a gateway's background task then never stops).
+            async with asyncio.timeout(self._budget):
+                return await call()
         except DOWN_ERRORS as exc:
             self._went_down(exc)
             metrics.SHARED_STATE_FALLBACKS.inc()

@@ -295,3 +295,25 @@ async def test_usage_owed_while_redis_is_down_is_summed_for_at_most_100000_keys(
         assert (len(usage), usage["k0"], usage["k100000"]) == (100_001, 2, 1)
     finally:
         await state.close()
+
+
+async def test_a_caller_cancelled_as_its_redis_call_ends_stays_cancelled(redis_prefix):
+    # Every Redis call goes through `_shared`. The cancellation lands while the call is
+    # suspended and the call then finishes: Python 3.11's `asyncio.wait_for` returned the
+    # result and lost the cancellation, so a background task being stopped ran on forever.
+    state = await replica(SHARED_REDIS_URL, redis_prefix)
+    loop = asyncio.get_running_loop()
+    caller: asyncio.Task[object] | None = None
+
+    async def call() -> int:
+        assert caller is not None
+        loop.call_soon(caller.cancel)
+        await asyncio.sleep(0)
+        return 1
+
+    try:
+        caller = asyncio.ensure_future(state._shared(call))
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+    finally:
+        await state.close()
